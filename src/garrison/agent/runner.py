@@ -1,0 +1,520 @@
+"""The agent's main loop: enroll, collect into the spool, drain it, check in, run actions.
+
+One thread does everything, in this order each cycle: run the collectors that are due
+→ send what the spool holds (oldest first, each batch deleted only on its ack) → check
+in when due (health, drop counters, spool size) → run the actions the check-in brought
+→ post their results. A failing call sets one shared backoff (exponential, full
+jitter); until it expires the agent only collects. A signal sets ``stop``; the request
+in flight finishes, then the spool is closed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from garrison import __version__
+from garrison.agent import actions as action_registry
+from garrison.agent.collectors import base as collector_base
+from garrison.agent.collectors.base import AgentContext, Collector
+from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
+from garrison.agent.spool import Spool
+from garrison.agent.transport import (
+    Backoff,
+    EnrollError,
+    Identity,
+    Rejected,
+    Transport,
+    TransportError,
+    Unauthorized,
+    enroll,
+    ensure_state_dir,
+    forget_identity,
+    load_identity,
+    load_pinned_pem,
+    save_identity,
+    write_private,
+)
+from garrison.config import AgentConfig
+from garrison.protocol import ActionOut, ActionResult, CheckinRequest, CheckinResponse, CollectorHealth, EnrollRequest
+
+log = logging.getLogger("garrison.agent")
+
+SPOOL_FILE = "spool.db"
+STATUS_FILE = "status.json"
+OFFBOARDED_FILE = "offboarded"
+DEFAULT_CHECKIN = 60
+EXIT_OK, EXIT_FAILED, EXIT_REVOKED = 0, 1, 3  # 3: systemd must not restart (RestartPreventExitStatus)
+
+T = TypeVar("T")
+
+
+class AgentStopped(Exception):
+    """The agent must stop for good: credential rejected, or device offboarded."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class CollectorState:
+    name: str
+    instance: Collector | None
+    interval: int
+    enabled: bool
+    reason: str = ""  # why it is disabled, or why it could not be loaded
+    kinds: set[str] = field(default_factory=set)  # upload kinds it produces
+    next_due: float = 0.0  # monotonic; 0 = now
+    last_run: dt.datetime | None = None
+    ok: bool = True
+    error: str | None = None
+    runs: int = 0
+
+    def health(self) -> CollectorHealth:
+        if self.instance is None:
+            return CollectorHealth(ok=False, error=self.reason[:4096], last_run=None)
+        if not self.enabled:
+            return CollectorHealth(ok=True, disabled=True, error=self.reason[:4096] or None)
+        return CollectorHealth(ok=self.ok, error=(self.error or "")[:4096] or None, last_run=self.last_run)
+
+
+@dataclass
+class RunReport:
+    """What ``agent run --once`` did; printed with --json."""
+
+    ok: bool = False
+    device_id: str = ""
+    server: str = ""
+    enrolled_now: bool = False
+    collected: dict[str, int] = field(default_factory=dict)  # kind → batches spooled
+    sent: int = 0  # batches acknowledged by the server
+    rejected: int = 0
+    pending: int = 0  # batches still in the spool
+    drops: dict[str, int] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    offboarded: bool = False
+    error: str = ""
+
+
+def load_collectors() -> tuple[dict[str, type[Collector]], dict[str, str]]:
+    """Import every collector module; one broken module does not take the others down."""
+    from garrison.agent import collectors
+
+    failed: dict[str, str] = {}
+
+    def on_error(name: str) -> None:
+        failed[name.rsplit(".", 1)[-1]] = "import failed"
+
+    for mod in pkgutil.walk_packages(collectors.__path__, collectors.__name__ + ".", onerror=on_error):
+        try:
+            importlib.import_module(mod.name)
+        except Exception as exc:  # another collector's bug must not stop the agent
+            short = mod.name[len(collectors.__name__) + 1:].split(".")[0]
+            failed[short] = f"import failed: {type(exc).__name__}: {exc}"
+            log.error("collector module %s failed to import: %s", mod.name, exc)
+    return dict(collector_base.COLLECTORS), failed
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        root: Path = Path("/"),
+        explicit_enroll: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.ctx = AgentContext(state_dir=config.state_dir, agent_version=__version__, root=root)
+        self.explicit_enroll = explicit_enroll  # a person asked to enroll (overrides an offboarding)
+        self.stop_event = threading.Event()
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(config.backoff_base, config.backoff_cap, self.rng)
+        self.retry_at = 0.0  # monotonic; no network calls before it
+        self.transport_errors = 0  # failed calls since the last successful check-in
+        self.last_error = ""
+        self.checkin_interval = config.checkin_interval or DEFAULT_CHECKIN
+        self.identity: Identity | None = None
+        self.transport: Transport | None = None
+        self.spool: Spool | None = None
+        self.collectors: dict[str, CollectorState] = {}
+        self._offboard = False
+        self._stop_requested = False
+        self.report = RunReport()
+
+    # --- ActionHost ---------------------------------------------------------------------
+
+    def request_resync(self, kind: str) -> list[str]:
+        self.ctx.memory[f"resync_{kind}"] = True
+        names = [st.name for st in self.collectors.values()
+                 if st.enabled and st.instance is not None and (kind in st.kinds or st.name == kind)]
+        for name in names:
+            self.collectors[name].next_due = 0.0
+        return names
+
+    def request_stop(self, *, offboard: bool) -> None:
+        self._offboard = self._offboard or offboard
+        self._stop_requested = True
+
+    def stop(self) -> None:
+        """Ask the loop to end (signal handlers call this)."""
+        self.stop_event.set()
+
+    # --- setup --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the state: spool, collectors, identity (enrolling when there is none)."""
+        ensure_state_dir(self.state_dir)
+        self.spool = Spool(self.state_dir / SPOOL_FILE, self.config.spool_max_bytes)
+        self._setup_collectors()
+        identity = load_identity(self.state_dir)
+        if identity is None:
+            identity = self._enroll()
+            self.report.enrolled_now = True
+        elif self.config.server and self.config.server != identity.server:
+            log.warning("server URL changed from %s to %s; keeping the pinned certificate",
+                        identity.server, self.config.server)
+            identity.server = self.config.server
+        self.identity = identity
+        pem = load_pinned_pem(self.state_dir) if identity.server.startswith("https://") else None
+        self.transport = Transport(identity, pem, timeout=self.config.request_timeout)
+        self.report.device_id, self.report.server = identity.device_id, identity.server
+        try:
+            saved = json.loads((self.state_dir / STATUS_FILE).read_text())
+            if not self.config.checkin_interval and int(saved.get("checkin_interval", 0)) > 0:
+                self.checkin_interval = int(saved["checkin_interval"])
+        except (OSError, ValueError, TypeError):
+            pass
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    def _enroll(self) -> Identity:
+        cfg = self.config
+        if (self.state_dir / OFFBOARDED_FILE).exists() and not self.explicit_enroll:
+            raise EnrollError("this device was offboarded; enroll it again explicitly with --enroll SECRET")
+        if not cfg.server or not cfg.enroll_secret:
+            raise EnrollError("not enrolled yet: give the server URL (--server) and an enrollment secret (--enroll)")
+        host, fqdn = hostname_and_fqdn(self.ctx)
+        request = EnrollRequest(secret=cfg.enroll_secret, machine_key=machine_key(self.ctx),
+                                hostname=(fqdn or host or "localhost")[:256], agent_version=__version__)
+        identity, pem = enroll(cfg.server, request, fingerprint=cfg.fingerprint, timeout=cfg.request_timeout)
+        save_identity(self.state_dir, identity, pem)
+        (self.state_dir / OFFBOARDED_FILE).unlink(missing_ok=True)
+        log.info("enrolled as device %s with %s (tenant %s)", identity.device_id, identity.server, identity.tenant)
+        return identity
+
+    def _setup_collectors(self) -> None:
+        classes, failed = load_collectors()
+        for name, cls in sorted(classes.items()):
+            enabled, reason = True, ""
+            if not self.config.collector_enabled(name):
+                enabled, reason = False, "disabled in the configuration"
+            elif cls.needs_root and not self.ctx.is_root:
+                enabled, reason = False, f"needs root; the agent runs as uid {os.geteuid()}"
+            try:
+                instance: Collector | None = cls()
+            except Exception as exc:
+                instance, reason = None, f"cannot start: {type(exc).__name__}: {exc}"
+            interval = self.config.collector_intervals.get(name, cls.interval)
+            kinds = set(getattr(cls, "kinds", ()) or ())
+            self.collectors[name] = CollectorState(name, instance, interval, enabled, reason, kinds)
+        for name, reason in failed.items():
+            if name not in self.collectors:
+                self.collectors[name] = CollectorState(name, None, 0, False, reason)
+
+    # --- the parts of a cycle -----------------------------------------------------------
+
+    def run_collector(self, st: CollectorState) -> None:
+        assert self.spool is not None and st.instance is not None
+        started = time.monotonic()
+        try:
+            uploads = st.instance.collect(self.ctx)
+            for kind, payload in uploads:
+                seq = self.spool.put(kind, payload)
+                st.kinds.add(kind)
+                if seq is not None:
+                    self.report.collected[kind] = self.report.collected.get(kind, 0) + 1
+            st.ok, st.error = True, None
+        except Exception as exc:  # a collector's failure is reported in its health, never fatal
+            st.ok, st.error = False, f"{type(exc).__name__}: {exc}"
+            log.warning("collector %s failed: %s", st.name, st.error, exc_info=log.isEnabledFor(logging.DEBUG))
+        st.runs += 1
+        st.last_run = dt.datetime.now(dt.timezone.utc)
+        st.next_due = time.monotonic() + st.interval
+        log.debug("collector %s ran in %.2fs", st.name, time.monotonic() - started)
+
+    def run_due_collectors(self, *, all_enabled: bool = False) -> None:
+        now = time.monotonic()
+        for st in self.collectors.values():
+            if self.stop_event.is_set():
+                return
+            if st.enabled and st.instance is not None and (all_enabled or st.next_due <= now):
+                self.run_collector(st)
+
+    def flush(self) -> None:
+        """Send spooled batches oldest first until the spool is empty; raises on a failed call."""
+        assert self.spool is not None and self.transport is not None
+        while not self.stop_event.is_set():
+            chunk = self.spool.pending(limit=50)
+            if not chunk:
+                return
+            for batch in chunk:
+                if self.stop_event.is_set():
+                    return
+                try:
+                    self.transport.send_batch(batch)
+                except Rejected as exc:
+                    log.error("batch %d (%s) dropped: %s", batch.seq, batch.kind, exc)
+                    self.spool.reject(batch.seq)
+                    self.report.rejected += 1
+                    continue
+                self.spool.ack(batch.seq)
+                self.report.sent += 1
+
+    def checkin(self) -> CheckinResponse:
+        assert self.spool is not None and self.transport is not None
+        request = CheckinRequest(
+            agent_version=__version__,
+            health={name: st.health() for name, st in self.collectors.items()},
+            drops=self.spool.drops(),
+            spool_pending=self.spool.pending_count(),
+            transport_errors=self.transport_errors,
+        )
+        response = self.transport.checkin(request)
+        self.transport_errors = 0
+        if not self.config.checkin_interval and response.checkin_interval > 0:
+            self.checkin_interval = response.checkin_interval
+        for kind in response.resync:
+            self.request_resync(kind)
+        if response.offboard:
+            self.request_stop(offboard=True)
+        self._write_status(ok=True)
+        return response
+
+    def run_actions(self, actions: list[ActionOut]) -> None:
+        assert self.spool is not None
+        for action in actions:
+            if self.spool.has_result(action.id):  # delivered again: run once, post again
+                continue
+            log.info("running action %s (%s)", action.id, action.type)
+            result = action_registry.run_action(action, self)
+            self.spool.add_result(action.id, result.model_dump(mode="json"))
+            self.report.actions.append({"id": action.id, "type": action.type, "status": result.status})
+
+    def post_results(self) -> None:
+        assert self.spool is not None and self.transport is not None
+        for body in self.spool.unposted_results():
+            result = ActionResult.model_validate(body)
+            try:
+                self.transport.post_result(result)
+            except Rejected as exc:
+                log.error("result of action %s dropped: %s", result.id, exc)
+            self.spool.mark_posted(result.id)
+
+    def offboard(self) -> None:
+        """Forget the credential and everything pending; remember that this was deliberate."""
+        log.warning("device offboarded by the server: removing the device credential")
+        if self.spool is not None:
+            self.spool.clear()
+        forget_identity(self.state_dir)
+        write_private(self.state_dir / OFFBOARDED_FILE, dt.datetime.now(dt.timezone.utc).isoformat() + "\n")
+        self.report.offboarded = True
+
+    # --- network calls with the shared backoff ------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
+        except Unauthorized as exc:
+            raise AgentStopped(f"{exc}; the device must be enrolled again", EXIT_REVOKED) from None
+        except TransportError as exc:
+            self.transport_errors += 1
+            self.last_error = str(exc)
+            delay = self.backoff.next_delay(exc.retry_after)
+            self.retry_at = time.monotonic() + delay
+            log.warning("%s (retrying in %.1fs)", exc, delay)
+            self._write_status(ok=False)
+            raise
+        self.backoff.reset()
+        self.retry_at = 0.0
+        return result
+
+    def _write_status(self, *, ok: bool) -> None:
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        path = self.state_dir / STATUS_FILE
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            status = {}
+        if ok:
+            status.update(last_checkin=now, last_error="", checkin_interval=self.checkin_interval)
+        else:
+            status.update(last_error=self.last_error, last_error_at=now)
+        status["pid"] = os.getpid()
+        try:
+            write_private(path, json.dumps(status, indent=2) + "\n")
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+
+    # --- the two ways to run ------------------------------------------------------------
+
+    def run_once(self, attempts: int = 3) -> RunReport:
+        """Collect everything once, send it, check in, run pending actions, post their results."""
+        report = self.report
+        try:
+            self.open()
+            self.run_due_collectors(all_enabled=True)
+            self._once(self.flush, attempts)
+            response = self._once(self.checkin, attempts)
+            self.run_actions(response.actions)
+            self.run_due_collectors()  # what a resync (server or action) made due again
+            if self.spool is not None and self.spool.pending_count():
+                self._once(self.flush, attempts)
+            self._once(self.post_results, attempts)
+            if self._offboard:
+                self.offboard()
+            report.ok = True
+        except AgentStopped as exc:
+            report.error = str(exc)
+        except (EnrollError, TransportError) as exc:
+            report.error = str(exc)
+        finally:
+            if self.spool is not None:
+                report.pending = self.spool.pending_count()
+                report.drops = self.spool.drops()
+                if report.pending and report.ok:
+                    report.ok, report.error = False, f"{report.pending} batches are still waiting in the spool"
+            report.health = {n: st.health().model_dump(mode="json") for n, st in self.collectors.items()}
+            self.close()
+        return report
+
+    def _once(self, fn: Callable[[], T], attempts: int) -> T:
+        for attempt in range(attempts):
+            try:
+                return self._call(fn)
+            except TransportError:
+                if attempt == attempts - 1:
+                    raise
+                if self.stop_event.wait(max(0.0, self.retry_at - time.monotonic())):
+                    raise
+        raise AssertionError("unreachable")
+
+    def run_forever(self) -> int:
+        """Run until :meth:`stop`; returns the process exit code."""
+        try:
+            self.open()
+        except (EnrollError, TransportError) as exc:
+            log.error("%s", exc)
+            self.close()
+            return EXIT_FAILED
+        assert self.spool is not None
+        log.info("agent %s running as device %s (server %s, check-in every %ss)",
+                 __version__, self.report.device_id, self.report.server, self.checkin_interval)
+        next_checkin = 0.0
+        code = EXIT_OK
+        try:
+            while not self.stop_event.is_set():
+                self.run_due_collectors()
+                now = time.monotonic()
+                if now >= self.retry_at:
+                    try:
+                        if self.spool.pending_count():
+                            self._call(self.flush)
+                        if now >= next_checkin and not self.stop_event.is_set():
+                            response = self._call(self.checkin)
+                            next_checkin = time.monotonic() + self._jittered(self.checkin_interval)
+                            self.run_actions(response.actions)
+                        if not self.stop_event.is_set():
+                            self._call(self.post_results)
+                    except TransportError:
+                        pass  # backoff is set; keep collecting meanwhile
+                if self._stop_requested:
+                    if self._offboard:
+                        try:
+                            self._call(self.post_results)  # tell the server before forgetting who we are
+                        except TransportError:
+                            pass
+                        self.offboard()
+                    break
+                self.stop_event.wait(self._sleep_for(next_checkin))
+        except AgentStopped as exc:
+            log.error("%s", exc)
+            code = exc.code
+        finally:
+            self.close()
+            log.info("agent stopped")
+        return code
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * self.rng.uniform(0.9, 1.1)  # ±10%: agents started together spread out
+
+    def _sleep_for(self, next_checkin: float) -> float:
+        now = time.monotonic()
+        wakeups = [st.next_due for st in self.collectors.values() if st.enabled and st.instance is not None]
+        wakeups.append(max(next_checkin, self.retry_at))
+        if self.spool is not None and self.spool.pending_count():
+            wakeups.append(self.retry_at)
+        return max(0.05, min(wakeups) - now)
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    """What ``agent status`` shows; reads the state without changing it."""
+    identity: Identity | None
+    error = ""
+    try:
+        identity = load_identity(state_dir)
+    except EnrollError as exc:
+        identity, error = None, str(exc)
+    out: dict[str, Any] = {
+        "enrolled": identity is not None,
+        "state_dir": str(state_dir),
+        "device_id": identity.device_id if identity else None,
+        "server": identity.server if identity else None,
+        "tenant": identity.tenant if identity else None,
+        "fingerprint": identity.fingerprint if identity else None,
+        "offboarded": (state_dir / OFFBOARDED_FILE).exists(),
+        "spool_pending": 0,
+        "spool_bytes": 0,
+        "pending_kinds": {},
+        "drops": {},
+        "last_seq": 0,
+    }
+    if error:
+        out["error"] = error
+    if (state_dir / SPOOL_FILE).exists():
+        spool = Spool(state_dir / SPOOL_FILE)
+        try:
+            out.update(spool_pending=spool.pending_count(), spool_bytes=spool.pending_bytes(),
+                       pending_kinds=spool.pending_kinds(), drops=spool.drops(), last_seq=spool.last_seq(),
+                       unposted_results=len(spool.unposted_results()))
+        finally:
+            spool.close()
+    try:
+        out["last"] = json.loads((state_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        out["last"] = {}
+    return out
+
+
+def report_dict(report: RunReport) -> dict[str, Any]:
+    return asdict(report)

@@ -1,0 +1,254 @@
+"""Tenants, users, API keys, enrollment secrets and device groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.core.errors import Conflict, Invalid, NotFound, Unauthorized
+from garrison.core.security import (
+    hash_password,
+    new_prefixed_secret,
+    secret_matches,
+    split_prefixed_secret,
+    verify_password,
+)
+from garrison.store.base import utcnow
+from garrison.store.models.core import (
+    ROLES,
+    ApiKey,
+    Device,
+    DeviceGroup,
+    EnrollmentSecret,
+    Tenant,
+    User,
+)
+
+DEFAULT_GROUP = "Ungrouped devices"
+# Higher number = more rights. A route names the least role it needs.
+ROLE_RANK = {"analyst": 1, "security_operator": 2, "admin": 3}
+LOCKOUT_AFTER = 5
+LOCKOUT_FOR = dt.timedelta(minutes=15)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved once per request, then used for scoping and audit."""
+
+    tenant_id: int
+    actor: str
+    actor_type: str  # user, apikey, device, cli
+    role: str
+    group_ids: tuple[int, ...] | None = None  # None = all device groups
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def allows(self, least_role: str) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[least_role]
+
+
+def check_name(value: str, what: str) -> str:
+    if not _NAME_RE.match(value or ""):
+        raise Invalid(f"invalid {what} {value!r}: use 1-128 letters, digits, space, . _ @ -")
+    return value
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    return role
+
+
+# --- tenants ----------------------------------------------------------------------------
+
+def create_tenant(s: Session, name: str) -> Tenant:
+    check_name(name, "tenant name")
+    if s.scalar(select(Tenant).where(Tenant.name == name)):
+        raise Conflict(f"tenant {name!r} already exists")
+    tenant = Tenant(name=name)
+    s.add(tenant)
+    s.flush()
+    s.add(DeviceGroup(tenant_id=tenant.id, name=DEFAULT_GROUP, rank=1_000_000, is_default=True,
+                      description="Devices that match no other group"))
+    s.flush()
+    return tenant
+
+
+def tenant_by_name(s: Session, name: str) -> Tenant:
+    tenant = s.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFound(f"no tenant named {name!r}")
+    return tenant
+
+
+# --- users ------------------------------------------------------------------------------
+
+def create_user(s: Session, tenant_id: int, username: str, password: str, role: str,
+                email: str | None = None, group_ids: list[int] | None = None) -> User:
+    check_name(username, "user name")
+    check_role(role)
+    if len(password) < 12:
+        raise Invalid("password too short: at least 12 characters")
+    if s.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"user {username!r} already exists")
+    user = User(tenant_id=tenant_id, username=username, email=email, role=role,
+                password_hash=hash_password(password), device_group_ids=group_ids)
+    s.add(user)
+    s.flush()
+    return user
+
+
+def authenticate_user(s: Session, username: str, password: str) -> User:
+    """Check a password; lock the account for a while after repeated failures (system session)."""
+    user = s.scalar(select(User).where(User.username == username))
+    now = utcnow()
+    if user is None or user.disabled:
+        raise Unauthorized("invalid user name or password")
+    if user.locked_until and user.locked_until > now:
+        raise Unauthorized("account locked after repeated failures; try again later")
+    if not verify_password(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= LOCKOUT_AFTER:
+            user.locked_until = now + LOCKOUT_FOR
+            user.failed_logins = 0
+        raise Unauthorized("invalid user name or password")
+    user.failed_logins = 0
+    user.locked_until = None
+    return user
+
+
+def user_principal(user: User) -> Principal:
+    groups = tuple(user.device_group_ids) if user.device_group_ids is not None else None
+    return Principal(user.tenant_id, user.username, "user", user.role, groups)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+def create_api_key(s: Session, tenant_id: int, role: str, name: str = "", created_by: str = "",
+                   group_ids: list[int] | None = None) -> tuple[ApiKey, str]:
+    """Return the row and the key itself — shown once, only its hash is stored."""
+    check_role(role)
+    full, prefix, digest = new_prefixed_secret("gk")
+    key = ApiKey(tenant_id=tenant_id, name=name[:128], prefix=prefix, key_hash=digest, role=role,
+                 created_by=created_by, device_group_ids=group_ids)
+    s.add(key)
+    s.flush()
+    return key, full
+
+
+def authenticate_api_key(s: Session, presented: str) -> Principal:
+    prefix = split_prefixed_secret(presented, "gk")
+    key = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    if key is None or key.revoked or not secret_matches(key.key_hash, presented):
+        raise Unauthorized("invalid API key")
+    groups = tuple(key.device_group_ids) if key.device_group_ids is not None else None
+    return Principal(key.tenant_id, f"apikey:{key.prefix}", "apikey", key.role, groups,
+                     extra={"key_id": key.id})
+
+
+# --- enrollment secrets -----------------------------------------------------------------
+
+def create_enrollment_secret(s: Session, tenant_id: int, expires: dt.timedelta | None = None,
+                             uses: int | None = None) -> tuple[EnrollmentSecret, str]:
+    if uses is not None and uses < 1:
+        raise Invalid("--uses must be at least 1")
+    full, prefix, digest = new_prefixed_secret("ge")
+    row = EnrollmentSecret(tenant_id=tenant_id, prefix=prefix, secret_hash=digest,
+                           expires_at=utcnow() + expires if expires else None, max_uses=uses)
+    s.add(row)
+    s.flush()
+    return row, full
+
+
+def consume_enrollment_secret(s: Session, presented: str) -> EnrollmentSecret:
+    """Validate and use once (system session; the row's tenant is the device's tenant)."""
+    prefix = split_prefixed_secret(presented, "ge")
+    row = s.scalar(select(EnrollmentSecret).where(EnrollmentSecret.prefix == prefix).with_for_update()) \
+        if prefix else None
+    if row is None or row.revoked or not secret_matches(row.secret_hash, presented):
+        raise Unauthorized("invalid enrollment secret")
+    if row.expires_at and row.expires_at < utcnow():
+        raise Unauthorized("enrollment secret expired")
+    if row.max_uses is not None and row.uses >= row.max_uses:
+        raise Unauthorized("enrollment secret used up")
+    row.uses += 1
+    return row
+
+
+_DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    m = _DURATION_RE.match(text.strip())
+    if not m:
+        raise Invalid(f"invalid duration {text!r}: use a number and one of s m h d w, e.g. 7d")
+    return dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+# --- device groups ----------------------------------------------------------------------
+
+def create_group(s: Session, name: str, rank: int, rules: dict[str, Any], description: str = "") -> DeviceGroup:
+    check_name(name, "device group name")
+    validate_group_rules(rules)
+    if s.scalar(select(DeviceGroup.id).where(DeviceGroup.name == name)):
+        raise Conflict(f"device group {name!r} already exists")
+    group = DeviceGroup(name=name, rank=rank, rules=rules, description=description[:2000])
+    s.add(group)
+    s.flush()
+    reassign_all_devices(s)
+    return group
+
+
+def validate_group_rules(rules: dict[str, Any]) -> None:
+    allowed = {"name", "tags", "os", "domain"}
+    unknown = set(rules) - allowed
+    if unknown:
+        raise Invalid(f"unknown group rule keys: {', '.join(sorted(unknown))} (allowed: name, tags, os, domain)")
+    for key in ("name", "os", "domain"):
+        if key in rules and not isinstance(rules[key], str):
+            raise Invalid(f"group rule {key!r} must be a string pattern")
+    if "tags" in rules and not (isinstance(rules["tags"], list) and all(isinstance(t, str) for t in rules["tags"])):
+        raise Invalid("group rule 'tags' must be a list of strings")
+
+
+def group_matches(rules: dict[str, Any], device: Device) -> bool:
+    if not rules:
+        return False
+    name = device.computer_dns_name.lower()
+    if "name" in rules and not fnmatch.fnmatchcase(name, rules["name"].lower()):
+        return False
+    if "domain" in rules and not name.endswith("." + rules["domain"].lower().lstrip(".")):
+        return False
+    if "os" in rules and not fnmatch.fnmatchcase(device.os_platform.lower(), rules["os"].lower()):
+        return False
+    if "tags" in rules and not set(rules["tags"]) <= set(device.tags or []):
+        return False
+    return True
+
+
+def assign_group(s: Session, device: Device, groups: list[DeviceGroup] | None = None) -> None:
+    """First group by rank whose rules match; else the tenant's 'Ungrouped devices'."""
+    if groups is None:
+        groups = list(s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id)))
+    default = None
+    for group in groups:
+        if group.is_default:
+            default = group
+            continue
+        if group_matches(group.rules, device):
+            device.group_id = group.id
+            return
+    device.group_id = default.id if default else None
+
+
+def reassign_all_devices(s: Session) -> None:
+    groups = list(s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id)))
+    for device in s.scalars(select(Device)):
+        assign_group(s, device, groups)

@@ -1,0 +1,181 @@
+"""Wire models of the agent protocol (``/agent/v1/…``).
+
+Everything an agent sends is untrusted: these models bound every string and list,
+forbid unknown fields and never deserialise into code. The agent and the server
+both import this module; nothing else is shared between them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PROTOCOL_VERSION = 1
+
+Name = Annotated[str, StringConstraints(max_length=256)]
+ShortStr = Annotated[str, StringConstraints(max_length=128)]
+LongStr = Annotated[str, StringConstraints(max_length=4096)]
+Secret = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+
+MAX_PACKAGES = 200_000
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=False)
+
+
+# --- enrollment -------------------------------------------------------------------------
+
+class EnrollRequest(Wire):
+    secret: Secret
+    machine_key: Annotated[str, StringConstraints(min_length=8, max_length=64)]
+    hostname: Name
+    agent_version: ShortStr
+
+
+class EnrollResponse(Wire):
+    device_id: str
+    credential: str
+    tenant: str
+    server_fingerprint: str | None = None  # SHA-256 of the server certificate (DER), hex
+    server_certificate: str | None = None  # PEM; the agent pins it as its only trust anchor
+    config_version: int = 0
+    checkin_interval: int = 60
+
+
+# --- check-in ---------------------------------------------------------------------------
+
+class CollectorHealth(Wire):
+    ok: bool
+    error: LongStr | None = None
+    last_run: dt.datetime | None = None
+    disabled: bool = False  # e.g. needs root and the agent runs unprivileged
+
+
+class CheckinRequest(Wire):
+    agent_version: ShortStr
+    health: dict[ShortStr, CollectorHealth] = Field(default_factory=dict, max_length=256)
+    drops: dict[ShortStr, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=256)
+    spool_pending: Annotated[int, Field(ge=0)] = 0
+    transport_errors: Annotated[int, Field(ge=0)] = 0  # failed sends since the last check-in
+
+
+class ActionOut(Wire):
+    id: str
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckinResponse(Wire):
+    actions: list[ActionOut] = Field(default_factory=list)
+    config_version: int = 0
+    checkin_interval: int = 60
+    resync: list[str] = Field(default_factory=list)  # upload kinds the server wants in full again
+    offboard: bool = False
+
+
+ActionStatus = Literal["InProgress", "Succeeded", "Failed", "TimeOut", "Cancelled"]
+
+
+class ActionResult(Wire):
+    id: Annotated[str, StringConstraints(max_length=64)]
+    status: ActionStatus
+    result: dict[ShortStr, Any] = Field(default_factory=dict, max_length=64)
+
+
+# --- uploads ----------------------------------------------------------------------------
+
+class Batch(Wire):
+    """One spooled upload. The server is idempotent on (device, seq)."""
+
+    seq: Annotated[int, Field(ge=1)]
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    created_at: dt.datetime
+    payload: dict[str, Any]
+
+
+class BatchAck(Wire):
+    seq: int
+    status: Literal["accepted", "duplicate"]
+
+
+class LoggedOnUser(Wire):
+    user: ShortStr
+    terminal: ShortStr = ""
+    host: Name = ""
+    since: dt.datetime | None = None
+
+
+class DeviceReport(Wire):
+    """Payload of kind ``device``: what the device collector sees."""
+
+    hostname: Name
+    fqdn: Name = ""
+    machine_key: Annotated[str, StringConstraints(max_length=64)] = ""
+    os_platform: ShortStr = ""
+    os_version: ShortStr = ""
+    os_build: ShortStr = ""
+    os_id: ShortStr = ""
+    os_version_id: ShortStr = ""
+    os_codename: ShortStr = ""
+    kernel: ShortStr = ""
+    architecture: ShortStr = ""
+    processor: ShortStr = ""
+    ip_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
+    mac_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
+    boot_time: dt.datetime | None = None
+    logged_on_users: list[LoggedOnUser] = Field(default_factory=list, max_length=1024)
+    agent_version: ShortStr = ""
+    running_as_root: bool = False
+
+
+class OsIdentity(Wire):
+    """os-release facts; they decide which distro release's advisories apply."""
+
+    id: ShortStr = ""  # debian, ubuntu, alpine, rhel, rocky, almalinux, …
+    version_id: ShortStr = ""
+    codename: ShortStr = ""
+    name: Name = ""
+    pretty_name: Name = ""
+    id_like: ShortStr = ""
+
+
+class SoftwarePackage(Wire):
+    manager: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]  # dpkg, rpm, apk, python, npm, kernel
+    name: Name
+    version: Name
+    ecosystem: ShortStr = ""  # OSV ecosystem, e.g. "Debian:12", "Ubuntu:20.04:LTS", "PyPI"
+    arch: ShortStr = ""
+    source_name: Name = ""  # dpkg source package / apk origin / rpm source rpm name
+    source_version: Name = ""
+    epoch: ShortStr = ""
+    vendor: Name = ""
+    purl: LongStr = ""
+    path: LongStr = ""  # evidence: where it was found
+
+
+class InventoryReport(Wire):
+    """Payload of kind ``inventory``: a full snapshot, or a delta against ``base_generation``."""
+
+    mode: Literal["snapshot", "delta"]
+    generation: Annotated[int, Field(ge=1)]
+    base_generation: int | None = None
+    os: OsIdentity = Field(default_factory=OsIdentity)
+    packages: list[SoftwarePackage] = Field(default_factory=list, max_length=MAX_PACKAGES)  # snapshot
+    added: list[SoftwarePackage] = Field(default_factory=list, max_length=MAX_PACKAGES)  # delta
+    removed: list[SoftwarePackage] = Field(default_factory=list, max_length=MAX_PACKAGES)  # delta
+
+
+class PackageUse(Wire):
+    manager: ShortStr
+    name: Name
+    last_seen: dt.datetime
+
+
+class RuntimeReport(Wire):
+    """Payload of kind ``runtime``: which packages had running executables or mapped libraries."""
+
+    packages: list[PackageUse] = Field(default_factory=list, max_length=MAX_PACKAGES)

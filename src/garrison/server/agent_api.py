@@ -1,0 +1,193 @@
+"""The agent endpoints (``/agent/v1/…``): enroll, check-in, batches, action results."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from garrison.core import access, actions, audit, devices
+from garrison.core.errors import GarrisonError, Invalid, Unauthorized
+from garrison.core.ingest import IngestContext, ingest
+from garrison.core.security import secret_matches
+from garrison.protocol import (
+    ActionOut,
+    ActionResult,
+    Batch,
+    BatchAck,
+    CheckinRequest,
+    CheckinResponse,
+    EnrollRequest,
+    EnrollResponse,
+)
+from garrison.server.auth import RateLimited, client_ip
+from garrison.store.models.core import AgentBatch, Device, Tenant
+
+router = APIRouter(prefix="/agent/v1", tags=["agent"], include_in_schema=True)
+
+
+class PayloadTooLarge(GarrisonError):
+    status = 413
+    code = "RequestTooLarge"
+
+
+@dataclass(frozen=True)
+class DeviceAuth:
+    device_id: str
+    tenant_id: int
+
+
+def _device_auth(fn: Any) -> Any:
+    fn.garrison_device_auth = True
+    return fn
+
+
+async def _json_body(request: Request, model: Any) -> Any:
+    """Read (optionally gzip) JSON and validate it; decompression is bounded like the raw body."""
+    raw = await request.body()
+    limit = request.app.state.settings.agent_max_body_bytes
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            raw = d.decompress(raw, limit + 1)
+            if len(raw) > limit or d.unconsumed_tail:
+                raise PayloadTooLarge(f"decompressed body over {limit} bytes")
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise Invalid(f"bad gzip body: {exc}") from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise _Unprocessable(f"invalid body at {where or '(root)'}: {first.get('msg')}") from None
+
+
+class _Unprocessable(GarrisonError):
+    status = 422
+    code = "InvalidRequestBody"
+
+
+def authenticate_device(request: Request) -> DeviceAuth:
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Device ") or ":" not in header:
+        raise Unauthorized("device authentication required")
+    device_id, _, credential = header[7:].strip().partition(":")
+    cache: dict[str, tuple[str, int, bool]] = request.app.state.device_cache
+    entry = cache.get(device_id)
+    if entry is None:
+        with request.app.state.store.system() as s:
+            row = s.execute(select(Device.credential_hash, Device.tenant_id, Device.offboarded_at)
+                            .where(Device.id == device_id[:64])).first()
+        if row is None or row[0] is None:
+            raise Unauthorized("unknown device")
+        entry = (row[0], row[1], row[2] is not None)
+        if len(cache) > 500_000:
+            cache.clear()
+        cache[device_id] = entry
+    if not secret_matches(entry[0], credential):
+        raise Unauthorized("bad device credential")
+    wait = request.app.state.device_limiter.hit(device_id)
+    if wait > 0:
+        raise RateLimited(wait)
+    return DeviceAuth(device_id, entry[1])
+
+
+def forget_device(request_app: Any, device_id: str) -> None:
+    request_app.state.device_cache.pop(device_id, None)
+
+
+@router.post("/enroll", response_model=EnrollResponse)
+async def enroll(request: Request) -> EnrollResponse:
+    ip = client_ip(request)
+    wait = request.app.state.auth_fail_limiter.hit("enroll:" + ip, cost=0.2)
+    if wait > 0:
+        raise RateLimited(wait)
+    body: EnrollRequest = await _json_body(request, EnrollRequest)
+    store = request.app.state.store
+    with store.system() as s:
+        secret = access.consume_enrollment_secret(s, body.secret)
+        tenant_id = secret.tenant_id
+        tenant_name = s.get(Tenant, tenant_id).name  # type: ignore[union-attr]
+    with store.tenant(tenant_id) as s:
+        device, credential = devices.enroll(s, tenant_id, body.machine_key, body.hostname, body.agent_version)
+        audit.record(s, tenant_id, f"device:{device.id}", "device", "enroll_device", target=device.id,
+                     method="POST", path=request.url.path, status_code=200, source_ip=ip,
+                     details={"hostname": body.hostname})
+        device_id = device.id
+    forget_device(request.app, device_id)
+    settings = request.app.state.settings
+    return EnrollResponse(device_id=device_id, credential=credential, tenant=tenant_name,
+                          server_fingerprint=request.app.state.fingerprint,
+                          server_certificate=request.app.state.cert_pem,
+                          config_version=request.app.state.config_version,
+                          checkin_interval=settings.checkin_interval)
+
+
+@router.post("/checkin", response_model=CheckinResponse)
+@_device_auth
+async def checkin(request: Request) -> CheckinResponse:
+    who = authenticate_device(request)
+    body: CheckinRequest = await _json_body(request, CheckinRequest)
+    with request.app.state.store.tenant(who.tenant_id) as s:
+        device = devices.get_device(s, who.device_id)
+        offboard = device.offboarded_at is not None
+        pending = devices.checkin(s, device, body, client_ip(request))
+        resync = request.app.state.resync.pop(who.device_id, [])
+        out = [ActionOut(id=a.id, type=a.type, params=a.params) for a in pending]
+    return CheckinResponse(actions=out, config_version=request.app.state.config_version,
+                           checkin_interval=request.app.state.settings.checkin_interval,
+                           resync=resync, offboard=offboard and not out)
+
+
+@router.post("/batches", response_model=BatchAck)
+@_device_auth
+async def upload_batch(request: Request) -> BatchAck:
+    who = authenticate_device(request)
+    batch: Batch = await _json_body(request, Batch)
+    store = request.app.state.store
+    ctx = IngestContext(source_ip=client_ip(request), received_at=None, seq=batch.seq)
+    try:
+        with store.tenant(who.tenant_id) as s:
+            if s.get(AgentBatch, (who.device_id, batch.seq)) is not None:
+                return BatchAck(seq=batch.seq, status="duplicate")
+            device = devices.get_device(s, who.device_id)
+            reply = ingest(s, device, batch.kind, batch.payload, ctx)
+            s.add(AgentBatch(device_id=who.device_id, seq=batch.seq, kind=batch.kind, tenant_id=who.tenant_id))
+            s.flush()
+    except IntegrityError:
+        # The same batch raced in twice: the first one won, this one is a duplicate.
+        return BatchAck(seq=batch.seq, status="duplicate")
+    except Invalid as exc:
+        raise _Unprocessable(str(exc)) from None
+    if reply and reply.get("resync"):
+        request.app.state.resync.setdefault(who.device_id, []).extend(reply["resync"])
+    return BatchAck(seq=batch.seq, status="accepted")
+
+
+@router.post("/actions/{action_id}/result")
+@_device_auth
+async def action_result(action_id: str, request: Request) -> dict[str, str]:
+    who = authenticate_device(request)
+    body: ActionResult = await _json_body(request, ActionResult)
+    if body.id != action_id:
+        raise _Unprocessable("action id in the body does not match the URL")
+    with request.app.state.store.tenant(who.tenant_id) as s:
+        actions.record_result(s, who.device_id, action_id, body.status, body.result)
+    return {"status": "recorded"}
+
+
+def setup_state(app: Any) -> None:
+    from garrison.server.ratelimit import RateLimiter
+
+    app.state.device_cache = {}
+    app.state.resync = {}
+    app.state.config_version = 1
+    # an agent checks in every minute and uploads a few batches; 120/min leaves room for catching up
+    app.state.device_limiter = RateLimiter(600, burst=300)
+

@@ -1,0 +1,51 @@
+"""Helpers shared by the API routers: OData list responses and device-group scoping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import ColumnElement, Select, func, select, true
+from sqlalchemy.orm import Session
+
+from garrison.core.access import Principal
+from garrison.core.errors import Invalid
+from garrison.server import odata
+from garrison.store.models.core import Device
+
+
+def odata_list(request: Request, entity: str, rows: Iterable[dict[str, Any]], select_: list[str] | None = None,
+               count: int | None = None) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/")
+    body: dict[str, Any] = {"@odata.context": f"{base}/api/$metadata#{entity}"}
+    if count is not None:
+        body["@odata.count"] = count
+    body["value"] = [odata.project(r, select_) for r in rows]
+    return body
+
+
+def parse_odata(request: Request, fields: Mapping[str, odata.Field], default_order: list[Any] | None = None) -> odata.Query:
+    try:
+        return odata.parse_query(request.query_params, fields, default_order=default_order)
+    except odata.ODataError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def device_scope(principal: Principal) -> ColumnElement[bool]:
+    """Devices a caller may see: all of the tenant (the session adds the tenant) or its groups."""
+    if principal.group_ids is None:
+        return true()
+    return Device.group_id.in_(principal.group_ids)
+
+
+def run_list(s: Session, request: Request, stmt: Select[Any], fields: Mapping[str, odata.Field],
+             to_api: Callable[[Any], dict[str, Any]], entity: str,
+             default_order: list[Any] | None = None) -> dict[str, Any]:
+    q = parse_odata(request, fields, default_order)
+    count = None
+    if request.query_params.get("$count", "").lower() == "true":
+        filtered = stmt.where(q.filter) if q.filter is not None else stmt
+        count = s.scalar(select(func.count()).select_from(filtered.subquery()))
+    rows = s.execute(odata.apply(stmt, q)).all()
+    return odata_list(request, entity, (to_api(r) for r in rows), q.select, count)

@@ -1,0 +1,125 @@
+"""The FastAPI application: API, agent endpoints, console and background jobs."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute
+
+from garrison import __version__
+from garrison.core.errors import GarrisonError
+from garrison.server import api
+from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_role
+from garrison.server.middleware import AuditLog, BodyLimit
+from garrison.server.ratelimit import RateLimiter
+from garrison.server.settings import ServerSettings
+from garrison.server.tls import fingerprint
+from garrison.store.db import Store
+
+
+class UnprotectedRoute(RuntimeError):
+    pass
+
+
+def create_app(settings: ServerSettings, store: Store | None = None, cert_path: Path | None = None) -> FastAPI:
+    app = FastAPI(title="Garrison", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+                  redoc_url=None)
+    app.state.settings = settings
+    app.state.store = store or Store(settings.db_url)
+    app.state.proxy_networks = settings.proxy_networks()
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.auth_fail_limiter = RateLimiter(60, burst=20)
+    app.state.key_cache = KeyCache()
+    app.state.session_resolver = None
+    app.state.cert_pem = cert_path.read_text() if cert_path else None
+    app.state.fingerprint = fingerprint(cert_path) if cert_path else None
+
+    _install_error_handlers(app)
+    for mod in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{api.__name__}.{mod.name}")
+        if hasattr(module, "router"):
+            app.include_router(module.router)
+        if hasattr(module, "setup"):
+            module.setup(app)
+    from garrison.server import agent_api
+
+    agent_api.setup_state(app)
+    app.include_router(agent_api.router)
+    _load_web(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    check_routes(all_routes(app))
+    app.add_middleware(AuditLog)
+    app.add_middleware(BodyLimit, api_limit=settings.max_body_bytes, agent_limit=settings.agent_max_body_bytes)
+    return app
+
+
+def _load_web(app: FastAPI) -> None:
+    try:
+        web = importlib.import_module("garrison.server.web.routes")
+    except ModuleNotFoundError:
+        return
+    web.setup(app)
+
+
+def all_routes(app: FastAPI) -> list[BaseRoute]:
+    """Every route of the app, with included routers flattened (newer FastAPI keeps them nested)."""
+    out: list[BaseRoute] = []
+    stack = list(reversed(app.routes))
+    while stack:
+        route = stack.pop()
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            stack.extend(reversed(nested.routes))
+        else:
+            out.append(route)
+    return out
+
+
+def check_routes(routes: list[BaseRoute]) -> None:
+    """Refuse to start with a route that checks no role (public ones are listed by name)."""
+    for route in routes:
+        path = getattr(route, "path", "")
+        if path in PUBLIC_PATHS or getattr(route, "garrison_public", False):
+            continue
+        if path.startswith("/agent/v1/"):
+            if getattr(getattr(route, "endpoint", None), "garrison_device_auth", False):
+                continue
+            raise UnprotectedRoute(f"agent route {path} does not authenticate the device")
+        if getattr(route, "dependant", None) is None:
+            if path.startswith(("/static",)):
+                continue  # static files of the console: no data
+            raise UnprotectedRoute(f"route {path} has no authentication")
+        if route_role(route) is None:
+            raise UnprotectedRoute(f"route {path} checks no role")
+
+
+def error_body(code: str, message: str, target: str = "") -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "target": target}}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GarrisonError)
+    async def garrison_error(request: Request, exc: GarrisonError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse(error_body("InvalidRequestBody", f"{where or 'request'}: {first.get('msg', 'invalid')}",
+                                       where), status_code=422)

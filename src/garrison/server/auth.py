@@ -1,0 +1,143 @@
+"""Authentication and role checks for every API route.
+
+A route states the least role it needs with ``Depends(require("analyst"))`` (or
+``security_operator`` / ``admin``). The dependency carries a marker that
+``garrison.server.app.check_routes`` looks for at start-up: a route without it (other
+than the few public ones) stops the server from starting, so none can be forgotten.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, Request
+from starlette.routing import BaseRoute
+
+from garrison.core import access
+from garrison.core.access import Principal
+from garrison.core.errors import Forbidden, GarrisonError, Unauthorized
+
+PUBLIC_PATHS = {
+    "/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect", "/healthz",
+    "/agent/v1/enroll",  # authenticated by the enrollment secret in the body
+}
+
+
+class RateLimited(GarrisonError):
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {math.ceil(retry_after)} s")
+        self.retry_after = retry_after
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address; X-Forwarded-For only when the peer is a configured proxy."""
+    peer = request.client.host if request.client else ""
+    networks = request.app.state.proxy_networks
+    if not networks or not _in(peer, networks):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    # Walk from the right: the first address that is not one of our proxies is the client.
+    for hop in reversed(hops):
+        if not _in(hop, networks):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(addr: str, networks: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def resolve_principal(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    store = request.app.state.store
+    request.state.client_ip = client_ip(request)
+    header = request.headers.get("authorization", "")
+    principal: Principal | None = None
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+        principal = request.app.state.key_cache.get(token)
+        if principal is None:
+            _limit(request, "auth-fail:" + client_ip(request), probe=True)
+            with store.system() as s:
+                principal = access.authenticate_api_key(s, token)
+            request.app.state.key_cache.put(token, principal)
+    else:
+        session_resolver: Callable[[Request], Principal | None] | None = request.app.state.session_resolver
+        principal = session_resolver(request) if session_resolver else None
+    if principal is None:
+        raise Unauthorized("authentication required: send 'Authorization: Bearer <API key>'")
+    request.state.principal = principal
+    return principal
+
+
+def _limit(request: Request, key: str, probe: bool = False) -> None:
+    limiter = request.app.state.auth_fail_limiter if probe else request.app.state.limiter
+    wait = limiter.hit(key)
+    if wait > 0:
+        raise RateLimited(wait)
+
+
+def require(least_role: str) -> Any:
+    if least_role not in access.ROLE_RANK:
+        raise ValueError(least_role)
+
+    def dependency(request: Request) -> Principal:
+        principal = resolve_principal(request)
+        _limit(request, f"{principal.actor_type}:{principal.actor}")
+        if not principal.allows(least_role):
+            raise Forbidden(f"this operation needs the {least_role} role (you are {principal.role})")
+        return principal
+
+    dependency.garrison_role = least_role  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def route_role(route: BaseRoute) -> str | None:
+    """The least role a route requires, found in its dependency tree (None = unprotected)."""
+    dependant = getattr(route, "dependant", None)
+    stack = [dependant] if dependant is not None else []
+    while stack:
+        dep = stack.pop()
+        role = getattr(dep.call, "garrison_role", None)
+        if role:
+            return role
+        stack.extend(dep.dependencies)
+    return None
+
+
+class KeyCache:
+    """Verified API keys for a short while, so a busy script costs one hash per minute, not per call."""
+
+    def __init__(self, ttl: float = 60.0, size: int = 10_000) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.ttl, self.size = ttl, size
+        self._data: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._data.get(token)
+        if hit and hit[0] > self._time():
+            return hit[1]
+        return None
+
+    def put(self, token: str, principal: Principal) -> None:
+        if len(self._data) >= self.size:
+            self._data.clear()
+        self._data[token] = (self._time() + self.ttl, principal)
+
+    def clear(self) -> None:
+        self._data.clear()

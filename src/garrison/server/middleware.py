@@ -1,0 +1,98 @@
+"""ASGI middleware: request size limits and the audit log of state-changing calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from garrison.core import audit
+
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413) — by Content-Length up front, and while streaming."""
+
+    def __init__(self, app: ASGIApp, api_limit: int, agent_limit: int) -> None:
+        self.app, self.api_limit, self.agent_limit = app, api_limit, agent_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.agent_limit if scope["path"].startswith("/agent/") else self.api_limit
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _too_large(send, limit)
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send, limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"error": {"code": "RequestTooLarge", "message": f"request body over {limit} bytes"}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuditLog:
+    """Record who changed what: every state-changing /api and console call that got as far as
+    authentication, whatever its outcome (a refused change is worth knowing about too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in STATE_CHANGING or scope["path"].startswith("/agent/"):
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        state: dict[str, Any] = scope.get("state") or {}
+        principal = state.get("principal")
+        if principal is None:
+            return
+        route = scope.get("route")
+        action = getattr(route, "name", "") or scope["path"]
+        params = scope.get("path_params") or {}
+        target = ",".join(f"{k}={v}" for k, v in params.items())
+        extra = state.get("audit_target")
+        if extra:
+            target = (target + " " + str(extra)).strip()
+        app = scope["app"]
+        with app.state.store.tenant(principal.tenant_id) as s:
+            audit.record(s, principal.tenant_id, principal.actor, principal.actor_type, action, target=target,
+                         method=scope["method"], path=scope["path"], status_code=status,
+                         source_ip=state.get("client_ip", ""))

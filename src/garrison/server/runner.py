@@ -1,0 +1,81 @@
+"""Run the server: TLS certificate, migrations, jobs and uvicorn in one process."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from garrison.core.jobs import JobRunner
+from garrison.server.app import create_app
+from garrison.server.settings import ServerSettings
+from garrison.server.tls import ensure_certificate
+from garrison.store import migrate
+from garrison.store.db import Store
+
+# Services that register upload kinds and jobs; imported for their side effects.
+SERVICE_MODULES = ("garrison.core.devices", "garrison.tvm.service", "garrison.tvm.assessment")
+
+
+def load_services() -> None:
+    for name in SERVICE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+class GarrisonServer:
+    def __init__(self, settings: ServerSettings, store: Store | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or Store(settings.db_url)
+        migrate.upgrade(self.store.engine)
+        load_services()
+        cert: Path | None = None
+        key: Path | None = None
+        if not settings.insecure_http:
+            cert, key = ensure_certificate(settings.data_dir, settings.tls_cert, settings.tls_key)
+        self.app = create_app(settings, self.store, cert_path=cert)
+        self.jobs = JobRunner(self.store) if settings.run_jobs else None
+        config = uvicorn.Config(self.app, host=settings.host, port=settings.port, log_level="warning",
+                                access_log=False, ssl_certfile=str(cert) if cert else None,
+                                ssl_keyfile=str(key) if key and cert else None, server_header=False,
+                                timeout_graceful_shutdown=5, backlog=4096)
+        self.server = uvicorn.Server(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until Ctrl-C / SIGTERM (uvicorn installs the handlers in the main thread)."""
+        if self.jobs:
+            self.jobs.start()
+        if on_ready:
+            threading.Thread(target=self._wait_ready, args=(on_ready,), daemon=True).start()
+        try:
+            self.server.run()
+        finally:
+            if self.jobs:
+                self.jobs.stop()
+            self.store.dispose()
+
+    def _wait_ready(self, on_ready: Callable[[], None]) -> None:
+        import time
+
+        while not self.server.started and not self.server.should_exit:
+            time.sleep(0.05)
+        if self.server.started:
+            try:
+                on_ready()
+            except Exception:  # noqa: BLE001
+                logging.getLogger("garrison").exception("start-up step failed")
+
+    def stop(self) -> None:
+        self.server.should_exit = True

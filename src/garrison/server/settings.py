@@ -1,0 +1,61 @@
+"""Server settings: command-line flags over environment (GARRISON_*) over defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from garrison.store.db import sqlite_url
+
+DEFAULT_DATA_DIR = Path(os.environ.get("GARRISON_DATA_DIR", "~/.local/share/garrison")).expanduser()
+
+
+@dataclass
+class ServerSettings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    insecure_http: bool = False  # plain HTTP only when asked for by name
+    tls_cert: Path | None = None  # admin-provided certificate (else generated in data_dir/tls)
+    tls_key: Path | None = None
+    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For we believe
+    rate_limit_per_minute: int = 1200  # per API key / user / device
+    max_body_bytes: int = 1 * 1024 * 1024  # API requests
+    agent_max_body_bytes: int = 32 * 1024 * 1024  # agent uploads, after gzip decoding too
+    checkin_interval: int = 60
+    run_jobs: bool = True
+    session_secret: str | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.insecure_http else "https"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServerSettings:
+        s = cls()
+        env = os.environ
+        if "GARRISON_DATABASE_URL" in env:
+            s.database_url = env["GARRISON_DATABASE_URL"]
+        if "GARRISON_TRUSTED_PROXIES" in env:
+            s.trusted_proxies = [p.strip() for p in env["GARRISON_TRUSTED_PROXIES"].split(",") if p.strip()]
+        if "GARRISON_RATE_LIMIT" in env:
+            s.rate_limit_per_minute = int(env["GARRISON_RATE_LIMIT"])
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(s, key, value)
+        s.data_dir = Path(s.data_dir).expanduser()
+        return s

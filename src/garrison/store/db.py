@@ -1,0 +1,140 @@
+"""Engine and session factory; tenant isolation enforced for every ORM statement.
+
+Two kinds of session exist and nothing else:
+
+* ``store.tenant(tenant_id)`` — every SELECT/UPDATE/DELETE on a :class:`TenantScoped`
+  table gets ``tenant_id = :tenant_id`` added, and new rows are stamped with the tenant.
+* ``store.system()`` — for work that spans tenants (admin CLI, knowledge-base import,
+  background jobs). It must be asked for by name.
+
+A session of neither kind refuses to run ORM statements on tenant tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+from sqlalchemy.pool import StaticPool
+
+from garrison.store.base import TenantScoped
+
+SYSTEM = "system"
+
+
+class TenantScopeError(RuntimeError):
+    """A query on tenant data was attempted without a tenant scope."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if parsed.database in (None, "", ":memory:"):
+            kwargs["poolclass"] = StaticPool
+        else:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = str(parsed.set(drivername="postgresql+psycopg"))
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def sqlite_url(data_dir: str | Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'garrison.db'}"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    scope = state.session.info.get("tenant")
+    if scope == SYSTEM:
+        return
+    if scope is None:
+        if _touches_tenant_tables(state):
+            raise TenantScopeError("query on tenant data outside a tenant or system scope")
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == scope, include_aliases=True)
+    )
+
+
+def _touches_tenant_tables(state: ORMExecuteState) -> bool:
+    for desc in state.all_mappers:
+        if issubclass(desc.class_, TenantScoped):
+            return True
+    return False
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    scope = session.info.get("tenant")
+    if scope == SYSTEM:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if scope is None:
+            raise TenantScopeError("write of tenant data outside a tenant or system scope")
+        if obj.tenant_id is None:
+            obj.tenant_id = scope
+        elif obj.tenant_id != scope:
+            raise TenantScopeError("write of another tenant's row")
+
+
+class Store:
+    """The state store: one engine, scoped sessions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def tenant(self, tenant_id: int) -> Iterator[Session]:
+        with self._session(tenant_id) as s:
+            yield s
+
+    @contextlib.contextmanager
+    def system(self) -> Iterator[Session]:
+        with self._session(SYSTEM) as s:
+            yield s
+
+    @contextlib.contextmanager
+    def _session(self, scope: int | str) -> Iterator[Session]:
+        session = self._factory()
+        session.info["tenant"] = scope
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
