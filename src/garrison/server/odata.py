@@ -64,7 +64,7 @@ COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 STRING_FUNCTIONS = ("startswith", "endswith", "contains")
 CASE_FUNCTIONS = ("tolower", "toupper")
 SUPPORTED_TYPES = (str, int, float, bool, dt.datetime)
-OPTIONS = ("$filter", "$orderby", "$top", "$skip", "$select")
+OPTIONS = ("$filter", "$orderby", "$top", "$skip", "$select", "$count")
 
 ElementPredicate = Callable[[str, Any], Any]
 

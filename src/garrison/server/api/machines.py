@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from garrison.core import actions, devices
@@ -25,12 +25,6 @@ Group = aliased(DeviceGroup)
 
 
 def machine_fields() -> dict[str, odata.Field]:
-    def tag_predicate(op: str, value: Any) -> Any:
-        cond = {"eq": DeviceTag.tag == value, "ne": DeviceTag.tag != value}.get(op)
-        if cond is None:
-            raise odata.ODataError(f"machineTags/any supports eq and ne, not {op}")
-        return exists().where(DeviceTag.device_id == Device.id, cond)
-
     return {
         "id": odata.Field(Device.id),
         "computerDnsName": odata.Field(Device.computer_dns_name),
@@ -53,7 +47,7 @@ def machine_fields() -> dict[str, odata.Field]:
         "exposureScore": odata.Field(Device.exposure_score, float),
         "deviceValue": odata.Field(Device.device_value),
         "agentVersion": odata.Field(Device.agent_version),
-        "machineTags": odata.Field(Device.tags, str, sortable=False, collection=True, element_predicate=tag_predicate),
+        "machineTags": odata.Field(Device.tags, str, sortable=False, collection=True, element_predicate=odata.element_exists(DeviceTag.tag, DeviceTag.device_id == Device.id)),
     }
 
 

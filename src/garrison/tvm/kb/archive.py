@@ -61,21 +61,24 @@ def _gunzip(stream: IO[bytes], limit: int = MAX_FILE) -> bytes:
     """Decompress a gzip stream (all members), refusing output beyond ``limit``."""
     out = bytearray()
     dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    in_member = False
     while True:
         chunk = stream.read(1024 * 1024)
         if not chunk:
             break
         while chunk:
+            in_member = True
             out += dec.decompress(chunk, limit + 1 - len(out))
             if len(out) > limit:
                 raise ArchiveError(f"decompressed size exceeds {limit} bytes")
             if dec.eof:
                 chunk = dec.unused_data
                 dec = zlib.decompressobj(16 + zlib.MAX_WBITS)  # concatenated gzip members
+                in_member = False
             else:
                 chunk = dec.unconsumed_tail
-    if not dec.eof and dec.decompress(b"") == b"" and len(out) == 0:
-        raise ArchiveError("not a complete gzip stream")
+    if in_member:
+        raise ArchiveError("truncated gzip stream")
     return bytes(out)
 
 

@@ -1,0 +1,136 @@
+"""Every route authenticates, checks its role, and stays inside its tenant — proven over the
+app's full route table, so a route added later cannot be forgotten."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from garrison.core import access
+from garrison.server.app import all_routes
+from garrison.server.auth import PUBLIC_PATHS, route_role
+from tests.server.conftest import Env, device_report, enroll, upload
+
+ROLES = ["analyst", "security_operator", "admin"]
+PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+
+
+def api_routes(env: Env) -> list[tuple[str, str, APIRoute]]:
+    out = []
+    for route in all_routes(env.app):
+        if not isinstance(route, APIRoute) or route.path in PUBLIC_PATHS:
+            continue
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, route.path, route))
+    assert len(out) > 20, "the route table looks empty"
+    return out
+
+
+def fill(path: str, values: dict[str, str]) -> str:
+    return PARAM.sub(lambda m: values.get(m.group(1), "x1"), path)
+
+
+def test_every_route_requires_authentication(env: Env) -> None:
+    for method, path, _route in api_routes(env):
+        r = env.client.request(method, fill(path, {}))
+        assert r.status_code == 401, f"{method} {path} answered {r.status_code} without credentials"
+
+
+def test_every_route_declares_a_role_and_refuses_lesser_roles(env: Env) -> None:
+    checked = 0
+    for method, path, route in api_routes(env):
+        if path.startswith("/agent/"):
+            continue
+        role = route_role(route)
+        assert role in ROLES, f"{method} {path} declares no role"
+        for lesser in ROLES[: ROLES.index(role)]:
+            r = env.client.request(method, fill(path, {}), headers=env.a.headers(lesser))
+            assert r.status_code == 403, f"{method} {path} let {lesser} through ({r.status_code})"
+            checked += 1
+    assert checked > 10
+
+
+def test_bad_and_revoked_keys_are_refused(env: Env) -> None:
+    assert env.client.get("/api/machines", headers={"Authorization": "Bearer gk_nothing"}).status_code == 401
+    forged = env.a.keys["admin"][:-4] + "AAAA"
+    assert env.client.get("/api/machines", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    listed = env.client.get("/api/apiKeys", headers=env.a.headers()).json()["value"]
+    analyst = next(k for k in listed if k["role"] == "analyst")
+    assert env.client.get("/api/machines", headers=env.a.headers("analyst")).status_code == 200
+    assert env.client.delete(f"/api/apiKeys/{analyst['id']}", headers=env.a.headers()).status_code == 204
+    assert env.client.get("/api/machines", headers=env.a.headers("analyst")).status_code == 401
+
+
+# --- cross-tenant: ids of tenant A used by tenant B's admin -----------------------------
+
+def _tenant_a_objects(env: Env) -> dict[str, str]:
+    dev = enroll(env.client, env.a.enroll_secret, "a" * 16, "alpha-host")
+    assert upload(env.client, dev, "device", device_report("alpha-host")).status_code == 200
+    h = env.a.headers()
+    action = env.client.post(f"/api/machines/{dev['device_id']}/collectInventory", json={}, headers=h).json()
+    user = env.client.post("/api/users", json={"username": "alice", "password": "correct horse battery",
+                                               "role": "analyst"}, headers=h).json()
+    key = env.client.post("/api/apiKeys", json={"role": "analyst"}, headers=h).json()
+    secret = env.client.post("/api/enrollmentSecrets", json={}, headers=h).json()
+    group = env.client.post("/api/deviceGroups", json={"name": "web", "rules": {"name": "web-*"}}, headers=h).json()
+    ids = {"machine_id": dev["device_id"], "action_id": action["id"], "user_id": str(user["id"]),
+           "key_id": str(key["id"]), "secret_id": str(secret["id"]), "group_id": str(group["id"])}
+    for provider in EXTRA_ID_PROVIDERS:
+        ids.update(provider(env, dev))
+    return ids
+
+
+# Later issues add routes with new id parameters; each adds its provider here.
+EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = []
+
+# Parameters that are not ids of a tenant's object (a query inside the path).
+NOT_IDS = {"args"}
+
+SAMPLE_BODIES: dict[str, Any] = {
+    "machine_tags": {"Value": "x", "Action": "Add"},
+    "set_device_value": {"DeviceValue": "High"},
+    "offboard_machine": {"Comment": "x"},
+    "cancel_action": {"Comment": "x"},
+    "request_collectInventory": {"Comment": "x"},
+    "request_runConfigurationAssessment": {"Comment": "x"},
+    "update_group": {"rank": 5},
+}
+
+
+def test_cross_tenant_ids_answer_404(env: Env) -> None:
+    ids = _tenant_a_objects(env)
+    seen = 0
+    for method, path, route in api_routes(env):
+        params = set(PARAM.findall(path))
+        if not params or path.startswith("/agent/"):
+            continue
+        if params <= NOT_IDS:
+            continue
+        missing = params - set(ids) - NOT_IDS
+        assert not missing, f"{method} {path}: add an id provider for {missing}"
+        body = SAMPLE_BODIES.get(route.name)
+        if method in ("POST", "PATCH", "PUT") and body is None and route.body_field is not None:
+            pytest.fail(f"{method} {path}: add a sample body for {route.name}")
+        r = env.client.request(method, fill(path, ids), json=body, headers=env.b.headers("admin"))
+        assert r.status_code == 404, f"{method} {path} with tenant A's ids answered {r.status_code}: {r.text[:200]}"
+        seen += 1
+    assert seen >= 10
+
+
+def test_cross_tenant_lists_and_searches_show_nothing(env: Env) -> None:
+    ids = _tenant_a_objects(env)
+    hb = env.b.headers()
+    assert env.client.get("/api/machines", headers=hb).json()["value"] == []
+    assert env.client.get("/api/machines/findbyip(ip='10.20.30.40')", headers=hb).json()["value"] == []
+    assert env.client.get("/api/machineactions", headers=hb).json()["value"] == []
+    names = [g["name"] for g in env.client.get("/api/deviceGroups", headers=hb).json()["value"]]
+    assert names == [access.DEFAULT_GROUP]
+    audit = env.client.get("/api/auditLogs", headers=hb).json()["value"]
+    assert all(e["actor"] != "apikey" or ids["machine_id"] not in e["target"] for e in audit)
+    # and tenant A does see its own
+    ha = env.a.headers()
+    assert [m["id"] for m in env.client.get("/api/machines", headers=ha).json()["value"]] == [ids["machine_id"]]
