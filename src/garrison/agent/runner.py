@@ -136,12 +136,13 @@ class Agent:
         root: Path = Path("/"),
         explicit_enroll: bool = False,
         rng: random.Random | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.state_dir = config.state_dir
         self.ctx = AgentContext(state_dir=config.state_dir, agent_version=__version__, root=root)
         self.explicit_enroll = explicit_enroll  # a person asked to enroll (overrides an offboarding)
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.rng = rng or random.Random()
         self.backoff = Backoff(config.backoff_base, config.backoff_cap, self.rng)
         self.retry_at = 0.0  # monotonic; no network calls before it
@@ -475,6 +476,22 @@ class Agent:
         if self.spool is not None and self.spool.pending_count():
             wakeups.append(self.retry_at)
         return max(0.05, min(wakeups) - now)
+
+
+def run_in_thread(
+    *,
+    server: str,
+    enroll_secret: str,
+    state_dir: Path,
+    stop: threading.Event,
+    fingerprint: str | None = None,
+    checkin_interval: int | None = None,
+    **settings: Any,
+) -> int:
+    """Run an agent in the calling thread until ``stop`` is set (``garrison demo`` embeds one)."""
+    cfg = AgentConfig(server=server, enroll_secret=enroll_secret, state_dir=Path(state_dir),
+                      fingerprint=fingerprint, checkin_interval=checkin_interval, **settings).validate()
+    return Agent(cfg, explicit_enroll=True, stop_event=stop).run_forever()
 
 
 def status(state_dir: Path) -> dict[str, Any]:

@@ -35,16 +35,18 @@ def agent_group() -> None:
 @agent_group.command("run")
 @click.option("--server", help="Server URL, e.g. https://garrison.example.org:8443 (needed to enroll).")
 @click.option("--enroll", "enroll_secret", help="Enrollment secret (needed only until the device is enrolled).")
+@click.option("--fingerprint", help="SHA-256 of the server certificate, checked before the secret is sent.")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Where identity and spool live.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="agent.toml")
 @click.option("--once", is_flag=True, help="Collect and send everything once, run pending actions, then exit.")
 @json_option
-def run_command(server: str | None, enroll_secret: str | None, state_dir: Path | None, config_file: Path | None,
-                once: bool, as_json: bool) -> None:
+def run_command(server: str | None, enroll_secret: str | None, fingerprint: str | None, state_dir: Path | None,
+                config_file: Path | None, once: bool, as_json: bool) -> None:
     """Run the agent (until SIGTERM/SIGINT, or one cycle with --once)."""
     from garrison.agent.runner import Agent, report_dict
 
-    cfg = _config(config_file, as_json, server=server, enroll_secret=enroll_secret, state_dir=state_dir)
+    cfg = _config(config_file, as_json, server=server, enroll_secret=enroll_secret, fingerprint=fingerprint,
+                  state_dir=state_dir)
     agent = Agent(cfg, explicit_enroll=enroll_secret is not None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
@@ -175,7 +177,9 @@ def simulate_command(server: str, secret: str, agents: int, interval: float, dur
 
     emit(result, as_json, human=human)
     if result["enrolled"] == 0:
-        fail("no agent could enroll: " + (next(iter(result["errors"]), "unknown error")), as_json=False, code=1)
+        if as_json:
+            sys.exit(1)
+        fail("no agent could enroll: " + next(iter(result["errors"]), "unknown error"), False, code=1)
 
 
 COMMANDS = [agent_group, simulate_command]

@@ -120,7 +120,7 @@ def _finish(
 ) -> None:
     name = fields.get("Package")
     if not name:
-        raise InventoryParseError(f"missing in the stanza starting at line {start}", fmt=FMT, line=start, field="Package")
+        raise InventoryParseError("missing in the stanza that starts here", fmt=FMT, line=start, field="Package")
     if not _NAME.fullmatch(name):
         raise InventoryParseError(f"invalid package name {name[:60]!r}", fmt=FMT, line=lines["Package"], field="Package")
     status = fields.get("Status")

@@ -95,6 +95,7 @@ class Enrichment:
     append: dict[str, list[str]] = field(default_factory=dict)  # list columns merged (exploit_uris…)
     info: VulnInfo | None = None  # fills empty descriptive fields
     rank: int = RANK_KEV
+    source: str = ""  # set by the pipeline: the importer's name
 
 
 @dataclass

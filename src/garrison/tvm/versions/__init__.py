@@ -1,2 +1,2 @@
-from . import apk, cran, dpkg, hackage, nuget, pep440, pub, rpm, rubygems, semver  # noqa: F401
+from . import apk, cran, dpkg, hackage, maven, nuget, pep440, pub, rpm, rubygems, semver  # noqa: F401
 from ._base import get_scheme

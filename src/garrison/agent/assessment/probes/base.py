@@ -1,0 +1,60 @@
+"""Probe plugins: the only things a check can make the agent do.
+
+A probe is a class registered by name with a pydantic ``Params`` model (extra fields are
+refused) and a ``run`` method that reads the device through :class:`Env`. Adding a probe is
+adding one module to this package. Probes never run commands named by data: the few system
+commands the agent may run are a fixed list in :mod:`garrison.agent.assessment.sysexec`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from garrison.agent.assessment.env import Env, Outcome
+
+IfMissing = Literal["error", "fail", "pass", "not_applicable"]
+
+
+class ProbeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=ProbeParams)
+
+
+class Probe(ABC, Generic[P]):
+    name: ClassVar[str]
+    Params: ClassVar[type[ProbeParams]]
+
+    @abstractmethod
+    def run(self, env: Env, params: P) -> Outcome:
+        """Evaluate once; raise ProbeError when something cannot be read."""
+
+
+PROBES: dict[str, type[Probe[Any]]] = {}
+
+
+def register_probe(cls: type[Probe[Any]]) -> type[Probe[Any]]:
+    if cls.name in PROBES:
+        raise ValueError(f"probe {cls.name!r} registered twice")
+    PROBES[cls.name] = cls
+    return cls
+
+
+def load_probes() -> dict[str, type[Probe[Any]]]:
+    """Import every module of this package (each registers its probe)."""
+    from garrison.agent.assessment import probes
+
+    for mod in pkgutil.iter_modules(probes.__path__):
+        importlib.import_module(f"{probes.__name__}.{mod.name}")
+    return PROBES
+
+
+def if_missing(kind: IfMissing, message: str, file: str | None = None) -> Outcome:
+    """The outcome a check asked for when the thing to examine does not exist."""
+    return Outcome(kind, file=file, message=message)
