@@ -28,7 +28,8 @@ def fail(message: str, as_json: bool, code: int = 2) -> NoReturn:
     if as_json:
         print(json.dumps({"error": message}))
     else:
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+        # one line, never wrapped: scripts grep it
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(code)
 
 

@@ -6,7 +6,13 @@ partial is ever returned. This package imports only ``garrison.protocol``.
 """
 
 from garrison.inventory.errors import InventoryParseError
-from garrison.inventory.formats import FORMATS, InventoryFormat, detect_format, parse_inventory, register_format
+from garrison.inventory.formats import (
+    FORMATS,
+    InventoryFormat,
+    detect_format,
+    parse_inventory,
+    register_format,
+)
 from garrison.inventory.formats.apk import iter_apk_files, parse_apk_installed
 from garrison.inventory.formats.cyclonedx import parse_cyclonedx_json, parse_cyclonedx_xml
 from garrison.inventory.formats.dpkg import parse_dpkg_status
@@ -19,10 +25,10 @@ from garrison.protocol import OsIdentity, SoftwarePackage
 
 __all__ = [
     "FORMATS",
+    "RPM_QUERYFORMAT",
     "InventoryFormat",
     "InventoryParseError",
     "OsIdentity",
-    "RPM_QUERYFORMAT",
     "SoftwarePackage",
     "build_purl",
     "detect_format",

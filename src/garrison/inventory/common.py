@@ -23,8 +23,7 @@ def decode(data: bytes | str, fmt: str) -> str:
         if len(data) > MAX_INPUT_BYTES:
             raise InventoryParseError(f"input larger than {MAX_INPUT_BYTES} characters", fmt=fmt)
         text = data
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text

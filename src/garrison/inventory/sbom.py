@@ -47,9 +47,9 @@ def _source_from(
     upstream = qualifiers.get("upstream", "")
     if upstream:
         if ptype == "rpm" and upstream.endswith(".rpm"):
-            from garrison.inventory.formats.rpm import _source_rpm
+            from garrison.inventory.formats.rpm import parse_source_rpm  # here: formats imports this module
 
-            parsed = _source_rpm(upstream)
+            parsed = parse_source_rpm(upstream)
             if parsed:
                 return parsed
         name, _, ver = upstream.partition("@")
@@ -132,11 +132,13 @@ def sbom_package(
     )
 
 
-def expect(value: Any, kind: type | tuple[type, ...], fmt: str, where: str) -> Any:
+_KIND_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+
+
+def expect(value: Any, kind: type, fmt: str, where: str) -> Any:
     """Shape check of a JSON value with an error naming the JSON path."""
     if not isinstance(value, kind):
-        names = {dict: "an object", list: "a list", str: "a string"}
-        want = names.get(kind, getattr(kind, "__name__", str(kind))) if isinstance(kind, type) else "a value"
+        want = _KIND_NAMES.get(kind, kind.__name__)
         raise InventoryParseError(f"expected {want}, got {type(value).__name__}", fmt=fmt, field=where)
     return value
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -30,6 +31,16 @@ def load_services() -> None:
                 raise
 
 
+class _Uvicorn(uvicorn.Server):
+    """Ctrl-C / SIGTERM stop the server cleanly with exit status 0 (uvicorn would re-raise them)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 class GarrisonServer:
     def __init__(self, settings: ServerSettings, store: Store | None = None) -> None:
         self.settings = settings
@@ -47,7 +58,7 @@ class GarrisonServer:
                                 access_log=False, ssl_certfile=str(cert) if cert else None,
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,
                                 timeout_graceful_shutdown=5, backlog=4096)
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config)
 
     @property
     def started(self) -> bool:

@@ -255,7 +255,7 @@ def hostname_and_fqdn(ctx: AgentContext) -> tuple[str, str]:
         host = socket.gethostname()
         try:
             fqdn = socket.getfqdn()
-        except OSError:
+        except (OSError, LookupError, UnicodeError):  # resolver trouble must not cost the report
             fqdn = host
         if fqdn.split(".")[0] in ("localhost", "") and host not in ("localhost", ""):
             fqdn = host  # /etc/hosts maps the name to 127.0.1.1 localhost: not a useful FQDN

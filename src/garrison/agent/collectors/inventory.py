@@ -127,24 +127,31 @@ def read_os_release(ctx: AgentContext) -> tuple[str, bytes]:
     return "none", b""
 
 
+class InventoryError(RuntimeError):
+    """A package source failed; its previous packages were kept (raised only when nothing is to be sent)."""
+
+
 @register_collector
 class InventoryCollector(Collector):
     name = "inventory"
+    kinds = ("inventory",)
     interval = 300
 
     def __init__(self) -> None:
+        # Health of the last run, notes included (a source skipped, an entry unreadable).
         self.health = CollectorHealth(ok=True)
 
     def collect(self, ctx: AgentContext) -> list[tuple[str, dict[str, Any]]]:
         errors: list[str] = []
         notes: list[str] = []
-        try:
-            return self._collect(ctx, errors, notes)
-        finally:
-            message = "; ".join(errors + notes)
-            self.health = CollectorHealth(
-                ok=not errors, error=message[:4096] or None, last_run=dt.datetime.now(dt.UTC)
-            )
+        uploads = self._collect(ctx, errors, notes)
+        message = "; ".join(errors + notes)
+        self.health = CollectorHealth(ok=not errors, error=message[:4096] or None, last_run=dt.datetime.now(dt.UTC))
+        if errors and not uploads:
+            # The agent loop records a collector's exception in its health; with uploads in hand we
+            # return them instead (the state already counts them as sent) and the error shows next run.
+            raise InventoryError("; ".join(errors)[:4096])
+        return uploads
 
     def _collect(self, ctx: AgentContext, errors: list[str], notes: list[str]) -> list[tuple[str, dict[str, Any]]]:
         os_fp, os_data = read_os_release(ctx)

@@ -87,7 +87,7 @@ def _usr_aliases(ctx: AgentContext) -> dict[str, str]:
         return out
     for name in names:
         link = ctx.root / name
-        if link.is_symlink():
+        if os.path.islink(link):
             target = os.readlink(link)
             real = os.path.normpath(target if target.startswith("/") else "/" + target)
             if real != "/" + name:
@@ -131,7 +131,7 @@ def build_index(ctx: AgentContext) -> OwnerIndex:
             if raw.startswith("/") and raw != "/.":
                 add(raw, ("dpkg", pkg))
     apk_db = ctx.path(APK_INSTALLED)
-    if apk_db.is_file():
+    if os.path.isfile(apk_db):
         try:
             for path, pkg in iter_apk_files(apk_db.read_bytes()):
                 add(path, ("apk", pkg))
@@ -171,7 +171,7 @@ def _index_python(ctx: AgentContext, directory: Path, add: Any) -> None:
 
 
 def _clean(path: str) -> str:
-    return path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
+    return path.removesuffix(" (deleted)")
 
 
 @dataclass
@@ -179,6 +179,7 @@ class ProcScan:
     paths: set[str] = field(default_factory=set)
     processes: int = 0  # processes whose executable or mappings could be read
     denied: int = 0  # processes we may not look into
+    other_namespace: int = 0  # processes in another mount namespace (containers): their paths are not ours
 
 
 def scan_processes(ctx: AgentContext) -> ProcScan:
@@ -189,9 +190,20 @@ def scan_processes(ctx: AgentContext) -> ProcScan:
         pids = [e.name for e in os.scandir(proc) if e.name.isdigit()][:MAX_PROCESSES]
     except OSError:
         return scan
+    try:
+        own_ns: str | None = os.readlink(proc / "self/ns/mnt")
+    except OSError:
+        own_ns = None  # a prepared tree has no namespaces: take every process
     for pid in pids:
         seen = False
         base = proc / pid
+        if own_ns is not None:
+            try:
+                if os.readlink(base / "ns/mnt") != own_ns:
+                    scan.other_namespace += 1
+                    continue
+            except OSError:
+                pass  # not permitted or gone: the reads below say which
         try:
             scan.paths.add(_clean(os.readlink(base / "exe")))
             seen = True
@@ -245,6 +257,7 @@ def _save_reported(ctx: AgentContext, reported: dict[str, dt.datetime]) -> None:
 @register_collector
 class RuntimeCollector(Collector):
     name = "runtime"
+    kinds = ("runtime",)
     interval = 120
     refresh = 3600  # seconds before a package still running is reported again
 
@@ -273,6 +286,8 @@ class RuntimeCollector(Collector):
         if not ctx.is_root:
             notes.append(f"running unprivileged: only the agent user's own processes are visible "
                          f"({scan.processes} seen, {scan.denied} denied)")
+        if scan.other_namespace:
+            notes.append(f"{scan.other_namespace} processes in other mount namespaces (containers) not mapped")
         used = {owner for path in scan.paths if (owner := index.owner(path)) is not None}
         reported = _load_reported(ctx)
         due = sorted(

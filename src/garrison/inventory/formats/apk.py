@@ -100,8 +100,8 @@ def iter_apk_files(data: bytes | str) -> Iterator[tuple[str, str]]:
                 yield ("/" + directory + "/" + value.strip()) if directory else "/" + value.strip(), name
 
 
-_SNIFF = re.compile(r"^P:\S+$", re.M)
-_SNIFF_V = re.compile(r"^V:\S+$", re.M)
+_SNIFF = re.compile(r"^P:\S+$", re.MULTILINE)
+_SNIFF_V = re.compile(r"^V:\S+$", re.MULTILINE)
 
 
 @register_format

@@ -155,7 +155,7 @@ def _finish(
     out.append(deb_package(target, name, version, arch, source, source_version, path=path, line=start))
 
 
-_SNIFF = re.compile(r"^Package: \S+$", re.M)
+_SNIFF = re.compile(r"^Package: \S+$", re.MULTILINE)
 
 
 @register_format

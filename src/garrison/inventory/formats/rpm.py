@@ -24,9 +24,7 @@ FMT = "rpm-qa"
 RPM_QUERYFORMAT = r"%{NAME}\t%{EPOCH}\t%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n"
 
 ARCHES = frozenset(
-    "noarch x86_64 i386 i486 i586 i686 athlon amd64 aarch64 arm64 armv5tel armv6hl armv6l armv7hl armv7l "
-    "armv7hnl ppc ppc64 ppc64le ppc64p7 s390 s390x riscv64 ia64 alpha sparc sparc64 sparcv9 mips mipsel "
-    "mips64 mips64el loongarch64 src nosrc".split()
+    ["noarch", "x86_64", "i386", "i486", "i586", "i686", "athlon", "amd64", "aarch64", "arm64", "armv5tel", "armv6hl", "armv6l", "armv7hl", "armv7l", "armv7hnl", "ppc", "ppc64", "ppc64le", "ppc64p7", "s390", "s390x", "riscv64", "ia64", "alpha", "sparc", "sparc64", "sparcv9", "mips", "mipsel", "mips64", "mips64el", "loongarch64", "src", "nosrc"]
 )
 _NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~^-]*")
 _VR = re.compile(r"[A-Za-z0-9._+~^]+-[A-Za-z0-9._+~^]+")
@@ -62,7 +60,7 @@ def split_nevra(text: str) -> tuple[str, str, str, str] | None:
     return name, epoch, vr, arch
 
 
-def _source_rpm(srpm: str) -> tuple[str, str] | None:
+def parse_source_rpm(srpm: str) -> tuple[str, str] | None:
     """``openssl-1.0.2k-19.el7.src.rpm`` → (``openssl``, ``1.0.2k-19.el7``)."""
     for suffix in (".src.rpm", ".nosrc.rpm"):
         if srpm.endswith(suffix):
@@ -144,7 +142,7 @@ def parse_rpm_qa(data: bytes | str, os: OsIdentity | None = None, *, path: str =
                 raise InventoryParseError(f"invalid arch {arch[:30]!r}", fmt=FMT, line=lineno, field="ARCH")
             source = None
             if srpm and srpm != "(none)":
-                source = _source_rpm(srpm)
+                source = parse_source_rpm(srpm)
                 if source is None:
                     raise InventoryParseError(
                         f"not a source rpm file name: {srpm[:80]!r}", fmt=FMT, line=lineno, field="SOURCERPM"

@@ -56,18 +56,18 @@ class Vulnerability(Base):
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
-    severity: Mapped[str] = mapped_column(String(16), default="Unknown", server_default="Unknown", index=True)
+    severity: Mapped[str] = mapped_column(String(16), default="Unknown", server_default="Unknown")
     cvss_v3_score: Mapped[float | None] = mapped_column(Float, default=None)
     cvss_v3_vector: Mapped[str | None] = mapped_column(String(256), default=None)
     cvss_v4_score: Mapped[float | None] = mapped_column(Float, default=None)
     cvss_v4_vector: Mapped[str | None] = mapped_column(String(512), default=None)
     cwes: Mapped[list[Any]] = mapped_column(JSON, server_default=_EMPTY_LIST)
-    published_on: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+    published_on: Mapped[dt.datetime | None] = mapped_column(default=None)
     updated_on: Mapped[dt.datetime | None] = mapped_column(default=None)
     references: Mapped[list[Any]] = mapped_column(JSON, server_default=_EMPTY_LIST)
     epss: Mapped[float | None] = mapped_column(Float, default=None)
     epss_percentile: Mapped[float | None] = mapped_column(Float, default=None)
-    kev: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"), index=True)
+    kev: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     kev_date_added: Mapped[dt.date | None] = mapped_column(Date, default=None)
     kev_due_date: Mapped[dt.date | None] = mapped_column(Date, default=None)
     kev_ransomware: Mapped[str] = mapped_column(String(16), default="", server_default="")
@@ -77,11 +77,15 @@ class Vulnerability(Base):
     exploit_types: Mapped[list[Any]] = mapped_column(JSON, server_default=_EMPTY_LIST)
     exploit_uris: Mapped[list[Any]] = mapped_column(JSON, server_default=_EMPTY_LIST)
     sources: Mapped[list[Any]] = mapped_column(JSON, server_default=_EMPTY_LIST)
-    # Rank of the best source that described this row (NVD 30 > GHSA/PYSEC… 20 > distro 10 > KEV 5):
-    # a lower-ranked feed only fills empty fields, so import order does not matter.
-    info_rank: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    created_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow)
-    modified_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow, index=True)
+    # Per descriptive field, the rank of the source that set it (NVD 30 > GHSA/PYSEC… 20 > distro 10 >
+    # KEV 5 > advisory-wide text 1): a lower-ranked feed only fills empty fields, so import order does
+    # not matter.
+    info_ranks: Mapped[dict[str, Any]] = mapped_column(JSON, server_default=text("'{}'"))
+    # Server defaults: bulk inserts (EPSS) leave these to the database instead of binding 360k timestamps.
+    created_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    modified_at: Mapped[dt.datetime | None] = mapped_column(
+        default=utcnow, server_default=text("CURRENT_TIMESTAMP"), index=True
+    )
 
 
 class Advisory(Base):

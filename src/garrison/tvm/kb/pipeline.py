@@ -38,6 +38,7 @@ from garrison.tvm.kb.records import (
     Enrichment,
     FullState,
     RecordError,
+    ScoreTable,
     VulnInfo,
     canonical_json,
 )
@@ -70,7 +71,6 @@ _INFO_COLUMNS = {
     "references": "references",
 }
 _VULN_COLUMNS = [c.name for c in V.columns]
-_LIST_COLUMNS = {"cwes", "references", "exploit_types", "exploit_uris", "sources"}
 # Changes of these columns are reported as vulnerability_updated.
 _TRACKED = ("severity", "cvss_v3_score", "cvss_v4_score")
 
@@ -203,12 +203,43 @@ def _bulk_update(session: Session, table: Table, rows: list[dict[str, Any]], key
         session.execute(stmt, [{"b_" + k: v for k, v in r.items()} for r in group])
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain_executemany(session: Session, table: Table, rows: list[dict[str, Any]], key: str | None) -> bool:
+    """executemany straight on the DB-API cursor for rows of plain values (strings, numbers):
+    SQLAlchemy's per-row parameter processing would cost more than the database work for 360k EPSS
+    rows. ``key`` given: UPDATE by that key, else INSERT. Returns False when the rows do not qualify."""
+    cols = [c for c in rows[0] if c != key]
+    if not all(isinstance(v, _PLAIN) for r in rows for v in r.values()):
+        return False
+    if any(tuple(r) != tuple(rows[0]) for r in rows):
+        return False
+    conn = session.connection()
+    style = conn.dialect.paramstyle
+    ph = "?" if style == "qmark" else "%s" if style in ("format", "pyformat") else None
+    if ph is None:
+        return False
+    prep = conn.dialect.identifier_preparer
+    name = prep.format_table(table)
+    if key is None:
+        sql = (f"INSERT INTO {name} ({', '.join(prep.quote(c) for c in cols)}) "
+               f"VALUES ({', '.join(ph for _ in cols)})")
+        params = [tuple(r[c] for c in cols) for r in rows]
+    else:
+        sets = ", ".join(f"{prep.quote(c)} = {ph}" for c in cols)
+        sql = f"UPDATE {name} SET {sets}, modified_at = CURRENT_TIMESTAMP WHERE {prep.quote(key)} = {ph}"
+        params = [tuple(r[c] for c in cols) + (r[key],) for r in rows]
+    conn.exec_driver_sql(sql, params)
+    return True
+
+
 def _new_vuln_row(vid: str, now: dt.datetime) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in _VULN_COLUMNS}
     row.update(
         id=vid, description="", severity="Unknown", cwes=[], references=[], kev=False, kev_ransomware="",
         public_exploit=False, exploit_verified=False, exploit_in_kit=False, exploit_types=[], exploit_uris=[],
-        sources=[], info_rank=0, created_at=now, modified_at=now,
+        sources=[], info_ranks={}, created_at=now, modified_at=now,
     )
     return row
 
@@ -218,26 +249,27 @@ def _empty(value: Any) -> bool:
 
 
 def _apply_info(row: dict[str, Any], info: VulnInfo, rank: int) -> None:
-    """Merge what a source says: better-ranked sources overwrite, others only fill empty fields."""
-    overwrite = rank >= (row.get("info_rank") or 0)
+    """Merge what a source says, field by field: a source ranked at least as high as the one that set
+    a field overwrites it; others only fill empty fields."""
+    ranks = dict(row.get("info_ranks") or {})
     for col, attr in _INFO_COLUMNS.items():
         value = getattr(info, attr)
         if _empty(value):
             continue
-        if col == "published_on" and row.get(col) is not None and not overwrite:
-            continue
-        if overwrite or _empty(row.get(col)):
+        group = col.replace("_vector", "").replace("_score", "")  # a score and its vector go together
+        if _empty(row.get(col)) or rank >= ranks.get(group, 0):
             row[col] = list(value) if isinstance(value, list) else value
+            ranks[group] = max(rank, ranks.get(group, 0))
     # Severity: the CVSS rating when a score is known, else the feed's word for it.
     score = row.get("cvss_v3_score")
     if score is None:
         score = row.get("cvss_v4_score")
     if score is not None:
         row["severity"] = severity_from_score(score)
-    elif info.severity and (overwrite or row.get("severity") in (None, "Unknown")):
+    elif info.severity and (row.get("severity") in (None, "Unknown") or rank >= ranks.get("severity", 0)):
         row["severity"] = info.severity
-    if rank > (row.get("info_rank") or 0):
-        row["info_rank"] = rank
+        ranks["severity"] = rank
+    row["info_ranks"] = ranks
 
 
 def _merge_list(current: list[Any], extra: Iterable[Any]) -> list[Any]:
@@ -296,6 +328,15 @@ class _Writer:
             return
         if isinstance(rec, FullState):
             self.full_states.append((name, rec))
+            return
+        if isinstance(rec, ScoreTable):
+            n = len(rec.rows)
+            self.result.records += n
+            stats["records"] += n
+            self.result.by_importer[name] = self.result.by_importer.get(name, 0) + n
+            self.vuln_ids.update(r[0] for r in rec.rows)
+            with self.store.system() as s:
+                self._write_scores(s, name, rec)
             return
         self.result.records += 1
         stats["records"] += 1
@@ -570,7 +611,7 @@ class _Writer:
                 for k, v in e.append.items():
                     cur.append[k] = _merge_list(cur.append.get(k, []), v)
                 cur.info = cur.info or e.info
-        cols = {"id", "sources", "info_rank", "severity", "description"}
+        cols = {"id", "sources", "info_ranks", "severity", "description"}
         for e in merged.values():
             cols |= set(e.values) | set(e.append)
             if e.info:
@@ -622,19 +663,53 @@ class _Writer:
                     changes.append(self._change(now, src, "epss_changed", vid, {"old": was["epss"], "new": row["epss"]}))
             if new_row:
                 # Only the columns this feed sets; the others take their (server) defaults, which keeps
-                # a 360k-row EPSS import from serialising empty lists.
-                inserts.append({**row, "created_at": now, "modified_at": now})
+                # a 360k-row EPSS import from serialising empty lists and timestamps.
+                inserts.append(row)
             else:
                 upd = {k: row[k] for k in diff}
                 upd["id"] = vid
-                upd["modified_at"] = now
                 updates.append(upd)
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for r in inserts:
-            groups.setdefault(tuple(sorted(r)), []).append(r)
-        for group in groups.values():
-            s.execute(insert(V), group)
-        _bulk_update(s, V, updates, "id")
+        for group in _group_by_keys(inserts):
+            if not _plain_executemany(s, V, group, None):
+                s.execute(insert(V), [{**r, "created_at": now, "modified_at": now} for r in group])
+        for group in _group_by_keys(updates):
+            if not _plain_executemany(s, V, group, "id"):
+                _bulk_update(s, V, [{**r, "modified_at": now} for r in group], "id")
+        if changes:
+            s.execute(insert(CH), changes)
+
+    def _write_scores(self, s: Session, source: str, table: ScoreTable) -> None:
+        """Set plain columns of many vulnerabilities; rows that do not exist yet are created."""
+        now = utcnow()
+        cols = table.columns
+        col_objs = [V.c.id, *(V.c[c] for c in cols)]
+        ids = [r[0] for r in table.rows]
+        existing: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(ids), 5000):
+            for row in s.execute(select(*col_objs).where(V.c.id.in_(ids[i : i + 5000]))):
+                existing[row[0]] = tuple(row[1:])
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        notable = "epss" in cols
+        epss_at = cols.index("epss") if notable else 0
+        for r in table.rows:
+            vid, values = r[0], r[1:]
+            old = existing.get(vid)
+            if old is None:
+                inserts.append(dict(zip(("id", *cols), r, strict=True)))
+            elif old != values:
+                updates.append(dict(zip(("id", *cols), r, strict=True)))
+                if notable and old[epss_at] is not None and abs(values[epss_at] - old[epss_at]) >= EPSS_NOTABLE:
+                    changes.append(self._change(now, source, "epss_changed", vid,
+                                                {"old": old[epss_at], "new": values[epss_at]}))
+            else:
+                continue
+            self.result.changed_vulnerabilities.add(vid)
+        if inserts and not _plain_executemany(s, V, inserts, None):
+            s.execute(insert(V), [{**x, "created_at": now, "modified_at": now} for x in inserts])
+        if updates and not _plain_executemany(s, V, updates, "id"):
+            _bulk_update(s, V, [{**x, "modified_at": now} for x in updates], "id")
         if changes:
             s.execute(insert(CH), changes)
 
@@ -677,6 +752,13 @@ class _Writer:
                 row.record_count = st["records"]
                 row.error = "\n".join(st["first_errors"]) if st["errors"] else None
                 row.stats = {k: st[k] for k in ("files", "records", "unchanged", "errors")}
+
+
+def _group_by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r), []).append(r)
+    return list(groups.values())
 
 
 def _vuln_db_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ MAX_LIST = 10_000  # aliases, ranges, events…
 MAX_VERSIONS = 200_000  # explicit affected versions of one package (npm/PyPI can list thousands)
 MAX_RAW = 256 * 1024  # the stored copy of a record
 
-# Ranks of feeds describing a vulnerability (see Vulnerability.info_rank).
+# Ranks of feeds describing a vulnerability (see Vulnerability.info_ranks).
 RANK_NVD = 30
 RANK_PACKAGE_DB = 20  # GHSA, PYSEC, Go, RustSec… (one record = one vulnerability)
 RANK_DISTRO = 10
@@ -99,6 +99,15 @@ class Enrichment:
 
 
 @dataclass
+class ScoreTable:
+    """Many plain-valued enrichments at once (EPSS: 360k rows): ``rows`` are (vulnerability id, *values)
+    for ``columns``. Cheaper than one Enrichment per row."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass
 class FullState:
     """Every vulnerability that has ``flag`` is in ``ids``; others lose it (KEV removals)."""
 
@@ -111,7 +120,7 @@ class RecordError:
     message: str
 
 
-Record = AdvisoryRecord | Enrichment | FullState | RecordError
+Record = AdvisoryRecord | Enrichment | ScoreTable | FullState | RecordError
 
 
 # --- reading untrusted values ------------------------------------------------------------

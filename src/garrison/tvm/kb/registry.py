@@ -56,17 +56,21 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    from garrison.tvm.kb import importers
-
-    for mod in pkgutil.iter_modules(importers.__path__):
-        importlib.import_module(f"{importers.__name__}.{mod.name}")
+    package = importlib.import_module("garrison.tvm.kb.importers")
+    for mod in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{mod.name}")
     _loaded = True
 
 
+_instances: list[Importer] = []
+
+
 def importers() -> list[Importer]:
-    """Instances of every registered importer, in detection order."""
+    """Every registered importer, in detection order."""
     _load()
-    return [cls() for cls in sorted(_REGISTRY.values(), key=lambda c: (c.priority, c.name))]
+    if len(_instances) != len(_REGISTRY):
+        _instances[:] = [cls() for cls in sorted(_REGISTRY.values(), key=lambda c: (c.priority, c.name))]
+    return list(_instances)
 
 
 def get_importer(name: str) -> Importer:

@@ -11,13 +11,23 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from garrison.agent.assessment.env import Env, Outcome
 
 IfMissing = Literal["error", "fail", "pass", "not_applicable"]
+
+
+def _device_path(p: str) -> str:
+    if not p.startswith("/") or "/../" in p + "/" or "\0" in p:
+        raise ValueError(f"not an absolute device path: {p!r}")
+    return p
+
+
+# An absolute path on the device, globs allowed; never escapes the root with '..'.
+DevicePath = Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_device_path)]
 
 
 class ProbeParams(BaseModel):

@@ -89,70 +89,78 @@ class KernelSource(PackageSource):
         family = _family(os_identity)
         pkg: SoftwarePackage | None = None
         if family == "deb":
-            pkg = self._debian(ctx, u.release, u.version, u.machine, os_identity)
+            pkg = debian_kernel(ctx, u.release, u.version, u.machine, os_identity)
         elif family == "rpm":
-            pkg = self._rpm(u.release, os_identity)
+            pkg = rpm_kernel(u.release, os_identity)
         elif family == "apk":
-            pkg = self._alpine(u.release, u.machine, os_identity)
-        if pkg is None:
-            # Not a distro kernel (custom or cloud-vendor build): the upstream kernel, OSV ecosystem "Linux".
-            version = _upstream(u.release)
-            pkg = make_package(
-                FMT, manager="kernel", name="linux", version=version, ecosystem="Linux", arch=u.machine,
-                source_name="linux", source_version=version, purl=build_purl("generic", "linux", version),
-                path=f"uname -r: {u.release}",
-            )
-        return [pkg]
+            pkg = alpine_kernel(u.release, u.machine, os_identity)
+        return [pkg or upstream_kernel(u.release, u.machine)]
 
-    def _debian(
-        self, ctx: AgentContext, release: str, uversion: str, machine: str, os_identity: OsIdentity | None
-    ) -> SoftwarePackage | None:
-        name = f"linux-image-{release}"
-        version = arch = ""
-        installed = _dpkg_entry(ctx, name, os_identity)
-        if installed is not None:
-            version, arch = installed.version, installed.arch
-        else:
-            m = re.search(r"\bDebian (\S+)", uversion)  # "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
-            sig = re.match(r"Ubuntu (\S+?)-[a-z]", _read(ctx, VERSION_SIGNATURE))
-            if m:
-                version = m.group(1)
-            elif sig:
-                version = sig.group(1)
-        if not version:
-            return None
-        target = DebianTarget(os_identity)
-        arch = arch or DEB_ARCH.get(machine, machine)
-        return make_package(
-            FMT, manager="kernel", name=name, version=version, ecosystem=target.ecosystem, arch=arch,
-            # The distros track kernel advisories under the source "linux", whatever signed wrapper built it.
-            source_name="linux", source_version=version, epoch=split_epoch(version)[0],
-            purl=build_purl("deb", name, version, namespace=target.namespace,
-                            qualifiers={"arch": arch, "distro": target.distro}),
-            path=f"uname -r: {release}",
-        )
 
-    def _rpm(self, release: str, os_identity: OsIdentity | None) -> SoftwarePackage | None:
-        base, _, arch = release.rpartition(".")
-        if arch not in ARCHES or "-" not in base:
-            return None
-        target = RpmTarget(os_identity)
-        return make_package(
-            FMT, manager="kernel", name="kernel", version=base, ecosystem=target.ecosystem, arch=arch,
-            source_name="kernel", source_version=base,
-            purl=build_purl("rpm", "kernel", base, namespace=target.namespace,
-                            qualifiers={"arch": arch, "distro": target.distro}),
-            path=f"uname -r: {release}",
-        )
+def upstream_kernel(release: str, machine: str) -> SoftwarePackage:
+    """Not a distro kernel (custom or cloud-vendor build): the upstream kernel, OSV ecosystem "Linux"."""
+    version = _upstream(release)
+    return make_package(
+        FMT, manager="kernel", name="linux", version=version, ecosystem="Linux", arch=machine,
+        source_name="linux", source_version=version, purl=build_purl("generic", "linux", version),
+        path=f"uname -r: {release}",
+    )
 
-    def _alpine(self, release: str, machine: str, os_identity: OsIdentity | None) -> SoftwarePackage | None:
-        m = re.fullmatch(r"(\d+\.\d+\.\d+)-(\d+)-(\w+)", release)  # 5.15.41-0-lts → linux-lts 5.15.41-r0
-        if not m or os_identity is None:
-            return None
-        name, version = f"linux-{m.group(3)}", f"{m.group(1)}-r{m.group(2)}"
-        return make_package(
-            FMT, manager="kernel", name=name, version=version, ecosystem=ecosystem_for(os_identity), arch=machine,
-            source_name=name, source_version=version,
-            purl=build_purl("apk", name, version, namespace="alpine", qualifiers={"arch": machine}),
-            path=f"uname -r: {release}",
-        )
+
+def debian_kernel(
+    ctx: AgentContext, release: str, uversion: str, machine: str, os_identity: OsIdentity | None
+) -> SoftwarePackage | None:
+    """``linux-image-<release>`` at the version dpkg has for it, else the one uname/version_signature name."""
+    name = f"linux-image-{release}"
+    version = arch = ""
+    installed = _dpkg_entry(ctx, name, os_identity)
+    if installed is not None:
+        version, arch = installed.version, installed.arch
+    else:
+        m = re.search(r"\bDebian (\S+)", uversion)  # "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
+        sig = re.match(r"Ubuntu (\S+?)-[a-z]", _read(ctx, VERSION_SIGNATURE))
+        if m:
+            version = m.group(1)
+        elif sig:
+            version = sig.group(1)
+    if not version:
+        return None
+    target = DebianTarget(os_identity)
+    arch = arch or DEB_ARCH.get(machine, machine)
+    return make_package(
+        FMT, manager="kernel", name=name, version=version, ecosystem=target.ecosystem, arch=arch,
+        # The distros track kernel advisories under the source "linux", whatever signed wrapper built it.
+        source_name="linux", source_version=version, epoch=split_epoch(version)[0],
+        purl=build_purl("deb", name, version, namespace=target.namespace,
+                        qualifiers={"arch": arch, "distro": target.distro}),
+        path=f"uname -r: {release}",
+    )
+
+
+def rpm_kernel(release: str, os_identity: OsIdentity | None) -> SoftwarePackage | None:
+    """``5.14.0-362.8.1.el9_3.x86_64`` is the ``kernel`` package's version-release.arch."""
+    base, _, arch = release.rpartition(".")
+    if arch not in ARCHES or "-" not in base:
+        return None
+    target = RpmTarget(os_identity)
+    return make_package(
+        FMT, manager="kernel", name="kernel", version=base, ecosystem=target.ecosystem, arch=arch,
+        source_name="kernel", source_version=base,
+        purl=build_purl("rpm", "kernel", base, namespace=target.namespace,
+                        qualifiers={"arch": arch, "distro": target.distro}),
+        path=f"uname -r: {release}",
+    )
+
+
+def alpine_kernel(release: str, machine: str, os_identity: OsIdentity | None) -> SoftwarePackage | None:
+    """``5.15.41-0-lts`` is package ``linux-lts`` at ``5.15.41-r0``."""
+    m = re.fullmatch(r"(\d+\.\d+\.\d+)-(\d+)-(\w+)", release)
+    if not m or os_identity is None:
+        return None
+    name, version = f"linux-{m.group(3)}", f"{m.group(1)}-r{m.group(2)}"
+    return make_package(
+        FMT, manager="kernel", name=name, version=version, ecosystem=ecosystem_for(os_identity), arch=machine,
+        source_name=name, source_version=version,
+        purl=build_purl("apk", name, version, namespace="alpine", qualifiers={"arch": machine}),
+        path=f"uname -r: {release}",
+    )

@@ -41,7 +41,7 @@ def manifests(ctx: AgentContext) -> list[Path]:
                 out += [root / name / s / "package.json" for s in scoped if not s.startswith(".")]
             else:
                 out.append(root / name / "package.json")
-    return [p for p in out if p.is_file()]
+    return [p for p in out if os.path.isfile(p)]  # os.path: False on EACCES, never raises
 
 
 def parse_package_json(data: bytes, where: str) -> tuple[str, str]:

@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 from garrison.agent.collectors.base import AgentContext
-from garrison.agent.collectors.packages.base import PackageSource, device_path, register_package_source, root_is_host
+from garrison.agent.collectors.packages.base import (
+    PackageSource,
+    device_path,
+    register_package_source,
+    root_is_host,
+)
 from garrison.inventory.common import make_package
 from garrison.inventory.errors import InventoryParseError
 from garrison.inventory.purl import build_purl
@@ -44,7 +49,7 @@ def library_dirs(ctx: AgentContext) -> list[Path]:
     if root_is_host(ctx):
         candidates += [Path(d) for d in _host_dirs()]
     for path in candidates:
-        if path.is_dir():
+        if os.path.isdir(path):  # Path.is_dir raises on EACCES in 3.11
             found.setdefault(os.path.realpath(path), path)
     return sorted(found.values())
 
@@ -84,7 +89,7 @@ class PythonSource(PackageSource):
             for entry in _metadata_entries(d):
                 info = d / entry
                 meta = info / ("METADATA" if entry.endswith(".dist-info") else "PKG-INFO")
-                if entry.endswith(".egg-info") and info.is_file():
+                if entry.endswith(".egg-info") and os.path.isfile(info):
                     meta = info  # an egg-info file is itself the PKG-INFO
                 evidence = device_path(ctx, info)
                 try:

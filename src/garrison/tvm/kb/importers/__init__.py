@@ -1,0 +1,1 @@
+"""Feed importers; every module here is imported and registers its importer class."""
