@@ -166,3 +166,19 @@ def test_pending_is_readable_while_another_process_writes(tmp_path: Path) -> Non
     assert json.loads(reader.pending()[1].json_bytes())["payload"] == {"x": 2}
     reader.close()
     writer.close()
+
+
+def test_enrollment_floor_lifts_the_counter_but_never_lowers_it(tmp_path: Path) -> None:
+    from garrison.agent.spool import SEQ_EPOCH, enrollment_floor
+
+    spool = Spool(tmp_path / "spool.db")
+    assert spool.put("device", {}) == 1
+    floor = enrollment_floor(SEQ_EPOCH + 86_400)
+    assert floor == 86_400
+    spool.raise_seq_floor(floor)
+    assert spool.put("device", {}) == 86_400
+    spool.raise_seq_floor(10)  # lower: no effect
+    assert spool.put("device", {}) == 86_401
+    # Today's floor fits a 32-bit column for decades.
+    assert enrollment_floor() < 2**31 - 1 and enrollment_floor() > 60_000_000
+    spool.close()

@@ -29,7 +29,7 @@ from garrison.agent import actions as action_registry
 from garrison.agent.collectors import base as collector_base
 from garrison.agent.collectors.base import AgentContext, Collector
 from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
-from garrison.agent.spool import Spool
+from garrison.agent.spool import Spool, enrollment_floor
 from garrison.agent.transport import (
     Backoff,
     EnrollError,
@@ -107,6 +107,7 @@ class RunReport:
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     offboarded: bool = False
     error: str = ""
+    exit_code: int = EXIT_OK
 
 
 def load_collectors() -> tuple[dict[str, type[Collector]], dict[str, str]]:
@@ -220,6 +221,8 @@ class Agent:
                                 hostname=(fqdn or host or "localhost")[:256], agent_version=__version__)
         identity, pem = enroll(cfg.server, request, fingerprint=cfg.fingerprint, timeout=cfg.request_timeout)
         save_identity(self.state_dir, identity, pem)
+        assert self.spool is not None
+        self.spool.raise_seq_floor(enrollment_floor())  # see garrison.agent.spool: re-installed agents
         (self.state_dir / OFFBOARDED_FILE).unlink(missing_ok=True)
         log.info("enrolled as device %s with %s (tenant %s)", identity.device_id, identity.server, identity.tenant)
         return identity
@@ -396,15 +399,16 @@ class Agent:
                 self.offboard()
             report.ok = True
         except AgentStopped as exc:
-            report.error = str(exc)
+            report.error, report.exit_code = str(exc), exc.code
         except (EnrollError, TransportError) as exc:
-            report.error = str(exc)
+            report.error, report.exit_code = str(exc), EXIT_FAILED
         finally:
             if self.spool is not None:
                 report.pending = self.spool.pending_count()
                 report.drops = self.spool.drops()
                 if report.pending and report.ok:
                     report.ok, report.error = False, f"{report.pending} batches are still waiting in the spool"
+                    report.exit_code = EXIT_FAILED
             report.health = {n: st.health().model_dump(mode="json") for n, st in self.collectors.items()}
             self.close()
         return report

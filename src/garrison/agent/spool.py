@@ -5,6 +5,12 @@ neither a server outage nor an agent restart loses what was collected. Sequence
 numbers come from a counter in the same database and are never reused, not even after
 the batches that carried them were acknowledged or dropped.
 
+A re-installed agent (fresh spool) on the same machine enrolls as the same device, and the
+server already holds that device's earlier sequence numbers. So at each enrollment the
+counter jumps to at least the number of seconds since 2024-01-01 (:func:`enrollment_floor`):
+the new installation starts above anything the old one used, as long as that one sent
+fewer than one batch per second on average.
+
 Each row holds the complete wire document of the batch (``garrison.protocol.Batch``
 as JSON), gzip-compressed: it is what the transport sends, byte for byte.
 
@@ -23,6 +29,7 @@ import gzip
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +122,14 @@ class Spool:
                 (seq, kind, created.isoformat(), len(raw), len(body), body),
             )
             return seq
+
+    def raise_seq_floor(self, floor: int) -> None:
+        """Make the next sequence number at least ``floor`` (never lowers it)."""
+        with self._lock, self._tx() as db:
+            row = db.execute("SELECT value FROM counters WHERE name = 'next_seq'").fetchone()
+            if row is None or int(row[0]) < floor:
+                db.execute("INSERT INTO counters(name, value) VALUES ('next_seq', ?) "
+                           "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (floor,))
 
     def ack(self, seq: int) -> None:
         """The server has the batch (accepted or duplicate): it leaves the spool."""
@@ -247,6 +262,14 @@ class Spool:
         for seq, kind in dropped:
             db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
             self._count_drop(db, kind, 1)
+
+
+SEQ_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def enrollment_floor(now: float | None = None) -> int:
+    """First sequence number after an enrollment: seconds since 2024-01-01 (fits 32 bits until 2092)."""
+    return max(1, int((time.time() if now is None else now) - SEQ_EPOCH))
 
 
 class _Transaction:

@@ -140,11 +140,14 @@ class InventoryCollector(Collector):
     def __init__(self) -> None:
         # Health of the last run, notes included (a source skipped, an entry unreadable).
         self.health = CollectorHealth(ok=True)
+        # Notes of each source's last collect, repeated while its database is unchanged.
+        self._source_notes: dict[str, list[str]] = {}
 
     def collect(self, ctx: AgentContext) -> list[tuple[str, dict[str, Any]]]:
         errors: list[str] = []
         notes: list[str] = []
         uploads = self._collect(ctx, errors, notes)
+        notes += [n for name in sorted(self._source_notes) for n in self._source_notes[name]]
         message = "; ".join(errors + notes)
         self.health = CollectorHealth(ok=not errors, error=message[:4096] or None, last_run=dt.datetime.now(dt.UTC))
         if errors and not uploads:
@@ -176,6 +179,7 @@ class InventoryCollector(Collector):
             and state.os_fingerprint == os_fp
             and {n: s.fingerprint for n, s in state.sources.items()} == fps
         ):
+            self._source_notes = {n: v for n, v in self._source_notes.items() if n in fps}
             failed = [n for n, s in state.sources.items() if not s.fingerprint]
             errors += [f"{n}: still failing, previous packages kept" for n in failed if not any(
                 e.startswith(f"{n}:") for e in errors)]
@@ -203,9 +207,10 @@ class InventoryCollector(Collector):
                 new_sources[name] = SourceState(fp, src.collect(ctx, os_identity))
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                if prev is not None and not recollect_all:
+                if prev is not None:  # last known beats "all removed"; fingerprint "" retries next run
                     new_sources[name] = SourceState("", prev.packages)
-            notes += src.notes
+            self._source_notes[name] = list(src.notes)
+        self._source_notes = {n: v for n, v in self._source_notes.items() if n in fps}
 
         new_state = InventoryState(
             generation=(state.generation if state else 0) + 1,

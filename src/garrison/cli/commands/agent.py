@@ -59,7 +59,7 @@ def run_command(server: str | None, enroll_secret: str | None, fingerprint: str 
     data = report_dict(report)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
-        sys.exit(0 if report.ok else 1)
+        sys.exit(report.exit_code)
     if report.ok:
         collected = ", ".join(f"{n} {k}" for k, n in sorted(report.collected.items())) or "nothing"
         console.print(f"device {report.device_id} ({report.server}): collected {collected}; "
@@ -67,7 +67,7 @@ def run_command(server: str | None, enroll_secret: str | None, fingerprint: str 
                       + ("; enrolled now" if report.enrolled_now else "")
                       + ("; OFFBOARDED" if report.offboarded else ""), highlight=False)
         return
-    fail(report.error or "not everything was sent", False, code=1)
+    fail(report.error or "not everything was sent", False, code=report.exit_code or 1)
 
 
 @agent_group.command("status")

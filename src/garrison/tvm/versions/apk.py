@@ -12,6 +12,11 @@ rules follow newer apk-tools and the OSV reference vectors instead of 2.x:
    (``0.r1 < 0r2``, ``0..8 > 0...8``);
 3. a revision is ``-r`` plus digits at the very end; anything else makes the ``-`` invalid
    (``1-r0-1 = 1-r-2``).
+
+And one fix of a 2.x bug (apk-tools 3 has it right): 4. after a ``.``, a run of zeros reads as a
+negative value followed by a number token, which 2.x left out when the zeros end the string, so
+``1.0 < 1.0_rc1`` although ``1.1 > 1.1_rc1``. Alpine's own versions end in ``-rN``, where the bug
+does not show, so no generated vector depends on it.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ def _get_token(t: int, s: str, p: int) -> tuple[int, int, int]:
         while i < len(s) and s[i] == "0":
             i += 1
         v = p - i
-        forced_next = _DIGIT
+        forced_next = _DIGIT  # then a digit token (maybe empty: value 0) for what follows the zeros
     elif t in (_DOZ, _DIGIT, _SUFFIX_NO, _REV):
         while i < len(s) and _is_digit(s[i]):
             i += 1
@@ -103,10 +108,12 @@ def _get_token(t: int, s: str, p: int) -> tuple[int, int, int]:
     else:
         return -1, _INVALID, p
     p = i
+    if forced_next is not None:
+        # Rule 4: apk 2.x ends here when the zeros end the string, so "1.0" lacks the empty digit
+        # token that "1.0_rc1" has; emitting it for both keeps pre-releases below the release.
+        return v, forced_next, p
     if p >= len(s):
         return v, _END, p
-    if forced_next is not None:
-        return v, forced_next, p
     nt, p = _next_type(t, s, p)
     return v, nt, p
 
