@@ -131,3 +131,19 @@ def test_offboarding_tells_the_agent_to_stop(env: Env) -> None:
     assert m["onboardingStatus"] == "Offboarded" and m["healthStatus"] == "Inactive"
     reply = env.client.post("/agent/v1/checkin", headers=device_headers(dev), json={"agent_version": "1"}).json()
     assert reply["offboard"] is True
+
+
+def test_actions_time_out(env: Env) -> None:
+    from garrison.core.actions import expire_actions
+    from garrison.store.models.core import MachineAction
+
+    dev = enroll(env.client, env.a.enroll_secret)
+    h = env.a.headers("security_operator")
+    a = env.client.post(f"/api/machines/{dev['device_id']}/collectInventory", json={}, headers=h).json()
+    with env.store.tenant(env.a.id) as s:
+        row = s.get(MachineAction, a["id"])
+        row.expires_at = row.creation_time - dt.timedelta(seconds=1)
+    expire_actions(env.store)
+    assert env.client.get(f"/api/machineactions/{a['id']}", headers=h).json()["status"] == "TimeOut"
+    reply = env.client.post("/agent/v1/checkin", headers=device_headers(dev), json={"agent_version": "1"}).json()
+    assert reply["actions"] == []

@@ -15,6 +15,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Conflict, Invalid, NotFound
+from garrison.core.jobs import register_job
+from garrison.store.db import Store
 from garrison.store.base import utcnow
 from garrison.store.models.core import ACTION_STATES, Device, MachineAction
 
@@ -41,17 +43,17 @@ def create(s: Session, device: Device, type_: str, requestor: str, comment: str 
 
 
 def pending_for_device(s: Session, device_id: str, now: dt.datetime) -> list[MachineAction]:
-    """Actions to hand to the agent; expired ones time out instead."""
-    s.execute(update(MachineAction)
-              .where(MachineAction.device_id == device_id, MachineAction.status.in_(("Pending", "InProgress")),
-                     MachineAction.expires_at < now)
-              .values(status="TimeOut", last_update_time=now))
-    rows = list(s.scalars(select(MachineAction).where(
-        MachineAction.device_id == device_id, MachineAction.status == "Pending")))
-    for a in rows:
-        a.status = "InProgress"
-        a.last_update_time = now
-    return rows
+    """Actions to hand to the agent; expired ones time out instead. One indexed read per
+    check-in (the common case is no open action at all)."""
+    handed: list[MachineAction] = []
+    for a in s.scalars(select(MachineAction).where(
+            MachineAction.device_id == device_id, MachineAction.status.in_(("Pending", "InProgress")))):
+        if a.expires_at is not None and a.expires_at < now:
+            a.status, a.last_update_time = "TimeOut", now
+        elif a.status == "Pending":
+            a.status, a.last_update_time = "InProgress", now
+            handed.append(a)
+    return handed
 
 
 def record_result(s: Session, device_id: str, action_id: str, status: str, result: dict[str, Any]) -> None:
@@ -82,3 +84,13 @@ def to_api(a: MachineAction, device_name: str = "") -> dict[str, Any]:
         "creationDateTimeUtc": a.creation_time, "lastUpdateDateTimeUtc": a.last_update_time,
         "params": a.params, "result": a.result,
     }
+
+
+@register_job("machine_action_timeouts", 300)
+def expire_actions(store: Store) -> None:
+    """Actions of devices that never came back for them time out."""
+    now = utcnow()
+    with store.system() as s:
+        s.execute(update(MachineAction)
+                  .where(MachineAction.status.in_(("Pending", "InProgress")), MachineAction.expires_at < now)
+                  .values(status="TimeOut", last_update_time=now))

@@ -192,6 +192,9 @@ def test_alpine_python_and_npm_sources_in_a_prepared_root(tmp_path: Path) -> Non
     assert by[("npm", "npm")].path == "/usr/local/lib/node_modules/npm"
     # Not the live root: no running kernel to report.
     assert not any(p.manager == "kernel" for p in report.packages)
+    # Unchanged: nothing sent, and the note about the unreadable distribution stays in health.
+    assert collector.collect(_ctx(tmp_path, root)) == []
+    assert "skipped 1 unreadable" in (collector.health.error or "")
 
     # Upgrading a Python distribution renames its dist-info: one removed, one added.
     (site / "PyYAML-5.4.1.dist-info").rename(site / "PyYAML-6.0.1.dist-info")

@@ -227,7 +227,7 @@ def test_sorting_by_key_is_a_total_order_consistent_with_compare(prefix: str, sc
         ("maven", ["1.0-alpha-1", "1.0-beta", "1.0-milestone-1", "1.0-rc1", "1.0-SNAPSHOT", "1.0", "1.0-sp1", "1.0.1"]),
         ("rubygems", ["1.0.a", "1.0.b1", "1.0.rc", "1.0", "1.0.1", "1.1"]),
         ("nuget", ["1.0.0-alpha", "1.0.0-BETA", "1.0.0-rc.1", "1.0.0", "1.0.0.1", "1.0.1"]),
-        ("packagist", ["1.0-dev", "1.0alpha1", "1.0beta1", "1.0RC1", "1.0", "1.0pl1", "1.0.1"]),
+        ("packagist", ["1.0-dev", "1.0alpha1", "1.0beta1", "1.0RC1", "1.0", "1.0.1", "1.0pl1", "1.1"]),  # pl > any number
         ("cran", ["0.9", "0.9-1", "0.10", "1.0"]),
         ("hackage", ["0.9", "0.9.0", "0.10", "1"]),
         ("pub", ["1.0.0-dev", "1.0.0", "1.0.0+1", "1.0.0+2", "1.0.1"]),

@@ -71,8 +71,7 @@ class Pep440Scheme(VersionScheme):
         try:
             parsed = Version(version)
         except _PackagingInvalid:
-            parts = _legacy_parts(version)
-            if parts == ("*final",):
+            if not any(c.isalnum() for c in version):
                 raise self.invalid(version, "no letters or digits") from None
-            return (0, parts)
+            return (0, _legacy_parts(version))
         return (1, _pep440_key(parsed))
