@@ -130,7 +130,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if key == "fingerprint":
             return str(value) or None
         if not isinstance(value, str):
-            raise ValueError
+            raise TypeError
         return value
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: invalid value for {key}: {value!r}") from None

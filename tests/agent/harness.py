@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def garrison(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
              check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "garrison.cli.main", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "garrison.cli.main", *args], capture_output=True, text=True, check=False,
                           timeout=timeout, env=env or cli_env(), cwd=REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"garrison {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

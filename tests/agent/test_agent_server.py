@@ -22,7 +22,6 @@ from garrison.agent.collectors.base import COLLECTORS, AgentContext, Collector
 from garrison.agent.runner import Agent, status
 from garrison.agent.spool import Spool
 from garrison.config import AgentConfig
-
 from tests.agent.harness import Server, cli_env, garrison, start_agent, wait_for, write_agent_config
 
 ONLY_DEVICE = {"GARRISON_AGENT_COLLECTORS_ENABLED": "device", "GARRISON_AGENT_BACKOFF_CAP": "1",

@@ -76,7 +76,7 @@ def test_backoff_honours_retry_after_within_the_cap() -> None:
 def make_cert(tmp: Path, name: str) -> tuple[Path, Path, str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=30))
@@ -111,7 +111,7 @@ class Stub(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: Stub
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         encoding = self.headers.get("Content-Encoding", "")
         body = gzip.decompress(raw) if encoding == "gzip" else raw
@@ -150,12 +150,11 @@ def test_pinned_context_trusts_exactly_the_pinned_certificate(stub: Stub, certs:
     import socket
 
     port = stub.server_address[1]
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        with pinned_context(certs["alpha"][2]).wrap_socket(raw) as tls:  # no SNI name check, pin only
-            assert hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest() == certs["alpha"][3]
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            pinned_context(certs["beta"][2]).wrap_socket(raw)
+    with socket.create_connection(("127.0.0.1", port)) as raw, \
+            pinned_context(certs["alpha"][2]).wrap_socket(raw) as tls:  # no host name check, pin only
+        assert hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest() == certs["alpha"][3]
+    with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
+        pinned_context(certs["beta"][2]).wrap_socket(raw)
     # The system's CAs are not trusted either: a pinned context starts from an empty store.
     assert pinned_context(certs["beta"][2]).cert_store_stats()["x509_ca"] == 1
 

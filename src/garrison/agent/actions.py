@@ -62,7 +62,7 @@ def run_action(action: ActionOut, host: ActionHost) -> ActionResult:
         )
     try:
         outcome = handler(action, host)
-    except Exception as exc:  # a failing handler must not take the agent down
+    except Exception as exc:  # noqa: BLE001 - a failing handler must not take the agent down
         return ActionResult(id=action.id, status="Failed",
                             result={"error": f"{type(exc).__name__}: {exc}"[:4000]})
     return ActionResult(id=action.id, status=outcome.status, result=outcome.result)

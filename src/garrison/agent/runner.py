@@ -47,7 +47,14 @@ from garrison.agent.transport import (
     write_private,
 )
 from garrison.config import AgentConfig
-from garrison.protocol import ActionOut, ActionResult, CheckinRequest, CheckinResponse, CollectorHealth, EnrollRequest
+from garrison.protocol import (
+    ActionOut,
+    ActionResult,
+    CheckinRequest,
+    CheckinResponse,
+    CollectorHealth,
+    EnrollRequest,
+)
 
 log = logging.getLogger("garrison.agent")
 
@@ -122,7 +129,7 @@ def load_collectors() -> tuple[dict[str, type[Collector]], dict[str, str]]:
     for mod in pkgutil.walk_packages(collectors.__path__, collectors.__name__ + ".", onerror=on_error):
         try:
             importlib.import_module(mod.name)
-        except Exception as exc:  # another collector's bug must not stop the agent
+        except Exception as exc:  # noqa: BLE001 - another collector's bug must not stop the agent
             short = mod.name[len(collectors.__name__) + 1:].split(".")[0]
             failed[short] = f"import failed: {type(exc).__name__}: {exc}"
             log.error("collector module %s failed to import: %s", mod.name, exc)
@@ -237,7 +244,7 @@ class Agent:
                 enabled, reason = False, f"needs root; the agent runs as uid {os.geteuid()}"
             try:
                 instance: Collector | None = cls()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported in its health instead
                 instance, reason = None, f"cannot start: {type(exc).__name__}: {exc}"
             interval = self.config.collector_intervals.get(name, cls.interval)
             kinds = set(getattr(cls, "kinds", ()) or ())
@@ -263,7 +270,7 @@ class Agent:
             st.ok, st.error = False, f"{type(exc).__name__}: {exc}"
             log.warning("collector %s failed: %s", st.name, st.error, exc_info=log.isEnabledFor(logging.DEBUG))
         st.runs += 1
-        st.last_run = dt.datetime.now(dt.timezone.utc)
+        st.last_run = dt.datetime.now(dt.UTC)
         st.next_due = time.monotonic() + st.interval
         log.debug("collector %s ran in %.2fs", st.name, time.monotonic() - started)
 
@@ -341,7 +348,7 @@ class Agent:
         if self.spool is not None:
             self.spool.clear()
         forget_identity(self.state_dir)
-        write_private(self.state_dir / OFFBOARDED_FILE, dt.datetime.now(dt.timezone.utc).isoformat() + "\n")
+        write_private(self.state_dir / OFFBOARDED_FILE, dt.datetime.now(dt.UTC).isoformat() + "\n")
         self.report.offboarded = True
 
     # --- network calls with the shared backoff ------------------------------------------
@@ -364,7 +371,7 @@ class Agent:
         return result
 
     def _write_status(self, *, ok: bool) -> None:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         path = self.state_dir / STATUS_FILE
         try:
             status = json.loads(path.read_text())

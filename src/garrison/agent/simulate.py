@@ -145,8 +145,8 @@ def device_payload(i: int, key: str, rng: random.Random, os_id: OsIdentity) -> d
         os_codename=os_id.codename, kernel=rng.choice(["6.1.0-18-amd64", "6.1.0-21-amd64", "5.10.0-28-amd64"]),
         architecture="x86_64", processor="Simulated CPU",
         ip_addresses=[f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"],
-        mac_addresses=["02:00:%02x:%02x:%02x:%02x" % ((i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255)],
-        boot_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=rng.randint(1, 2000)),
+        mac_addresses=["02:00:" + ":".join(f"{(i >> s) & 255:02x}" for s in (24, 16, 8, 0))],
+        boot_time=dt.datetime.now(dt.UTC) - dt.timedelta(hours=rng.randint(1, 2000)),
         agent_version=__version__, running_as_root=True,
     )
     return report.model_dump(mode="json")
@@ -217,7 +217,7 @@ class SimAgent:
 
     async def upload(self, kind: str, payload_json: bytes, end_at: float) -> None:
         self.seq += 1
-        created = dt.datetime.now(dt.timezone.utc).isoformat()
+        created = dt.datetime.now(dt.UTC).isoformat()
         doc = b'{"seq":%d,"kind":"%s","created_at":"%s","payload":' % (self.seq, kind.encode(), created.encode())
         body = doc + payload_json + b"}"
         gzipped = len(body) > GZIP_ABOVE
@@ -235,7 +235,7 @@ class SimAgent:
     async def checkin(self) -> None:
         body = json.dumps({
             "agent_version": __version__,
-            "health": {"device": {"ok": True, "last_run": dt.datetime.now(dt.timezone.utc).isoformat()},
+            "health": {"device": {"ok": True, "last_run": dt.datetime.now(dt.UTC).isoformat()},
                        "inventory": {"ok": True}},
             "drops": {}, "spool_pending": 0, "transport_errors": 0,
         }).encode()

@@ -107,7 +107,7 @@ class Spool:
 
     def put(self, kind: str, payload: dict[str, Any], created_at: dt.datetime | None = None) -> int | None:
         """Spool one upload; returns its sequence number (None when it alone exceeds the bound)."""
-        created = created_at or dt.datetime.now(dt.timezone.utc)
+        created = created_at or dt.datetime.now(dt.UTC)
         with self._lock, self._tx() as db:
             seq = self._next_seq(db)
             doc = Batch(seq=seq, kind=kind, created_at=created, payload=payload)
@@ -192,7 +192,7 @@ class Spool:
         with self._lock, self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO action_results(action_id, body, created_at) VALUES (?,?,?)",
-                (action_id, json.dumps(body), dt.datetime.now(dt.timezone.utc).isoformat()),
+                (action_id, json.dumps(body), dt.datetime.now(dt.UTC).isoformat()),
             )
 
     def has_result(self, action_id: str) -> bool:
@@ -209,7 +209,7 @@ class Spool:
         return [json.loads(r[0]) for r in rows]
 
     def mark_posted(self, action_id: str) -> None:
-        cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).isoformat()
+        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).isoformat()
         with self._lock, self._tx() as db:
             db.execute("UPDATE action_results SET posted = 1 WHERE action_id = ?", (action_id,))
             # Remember posted ids for a while (re-delivery), then forget them.

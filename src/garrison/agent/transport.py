@@ -274,7 +274,7 @@ def enroll(
         server=server.rstrip("/"),
         fingerprint=pinned,
         tenant=answer.tenant,
-        enrolled_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        enrolled_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     return identity, pem
 

@@ -112,6 +112,25 @@ def test_apk_file_lists(tmp_path: Path) -> None:
     assert "unprivileged" in (collector.health.error or "")
 
 
+def test_python_native_extensions_map_to_their_distribution(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    site = root / "usr/lib/python3.11/site-packages"
+    info = site / "MarkupSafe-2.1.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: MarkupSafe\nVersion: 2.1.3\n")
+    (info / "RECORD").write_text(
+        "markupsafe/__init__.py,sha256=x,10\n"
+        "markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so,sha256=y,20\n"
+        "MarkupSafe-2.1.3.dist-info/RECORD,,\n")
+    (root / "proc/9").mkdir(parents=True)
+    (root / "proc/9/maps").write_text(
+        "7f00-7f10 r-xp 00000000 08:01 1 "
+        "/usr/lib/python3.11/site-packages/markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so\n")
+    ctx = AgentContext(state_dir=tmp_path / "state", agent_version="t", root=root, is_root=True)
+    report = _report(RuntimeCollector().collect(ctx))
+    assert [(p.manager, p.name) for p in report.packages] == [("python", "markupsafe")]
+
+
 def test_no_package_database_says_so(tmp_path: Path) -> None:
     ctx = AgentContext(state_dir=tmp_path / "state", agent_version="t", root=tmp_path, is_root=True)
     collector = RuntimeCollector()

@@ -87,7 +87,7 @@ def boot_time(ctx: AgentContext) -> dt.datetime | None:
     try:
         for line in ctx.path("/proc/stat").read_text().splitlines():
             if line.startswith("btime "):
-                return dt.datetime.fromtimestamp(int(line.split()[1]), dt.timezone.utc)
+                return dt.datetime.fromtimestamp(int(line.split()[1]), dt.UTC)
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -190,7 +190,7 @@ def parse_utmp(data: bytes) -> list[LoggedOnUser]:
         )
         if ut_type != USER_PROCESS or not _cstr(user):
             continue
-        since = dt.datetime.fromtimestamp(tv_sec, dt.timezone.utc) if tv_sec > 0 else None
+        since = dt.datetime.fromtimestamp(tv_sec, dt.UTC) if tv_sec > 0 else None
         users.append(LoggedOnUser(user=_cstr(user)[:128], terminal=_cstr(line)[:128],
                                   host=_cstr(host)[:256], since=since))
     return users
@@ -212,7 +212,7 @@ def parse_logind_sessions(directory: Path) -> list[LoggedOnUser]:
             continue
         since = None
         if kv.get("REALTIME", "").isdigit():
-            since = dt.datetime.fromtimestamp(int(kv["REALTIME"]) / 1_000_000, dt.timezone.utc)
+            since = dt.datetime.fromtimestamp(int(kv["REALTIME"]) / 1_000_000, dt.UTC)
         users.append(LoggedOnUser(user=kv["USER"][:128], terminal=kv.get("TTY", "")[:128],
                                   host=kv.get("REMOTE_HOST", "")[:256], since=since))
     return users

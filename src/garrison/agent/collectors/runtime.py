@@ -20,12 +20,13 @@ import datetime as dt
 import errno
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from garrison.agent.collectors.base import AgentContext, Collector, register_collector
-from garrison.agent.collectors.packages.base import device_path
+from garrison.agent.collectors.packages.base import device_path, root_is_host
 from garrison.agent.collectors.packages.python import PythonSource, library_dirs
 from garrison.inventory.errors import InventoryParseError
 from garrison.inventory.formats.apk import iter_apk_files
@@ -142,9 +143,10 @@ def build_index(ctx: AgentContext) -> OwnerIndex:
     return index
 
 
-def _index_python(ctx: AgentContext, directory: Path, add: Any) -> None:
+def _index_python(ctx: AgentContext, directory: Path, add: Callable[[str, tuple[str, str]], None]) -> None:
     """Native extensions (``*.so``) of each distribution, from its ``RECORD``."""
-    base = device_path(ctx, directory)
+    # The kernel names mappings by their real path; under a prepared tree, symlinks point outside it.
+    base = os.path.realpath(directory) if root_is_host(ctx) else device_path(ctx, directory)
     try:
         infos = [e for e in os.scandir(directory) if e.name.endswith(".dist-info")]
     except OSError:

@@ -81,7 +81,7 @@ def status_command(state_dir: Path | None, config_file: Path | None, as_json: bo
     cfg = _config(config_file, as_json, state_dir=state_dir)
     try:
         data = status(cfg.state_dir)
-    except Exception as exc:  # unreadable state: one line, not a traceback
+    except Exception as exc:  # noqa: BLE001 - unreadable state: one line, not a traceback
         raise UserError(f"cannot read the agent state in {cfg.state_dir}: {exc}", as_json=as_json) from None
 
     def human() -> None:
@@ -124,7 +124,7 @@ def collect_command(names: tuple[str, ...], state_dir: Path | None, config_file:
             continue
         try:
             out[name] = {"uploads": [{"kind": k, "payload": p} for k, p in cls().collect(ctx)]}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one collector's failure is part of the output
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     for name, reason in failed.items():
         if not names or name in names:
