@@ -13,7 +13,6 @@ Reads tests/data/versions/, so it needs nothing outside the repository.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from garrison.tvm.versions import get_scheme  # noqa: E402
+from garrison.tvm.versions import get_scheme
 
 DATA = ROOT / "tests" / "data" / "versions"
 EXPECTED = {"<": -1, "=": 0, ">": 1}
@@ -88,7 +87,7 @@ def candidates(scheme: str) -> dict[str, Callable[[str], object]]:
         except ImportError:
             pass
         try:
-            import semantic_version
+            import semantic_version  # type: ignore[import-untyped]
 
             found["semantic_version coerce"] = lambda v: semantic_version.Version.coerce(v.removeprefix("v"))
         except ImportError:
@@ -96,13 +95,18 @@ def candidates(scheme: str) -> dict[str, Callable[[str], object]]:
     return found
 
 
-def measure_library(make: Callable[[str], object], vectors: list[tuple[str, int, str]], versions: list[str]):
+Vectors = list[tuple[str, int, str]]
+
+
+def measure_library(
+    make: Callable[[str], object], vectors: Vectors, versions: list[str]
+) -> tuple[int, float, float]:
     objs: dict[str, object] = {}
     t0 = time.perf_counter()
     for v in versions:
         try:
             objs[v] = make(v)
-        except Exception:  # noqa: BLE001 - any failure to parse is a disagreement
+        except Exception:  # noqa: BLE001, S110 - any failure to parse is a disagreement
             pass
     key_us = (time.perf_counter() - t0) / len(versions) * 1e6
     ok = 0
@@ -114,14 +118,16 @@ def measure_library(make: Callable[[str], object], vectors: list[tuple[str, int,
             x, y = objs[a], objs[b]
             got = -1 if x < y else (1 if y < x else 0)  # type: ignore[operator]
             back = -1 if y < x else (1 if x < y else 0)  # type: ignore[operator]
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S112 - a comparison that raises is a disagreement
             continue
         ok += got == want and back == -want
     cmp_us = (time.perf_counter() - t0) / len(vectors) / 2 * 1e6
     return ok, key_us, cmp_us
 
 
-def measure_ours(scheme_name: str, vectors, versions, repeat: int):
+def measure_ours(
+    scheme_name: str, vectors: Vectors, versions: list[str], repeat: int
+) -> tuple[int, float, float, float]:
     s = get_scheme(scheme_name)
     ok = sum(s.compare(a, b) == want and s.compare(b, a) == -want for a, want, b in vectors)
     build = s._checked_key  # the uncached key function
@@ -166,4 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    functools.partial(main)()
+    main()

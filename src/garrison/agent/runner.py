@@ -189,7 +189,7 @@ class Agent:
         """Open the state: spool, collectors, identity (enrolling when there is none)."""
         ensure_state_dir(self.state_dir)
         self.spool = Spool(self.state_dir / SPOOL_FILE, self.config.spool_max_bytes)
-        self._setup_collectors()
+        self.setup_collectors()
         identity = load_identity(self.state_dir)
         if identity is None:
             identity = self._enroll()
@@ -234,7 +234,8 @@ class Agent:
         log.info("enrolled as device %s with %s (tenant %s)", identity.device_id, identity.server, identity.tenant)
         return identity
 
-    def _setup_collectors(self) -> None:
+    def setup_collectors(self) -> None:
+        """Load and configure every collector (``open`` does it; tests and tools may on their own)."""
         classes, failed = load_collectors()
         for name, cls in sorted(classes.items()):
             enabled, reason = True, ""
@@ -247,7 +248,7 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - reported in its health instead
                 instance, reason = None, f"cannot start: {type(exc).__name__}: {exc}"
             interval = self.config.collector_intervals.get(name, cls.interval)
-            kinds = set(getattr(cls, "kinds", ()) or ())
+            kinds = set(cls.kinds)
             self.collectors[name] = CollectorState(name, instance, interval, enabled, reason, kinds)
         for name, reason in failed.items():
             if name not in self.collectors:

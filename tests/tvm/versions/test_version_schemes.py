@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 
 import pytest
@@ -98,7 +99,20 @@ def test_unknown_ecosystem_is_a_clear_error(ecosystem: object) -> None:
 
 
 # Garbage every scheme must refuse.
-COMMON_GARBAGE: list[object] = ["", " ", "1.0 ", " 1.0", "1 0", "1.0\n", "1.\x00", "\t", "1" * 300, None, 1, b"1.0"]
+COMMON_GARBAGE: list[object] = [
+    "",
+    " ",
+    "1.0 ",
+    " 1.0",
+    "1 0",
+    "1.0\n",
+    "1.\x00",
+    "\t",
+    "1" * 300,
+    None,
+    1,
+    b"1.0",
+]
 
 # Scheme-specific garbage.
 GARBAGE = {
@@ -218,16 +232,34 @@ def test_sorting_by_key_is_a_total_order_consistent_with_compare(prefix: str, sc
 @pytest.mark.parametrize(
     ("scheme", "ordered"),
     [
-        ("dpkg", ["1.0~rc1", "1.0", "1.0-0.1", "1.0-1~deb12u1", "1.0-1", "1.0-1+b1", "1.0a", "1.0.1", "1:0.1"]),
+        (
+            "dpkg",
+            ["1.0~rc1", "1.0", "1.0-0.1", "1.0-1~deb12u1", "1.0-1", "1.0-1+b1", "1.0a", "1.0.1", "1:0.1"],
+        ),
         ("rpm", ["1.0~rc1", "1.0", "1.0-1", "1.0-1.el9", "1.0-2", "1.0^git1", "1.0.1", "1:0.1"]),
         ("apk", ["1.0_alpha1", "1.0_rc1", "1.0", "1.0-r1", "1.0_p1", "1.0a", "1.0.1"]),
         ("pep440", ["1.0.dev0", "1.0a1", "1.0rc1", "1.0", "1.0+local", "1.0.post1", "1.1", "1!0.1"]),
         ("semver", ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.0.1", "v2.0.0"]),
         ("go", ["v0.0.0-20200101000000-aaaaaaaaaaaa", "v0.1.0", "v1.2.3", "v2.0.0+incompatible"]),
-        ("maven", ["1.0-alpha-1", "1.0-beta", "1.0-milestone-1", "1.0-rc1", "1.0-SNAPSHOT", "1.0", "1.0-sp1", "1.0.1"]),
+        (
+            "maven",
+            [
+                "1.0-alpha-1",
+                "1.0-beta",
+                "1.0-milestone-1",
+                "1.0-rc1",
+                "1.0-SNAPSHOT",
+                "1.0",
+                "1.0-sp1",
+                "1.0.1",
+            ],
+        ),
         ("rubygems", ["1.0.a", "1.0.b1", "1.0.rc", "1.0", "1.0.1", "1.1"]),
         ("nuget", ["1.0.0-alpha", "1.0.0-BETA", "1.0.0-rc.1", "1.0.0", "1.0.0.1", "1.0.1"]),
-        ("packagist", ["1.0-dev", "1.0alpha1", "1.0beta1", "1.0RC1", "1.0", "1.0.1", "1.0pl1", "1.1"]),  # pl > any number
+        (
+            "packagist",
+            ["1.0-dev", "1.0alpha1", "1.0beta1", "1.0RC1", "1.0", "1.0.1", "1.0pl1", "1.1"],
+        ),  # pl > any number
         ("cran", ["0.9", "0.9-1", "0.10", "1.0"]),
         ("hackage", ["0.9", "0.9.0", "0.10", "1"]),
         ("pub", ["1.0.0-dev", "1.0.0", "1.0.0+1", "1.0.0+2", "1.0.1"]),
@@ -237,5 +269,5 @@ def test_known_orderings(scheme: str, ordered: list[str]) -> None:
     s = get_scheme(scheme)
     shuffled = list(reversed(ordered))
     assert sorted(shuffled, key=s.key) == ordered
-    for older, newer in zip(ordered, ordered[1:]):
+    for older, newer in itertools.pairwise(ordered):
         assert s.compare(older, newer) == -1, (older, newer)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.tvm.versions.version_vectors import EXPECTED, FILE_SCHEMES, Vector, load
 
 from garrison.tvm.versions import get_scheme
+from tests.tvm.versions.version_vectors import EXPECTED, FILE_SCHEMES, Vector, load
 
 CASES = [
     pytest.param(scheme, vec, id=f"{scheme}:{vec.file}:{vec.line}")

@@ -42,7 +42,7 @@ def load(prefix: str) -> tuple[Vector, ...]:
     for path in sorted(DATA.glob(f"{prefix}-versions*.txt")):
         for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             line = raw.strip()
-            if not line or line.startswith("#") or line.startswith("//"):
+            if not line or line.startswith(("#", "//")):
                 continue
             a, op, b = line.split(" ")
             assert op in EXPECTED, f"{path.name}:{n}: bad operator {op!r}"

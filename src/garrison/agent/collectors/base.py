@@ -35,6 +35,8 @@ class Collector(ABC):
     name: ClassVar[str]
     needs_root: ClassVar[bool] = False
     interval: ClassVar[int] = 300  # seconds between runs in the agent loop
+    # Upload kinds it sends, when not just ``name``: a server's resync of a kind reruns its collectors.
+    kinds: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def collect(self, ctx: AgentContext) -> list[tuple[str, dict[str, Any]]]:

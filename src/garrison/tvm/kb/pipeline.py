@@ -646,6 +646,7 @@ class _Writer:
                 _apply_info(row, e.info, e.rank)
             diff = [k for k in row if new_row or row[k] != old.get(k)]  # type: ignore[union-attr]
             if not new_row and not diff:
+                self.result.unchanged += 1
                 continue
             self.result.changed_vulnerabilities.add(vid)
             was = old or {}
@@ -698,13 +699,14 @@ class _Writer:
             old = existing.get(vid)
             if old is None:
                 inserts.append(dict(zip(("id", *cols), r, strict=True)))
-            elif old != values:
+            elif old == values:
+                self.result.unchanged += 1
+                continue
+            else:
                 updates.append(dict(zip(("id", *cols), r, strict=True)))
                 if notable and old[epss_at] is not None and abs(values[epss_at] - old[epss_at]) >= EPSS_NOTABLE:
                     changes.append(self._change(now, source, "epss_changed", vid,
                                                 {"old": old[epss_at], "new": values[epss_at]}))
-            else:
-                continue
             self.result.changed_vulnerabilities.add(vid)
         if inserts and not _plain_executemany(s, V, inserts, None):
             s.execute(insert(V), [{**x, "created_at": now, "modified_at": now} for x in inserts])

@@ -82,7 +82,9 @@ class VersionScheme(ABC):
         if not version:
             raise InvalidVersion(self.name, version, "empty string")
         if len(version) > MAX_VERSION_LENGTH:
-            raise InvalidVersion(self.name, version[:40] + "...", f"longer than {MAX_VERSION_LENGTH} characters")
+            raise InvalidVersion(
+                self.name, version[:40] + "...", f"longer than {MAX_VERSION_LENGTH} characters"
+            )
         if not version.isprintable() or any(c.isspace() for c in version):
             raise InvalidVersion(self.name, version, "contains whitespace or control characters")
         return self._key(version)

@@ -11,7 +11,7 @@ other), so the key is a small class with a recursive ``__lt__``.
 from __future__ import annotations
 
 import functools
-from typing import Union
+from typing import TypeAlias
 
 from ._base import SortKey, VersionScheme, register_scheme
 
@@ -21,7 +21,7 @@ _ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
 _SHORT = {"a": "alpha", "b": "beta", "m": "milestone"}
 
 # An item is an int, a qualifier (str) or a sub-list.
-Item = Union[int, str, list["Item"]]
+Item: TypeAlias = int | str | list["Item"]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,7 +14,9 @@ order that agrees with most of them). No real package uses ``#``.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 
 from ._base import SortKey, VersionScheme, register_scheme
 
@@ -23,12 +25,13 @@ _HASH_WEIGHT = 4
 _END = (1,)
 
 
-def canonical_parts(version: str) -> list[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def canonical_parts(version: str) -> tuple[str, ...]:
     v = version.removeprefix("v").removeprefix("V")
     v = re.sub(r"[-_+]", ".", v)
     v = re.sub(r"([^0-9.])([0-9])", r"\1.\2", v)
     v = re.sub(r"([0-9])([^0-9.])", r"\1.\2", v)
-    return v.split(".")
+    return tuple(v.split("."))
 
 
 def _is_number(part: str) -> bool:
@@ -53,19 +56,19 @@ def _cmp_part(x: str, y: str) -> int:
     return (a > b) - (a < b)
 
 
-def compare_parts(a: list[str], b: list[str]) -> int:
+def compare_parts(a: Sequence[str], b: Sequence[str]) -> int:
     for x, y in zip(a, b):
         r = _cmp_part(x, y)
         if r:
             return r
     if len(a) > len(b):
-        return 1 if _is_number(a[len(b)]) else compare_parts(a[len(b) :], ["#"])
+        return 1 if _is_number(a[len(b)]) else compare_parts(a[len(b) :], ("#",))
     if len(a) < len(b):
-        return -1 if _is_number(b[len(a)]) else compare_parts(["#"], b[len(a) :])
+        return -1 if _is_number(b[len(a)]) else compare_parts(("#",), b[len(a) :])
     return 0
 
 
-def packagist_key(parts: list[str]) -> tuple[tuple[object, ...], ...]:
+def packagist_key(parts: Sequence[str]) -> tuple[tuple[object, ...], ...]:
     """Tuple order equal to ``compare_parts`` for versions without a literal ``#``.
 
     Running out of parts behaves like an endless run of ``#``, so each remaining part is stored

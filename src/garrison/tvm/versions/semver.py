@@ -23,7 +23,7 @@ class SemverParts(NamedTuple):
 
 def parse_semver_like(version: str, width: int) -> SemverParts | None:
     """Split a lenient SemVer-ish string; None when it does not start with a number."""
-    s = version[1:] if version.startswith("v") else version
+    s = version.removeprefix("v")
     numbers: list[int] = []
     i = 0
     while i < len(s):
@@ -42,7 +42,7 @@ def parse_semver_like(version: str, width: int) -> SemverParts | None:
         return None
     rest = s[i:]
     head, plus, build = rest.partition("+")
-    pre = head[1:] if head.startswith("-") else head
+    pre = head.removeprefix("-")
     # Components past ``width`` (e.g. "1.2.3.4" in npm) are not part of the release; like OSV, treat
     # them as leading pre-release identifiers, so they still order deterministically.
     extra = [str(n) for n in numbers[width:]]

@@ -147,7 +147,9 @@ def _tracker_row(rel: dict[str, Any], ecosystem: str, package: str, path: str) -
         row.ranges = _range(None)
     else:
         row.ranges = _range(None)
-    if urgency == "unimportant":
+    if row.status == "not_affected":
+        pass  # never vulnerable, whatever the urgency says
+    elif urgency == "unimportant":
         row.status = "unimportant"
     elif status == "open" and urgency == "end-of-life":
         row.status = "end_of_life"

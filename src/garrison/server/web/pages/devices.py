@@ -1,0 +1,226 @@
+"""Device inventory and the device page (overview, software, vulnerabilities, configuration,
+recommendations, tags and device value)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy.orm import Session
+
+from garrison.core import devices
+from garrison.core.access import Principal
+from garrison.core.errors import GarrisonError, NotFound
+from garrison.server.auth import require
+from garrison.server.web import session, tvmdata
+from garrison.server.web.common import back_to, page, redirect, router
+from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
+from garrison.store.base import utcnow
+from garrison.store.models.core import Device, DeviceGroup, DeviceTag
+
+LEVELS = ("High", "Medium", "Low", "None")
+RISK = ("High", "Medium", "Low", "Informational", "None")
+NO_DATA_AFTER = dt.timedelta(days=30)
+
+
+def columns(now: dt.datetime) -> list[Column]:
+    return [
+        Column("name", "Device name", Device.computer_dns_name),
+        Column("risk", "Risk level", Device.risk_score),
+        Column("exposure", "Exposure level", Device.exposure_score, numeric=False, default_desc=True),
+        Column("os", "OS platform", Device.os_platform),
+        Column("version", "OS version", Device.os_version),
+        Column("health", "Sensor health", devices.health_expr(now)),
+        Column("onboarding", "Onboarding status", Device.onboarding_status),
+        Column("lastseen", "Last seen", Device.last_seen, default_desc=True),
+        Column("firstseen", "First seen", Device.first_seen, default_desc=True),
+        Column("tags", "Tags"),
+        Column("value", "Device value", Device.device_value),
+        Column("group", "Device group", DeviceGroup.name),
+    ]
+
+
+def device_filters(ctx: Ctx, now: dt.datetime) -> list[Any]:
+    conds: list[Any] = [ctx.device_cond()]
+    q = ctx.param("q")
+    if q:
+        conds.append(or_(Device.computer_dns_name.startswith(q.lower(), autoescape=True),
+                         Device.last_ip_address.startswith(q, autoescape=True)))
+    exposure = choice(ctx, "exposure", LEVELS + ("No data",))
+    if exposure == "No data":
+        conds.append(or_(Device.last_seen.is_(None), Device.last_seen < now - NO_DATA_AFTER))
+    elif exposure:
+        conds.append(and_(Device.exposure_level == exposure, Device.last_seen >= now - NO_DATA_AFTER))
+    risk = choice(ctx, "risk", RISK)
+    if risk:
+        conds.append(Device.risk_score == risk)
+    health = choice(ctx, "health", devices.HEALTH_STATES)
+    if health:
+        conds.append(devices.health_expr(now) == health)
+    value = choice(ctx, "value", devices.DEVICE_VALUES)
+    if value:
+        conds.append(Device.device_value == value)
+    os_ = ctx.param("os")
+    if os_:
+        conds.append(Device.os_platform == os_)
+    onboarding = ctx.param("onboarding")
+    if onboarding:
+        conds.append(Device.onboarding_status == onboarding)
+    tag = ctx.param("tag")
+    if tag:
+        conds.append(Device.id.in_(select(DeviceTag.device_id).where(DeviceTag.tag == tag)))
+    ids = ctx.params("id")
+    if ids:
+        conds.append(Device.id.in_(ids[:500]))
+    return conds
+
+
+def exposure_shown(device: Device, now: dt.datetime) -> str:
+    if device.last_seen is None or device.last_seen < now - NO_DATA_AFTER:
+        return "No data"
+    return device.exposure_level or "None"
+
+
+@router.get("/devices")
+def device_list(request: Request, principal: Principal = require("analyst")) -> Response:
+    now = utcnow()
+    with page(request, principal, "devices") as (s, ctx):
+        cols = columns(now)
+        conds = device_filters(ctx, now)
+        total = s.scalar(select(func.count()).select_from(Device).where(*conds)) or 0
+        p = pager(ctx, total)
+        sort = sort_of(ctx, cols, "exposure", default_desc=True)
+        rows = s.execute(select(Device, DeviceGroup.name).outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+                         .where(*conds).order_by(*order_by(cols, sort, [Device.computer_dns_name, Device.id]))
+                         .limit(p.size).offset(p.offset)).all()
+        platforms = [r for (r,) in s.execute(select(Device.os_platform).where(ctx.device_cond())
+                                             .group_by(Device.os_platform).order_by(Device.os_platform)) if r]
+        items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now)}
+                 for d, g in rows]
+        return render(ctx, "devices.html", title="Devices", cols=cols, sort=sort, p=p, items=items,
+                      platforms=platforms, levels=LEVELS + ("No data",), risks=RISK,
+                      health_states=devices.HEALTH_STATES, values=devices.DEVICE_VALUES, now=now)
+
+
+CSV_FIELDS = ["Device name", "Device id", "Domain", "OS platform", "OS version", "Risk level", "Exposure level",
+              "Exposure score", "Sensor health", "Onboarding status", "Last seen", "First seen", "Last IP",
+              "Tags", "Device value", "Device group"]
+
+
+@router.get("/devices.csv")
+def device_csv(request: Request, principal: Principal = require("analyst")) -> Response:
+    now = utcnow()
+    with page(request, principal, "devices") as (_s, ctx):
+        conds = device_filters(ctx, now)
+    store = request.app.state.store
+
+    def rows() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_FIELDS)
+        with store.tenant(principal.tenant_id) as s:
+            stmt = (select(Device, DeviceGroup.name).outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+                    .where(*conds).order_by(Device.computer_dns_name, Device.id)
+                    .execution_options(yield_per=1000))
+            for n, (d, g) in enumerate(s.execute(stmt)):
+                name = d.computer_dns_name
+                writer.writerow([_cell(v) for v in (
+                    name, d.id, name.split(".", 1)[1] if "." in name else "", d.os_platform, d.os_version,
+                    d.risk_score, exposure_shown(d, now), round(d.exposure_score or 0, 1),
+                    devices.health_status(d, now), d.onboarding_status,
+                    d.last_seen.isoformat() if d.last_seen else "", d.first_seen.isoformat() if d.first_seen else "",
+                    d.last_ip_address, ";".join(d.tags or []), d.device_value, g or "")])
+                if n % 500 == 0:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+        yield buf.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="devices.csv"',
+                                      "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+def _cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in exported text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def load_device(s: Session, ctx: Ctx, machine_id: str) -> Device:
+    device = devices.get_device(s, machine_id)
+    if ctx.principal.group_ids is not None and device.group_id not in ctx.principal.group_ids:
+        raise NotFound(f"no machine with id {machine_id!r}")
+    return device
+
+
+DEVICE_TABS = [("overview", "Overview"), ("software", "Software inventory"),
+               ("vulnerabilities", "Discovered vulnerabilities"), ("configuration", "Configuration assessment"),
+               ("recommendations", "Security recommendations")]
+
+
+@router.get("/devices/{machine_id}")
+def device_page(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+    now = utcnow()
+    with page(request, principal, "devices") as (s, ctx):
+        device = load_device(s, ctx, machine_id)
+        group = s.get(DeviceGroup, device.group_id) if device.group_id else None
+        tab = choice(ctx, "tab", [t for t, _ in DEVICE_TABS]) or "overview"
+        data: dict[str, Any] = {}
+        if tab == "overview":
+            data = tvmdata.device_overview(s, ctx, device)
+        elif tab == "software":
+            data = tvmdata.device_software(s, ctx, device)
+        elif tab == "vulnerabilities":
+            data = tvmdata.device_vulnerabilities(s, ctx, device)
+        elif tab == "configuration":
+            data = tvmdata.device_configuration(s, ctx, device)
+        elif tab == "recommendations":
+            data = tvmdata.device_recommendations(s, ctx, device)
+        return render(ctx, "device.html", title=device.computer_dns_name or device.id, d=device,
+                      group=group.name if group else None, tab=tab, tabs=DEVICE_TABS, data=data,
+                      health=devices.health_status(device, now), exposure=exposure_shown(device, now),
+                      values=devices.DEVICE_VALUES, now=now)
+
+
+def _device_action(request: Request, principal: Principal, machine_id: str, form: dict[str, str]) -> Response:
+    here = f"/console/devices/{machine_id}"
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        device = devices.get_device(s, machine_id)
+        if principal.group_ids is not None and device.group_id not in principal.group_ids:
+            raise NotFound(f"no machine with id {machine_id!r}")
+        try:
+            what = form.get("action", "")
+            if what in ("add", "remove"):
+                tag = form.get("tag", "").strip()
+                devices.set_tag(s, device, tag, what == "add")
+                message = f"Tag '{tag}' {'added' if what == 'add' else 'removed'}."
+            elif what == "value":
+                devices.set_device_value(device, form.get("value", ""))
+                message = f"Device value set to {device.device_value}."
+            else:
+                return redirect(request, here, "Unknown action.", "error")
+            s.flush()
+        except GarrisonError as exc:
+            s.rollback()
+            return redirect(request, back_to(request, form, here), str(exc), "error")
+    return redirect(request, back_to(request, form, here), message)
+
+
+@router.post("/devices/{machine_id}")
+async def device_update(machine_id: str, request: Request,
+                        principal: Principal = require("security_operator")) -> Response:
+    form = await session.checked_form(request)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_device_action, request, principal, machine_id, form)
+
+
+__all__ = ["device_list", "device_page", "cast", "String"]

@@ -1,0 +1,124 @@
+"""What a reported package *is*: its software product, its ecosystem and the name advisories use.
+
+Everything here is a pure function of the package's identity, so that the global
+``package_versions`` row of a package is the same whichever device reported it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from garrison.protocol import SoftwarePackage
+
+# Package managers of language ecosystems: their packages carry no distro, so the ecosystem
+# follows from the manager when the collector left it empty.
+MANAGER_ECOSYSTEMS = {
+    "python": "PyPI", "pip": "PyPI", "npm": "npm", "gem": "RubyGems", "cargo": "crates.io", "go": "Go",
+    "maven": "Maven", "composer": "Packagist", "nuget": "NuGet",
+}
+# Distro ecosystem base -> the os-release ID used as software vendor (Defender: vendor-_-name).
+DISTRO_VENDORS = {
+    "Ubuntu": "ubuntu", "Debian": "debian", "Alpine": "alpine", "Red Hat": "rhel", "Rocky Linux": "rocky",
+    "AlmaLinux": "almalinux", "SUSE": "sles", "openSUSE": "opensuse", "Wolfi": "wolfi",
+    "Chainguard": "chainguard", "Photon OS": "photon", "Mageia": "mageia", "openEuler": "openeuler",
+}
+LANGUAGE_VENDORS = {
+    "PyPI": "python", "npm": "npm", "RubyGems": "rubygems", "crates.io": "crates", "Go": "golang",
+    "Maven": "maven", "Packagist": "packagist", "NuGet": "nuget",
+}
+# Ecosystems whose advisories name the *source* package (OSV schema, "Ecosystems" table):
+# a binary is matched through its source package and the source version.
+SOURCE_KEYED = frozenset({"Debian", "Ubuntu", "Alpine", "Mageia", "openEuler", "SUSE", "openSUSE", "Echo"})
+# Distros whose advisories may name binary or source packages (Red Hat: either; Rocky: source;
+# Alma: binaries): both names are looked up, each with the installed version.
+BOTH_NAMES = frozenset({"Red Hat", "Rocky Linux", "AlmaLinux", "CentOS", "Fedora", "Photon OS", "Wolfi",
+                        "Chainguard"})
+
+_PYPI_RUN = re.compile(r"[-_.]+")
+_ID_UNSAFE = re.compile(r"[^a-z0-9._+\-]+")
+
+
+def ecosystem_base(ecosystem: str) -> str:
+    return ecosystem.split(":", 1)[0]
+
+
+def package_ecosystem(pkg: SoftwarePackage, distro_ecosystem: str) -> str:
+    """The package's OSV ecosystem: as reported, else from its manager, else the device's distro."""
+    if pkg.ecosystem:
+        return pkg.ecosystem
+    if pkg.manager in MANAGER_ECOSYSTEMS:
+        return MANAGER_ECOSYSTEMS[pkg.manager]
+    return distro_ecosystem
+
+
+def normalise_name(ecosystem: str, name: str) -> str:
+    if ecosystem_base(ecosystem) == "PyPI":
+        return _PYPI_RUN.sub("-", name).lower()
+    return name
+
+
+def match_name(ecosystem: str, name: str, source_name: str) -> str:
+    """The package name the ecosystem's advisories use for this package."""
+    if ecosystem_base(ecosystem) in SOURCE_KEYED:
+        return source_name or name
+    return normalise_name(ecosystem, name)
+
+
+def _id_part(text: str) -> str:
+    return _ID_UNSAFE.sub("_", text.strip().lower()).strip("_") or "unknown"
+
+
+def vendor_of(ecosystem: str, manager: str) -> str:
+    base = ecosystem_base(ecosystem)
+    return DISTRO_VENDORS.get(base) or LANGUAGE_VENDORS.get(base) or _id_part(base or manager)
+
+
+@dataclass(frozen=True)
+class PackageIdentity:
+    """The global identity of one package version (one ``package_versions`` row)."""
+
+    ecosystem: str
+    manager: str
+    name: str
+    version: str
+    source_name: str
+    source_version: str
+    arch: str
+
+    @property
+    def key(self) -> str:
+        raw = "\x1f".join((self.ecosystem, self.manager, self.name, self.version, self.source_name,
+                           self.source_version, self.arch))
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @property
+    def match_name(self) -> str:
+        return match_name(self.ecosystem, self.name, self.source_name)
+
+    @property
+    def vendor(self) -> str:
+        return vendor_of(self.ecosystem, self.manager)
+
+    @property
+    def software_name(self) -> str:
+        return _id_part(normalise_name(self.ecosystem, self.name))
+
+    @property
+    def software_id(self) -> str:
+        return f"{self.vendor}-_-{self.software_name}"[:300]
+
+
+def identity_of(pkg: SoftwarePackage, distro_ecosystem: str) -> PackageIdentity:
+    ecosystem = package_ecosystem(pkg, distro_ecosystem)
+    name = normalise_name(ecosystem, pkg.name)
+    return PackageIdentity(
+        ecosystem=ecosystem,
+        manager=pkg.manager,
+        name=name,
+        version=pkg.version,
+        source_name=pkg.source_name or name,
+        source_version=pkg.source_version or pkg.version,
+        arch=pkg.arch,
+    )
