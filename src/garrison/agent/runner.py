@@ -1,11 +1,11 @@
-"""The agent's main loop: enroll, collect into the spool, drain it, check in, run actions.
+"""The agent's main loop: enroll, collect into the spool, check in, run actions, drain the spool.
 
 One thread does everything, in this order each cycle: run the collectors that are due
-→ send what the spool holds (oldest first, each batch deleted only on its ack) → check
-in when due (health, drop counters, spool size) → run the actions the check-in brought
-→ post their results. A failing call sets one shared backoff (exponential, full
-jitter); until it expires the agent only collects. A signal sets ``stop``; the request
-in flight finishes, then the spool is closed.
+→ check in when due (heartbeat, health, drop counters, spool size) → run the actions the
+check-in brought → post their results → send what the spool holds (oldest first, each
+batch deleted only on its ack). Failed calls back off (exponential, full jitter) per
+kind — check-ins and uploads — and the collectors keep collecting meanwhile. A signal
+sets ``stop``; the request in flight finishes, then the spool is closed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from garrison.agent import actions as action_registry
 from garrison.agent.collectors import base as collector_base
 from garrison.agent.collectors.base import AgentContext, Collector
 from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
-from garrison.agent.spool import Spool, enrollment_floor
+from garrison.agent.spool import Spool, SpoolError, enrollment_floor
 from garrison.agent.transport import (
     Backoff,
     EnrollError,
@@ -98,6 +98,14 @@ class CollectorState:
 
 
 @dataclass
+class Gate:
+    """When calls of one kind may be made again after a failure."""
+
+    backoff: Backoff
+    retry_at: float = 0.0  # monotonic; 0 = now
+
+
+@dataclass
 class RunReport:
     """What ``agent run --once`` did; printed with --json."""
 
@@ -152,8 +160,9 @@ class Agent:
         self.explicit_enroll = explicit_enroll  # a person asked to enroll (overrides an offboarding)
         self.stop_event = stop_event or threading.Event()
         self.rng = rng or random.Random()
-        self.backoff = Backoff(config.backoff_base, config.backoff_cap, self.rng)
-        self.retry_at = 0.0  # monotonic; no network calls before it
+        self.checkin_gate = Gate(Backoff(config.backoff_base, config.backoff_cap, self.rng))
+        self.upload_gate = Gate(Backoff(config.backoff_base, config.backoff_cap, self.rng))
+        self.next_checkin = 0.0  # monotonic; 0 = now
         self.transport_errors = 0  # failed calls since the last successful check-in
         self.last_error = ""
         self.checkin_interval = config.checkin_interval or DEFAULT_CHECKIN
@@ -352,9 +361,12 @@ class Agent:
         write_private(self.state_dir / OFFBOARDED_FILE, dt.datetime.now(dt.UTC).isoformat() + "\n")
         self.report.offboarded = True
 
-    # --- network calls with the shared backoff ------------------------------------------
+    # --- network calls, each kind behind its own backoff ----------------------------------
+    # Check-ins and uploads back off separately, so that a batch the server keeps failing on
+    # (a 500 on one kind) does not silence the heartbeat, and a successful check-in reopens
+    # the upload gate at once: the server is back, the spool must not wait out its backoff.
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, gate: Gate, fn: Callable[[], T]) -> T:
         try:
             result = fn()
         except Unauthorized as exc:
@@ -362,13 +374,15 @@ class Agent:
         except TransportError as exc:
             self.transport_errors += 1
             self.last_error = str(exc)
-            delay = self.backoff.next_delay(exc.retry_after)
-            self.retry_at = time.monotonic() + delay
+            delay = gate.backoff.next_delay(exc.retry_after)
+            if gate is self.checkin_gate:
+                delay = min(delay, self.checkin_interval)  # never later than a regular check-in
+            gate.retry_at = time.monotonic() + delay
             log.warning("%s (retrying in %.1fs)", exc, delay)
             self._write_status(ok=False)
             raise
-        self.backoff.reset()
-        self.retry_at = 0.0
+        gate.backoff.reset()
+        gate.retry_at = 0.0
         return result
 
     def _write_status(self, *, ok: bool) -> None:
@@ -391,25 +405,38 @@ class Agent:
     # --- the two ways to run ------------------------------------------------------------
 
     def run_once(self, attempts: int = 3) -> RunReport:
-        """Collect everything once, send it, check in, run pending actions, post their results."""
+        """Collect everything once, check in, run pending actions, send the spool, post results."""
         report = self.report
+        errors: list[str] = []
         try:
             self.open()
+            assert self.spool is not None
             self.run_due_collectors(all_enabled=True)
-            self._once(self.flush, attempts)
-            response = self._once(self.checkin, attempts)
-            self.run_actions(response.actions)
-            self.run_due_collectors()  # what a resync (server or action) made due again
-            if self.spool is not None and self.spool.pending_count():
-                self._once(self.flush, attempts)
-            self._once(self.post_results, attempts)
+            reachable = True
+            try:
+                response = self._once(self.checkin_gate, self.checkin, attempts)
+                self.run_actions(response.actions)
+                self.run_due_collectors()  # what a resync (server or action) made due again
+            except TransportError as exc:
+                errors.append(str(exc))
+                reachable = exc.status is not None  # it answered, with an error: uploads may still work
+            if reachable:  # results first: one batch the server fails on must not hold them back
+                for step in self._upload_steps():
+                    try:
+                        self._once(self.upload_gate, step, attempts)
+                    except TransportError as exc:
+                        errors.append(str(exc))
             if self._offboard:
                 self.offboard()
-            report.ok = True
+            report.ok = not errors
+            report.error = errors[0] if errors else ""
+            report.exit_code = EXIT_FAILED if errors else EXIT_OK
         except AgentStopped as exc:
             report.error, report.exit_code = str(exc), exc.code
-        except (EnrollError, TransportError) as exc:
+        except EnrollError as exc:
             report.error, report.exit_code = str(exc), EXIT_FAILED
+        except (SpoolError, OSError) as exc:
+            report.error, report.exit_code = f"cannot use the agent state in {self.state_dir}: {exc}", EXIT_FAILED
         finally:
             if self.spool is not None:
                 report.pending = self.spool.pending_count()
@@ -421,55 +448,52 @@ class Agent:
             self.close()
         return report
 
-    def _once(self, fn: Callable[[], T], attempts: int) -> T:
+    def _once(self, gate: Gate, fn: Callable[[], T], attempts: int) -> T:
         for attempt in range(attempts):
             try:
-                return self._call(fn)
+                return self._call(gate, fn)
             except TransportError:
                 if attempt == attempts - 1:
                     raise
-                if self.stop_event.wait(max(0.0, self.retry_at - time.monotonic())):
+                if self.stop_event.wait(max(0.0, gate.retry_at - time.monotonic())):
                     raise
         raise AssertionError("unreachable")
 
     def run_forever(self) -> int:
         """Run until :meth:`stop`; returns the process exit code."""
-        try:
-            self.open()
-        except (EnrollError, TransportError) as exc:
-            log.error("%s", exc)
-            self.close()
-            return EXIT_FAILED
-        assert self.spool is not None
+        while True:
+            try:
+                self.open()
+                break
+            except (SpoolError, OSError) as exc:
+                self.close()
+                log.error("cannot open the agent state in %s: %s", self.state_dir, exc)
+                return EXIT_FAILED
+            except EnrollError as exc:
+                self.close()
+                if not exc.retryable:
+                    log.error("%s", exc)
+                    return EXIT_FAILED
+                delay = self.checkin_gate.backoff.next_delay()
+                log.warning("%s (retrying in %.1fs)", exc, delay)
+                if self.stop_event.wait(delay):
+                    return EXIT_OK
+        self.checkin_gate.backoff.reset()
         log.info("agent %s running as device %s (server %s, check-in every %ss)",
                  __version__, self.report.device_id, self.report.server, self.checkin_interval)
-        next_checkin = 0.0
         code = EXIT_OK
         try:
             while not self.stop_event.is_set():
-                self.run_due_collectors()
-                now = time.monotonic()
-                if now >= self.retry_at:
-                    try:
-                        if self.spool.pending_count():
-                            self._call(self.flush)
-                        if now >= next_checkin and not self.stop_event.is_set():
-                            response = self._call(self.checkin)
-                            next_checkin = time.monotonic() + self._jittered(self.checkin_interval)
-                            self.run_actions(response.actions)
-                        if not self.stop_event.is_set():
-                            self._call(self.post_results)
-                    except TransportError:
-                        pass  # backoff is set; keep collecting meanwhile
+                self._cycle()
                 if self._stop_requested:
                     if self._offboard:
                         try:
-                            self._call(self.post_results)  # tell the server before forgetting who we are
+                            self._call(self.upload_gate, self.post_results)  # tell the server first
                         except TransportError:
                             pass
                         self.offboard()
                     break
-                self.stop_event.wait(self._sleep_for(next_checkin))
+                self.stop_event.wait(self._sleep_for())
         except AgentStopped as exc:
             log.error("%s", exc)
             code = exc.code
@@ -478,17 +502,48 @@ class Agent:
             log.info("agent stopped")
         return code
 
+    def _cycle(self) -> None:
+        """One turn of the loop: collect what is due, check in when due, send what waits."""
+        assert self.spool is not None
+        self.run_due_collectors()
+        now = time.monotonic()
+        if now >= self.next_checkin and not self.stop_event.is_set():
+            try:
+                response = self._call(self.checkin_gate, self.checkin)
+                self.next_checkin = time.monotonic() + self._jittered(self.checkin_interval)
+                self.upload_gate.retry_at = 0.0
+                self.run_actions(response.actions)
+            except TransportError:
+                self.next_checkin = self.checkin_gate.retry_at
+        # Results first: one batch the server fails on must not hold them back.
+        for step in self._upload_steps():
+            if time.monotonic() < self.upload_gate.retry_at or self.stop_event.is_set():
+                break
+            try:
+                self._call(self.upload_gate, step)
+            except TransportError:
+                pass  # the spool keeps it; the gate says when to try again
+
+    def _upload_steps(self) -> list[Callable[[], None]]:
+        """What there is to send, results first. (A call with nothing to send would reset the backoff.)"""
+        assert self.spool is not None
+        steps: list[Callable[[], None]] = []
+        if self.spool.unposted_results():
+            steps.append(self.post_results)
+        if self.spool.pending_count():
+            steps.append(self.flush)
+        return steps
+
     def _jittered(self, seconds: float) -> float:
         return seconds * self.rng.uniform(0.9, 1.1)  # ±10%: agents started together spread out
 
-    def _sleep_for(self, next_checkin: float) -> float:
+    def _sleep_for(self) -> float:
         now = time.monotonic()
         wakeups = [st.next_due for st in self.collectors.values() if st.enabled and st.instance is not None]
-        wakeups.append(max(next_checkin, self.retry_at))
-        if self.spool is not None and self.spool.pending_count():
-            wakeups.append(self.retry_at)
+        wakeups.append(self.next_checkin)
+        if self.spool is not None and (self.spool.pending_count() or self.spool.unposted_results()):
+            wakeups.append(self.upload_gate.retry_at)
         return max(0.05, min(wakeups) - now)
-
 
 def run_in_thread(
     *,

@@ -45,6 +45,9 @@ from garrison.protocol import (
 
 API = "/agent/v1"
 GZIP_ABOVE = 16 * 1024  # request bodies larger than this are sent gzip-compressed
+# Answers after which sending the same thing again can never succeed: drop it and go on.
+BATCH_REFUSED = (400, 413, 415, 422)
+RESULT_REFUSED = (400, 404, 409, 410, 413, 422)  # e.g. the action was deleted meanwhile
 USER_AGENT = f"garrison-agent/{__version__}"
 IDENTITY_FILE = "identity.json"
 CERT_FILE = "server.pem"
@@ -70,7 +73,7 @@ class Unauthorized(TransportError):
 
 
 class Rejected(TransportError):
-    """413/422 (and 400/415): this batch can never be accepted; drop it and go on."""
+    """413/422 (and 400/415): this batch (or action result) can never be accepted; drop it and go on."""
 
     retryable = False
 
@@ -80,7 +83,14 @@ class PinMismatch(TransportError):
 
 
 class EnrollError(Exception):
-    """Enrollment failed; the message is meant for the person running the agent."""
+    """Enrollment failed; the message is meant for the person running the agent.
+
+    ``retryable``: the server could not be reached or was busy; trying later may work.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 # --- certificates -----------------------------------------------------------------------
@@ -242,14 +252,16 @@ def enroll(
     except EnrollError:
         raise
     except ssl.SSLError as exc:
-        raise EnrollError(f"TLS handshake with {server} failed: {exc}") from None
+        raise EnrollError(f"TLS handshake with {server} failed: {exc}", retryable=True) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise EnrollError(f"cannot reach {server}: {exc}") from None
+        raise EnrollError(f"cannot reach {server}: {exc}", retryable=True) from None
     finally:
         conn.close()
 
     if resp.status != 200:
-        raise EnrollError(f"enrollment refused: {_error_text(resp.status, body)}")
+        busy = resp.status == 429 or resp.status >= 500
+        raise EnrollError(f"enrollment {'failed' if busy else 'refused'}: {_error_text(resp.status, body)}",
+                          retryable=busy)
     try:
         answer = EnrollResponse.model_validate_json(body)
     except ValidationError as exc:
@@ -307,9 +319,9 @@ class Transport:
 
     def send_batch(self, batch: SpooledBatch) -> BatchAck:
         if batch.raw_size > GZIP_ABOVE:
-            resp = self._post("/batches", batch.body, gzipped=True, batch=True)
+            resp = self._post("/batches", batch.body, gzipped=True, permanent=BATCH_REFUSED)
         else:
-            resp = self._post("/batches", batch.json_bytes(), batch=True)
+            resp = self._post("/batches", batch.json_bytes(), permanent=BATCH_REFUSED)
         ack = self._parse(resp, BatchAck)
         if ack.seq != batch.seq:
             raise TransportError(f"server acknowledged batch {ack.seq} for batch {batch.seq}")
@@ -317,11 +329,12 @@ class Transport:
 
     def post_result(self, result: ActionResult) -> None:
         action_id = urllib.parse.quote(result.id, safe="")
-        self._post(f"/actions/{action_id}/result", result.model_dump_json().encode())
+        self._post(f"/actions/{action_id}/result", result.model_dump_json().encode(), permanent=RESULT_REFUSED)
 
     # --- internals ----------------------------------------------------------------------
 
-    def _post(self, path: str, body: bytes, *, gzipped: bool = False, batch: bool = False) -> httpx.Response:
+    def _post(self, path: str, body: bytes, *, gzipped: bool = False,
+              permanent: tuple[int, ...] = ()) -> httpx.Response:
         headers = {"Content-Type": "application/json"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -345,8 +358,8 @@ class Transport:
         status = resp.status_code
         if status == 401:
             raise Unauthorized(f"the server rejected the device credential: {text}", status=status)
-        if batch and status in (400, 413, 415, 422):
-            raise Rejected(f"the server refused the batch for good: {text}", status=status)
+        if status in permanent:
+            raise Rejected(f"the server refused it for good: {text}", status=status)
         raise TransportError(f"{path}: {text}", status=status, retry_after=_retry_after(resp))
 
     @staticmethod

@@ -43,7 +43,14 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ProbeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,40}$")]
 Technique = Annotated[str, StringConstraints(pattern=r"^T\d{4}(\.\d{3})?$")]
-LynisRef = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,5}-\d{4}(:.{1,120})?$")]
+# How Lynis judges the same control (see garrison.checks.lynis): "TEST-ID" or "TEST-ID:text",
+# "report:key=value", "log:TEST-ID:text" (pass if logged) or "logfail:TEST-ID:text" (fail if logged).
+LynisRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([A-Z]{2,5}-\d{4}(:.{1,120})?|report:[a-z0-9_]{1,64}=.{0,64}|(log|logfail):[A-Z]{2,5}-\d{4}:.{1,120})$"
+    ),
+]
 
 
 class _Model(BaseModel):

@@ -18,6 +18,7 @@ Status = Literal["pass", "fail", "not_applicable", "error"]
 T = TypeVar("T")
 
 MAX_READ_BYTES = 8 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 # Paths whose mtime says nothing about their content: never part of the fingerprint.
 VOLATILE_PREFIXES = ("/proc/", "/sys/")
 
@@ -150,7 +151,7 @@ class Env:
         p = self.path(device_path)
         try:
             with open(p, "rb") as fh:
-                data = fh.read(MAX_READ_BYTES + 1)
+                data = _read_bounded(fh)
         except (FileNotFoundError, NotADirectoryError):
             self._cache[key] = None
             return None
@@ -211,6 +212,19 @@ class Env:
         os_id = kv.get("ID", "").lower()
         like = tuple(kv.get("ID_LIKE", "").lower().split())
         return OsFacts(os_id, like, kv.get("VERSION_ID", ""), _family((os_id, *like)))
+
+
+def _read_bounded(fh: Any) -> bytes:
+    # Small reads: /proc/sys handlers allocate a kernel buffer of the requested size.
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_READ_BYTES:
+        chunk = fh.read(READ_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def mode_str(mode: int) -> str:

@@ -62,9 +62,6 @@ def _env() -> Environment:
     return env
 
 
-ENV = _env()
-
-
 # --- formatting -------------------------------------------------------------------------
 
 def fmt_when(value: dt.datetime | None) -> str:
@@ -98,6 +95,9 @@ def fmt_pct(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "–"
     return f"{value * 100:.{digits}f}%"
+
+
+ENV = _env()
 
 
 # --- the page context -------------------------------------------------------------------
@@ -157,6 +157,12 @@ class Ctx:
                 items.append((key, str(value)))
         items.extend(self.group_params)
         return self.request.url.path + ("?" + urlencode(items) if items else "")
+
+    def same_query(self, path: str, *drop: str) -> str:
+        """``path`` (a console path) with this page's query, minus ``drop`` and the paging."""
+        skip = set(drop) | {"page", "size"}
+        items = [(k, v) for k, v in self.request.query_params.multi_items() if k not in skip]
+        return PREFIX + path + ("?" + urlencode(items) if items else "")
 
     def without_groups(self) -> str:
         """This page's URL showing every device group (the rest of the query kept)."""

@@ -125,12 +125,16 @@ class Recommendation(TenantScoped, Base):
     exposed_machines_count: Mapped[int] = mapped_column(Integer, default=0)
     in_use_machines_count: Mapped[int] = mapped_column(Integer, default=0)
     exposed_machines_week_ago: Mapped[int | None] = mapped_column(Integer, default=None)
+    status: Mapped[str] = mapped_column(String(24), default="Active")  # Active | Exception | PartialException
+    exposed_after_exceptions: Mapped[int] = mapped_column(Integer, default=0)
+    exposure_impact_after_exceptions: Mapped[float] = mapped_column(Float, default=0.0)
     related_component: Mapped[str] = mapped_column(String(256), default="")
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     zero_day: Mapped[bool] = mapped_column(Boolean, default=False)
     end_of_life: Mapped[bool] = mapped_column(Boolean, default=False)
     priority_score: Mapped[float] = mapped_column(Float, default=0.0)
     explanation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # software ids, ecosystems, names
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -150,6 +154,8 @@ class RecommendationGroup(TenantScoped, Base):
     nl_delta: Mapped[float] = mapped_column(Float, default=0.0)  # Σ weight × score drop, Normal/Low devices
     high_delta: Mapped[float] = mapped_column(Float, default=0.0)  # Σ score drop, High-value devices
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    # The exception in force for this group (None: none); only risk-reducing ones lower the score.
+    exception_justification: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class RecommendationHistory(TenantScoped, Base):

@@ -6,12 +6,16 @@ Importers are plugins registered by name (:func:`register_importer`); each recog
 from the content of a file and yields normalised records (:mod:`garrison.tvm.kb.records`).
 """
 
+from garrison.tvm.kb.online import SyncResult, sync
 from garrison.tvm.kb.pipeline import ImportResult, import_bytes, import_paths
 from garrison.tvm.kb.registry import Importer, detect, get_importer, importers, register_importer
+from garrison.tvm.kb.starter import load_starter
+from garrison.tvm.kb.status import feeds_status
 
 __all__ = [
     "ImportResult",
     "Importer",
+    "SyncResult",
     "detect",
     "feeds_status",
     "get_importer",
@@ -22,19 +26,3 @@ __all__ = [
     "register_importer",
     "sync",
 ]
-
-
-def __getattr__(name: str):  # noqa: ANN202 - lazy: sync pulls in httpx only when used
-    if name == "sync":
-        from garrison.tvm.kb.sync import sync
-
-        return sync
-    if name == "feeds_status":
-        from garrison.tvm.kb.status import feeds_status
-
-        return feeds_status
-    if name == "load_starter":
-        from garrison.tvm.kb.starter import load_starter
-
-        return load_starter
-    raise AttributeError(name)

@@ -39,7 +39,7 @@ class Input:
 
 
 def _kind(head: bytes) -> str:
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
@@ -215,11 +215,9 @@ def iter_inputs(paths: list[str | Path] | str | Path) -> Iterator[Input]:
 def _file(path: Path) -> Iterator[Input]:
     origin = posixpath.join(*path.parts) if path.parts else str(path)
     try:
-        fh = open(path, "rb")
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+            fh.seek(0)
+            yield from _expand(origin, fh, head, 0)
     except OSError as exc:
         yield Input(origin, error=f"{origin}: cannot read: {exc.strerror}")
-        return
-    with fh:
-        head = fh.read(512)
-        fh.seek(0)
-        yield from _expand(origin, fh, head, 0)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -52,11 +52,11 @@ MAX_ERRORS = 1000
 MAX_LIST_COLUMN = 100  # exploit_uris/exploit_types entries kept per vulnerability
 EPSS_NOTABLE = 0.1  # an EPSS move at least this large is a timeline event
 
-V = Vulnerability.__table__
-A = Advisory.__table__
-AV = AdvisoryVulnerability.__table__
-AP = AffectedPackage.__table__
-CH = KbChange.__table__
+V = cast(Table, Vulnerability.__table__)
+A = cast(Table, Advisory.__table__)
+AV = cast(Table, AdvisoryVulnerability.__table__)
+AP = cast(Table, AffectedPackage.__table__)
+CH = cast(Table, KbChange.__table__)
 
 # Columns a record's VulnInfo can set, with the VulnInfo attribute that feeds each.
 _INFO_COLUMNS = {
@@ -168,11 +168,9 @@ def _upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Se
         return
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        stmt = dialect_insert(table)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        stmt: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
         cols = [c for c in rows[0] if c not in keys]
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
         session.execute(stmt, rows)
@@ -309,12 +307,18 @@ class _Writer:
     def consume(self, imp: Importer, origin: str, data: bytes) -> None:
         stats = self._stats(imp.name)
         stats["files"] += 1
-        try:
-            for rec in imp.parse(data, origin):
-                self._take(imp.name, rec, stats)
-        except Exception as exc:  # a parser bug or an unreadable file must not stop the import
-            log.exception("importer %s failed on %s", imp.name, origin)
-            self._error(stats, f"{origin}: {imp.name}: cannot parse: {exc}")
+        records = iter(imp.parse(data, origin))
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                break
+            except Exception as exc:  # a parser bug on odd input must not stop the other files
+                log.exception("importer %s failed on %s", imp.name, origin)
+                self._error(stats, f"{origin}: {imp.name}: cannot parse: {exc}")
+                break
+            # Database errors are not caught: the batch rolls back and the import fails loudly.
+            self._take(imp.name, rec, stats)
 
     def _error(self, stats: dict[str, Any], message: str) -> None:
         self.result.add_error(message)
@@ -418,15 +422,17 @@ class _Writer:
         }
         ids = [r.id for r in batch]
         existing = {
-            row.id: row for row in s.execute(select(A.c.id, A.c.content_hash, A.c.withdrawn).where(A.c.id.in_(ids)))
+            found.id: found
+            for found in s.execute(select(A.c.id, A.c.content_hash, A.c.withdrawn).where(A.c.id.in_(ids)))
         }
         resolved_all = self._resolve(s, batch)
         for r in batch:
             self.vuln_ids.update(resolved_all[r.id])
         changed = [r for r in batch if r.id not in existing or existing[r.id].content_hash != hashes[r.id]]
         self.result.unchanged += len(batch) - len(changed)
+        changed_ids = {r.id for r in changed}
         for r in batch:
-            if r not in changed:
+            if r.id not in changed_ids:
                 self._stats(r.source)["unchanged"] += 1
         if not changed:
             return
@@ -436,18 +442,18 @@ class _Writer:
         for adv, vid in s.execute(select(AV.c.advisory_id, AV.c.vulnerability_id).where(AV.c.advisory_id.in_(cids))):
             old_links.setdefault(adv, set()).add(vid)
         old_affected: dict[str, list[dict[str, Any]]] = {}
-        for row in s.execute(
+        for found in s.execute(
             select(AP.c.advisory_id, AP.c.ecosystem, AP.c.package, AP.c.ranges, AP.c.versions, AP.c.status,
                    AP.c.severity).where(AP.c.advisory_id.in_(cids))
         ):
-            old_affected.setdefault(row.advisory_id, []).append(dict(row._mapping))
+            old_affected.setdefault(found.advisory_id, []).append(dict(found._mapping))
 
         all_vids = {v for r in changed for v in resolved_all[r.id]} | {v for vs in old_links.values() for v in vs}
         vrows: dict[str, dict[str, Any]] = {}
         vid_list = sorted(all_vids)
         for i in range(0, len(vid_list), 500):
-            for row in s.execute(select(V).where(V.c.id.in_(vid_list[i : i + 500]))):
-                vrows[row.id] = dict(row._mapping)
+            for found in s.execute(select(V).where(V.c.id.in_(vid_list[i : i + 500]))):
+                vrows[found.id] = dict(found._mapping)
         before = {vid: dict(row) for vid, row in vrows.items()}
         created: set[str] = set()
 
@@ -622,8 +628,8 @@ class _Writer:
         ids = sorted(merged)
         existing: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), 2000):
-            for row in s.execute(select(*col_list).where(V.c.id.in_(ids[i : i + 2000]))):
-                existing[row.id] = dict(row._mapping)
+            for found in s.execute(select(*col_list).where(V.c.id.in_(ids[i : i + 2000]))):
+                existing[found.id] = dict(found._mapping)
 
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -632,7 +638,7 @@ class _Writer:
             src = e.source or "feed"
             values = e.values
             old = existing.get(vid)
-            row = dict(old) if old else {"id": vid}
+            row: dict[str, Any] = dict(old) if old else {"id": vid}
             new_row = old is None
             for k, v in values.items():
                 row[k] = v
@@ -659,9 +665,11 @@ class _Writer:
                 changes.append(self._change(now, src, "exploit_added", vid, {"uris": row.get("exploit_uris") or []}))
             if row.get("exploit_in_kit") and not was.get("exploit_in_kit"):
                 changes.append(self._change(now, src, "exploit_in_kit", vid, {"uris": row.get("exploit_uris") or []}))
-            if "epss" in values and was.get("epss") is not None and row.get("epss") is not None:
-                if abs(row["epss"] - was["epss"]) >= EPSS_NOTABLE:
-                    changes.append(self._change(now, src, "epss_changed", vid, {"old": was["epss"], "new": row["epss"]}))
+            if (
+                "epss" in values and was.get("epss") is not None and row.get("epss") is not None
+                and abs(row["epss"] - was["epss"]) >= EPSS_NOTABLE
+            ):
+                changes.append(self._change(now, src, "epss_changed", vid, {"old": was["epss"], "new": row["epss"]}))
             if new_row:
                 # Only the columns this feed sets; the others take their (server) defaults, which keeps
                 # a 360k-row EPSS import from serialising empty lists and timestamps.
@@ -687,8 +695,8 @@ class _Writer:
         ids = [r[0] for r in table.rows]
         existing: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(ids), 5000):
-            for row in s.execute(select(*col_objs).where(V.c.id.in_(ids[i : i + 5000]))):
-                existing[row[0]] = tuple(row[1:])
+            for found in s.execute(select(*col_objs).where(V.c.id.in_(ids[i : i + 5000]))):
+                existing[found[0]] = tuple(found[1:])
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
@@ -733,8 +741,9 @@ class _Writer:
 
     def _update_feeds(self, feed: str | None, feed_url: str | None) -> None:
         now = utcnow()
+        rows: dict[str, dict[str, Any]]
         if feed is not None:
-            totals = {"files": self.result.files, "records": self.result.records, "unchanged": self.result.unchanged,
+            totals: dict[str, Any] = {"files": self.result.files, "records": self.result.records, "unchanged": self.result.unchanged,
                       "errors": self.result.error_count, "first_errors": self.result.errors[:5]}
             rows = {feed: totals}
         else:

@@ -16,9 +16,10 @@ def feeds_status(store: Store) -> list[dict[str, Any]]:
     ``vulnerabilities`` flagged for enrichment feeds)."""
     with store.system() as s:
         feeds = s.execute(select(FeedSource).order_by(FeedSource.name)).scalars().all()
-        advisories = dict(
-            s.execute(select(Advisory.source, func.count()).group_by(Advisory.source)).tuples().all()
-        )
+        advisories = {
+            source: count
+            for source, count in s.execute(select(Advisory.source, func.count()).group_by(Advisory.source))
+        }
         flags = {
             "kev": s.scalar(select(func.count()).where(Vulnerability.kev.is_(True))),
             "epss": s.scalar(select(func.count()).where(Vulnerability.epss.is_not(None))),

@@ -66,7 +66,7 @@ class Accounts(Probe[AccountsParams]):
             return Outcome.ok("only root has UID 0", value="root", file="/etc/passwd")
         if fact == "no_empty_passwords":
             for u in facts.passwd(env):
-                if u.password == "":
+                if u.password == "" and not u.name.startswith(("+", "-")):
                     return Outcome.bad(f"{u.name} has an empty password field in /etc/passwd", value=u.name,
                                        file="/etc/passwd", line=u.line)
             for s in facts.shadow(env):

@@ -19,8 +19,8 @@ from garrison.tvm.kb.records import (
     ADVISORY_ID_RE,
     CVE_RE,
     RANK_DISTRO,
-    Affected,
     AdvisoryRecord,
+    Affected,
     Record,
     RecordError,
 )
@@ -51,7 +51,7 @@ class AlpineSecdbImporter(Importer):
                 doc = json.loads(text)
             else:
                 loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-                doc = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+                doc = yaml.load(text, Loader=loader)
         except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
             yield RecordError(f"{origin}: not valid YAML/JSON: {str(exc)[:200]}")
             return
@@ -70,7 +70,7 @@ class AlpineSecdbImporter(Importer):
         for i, item in enumerate(packages):
             pkg = item.get("pkg") if isinstance(item, dict) else None
             name = pkg.get("name") if isinstance(pkg, dict) else None
-            if not isinstance(name, str) or not _PKG_RE.match(name):
+            if not isinstance(pkg, dict) or not isinstance(name, str) or not _PKG_RE.match(name):
                 yield RecordError(f"{origin}: packages[{i}].pkg.name: missing or not a package name")
                 continue
             secfixes = pkg.get("secfixes") or {}

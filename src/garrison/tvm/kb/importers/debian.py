@@ -20,8 +20,9 @@ from garrison.tvm.kb.records import (
     CVE_RE,
     MAX_TEXT,
     RANK_DISTRO,
-    Affected,
     AdvisoryRecord,
+    Affected,
+    FieldError,
     Record,
     RecordError,
     VulnInfo,
@@ -102,7 +103,7 @@ class DebianTrackerImporter(Importer):
                 description = desc[:MAX_TEXT]
             releases = entry.get("releases") or {}
             if not isinstance(releases, dict):
-                raise ValueError(f"{package}.releases: not an object")
+                raise FieldError(f"{package}.releases", "not an object")
             for codename, rel in sorted(releases.items()):
                 path = f"{package}.releases.{codename}"
                 ecosystem = ecosystem_of(str(codename))
@@ -110,7 +111,7 @@ class DebianTrackerImporter(Importer):
                     warnings.append(f"{origin}: {cve}: {path}: unknown release, skipped")
                     continue
                 if not isinstance(rel, dict):
-                    raise ValueError(f"{path}: not an object")
+                    raise FieldError(path, "not an object")
                 affected.append(_tracker_row(rel, ecosystem, package, path))
         rid = f"DEBIAN-{cve}"
         return AdvisoryRecord(

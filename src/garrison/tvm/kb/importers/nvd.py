@@ -38,7 +38,7 @@ MAX_PAGE = 100_000
 class NvdImporter(Importer):
     name = "nvd"
     priority = 20
-    # Paged API, not a file: sync pages through it (garrison.tvm.kb.sync).
+    # Paged API, not a file: sync pages through it (garrison.tvm.kb.online).
     default_urls: ClassVar[dict[str, str]] = {"cves/2.0": "https://services.nvd.nist.gov/rest/json/cves/2.0"}
 
     def sniff(self, head: bytes) -> bool:

@@ -24,8 +24,8 @@ from garrison.tvm.kb.records import (
     MAX_VERSIONS,
     RANK_DISTRO,
     RANK_PACKAGE_DB,
-    Affected,
     AdvisoryRecord,
+    Affected,
     FieldError,
     Record,
     RecordError,
@@ -62,7 +62,7 @@ ECOSYSTEMS = (
 
 def _yaml_load(text: str) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C build of safe_load
-    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+    return yaml.load(text, Loader=loader)
 
 
 @register_importer
@@ -274,11 +274,10 @@ def parse_record(obj: dict[str, Any], origin: str) -> AdvisoryRecord:
         advisory_id = f"{prefix}-{rid}"
 
     rank = RANK_DISTRO if ecosystems and all(e in DISTROS for e in ecosystems) else RANK_PACKAGE_DB
-    info: dict[str, VulnInfo] = {"*": record_info}
+    infos: dict[str, VulnInfo] = {"*": record_info}
     for cve, cinfo in per_cve.items():
         if cve in cves:
-            cinfo.published = cinfo.published or None
-            info[cve] = cinfo
+            infos[cve] = cinfo
     if record_info.cvss_v3_score is not None and record_info.severity is None:
         record_info.severity = severity_from_score(record_info.cvss_v3_score)
 
@@ -294,7 +293,7 @@ def parse_record(obj: dict[str, Any], origin: str) -> AdvisoryRecord:
         raw=bounded_raw(obj, dumped),
         vulnerabilities=cves,
         affected=affected,
-        info=info,
+        info=infos,
         rank=rank,
         warnings=[f"{origin}: {rid}: {w}" for w in warnings],
     )

@@ -91,7 +91,7 @@ def sync(
                 name = feed_name(imp, key)
                 if imp.name == "nvd":
                     delay = nvd_page_delay if nvd_page_delay is not None else (0.0 if base or nvd_api_key else 6.0)
-                    fr = _sync_nvd(store, http, name, base.rstrip("/") if base else official, nvd_api_key, delay)
+                    fr = _sync_nvd(store, http, name, url, nvd_api_key, delay)
                 else:
                     fr = _sync_file(store, http, imp, name, url)
                 out.feeds.append(fr)
@@ -112,7 +112,7 @@ def _feed_row(store: Store, name: str) -> tuple[str | None, str | None, dt.datet
 
 
 def _record(store: Store, name: str, url: str, *, error: str | None = None, etag: str | None = None,
-            last_modified: str | None = None, success: bool = False) -> None:
+            last_modified: str | None = None, success: bool = False, clear_error: bool = True) -> None:
     now = utcnow()
     with store.system() as s:
         row = s.get(FeedSource, name)
@@ -123,7 +123,8 @@ def _record(store: Store, name: str, url: str, *, error: str | None = None, etag
         row.last_sync = now
         if success:
             row.last_success = now
-            row.error = None
+            if clear_error:
+                row.error = None
         if error is not None:
             row.error = error[:4000]
         if etag is not None:
@@ -163,7 +164,8 @@ def _sync_file(store: Store, http: httpx.Client, imp: Importer, name: str, url: 
             _record(store, name, url, error="; ".join(result.errors[:5]))
             return FeedResult(name, url, "failed", 200, result, result.errors[0])
         # Validators only after a successful import: a failed one is fetched again next time.
-        _record(store, name, url, etag=new_etag or "", last_modified=new_lm or "", success=True)
+        _record(store, name, url, etag=new_etag or "", last_modified=new_lm or "", success=True,
+                clear_error=False)  # keep the import's record errors
         return FeedResult(name, url, "imported", 200, result)
     except (httpx.HTTPError, OSError, ValueError) as exc:
         message = str(exc)[:500] or exc.__class__.__name__

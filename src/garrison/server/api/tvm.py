@@ -1,0 +1,463 @@
+"""Vulnerability management API, shaped like Defender's Software, Vulnerability and machine APIs.
+
+Everything a caller sees is limited to the devices of their device groups (``device_scope``);
+software and vulnerabilities no visible device has answer 404, like another tenant's ids.
+``/api/vulnerabilities`` lists the vulnerabilities that affect the tenant; ``?scope=all`` lists the
+whole knowledge base (what Defender's list returns), with exposedMachines 0 where nothing is exposed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import ColumnElement, Select, case, distinct, false, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from garrison.core.access import Principal
+from garrison.core.errors import Invalid, NotFound
+from garrison.inventory import FORMATS
+from garrison.server import odata
+from garrison.server.api.common import device_scope, odata_list, run_list
+from garrison.server.api.machines import load_device
+from garrison.server.auth import require
+from garrison.store.base import utcnow
+from garrison.store.models.core import Device, DeviceGroup
+from garrison.store.models.kb import Vulnerability
+from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct
+from garrison.tvm import findings as tvm_findings
+from garrison.tvm import inventory as tvm_inventory
+from garrison.tvm import service
+
+router = APIRouter(prefix="/api", tags=["vulnerability management"])
+Group = aliased(DeviceGroup)
+DP, PV, PVV, SP, V = DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct, Vulnerability
+MAX_ID = 300
+
+
+def _now_cutoff() -> dt.datetime:
+    return utcnow() - tvm_findings.IN_USE_WINDOW
+
+
+def _exploit_expr() -> ColumnElement[bool]:
+    return or_(V.public_exploit, V.kev, V.exploit_in_kit, V.exploit_verified)
+
+
+# --- vulnerabilities ------------------------------------------------------------------------
+
+def _exposed(principal: Principal, *where: Any) -> Any:
+    """Exposed devices per vulnerability among the caller's devices (optionally narrowed)."""
+    return (select(PVV.vulnerability_id.label("vid"), func.count(distinct(DP.device_id)).label("n"))
+            .select_from(DP)
+            .join(PVV, PVV.package_version_id == DP.package_version_id)
+            .join(Device, Device.id == DP.device_id)
+            .join(PV, PV.id == DP.package_version_id)
+            .where(device_scope(principal), *where)
+            .group_by(PVV.vulnerability_id).subquery())
+
+
+def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any) -> tuple[Select[Any], Any]:
+    exposed = _exposed(principal, *where)
+    if all_kb:
+        count = func.coalesce(exposed.c.n, 0)
+        stmt = select(V, count).outerjoin(exposed, exposed.c.vid == V.id)
+    else:
+        count = exposed.c.n
+        stmt = select(V, count).join(exposed, exposed.c.vid == V.id)
+    return stmt, count
+
+
+def vulnerability_fields(count: Any) -> dict[str, odata.Field]:
+    return {
+        "id": odata.Field(V.id), "name": odata.Field(V.id), "severity": odata.Field(V.severity),
+        "description": odata.Field(V.description, sortable=False),
+        "cvssV3": odata.Field(V.cvss_v3_score, float), "cvssV4": odata.Field(V.cvss_v4_score, float),
+        "exposedMachines": odata.Field(count, int),
+        "publishedOn": odata.Field(V.published_on, dt.datetime), "updatedOn": odata.Field(V.updated_on, dt.datetime),
+        "publicExploit": odata.Field(V.public_exploit, bool), "exploitVerified": odata.Field(V.exploit_verified, bool),
+        "exploitInKit": odata.Field(V.exploit_in_kit, bool),
+        "epss": odata.Field(V.epss, float), "epssPercentile": odata.Field(V.epss_percentile, float),
+        "kev": odata.Field(V.kev, bool), "kevDateAdded": odata.Field(V.kev_date_added, dt.datetime),
+        "kevDueDate": odata.Field(V.kev_due_date, dt.datetime),
+    }
+
+
+def vulnerability_to_api(v: Vulnerability, exposed: int) -> dict[str, Any]:
+    return {
+        "id": v.id, "name": v.id, "description": v.description, "severity": v.severity,
+        "cvssV3": v.cvss_v3_score, "cvssVector": v.cvss_v3_vector, "cvssV4": v.cvss_v4_score,
+        "cvssV4Vector": v.cvss_v4_vector, "cwes": v.cwes or [], "exposedMachines": int(exposed or 0),
+        "publishedOn": v.published_on, "updatedOn": v.updated_on,
+        "publicExploit": v.public_exploit, "exploitVerified": v.exploit_verified, "exploitInKit": v.exploit_in_kit,
+        "exploitTypes": v.exploit_types or [], "exploitUris": v.exploit_uris or [],
+        "epss": v.epss, "epssPercentile": v.epss_percentile,
+        "kev": v.kev, "kevDateAdded": v.kev_date_added, "kevDueDate": v.kev_due_date,
+        "kevRansomware": v.kev_ransomware or None, "references": (v.references or [])[:50],
+        "sources": v.sources or [],
+    }
+
+
+def _scope_all(request: Request) -> bool:
+    scope = request.query_params.get("scope", "tenant")
+    if scope not in ("tenant", "all"):
+        raise Invalid("scope must be 'tenant' (vulnerabilities affecting your devices) or 'all' (the knowledge base)")
+    return scope == "all"
+
+
+@router.get("/vulnerabilities")
+def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    all_kb = _scope_all(request)
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        stmt, count = _vuln_stmt(principal, all_kb)
+        return run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
+                        "Vulnerabilities", default_order=[V.id])
+
+
+def machine_vuln_fields() -> dict[str, odata.Field]:
+    return {
+        "id": odata.Field(DP.device_id + literal("_") + PVV.vulnerability_id, sortable=False, filterable=False),
+        "cveId": odata.Field(PVV.vulnerability_id), "machineId": odata.Field(DP.device_id),
+        "fixingKbId": odata.Field(PVV.fixed_version), "productName": odata.Field(SP.name),
+        "productVendor": odata.Field(SP.vendor), "productVersion": odata.Field(PV.version),
+        "severity": odata.Field(V.severity), "firstSeen": odata.Field(tvm_findings.first_seen_expr(), dt.datetime),
+        "status": odata.Field(PVV.status),
+    }
+
+
+def _machine_vuln_to_api(r: Any) -> dict[str, Any]:
+    device_id, cve, name, vendor, version, fixed, severity, first_seen, advisories, status, last_used = r
+    return {"id": f"{device_id}_{vendor}_{name}_{version}_{cve}", "cveId": cve, "machineId": device_id,
+            "fixingKbId": fixed, "productName": name, "productVendor": vendor, "productVersion": version,
+            "severity": severity, "firstSeen": first_seen, "advisoryIds": advisories or [], "status": status,
+            "inUse": tvm_findings.in_use(last_used), "lastUsed": last_used}
+
+
+@router.get("/vulnerabilities/machinesVulnerabilities")
+def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    """One row per (machine, CVE, software version): Defender's "list vulnerabilities by machine and
+    software"; ``fixingKbId`` is the fixed version (None: no fix yet)."""
+    stmt = (tvm_findings.findings_select(DP.device_id, PVV.vulnerability_id, SP.name, SP.vendor, PV.version,
+                                         PVV.fixed_version, V.severity, tvm_findings.first_seen_expr(),
+                                         PVV.advisory_ids, PVV.status, DP.last_used)
+            .join(SP, SP.id == PV.software_id).join(V, V.id == PVV.vulnerability_id)
+            .join(Device, Device.id == DP.device_id).where(device_scope(principal)))
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        return run_list(s, request, stmt, machine_vuln_fields(), _machine_vuln_to_api, "MachineVulnerabilities",
+                        default_order=[DP.device_id, PVV.vulnerability_id, PV.id])
+
+
+def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: bool) -> tuple[Vulnerability, int]:
+    stmt, _count = _vuln_stmt(principal, all_kb)
+    row = s.execute(stmt.where(V.id == cve_id[:MAX_ID])).first() if cve_id else None
+    if row is None:
+        raise NotFound(f"no vulnerability {cve_id[:128]!r}" + ("" if all_kb else " affects your devices"))
+    return row[0], int(row[1] or 0)
+
+
+@router.get("/vulnerabilities/{cve_id}")
+def get_vulnerability(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        v, exposed = _load_vulnerability(s, principal, cve_id, _scope_all(request))
+        return vulnerability_to_api(v, exposed)
+
+
+def reference_fields() -> dict[str, odata.Field]:
+    return {"id": odata.Field(Device.id), "computerDnsName": odata.Field(Device.computer_dns_name),
+            "osPlatform": odata.Field(Device.os_platform), "rbacGroupId": odata.Field(Device.group_id, int),
+            "rbacGroupName": odata.Field(Group.name)}
+
+
+def _references(s: Session, request: Request, principal: Principal, device_ids: Any, entity: str,
+                details: Any) -> dict[str, Any]:
+    """Machine references (Defender: id, computerDnsName, osPlatform, rbacGroup…), with ``details``
+    (device id -> extra fields) for the page's devices."""
+    stmt = (select(Device, Group.name).outerjoin(Group, Group.id == Device.group_id)
+            .where(device_scope(principal), Device.id.in_(device_ids)))
+    body = run_list(s, request, stmt, reference_fields(), lambda r: {
+        "id": r[0].id, "computerDnsName": r[0].computer_dns_name, "osPlatform": r[0].os_platform,
+        "rbacGroupName": r[1], "rbacGroupId": r[0].group_id}, entity,
+        default_order=[Device.computer_dns_name, Device.id])
+    extra = details([m["id"] for m in body["value"] if "id" in m]) if body["value"] else {}
+    for m in body["value"]:
+        m.update(extra.get(m.get("id"), {}))
+    return body
+
+
+def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str, dict[str, Any]]:
+    rows = s.execute(select(DP.device_id, SP.id, SP.name, PV.version, DP.path, DP.last_used, DP.first_seen)
+                     .join(PV, PV.id == DP.package_version_id).join(SP, SP.id == PV.software_id)
+                     .where(DP.device_id.in_(device_ids), *where)
+                     .order_by(DP.device_id, SP.id, PV.version)).all()
+    out: dict[str, dict[str, Any]] = {}
+    for device_id, sw, name, version, path, last_used, first_seen in rows:
+        d = out.setdefault(device_id, {"software": [], "inUse": False, "lastUsed": None})
+        d["software"].append({"softwareId": sw, "productName": name, "productVersion": version, "evidencePath": path,
+                              "firstSeen": first_seen, "lastUsed": last_used,
+                              "inUse": tvm_findings.in_use(last_used)})
+        d["inUse"] = d["inUse"] or tvm_findings.in_use(last_used)
+        if last_used and (d["lastUsed"] is None or last_used > d["lastUsed"]):
+            d["lastUsed"] = last_used
+    return out
+
+
+@router.get("/vulnerabilities/{cve_id}/machineReferences")
+def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        v, _ = _load_vulnerability(s, principal, cve_id, _scope_all(request))
+        pvs = select(PVV.package_version_id).where(PVV.vulnerability_id == v.id)
+        devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
+        return _references(s, request, principal, devices, "MachineReferences",
+                           lambda ids: _package_details(s, ids, DP.package_version_id.in_(pvs)))
+
+
+# --- software --------------------------------------------------------------------------------
+
+def _software_stats(principal: Principal, *where: Any) -> tuple[Any, Any]:
+    """Per software product, among the caller's devices: installations and runtime use (``inst``),
+    weaknesses, exposed devices, impact and exploits of its open findings (``vul``)."""
+    cutoff = _now_cutoff()
+    inst = (select(PV.software_id.label("sid"), func.count(distinct(DP.device_id)).label("installed"),
+                   func.count(distinct(case((DP.last_used >= cutoff, DP.device_id)))).label("in_use"),
+                   func.max(DP.last_used).label("last_used"))
+            .select_from(DP).join(PV, PV.id == DP.package_version_id).join(Device, Device.id == DP.device_id)
+            .where(device_scope(principal), *where).group_by(PV.software_id).subquery())
+    # One row per (software, device, CVE): a CVE counts once per device even through two versions.
+    pairs = (select(PV.software_id.label("sid"), DP.device_id.label("did"), PVV.vulnerability_id.label("vid"),
+                    tvm_findings.cvss_weight_expr().label("w"),
+                    case((_exploit_expr(), 1), else_=0).label("x"))
+             .select_from(DP).join(PVV, PVV.package_version_id == DP.package_version_id)
+             .join(PV, PV.id == DP.package_version_id).join(V, V.id == PVV.vulnerability_id)
+             .join(Device, Device.id == DP.device_id)
+             .where(device_scope(principal), *where).distinct().subquery())
+    vul = (select(pairs.c.sid, func.count(distinct(pairs.c.vid)).label("weaknesses"),
+                  func.count(distinct(pairs.c.did)).label("exposed"),
+                  func.sum(pairs.c.w).label("impact"), func.max(pairs.c.x).label("exploit"))
+           .group_by(pairs.c.sid).subquery())
+    return inst, vul
+
+
+def _software_stmt(principal: Principal, *where: Any) -> tuple[Select[Any], dict[str, Any]]:
+    inst, vul = _software_stats(principal, *where)
+    cols = {
+        "weaknesses": func.coalesce(vul.c.weaknesses, 0), "exposed": func.coalesce(vul.c.exposed, 0),
+        "impact": func.coalesce(vul.c.impact, 0) / 10.0,
+        "exploit": func.coalesce(vul.c.exploit, 0) > 0,
+        "installed": inst.c.installed, "in_use": inst.c.in_use, "last_used": inst.c.last_used,
+    }
+    stmt = (select(SP, *cols.values()).join(inst, inst.c.sid == SP.id).outerjoin(vul, vul.c.sid == SP.id))
+    return stmt, cols
+
+
+def software_fields(cols: dict[str, Any]) -> dict[str, odata.Field]:
+    return {
+        "id": odata.Field(SP.id), "name": odata.Field(SP.name), "vendor": odata.Field(SP.vendor),
+        "weaknesses": odata.Field(cols["weaknesses"], int), "publicExploit": odata.Field(cols["exploit"], bool),
+        "activeAlert": odata.Field(false(), bool, filterable=False, sortable=False),
+        "exposedMachines": odata.Field(cols["exposed"], int), "impactScore": odata.Field(cols["impact"], float),
+        "installedMachines": odata.Field(cols["installed"], int), "inUseMachines": odata.Field(cols["in_use"], int),
+        "lastUsed": odata.Field(cols["last_used"], dt.datetime),
+    }
+
+
+def software_to_api(r: Any) -> dict[str, Any]:
+    sp, weaknesses, exposed, impact, exploit, installed, in_use, last_used = r
+    return {"id": sp.id, "name": sp.name, "vendor": sp.vendor, "weaknesses": int(weaknesses),
+            "publicExploit": bool(exploit), "activeAlert": False, "exposedMachines": int(exposed),
+            "impactScore": round(float(impact or 0), 2), "installedMachines": int(installed), "inUseMachines": int(in_use),
+            "inUse": int(in_use) > 0, "lastUsed": last_used}
+
+
+@router.get("/Software")
+def list_software(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        stmt, cols = _software_stmt(principal)
+        return run_list(s, request, stmt, software_fields(cols), software_to_api, "Software",
+                        default_order=[SP.id])
+
+
+def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
+    stmt, _ = _software_stmt(principal, PV.software_id == software_id[:MAX_ID])
+    row = s.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"no software {software_id[:128]!r} on your devices")
+    return row
+
+
+@router.get("/Software/{software_id}")
+def get_software(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        return software_to_api(_load_software(s, principal, software_id))
+
+
+@router.get("/Software/{software_id}/machineReferences")
+def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        sid = _load_software(s, principal, software_id)[0].id
+        pvs = select(PV.id).where(PV.software_id == sid)
+        devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
+        return _references(s, request, principal, devices, "MachineReferences",
+                           lambda ids: _package_details(s, ids, DP.package_version_id.in_(pvs)))
+
+
+@router.get("/Software/{software_id}/vulnerabilities")
+def software_vulnerabilities(software_id: str, request: Request,
+                             principal: Principal = require("analyst")) -> dict[str, Any]:
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        sid = _load_software(s, principal, software_id)[0].id
+        stmt, count = _vuln_stmt(principal, False, PV.software_id == sid)
+        return run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
+                        "Vulnerabilities", default_order=[V.id])
+
+
+@router.get("/Software/{software_id}/distributions")
+def software_distributions(software_id: str, request: Request,
+                           principal: Principal = require("analyst")) -> dict[str, Any]:
+    """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
+    cutoff = _now_cutoff()
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        sid = _load_software(s, principal, software_id)[0].id
+        vulns = (select(PVV.package_version_id.label("pv"), func.count().label("n"))
+                 .group_by(PVV.package_version_id).subquery())
+        rows = s.execute(
+            select(PV.version, func.count(distinct(DP.device_id)),
+                   func.max(func.coalesce(vulns.c.n, 0)),
+                   func.count(distinct(case((DP.last_used >= cutoff, DP.device_id)))))
+            .select_from(DP).join(PV, PV.id == DP.package_version_id).join(Device, Device.id == DP.device_id)
+            .outerjoin(vulns, vulns.c.pv == PV.id)
+            .where(PV.software_id == sid, device_scope(principal))
+            .group_by(PV.version).order_by(func.count(distinct(DP.device_id)).desc(), PV.version)).all()
+        return odata_list(request, "SoftwareVersionDistribution", [
+            {"version": v, "installations": int(n), "vulnerabilities": int(nv), "inUseMachines": int(u)}
+            for v, n, nv, u in rows])
+
+
+# --- a machine's software and vulnerabilities --------------------------------------------------
+
+def machine_software_fields() -> dict[str, odata.Field]:
+    return {"id": odata.Field(SP.id), "name": odata.Field(SP.name), "vendor": odata.Field(SP.vendor),
+            "version": odata.Field(PV.version), "lastUsed": odata.Field(DP.last_used, dt.datetime),
+            "firstSeen": odata.Field(DP.first_seen, dt.datetime)}
+
+
+@router.get("/machines/{machine_id}/software")
+def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    """Software installed on the machine, one entry per installed version, with its weaknesses on this
+    machine, the evidence (where it was found, by which package manager) and its runtime context."""
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        device = load_device(s, principal, machine_id)
+        counts = (select(PVV.package_version_id.label("pv"), func.count().label("n"),
+                         func.max(case((_exploit_expr(), 1), else_=0)).label("x"))
+                  .join(V, V.id == PVV.vulnerability_id).group_by(PVV.package_version_id).subquery())
+        stmt = (select(SP, PV, DP.path, DP.first_seen, DP.last_used, func.coalesce(counts.c.n, 0),
+                       func.coalesce(counts.c.x, 0))
+                .select_from(DP).join(PV, PV.id == DP.package_version_id).join(SP, SP.id == PV.software_id)
+                .outerjoin(counts, counts.c.pv == PV.id).where(DP.device_id == device.id))
+
+        def to_api(r: Any) -> dict[str, Any]:
+            sp, pv, path, first_seen, last_used, n, x = r
+            return {"id": sp.id, "name": sp.name, "vendor": sp.vendor, "version": pv.version,
+                    "weaknesses": int(n), "publicExploit": bool(x), "activeAlert": False,
+                    "evidence": {"path": path, "packageManager": pv.manager, "packageName": pv.name,
+                                 "sourcePackage": pv.source_name, "sourceVersion": pv.source_version,
+                                 "architecture": pv.arch, "ecosystem": pv.ecosystem, "purl": pv.purl},
+                    "firstSeen": first_seen, "lastUsed": last_used, "inUse": tvm_findings.in_use(last_used)}
+
+        return run_list(s, request, stmt, machine_software_fields(), to_api, "Software",
+                        default_order=[SP.id, PV.id])
+
+
+@router.get("/machines/{machine_id}/vulnerabilities")
+def machine_vulnerabilities(machine_id: str, request: Request,
+                            principal: Principal = require("analyst")) -> dict[str, Any]:
+    """Vulnerabilities of the machine (each once), with exposedMachines across the caller's devices and,
+    per CVE, the affected software on this machine with fixed versions and runtime context."""
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        device = load_device(s, principal, machine_id)
+        on_device = (select(PVV.vulnerability_id).join(DP, DP.package_version_id == PVV.package_version_id)
+                     .where(DP.device_id == device.id))
+        stmt, count = _vuln_stmt(principal, False)
+        stmt = stmt.where(V.id.in_(on_device))
+        body = run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
+                        "Vulnerabilities", default_order=[V.id])
+        ids = [v["id"] for v in body["value"] if "id" in v]
+        if ids:
+            details: dict[str, list[dict[str, Any]]] = {}
+            for r in s.execute(tvm_findings.findings_select(
+                    PVV.vulnerability_id, SP.id, SP.name, PV.version, PVV.fixed_version, PVV.advisory_ids,
+                    PVV.status, tvm_findings.first_seen_expr(), DP.last_used)
+                    .join(SP, SP.id == PV.software_id)
+                    .where(DP.device_id == device.id, PVV.vulnerability_id.in_(ids))
+                    .order_by(PVV.vulnerability_id, SP.id)):
+                details.setdefault(r[0], []).append({
+                    "softwareId": r[1], "productName": r[2], "productVersion": r[3], "fixedVersion": r[4],
+                    "advisoryIds": r[5] or [], "status": r[6], "firstSeen": r[7], "lastUsed": r[8],
+                    "inUse": tvm_findings.in_use(r[8])})
+            for v in body["value"]:
+                if "id" in v:
+                    sw = details.get(v["id"], [])
+                    v["software"] = sw
+                    v["inUse"] = any(x["inUse"] for x in sw)
+                    v["firstSeen"] = min((x["firstSeen"] for x in sw), default=None)
+        return body
+
+
+# --- agentless import and feeds ----------------------------------------------------------------
+
+async def _read_import(request: Request) -> tuple[bytes, dict[str, str], bytes | None]:
+    """(inventory bytes, parameters, os-release bytes) from multipart form data or a raw body + query."""
+    params = {k: v for k, v in request.query_params.items() if k in ("deviceName", "os", "format")}
+    os_release: bytes | None = None
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=2, max_fields=10)
+        data = b""
+        for key, value in form.multi_items():
+            if key == "file" and hasattr(value, "read"):
+                data = await value.read()
+            elif key == "osRelease":
+                os_release = await value.read() if hasattr(value, "read") else str(value).encode()
+            elif key in ("deviceName", "os", "format") and isinstance(value, str):
+                params[key] = value
+        if not data:
+            raise Invalid("multipart body has no 'file' part with the inventory")
+    else:
+        data = await request.body()
+    return data, params, os_release
+
+
+@router.post("/machines/import")
+async def import_machine(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
+    """Agentless import: create or update the device ``deviceName`` from an inventory file (dpkg status,
+    apk db, rpm -qa, CycloneDX, SPDX; gzip allowed), as multipart (``file``, ``osRelease``, ``deviceName``,
+    ``os``, ``format``) or a raw body with those as query parameters. A malformed file stores nothing."""
+    data, params, os_release = await _read_import(request)
+    name = params.get("deviceName", "")
+    if not name:
+        raise Invalid("deviceName is required")
+    if not data:
+        raise Invalid("the inventory file is empty")
+    if os_release is not None and params.get("os"):
+        raise Invalid("give osRelease or os, not both")
+    fmt = params.get("format") or None
+    if fmt is not None and fmt not in FORMATS:
+        raise Invalid(f"unknown format {fmt[:40]!r}; known: {', '.join(sorted(FORMATS))}")
+    os_ident = (tvm_inventory.read_os_release(os_release) if os_release is not None
+                else tvm_inventory.parse_os_arg(params["os"]) if params.get("os") else None)
+
+    def run() -> dict[str, Any]:
+        return tvm_inventory.import_agentless(request.app.state.store, principal.tenant_id, name, data,
+                                              os_ident=os_ident, fmt=fmt, actor=principal.actor,
+                                              actor_type=principal.actor_type, group_ids=principal.group_ids)
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/feeds/status")
+def feeds_status(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    rows = service.feeds_status(request.app.state.store)
+    return odata_list(request, "Feeds", rows)
+
+
+__all__ = ["router"]

@@ -1,0 +1,221 @@
+"""Security recommendations: the list (sortable, filterable, searchable, paged), the side panel
+(weaknesses, exposed devices, threat insights) and its actions: request remediation, create an
+exception."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from garrison.core.access import Principal
+from garrison.core.errors import GarrisonError, Invalid, NotFound
+from garrison.server.auth import require
+from garrison.server.web import session, tvmviews
+from garrison.server.web.common import page, redirect, router
+from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
+from garrison.store.models.prioritisation import Recommendation, RemediationActivity
+
+STATUSES = {"Active": "Active", "Exception": "Full exception", "PartialException": "Partial exception"}
+DURATIONS = (("30", "30 days"), ("60", "60 days"), ("90", "90 days"), ("180", "180 days"), ("365", "1 year"))
+
+
+def columns(exposed: Any, impact: Any) -> list[Column]:
+    return [
+        Column("name", "Security recommendation", Recommendation.name),
+        Column("weaknesses", "Weaknesses", Recommendation.weaknesses, numeric=True, default_desc=True),
+        Column("component", "Related component", Recommendation.related_component),
+        Column("threats", "Threats"),
+        Column("exposed", "Exposed devices", exposed, numeric=True, default_desc=True),
+        Column("status", "Status", Recommendation.status),
+        Column("type", "Remediation type", Recommendation.remediation_type),
+        Column("activities", "Remediation activities"),
+        Column("impact", "Impact", impact, numeric=True, default_desc=True),
+        Column("tags", "Tags"),
+        Column("priority", "Priority", Recommendation.priority_score, numeric=True, default_desc=True),
+    ]
+
+
+def filters(ctx: Ctx) -> list[Any]:
+    conds: list[Any] = []
+    q = ctx.param("q").lower()
+    if q:
+        like = f"%{q.replace('%', '').replace('_', '')}%"
+        conds.append(or_(func.lower(Recommendation.name).like(like),
+                         func.lower(Recommendation.related_component).like(like),
+                         func.lower(Recommendation.product_name).like(like)))
+    status = choice(ctx, "status", STATUSES)
+    if status:
+        conds.append(Recommendation.status == status)
+    rtype = choice(ctx, "type", tvmviews.REMEDIATION_TYPES)
+    if rtype:
+        conds.append(Recommendation.remediation_type == rtype)
+    category = choice(ctx, "category", tvmviews.CATEGORIES)
+    if category:
+        conds.append(Recommendation.category == category)
+    kind = choice(ctx, "kind", ("software", "configuration"))
+    if kind:
+        conds.append(Recommendation.kind == kind)
+    threat = choice(ctx, "threat", tvmviews.THREAT_FILTERS)
+    if threat == "kev":
+        conds.append(Recommendation.kev.is_(True))
+    elif threat == "exploit":
+        conds.append(Recommendation.public_exploit.is_(True))
+    elif threat == "kit":
+        conds.append(Recommendation.exploit_in_kit.is_(True))
+    elif threat == "alert":
+        conds.append(Recommendation.active_alert.is_(True))
+    tag = choice(ctx, "tag", ("zero-day", "eos"))
+    if tag == "zero-day":
+        conds.append(Recommendation.zero_day.is_(True))
+    elif tag == "eos":
+        conds.append(Recommendation.end_of_life.is_(True))
+    software = ctx.param("software")
+    if software:
+        conds.append(Recommendation.product_id == software)
+    return conds
+
+
+def load_recommendation(s: Session, principal: Principal, rec_id: str) -> Recommendation:
+    rec = s.get(Recommendation, (principal.tenant_id, rec_id[:300]))
+    if rec is None:
+        raise NotFound(f"no security recommendation {rec_id!r}")
+    return rec
+
+
+def panel_data(s: Session, ctx: Ctx, rec: Recommendation) -> dict[str, Any]:
+    from garrison.tvm.prioritisation import exceptions
+
+    devices, device_total = tvmviews.recommendation_devices(s, ctx, rec, 10)
+    eff = exceptions.effective(s).get(rec.id)
+    excepted_groups = set(eff.group_exception_ids) if eff else set()
+    activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
+                                .order_by(RemediationActivity.created_on.desc()).limit(5)))
+    return {"rec": rec, "vulns": tvmviews.recommendation_vulns(s, rec, 25), "devices": devices,
+            "device_total": device_total, "global_exception": bool(eff and eff.global_id),
+            "excepted_groups": excepted_groups, "activities": activities,
+            "default_due": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+            "today": dt.date.today().isoformat()}
+
+
+@router.get("/recommendations")
+def recommendation_list(request: Request, principal: Principal = require("analyst")) -> Response:
+    with page(request, principal, "recommendations") as (s, ctx):
+        base, exposed, impact = tvmviews.scoped_recommendations(ctx)
+        cols = columns(exposed, impact)
+        conds = filters(ctx)
+        total = s.scalar(select(func.count()).select_from(base.where(*conds).subquery())) or 0
+        p = pager(ctx, total)
+        sort = sort_of(ctx, cols, "priority", default_desc=True)
+        rows = s.execute(base.where(*conds).order_by(*order_by(cols, sort, [Recommendation.id]))
+                         .limit(p.size).offset(p.offset)).all()
+        ids = [r[0].id for r in rows]
+        trends = tvmviews.recommendation_trends(s, ids)
+        active = dict(s.execute(select(RemediationActivity.recommendation_id, func.count())
+                                .where(RemediationActivity.recommendation_id.in_(ids),
+                                       RemediationActivity.status == "Active")
+                                .group_by(RemediationActivity.recommendation_id)).tuples().all()) if ids else {}
+        items = [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0), "installed": int(r[3] or 0),
+                  "trend": trends.get(r[0].id, []), "activities": active.get(r[0].id, 0)} for r in rows]
+        panel = None
+        open_id = ctx.param("open")
+        if open_id:
+            rec = s.get(Recommendation, (principal.tenant_id, open_id[:300]))
+            panel = panel_data(s, ctx, rec) if rec is not None else {"missing": open_id}
+        return render(ctx, "recommendations.html", title="Security recommendations", cols=cols, sort=sort, p=p,
+                      items=items, panel=panel, statuses=STATUSES, durations=DURATIONS,
+                      types=tvmviews.REMEDIATION_LABELS, categories=tvmviews.CATEGORY_LABELS,
+                      threats=tvmviews.THREAT_FILTERS, justifications=tvmviews.JUSTIFICATION_LABELS)
+
+
+def _date(value: str, what: str) -> dt.datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{what}: use a date like 2026-12-31") from None
+    return dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
+
+
+def _groups(multi: list[tuple[str, str]], name: str = "groups") -> list[int] | None:
+    out = []
+    for k, v in multi:
+        if k == name:
+            try:
+                out.append(int(v))
+            except ValueError:
+                raise Invalid("invalid device group") from None
+    return out or None
+
+
+@router.post("/recommendations/{rec_id}/remediation")
+async def request_remediation(rec_id: str, request: Request,
+                              principal: Principal = require("security_operator")) -> Response:
+    multi = await session.checked_multi_form(request)
+    form = dict(multi)
+    back = "/console/recommendations?" + urlencode({"open": rec_id})
+
+    def run() -> Response:
+        from garrison.tvm.prioritisation import recommendations as recs
+        from garrison.tvm.prioritisation import remediation
+
+        try:
+            with request.app.state.store.tenant(principal.tenant_id) as s:
+                rec = load_recommendation(s, principal, rec_id)
+                exposed = recs.exposed_device_ids(s, rec)
+                due = None if rec.remediation_type == "AttentionRequired" else _date(form.get("due", ""), "Due date")
+                act = remediation.create(s, principal, rec, exposed, priority=form.get("priority", "Medium"),
+                                         due_on=due, notes=form.get("notes", "")[:4000],
+                                         group_ids=_groups(multi))
+                act_id, targets = act.id, act.target_devices
+                request.state.audit_target = f"recommendation={rec.id} activity={act_id}"
+        except NotFound:
+            raise
+        except GarrisonError as exc:
+            return redirect(request, back, f"Remediation not requested: {exc}", "error")
+        return redirect(request, "/console/remediation?" + urlencode({"open": act_id}),
+                        f"Remediation activity created for {targets} exposed device{'s' if targets != 1 else ''}.")
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/recommendations/{rec_id}/exception")
+async def create_exception(rec_id: str, request: Request,
+                           principal: Principal = require("security_operator")) -> Response:
+    multi = await session.checked_multi_form(request)
+    form = dict(multi)
+    back = "/console/recommendations?" + urlencode({"open": rec_id})
+
+    def run() -> Response:
+        from garrison.tvm.prioritisation import exceptions
+
+        try:
+            scope = "Global" if form.get("scope") == "Global" else "DeviceGroups"
+            days_raw = form.get("duration", "30")
+            expires = _date(form.get("expires", ""), "End date")
+            days = None if expires else int(days_raw) if days_raw.isdigit() else 30
+            with request.app.state.store.tenant(principal.tenant_id) as s:
+                load_recommendation(s, principal, rec_id)
+                exc = exceptions.create(s, principal, rec_id, form.get("justification", ""),
+                                        context=form.get("context", "")[:4000], scope=scope,
+                                        group_ids=_groups(multi) if scope == "DeviceGroups" else None,
+                                        expires_on=expires, duration_days=days)
+                exc_id = exc.id
+                request.state.audit_target = f"recommendation={rec_id} exception={exc_id}"
+        except NotFound:
+            raise
+        except GarrisonError as exc_:
+            return redirect(request, back, f"Exception not created: {exc_}", "error")
+        return redirect(request, "/console/remediation?" + urlencode({"tab": "exceptions", "open": exc_id}),
+                        "Exception created. Scores and the recommendation's status follow at the next "
+                        "refresh (within a minute).")
+
+    return await run_in_threadpool(run)

@@ -1,0 +1,336 @@
+"""Settings: users, API keys, device groups, enrollment secrets (with the agent install command)
+and the status of the vulnerability feeds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from garrison.core import access
+from garrison.core.access import Principal
+from garrison.core.errors import GarrisonError, Invalid, NotFound
+from garrison.server.auth import require
+from garrison.server.web import session
+from garrison.server.web.common import page, redirect, router
+from garrison.server.web.render import Ctx, render
+from garrison.store.models.core import ApiKey, Device, DeviceGroup, EnrollmentSecret, User
+
+TABS = [("groups", "Device groups", "analyst"), ("feeds", "Feed status", "analyst"),
+        ("users", "Users", "admin"), ("apikeys", "API keys", "admin"), ("enrollment", "Enrollment", "admin")]
+
+
+def _tabs(ctx: Ctx) -> list[tuple[str, str, str]]:
+    return [(key, label, ctx.url(f"/settings/{key}")) for key, label, role in TABS if ctx.allows(role)]
+
+
+def _get(s: Session, model: Any, ident: int, what: str, tenant_id: int) -> Any:
+    row = s.get(model, ident)
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(f"no {what} with id {ident}")
+    return row
+
+
+@router.get("/settings")
+def settings_home(request: Request, principal: Principal = require("analyst")) -> Response:
+    return RedirectResponse(request.url_for("settings_groups").path + (f"?{request.url.query}" if request.url.query
+                                                                       else ""), status_code=303)
+
+
+# --- device groups ----------------------------------------------------------------------
+
+@router.get("/settings/groups")
+def settings_groups(request: Request, principal: Principal = require("analyst")) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        counts = dict(s.execute(select(Device.group_id, func.count()).group_by(Device.group_id)).all())
+        groups = [g for g in s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id))
+                  if principal.group_ids is None or g.id in principal.group_ids]
+        rows = [{"g": g, "devices": counts.get(g.id, 0), "rules": _rules_text(g.rules)} for g in groups]
+        return render(ctx, "settings.html", title="Settings · Device groups", tab="groups", tabs=_tabs(ctx),
+                      groups=rows)
+
+
+def _rules_text(rules: dict[str, Any]) -> str:
+    parts = []
+    for key in ("name", "domain", "os"):
+        if key in rules:
+            parts.append(f"{key} {rules[key]}")
+    if rules.get("tags"):
+        parts.append("tags " + ", ".join(rules["tags"]))
+    return "; ".join(parts)
+
+
+def _rules_from(form: dict[str, str]) -> dict[str, Any]:
+    rules: dict[str, Any] = {}
+    for key in ("name", "domain", "os"):
+        value = form.get(f"rule_{key}", "").strip()
+        if value:
+            rules[key] = value[:200]
+    tags = [t.strip() for t in form.get("rule_tags", "").split(",") if t.strip()]
+    if tags:
+        rules["tags"] = tags[:20]
+    return rules
+
+
+def _int(value: str, what: str, default: int | None = None) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        if default is not None and not value.strip():
+            return default
+        raise Invalid(f"{what} must be a whole number") from None
+
+
+async def _admin_form(request: Request, principal: Principal, work: Any, back: str) -> Response:
+    form = await session.checked_form(request)
+
+    def run() -> Response:
+        try:
+            with request.app.state.store.tenant(principal.tenant_id) as s:
+                result = work(s, form)
+        except GarrisonError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            return redirect(request, back, str(exc), "error")
+        if isinstance(result, Response):
+            return result
+        return redirect(request, back, result)
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/settings/groups")
+async def create_group(request: Request, principal: Principal = require("admin")) -> Response:
+    def work(s: Session, form: dict[str, str]) -> str:
+        rules = _rules_from(form)
+        if not rules:
+            raise Invalid("give at least one rule (name pattern, domain, OS or tags)")
+        g = access.create_group(s, form.get("name", "").strip(), _int(form.get("rank", ""), "Rank", 100), rules,
+                                form.get("description", ""))
+        return f"Device group '{g.name}' created; devices were reassigned."
+
+    return await _admin_form(request, principal, work, "/console/settings/groups")
+
+
+@router.post("/settings/groups/{group_id}")
+async def update_group(group_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+    def work(s: Session, form: dict[str, str]) -> str:
+        group = _get(s, DeviceGroup, group_id, "device group", principal.tenant_id)
+        if form.get("action") == "delete":
+            if group.is_default:
+                raise Invalid("the default group cannot be deleted")
+            name = group.name
+            s.delete(group)
+            s.flush()
+            access.reassign_all_devices(s)
+            return f"Device group '{name}' deleted."
+        if not group.is_default:
+            rules = _rules_from(form)
+            if not rules:
+                raise Invalid("give at least one rule (name pattern, domain, OS or tags)")
+            access.validate_group_rules(rules)
+            group.rules = rules
+            group.rank = _int(form.get("rank", ""), "Rank", group.rank)
+        group.description = form.get("description", group.description)[:2000]
+        s.flush()
+        access.reassign_all_devices(s)
+        return f"Device group '{group.name}' saved."
+
+    return await _admin_form(request, principal, work, "/console/settings/groups")
+
+
+# --- feed status ------------------------------------------------------------------------
+
+STALE_AFTER = dt.timedelta(hours=48)
+
+
+def feed_rows(request: Request) -> list[dict[str, Any]]:
+    """The knowledge base's feed status (:func:`garrison.tvm.kb.feeds_status`), with a state for people."""
+    from garrison.tvm.kb import feeds_status
+
+    now = dt.datetime.now(dt.UTC)
+    rows = feeds_status(request.app.state.store)
+    for r in rows:
+        ok = r.get("last_success")
+        r["state"] = "error" if r.get("error") else ("stale" if ok is None or now - ok > STALE_AFTER else "ok")
+        r["held"] = r.get("advisories", r.get("vulnerabilities"))
+    return rows
+
+
+@router.get("/settings/feeds")
+def settings_feeds(request: Request, principal: Principal = require("analyst")) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        return render(ctx, "settings.html", title="Settings · Feed status", tab="feeds", tabs=_tabs(ctx),
+                      feeds=feed_rows(request))
+
+
+# --- users ------------------------------------------------------------------------------
+
+@router.get("/settings/users")
+def settings_users(request: Request, principal: Principal = require("admin")) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        users = list(s.scalars(select(User).order_by(User.username)))
+        return render(ctx, "settings.html", title="Settings · Users", tab="users", tabs=_tabs(ctx), users=users,
+                      roles=access.ROLE_RANK, now=dt.datetime.now(dt.UTC))
+
+
+def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
+    ids = []
+    for raw in form_groups:
+        gid = _int(raw, "Device group")
+        if s.get(DeviceGroup, gid) is None:
+            raise Invalid(f"no device group {gid}")
+        ids.append(gid)
+    return ids or None
+
+
+@router.post("/settings/users")
+async def create_user(request: Request, principal: Principal = require("admin")) -> Response:
+    multi = await session.checked_multi_form(request)
+    groups = [v for k, v in multi if k == "groups"]
+
+    def work(s: Session, form: dict[str, str]) -> str:
+        user = access.create_user(s, principal.tenant_id, form.get("username", "").strip(), form.get("password", ""),
+                                  form.get("role", ""), form.get("email") or None, _group_ids(s, groups))
+        return f"User '{user.username}' created."
+
+    return await _admin_form(request, principal, work, "/console/settings/users")
+
+
+@router.post("/settings/users/{user_id}")
+async def update_user(user_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+    def work(s: Session, form: dict[str, str]) -> str:
+        user = _get(s, User, user_id, "user", principal.tenant_id)
+        action = form.get("action")
+        if action == "delete":
+            if user.username == principal.actor:
+                raise Invalid("you cannot delete your own account")
+            s.delete(user)
+            return f"User '{user.username}' deleted."
+        if action == "unlock":
+            user.locked_until, user.failed_logins = None, 0
+            return f"User '{user.username}' unlocked."
+        if action in ("disable", "enable"):
+            if user.username == principal.actor:
+                raise Invalid("you cannot disable your own account")
+            user.disabled = action == "disable"
+            return f"User '{user.username}' {action}d."
+        raise Invalid("unknown action")
+
+    return await _admin_form(request, principal, work, "/console/settings/users")
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+@router.get("/settings/apikeys")
+def settings_apikeys(request: Request, principal: Principal = require("admin")) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        return _apikeys_page(s, ctx)
+
+
+def _apikeys_page(s: Session, ctx: Ctx, new_key: str | None = None, new_name: str = "") -> Response:
+    keys = list(s.scalars(select(ApiKey).order_by(ApiKey.revoked, ApiKey.id.desc())))
+    return render(ctx, "settings.html", title="Settings · API keys", tab="apikeys", tabs=_tabs(ctx), keys=keys,
+                  roles=access.ROLE_RANK, new_key=new_key, new_name=new_name)
+
+
+@router.post("/settings/apikeys")
+async def create_apikey(request: Request, principal: Principal = require("admin")) -> Response:
+    multi = await session.checked_multi_form(request)
+    form = dict(multi)
+    groups = [v for k, v in multi if k == "groups"]
+
+    def run() -> Response:
+        try:
+            with page(request, principal, "settings") as (s, ctx):
+                _key, secret = access.create_api_key(s, principal.tenant_id, form.get("role", ""),
+                                                     form.get("name", ""), principal.actor, _group_ids(s, groups))
+                s.flush()
+                request.state.audit_target = f"apikey={_key.prefix}"
+                return _apikeys_page(s, ctx, new_key=secret, new_name=_key.name)
+        except GarrisonError as exc:
+            return redirect(request, "/console/settings/apikeys", str(exc), "error")
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/settings/apikeys/{key_id}")
+async def revoke_apikey(key_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+    def work(s: Session, form: dict[str, str]) -> str:
+        key = _get(s, ApiKey, key_id, "API key", principal.tenant_id)
+        key.revoked = True
+        return f"API key {key.prefix} revoked."
+
+    response = await _admin_form(request, principal, work, "/console/settings/apikeys")
+    request.app.state.key_cache.clear()
+    return response
+
+
+# --- enrollment secrets -----------------------------------------------------------------
+
+def server_url(request: Request) -> str:
+    """The URL agents should use: the configured one unless it names no real host."""
+    settings = request.app.state.settings
+    if settings.host in ("0.0.0.0", "::", ""):
+        return str(request.base_url).rstrip("/")
+    return settings.base_url
+
+
+def install_command(request: Request, secret: str) -> str:
+    fp = request.app.state.fingerprint
+    cmd = ["garrison", "agent", "run", "--server", server_url(request), "--enroll", secret]
+    if fp:
+        cmd += ["--fingerprint", fp]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+@router.get("/settings/enrollment")
+def settings_enrollment(request: Request, principal: Principal = require("admin")) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        return _enrollment_page(s, ctx)
+
+
+def _enrollment_page(s: Session, ctx: Ctx, new_secret: str | None = None, command: str = "") -> Response:
+    secrets = list(s.scalars(select(EnrollmentSecret).order_by(EnrollmentSecret.revoked, EnrollmentSecret.id.desc())))
+    return render(ctx, "settings.html", title="Settings · Enrollment", tab="enrollment", tabs=_tabs(ctx),
+                  secrets=secrets, new_secret=new_secret, command=command, now=dt.datetime.now(dt.UTC),
+                  fingerprint=ctx.request.app.state.fingerprint, server=server_url(ctx.request))
+
+
+@router.post("/settings/enrollment")
+async def create_enrollment(request: Request, principal: Principal = require("admin")) -> Response:
+    form = await session.checked_form(request)
+
+    def run() -> Response:
+        try:
+            expires = access.parse_duration(form["expires"]) if form.get("expires", "").strip() else None
+            uses = _int(form["uses"], "Uses") if form.get("uses", "").strip() else None
+            with page(request, principal, "settings") as (s, ctx):
+                row, secret = access.create_enrollment_secret(s, principal.tenant_id, expires, uses)
+                s.flush()
+                request.state.audit_target = f"enrollment={row.prefix}"
+                return _enrollment_page(s, ctx, new_secret=secret, command=install_command(request, secret))
+        except GarrisonError as exc:
+            return redirect(request, "/console/settings/enrollment", str(exc), "error")
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/settings/enrollment/{secret_id}")
+async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+    def work(s: Session, form: dict[str, str]) -> str:
+        row = _get(s, EnrollmentSecret, secret_id, "enrollment secret", principal.tenant_id)
+        row.revoked = True
+        return f"Enrollment secret {row.prefix} revoked."
+
+    return await _admin_form(request, principal, work, "/console/settings/enrollment")
+
+
+__all__ = ["json"]

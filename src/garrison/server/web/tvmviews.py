@@ -1,0 +1,449 @@
+"""Read side of the vulnerability-management pages, scoped to the page's device groups.
+
+The prioritisation job materialises per tenant what is expensive (exposure score components,
+recommendations with their per-group shares, daily histories, the event timeline); these
+helpers read those rows — organisation-wide figures when no device group is selected, sums over
+the selected groups' rows otherwise — and page in SQL. What is computed live from findings
+(software, weaknesses) is cached per tenant, scope and prioritisation run
+(:func:`cached`), so a page costs one aggregate per refresh, not per view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, true
+from sqlalchemy.orm import Session
+
+from garrison.server.web import charts
+from garrison.server.web.render import Ctx
+from garrison.store.models.core import Device
+from garrison.store.models.kb import Vulnerability
+from garrison.store.models.prioritisation import (
+    ORG,
+    ExposureGroupScore,
+    ExposureScoreHistory,
+    Recommendation,
+    RecommendationGroup,
+    RecommendationHistory,
+)
+from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct
+
+SEVERITY_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
+TREND_DAYS = 30
+CATEGORIES = ("Application", "OS", "Network", "Accounts", "SecurityControls")
+CATEGORY_LABELS = {"Application": "Application", "OS": "Operating system", "Network": "Network",
+                   "Accounts": "Accounts", "SecurityControls": "Security controls"}
+REMEDIATION_TYPES = ("Update", "Upgrade", "Uninstall", "ConfigurationChange", "AttentionRequired")
+REMEDIATION_LABELS = {"Update": "Software update", "Upgrade": "Software upgrade", "Uninstall": "Software uninstall",
+                      "ConfigurationChange": "Configuration change", "AttentionRequired": "Attention required"}
+THREAT_FILTERS = {"kev": "Known exploited (KEV)", "exploit": "Public exploit", "kit": "Exploit kit",
+                  "alert": "Active alert"}
+JUSTIFICATION_LABELS = {"ThirdPartyControl": "Third party control", "AlternateMitigation": "Alternate mitigation",
+                        "RiskAccepted": "Risk accepted", "PlannedRemediation": "Planned remediation (grace)"}
+
+
+def severity_rank(col: Any = None) -> ColumnElement[int]:
+    col = Vulnerability.severity if col is None else col
+    return case(*((col == k, v) for k, v in SEVERITY_RANK.items()), else_=0)
+
+
+# --- cache of live aggregates -------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 256
+
+
+CACHE_TTL = 120.0  # seconds: inventories that change between prioritisation runs show up this late at most
+
+
+def data_version(s: Session) -> Any:
+    """Changes whenever the prioritisation job has run or the knowledge base grew."""
+    return (s.scalar(select(func.max(ExposureGroupScore.computed_at))), s.scalar(select(func.max(PackageVersion.id))))
+
+
+def cached(key: tuple[Any, ...], compute: Callable[[], Any], ttl: float = CACHE_TTL) -> Any:
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] > now:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    value = compute()
+    with _CACHE_LOCK:
+        _CACHE[key] = (now + ttl, value)
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+# --- exposure score -----------------------------------------------------------------------
+
+def exposure_now(s: Session, ctx: Ctx) -> dict[str, Any]:
+    from garrison.tvm.prioritisation import exposure
+
+    comp = exposure.components_for(s, list(ctx.scope) if ctx.scope is not None else None)
+    computed = exposure.last_computed(s)
+    score = comp.score if comp.devices else None
+    return {"score": score, "level": charts.exposure_level(score) if score is not None else "No data",
+            "devices": comp.devices, "levels": exposure.levels_summary(comp.levels), "computed_at": computed}
+
+
+def exposure_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[charts.Point]:
+    """Daily organisation (or selected groups') score; several groups: a device-weighted average."""
+    since = dt.date.today() - dt.timedelta(days=days - 1)
+    keys = [ORG] if ctx.scope is None else list(ctx.scope)
+    rows = s.execute(select(ExposureScoreHistory.day, ExposureScoreHistory.score, ExposureScoreHistory.devices)
+                     .where(ExposureScoreHistory.group_id.in_(keys), ExposureScoreHistory.day >= since)
+                     .order_by(ExposureScoreHistory.day)).all()
+    by_day: dict[dt.date, list[tuple[float, int]]] = {}
+    for day, score, devices in rows:
+        by_day.setdefault(day, []).append((score, devices or 0))
+    return _daily_points(since, days, {d: _weighted(v) for d, v in by_day.items()})
+
+
+def _weighted(values: list[tuple[float, int]]) -> float:
+    total = sum(n for _s, n in values)
+    if total <= 0:
+        return sum(sc for sc, _n in values) / len(values)
+    return sum(sc * n for sc, n in values) / total
+
+
+def _daily_points(since: dt.date, days: int, values: dict[dt.date, float | None]) -> list[charts.Point]:
+    """One point per day up to today (days without a value stay gaps), trimmed to the first value."""
+    pts = [charts.Point(since + dt.timedelta(days=i), values.get(since + dt.timedelta(days=i)))
+           for i in range(days)]
+    first = next((i for i, p in enumerate(pts) if p.value is not None), None)
+    return pts[first:] if first is not None else []
+
+
+def value_days_ago(points: Sequence[charts.Point], days: int) -> float | None:
+    if not points:
+        return None
+    target = points[-1].day - dt.timedelta(days=days)
+    for p in points:
+        if p.day == target:
+            return p.value
+    return None
+
+
+# --- secure score -------------------------------------------------------------------------
+
+def secure_score_now(s: Session, ctx: Ctx) -> dict[str, Any] | None:
+    try:
+        from garrison.tvm import assessment
+    except ModuleNotFoundError:
+        return None
+    return assessment.secure_score(s, list(ctx.scope) if ctx.scope is not None else None)
+
+
+def secure_score_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[charts.Point]:
+    try:
+        from garrison.tvm import assessment
+    except ModuleNotFoundError:
+        return []
+    since = dt.date.today() - dt.timedelta(days=days - 1)
+    if ctx.scope is not None and len(ctx.scope) != 1:
+        per_day: dict[dt.date, list[tuple[float, int]]] = {}
+        for gid in ctx.scope:
+            for row in assessment.secure_score_history(s, gid, since=since):
+                if row["score"] is not None:
+                    per_day.setdefault(dt.date.fromisoformat(row["date"]), []).append((row["score"], row["devices"]))
+        return _daily_points(since, days, {d: _weighted(v) for d, v in per_day.items()})
+    gid = None if ctx.scope is None else ctx.scope[0]
+    rows = assessment.secure_score_history(s, gid, since=since)
+    return _daily_points(since, days, {dt.date.fromisoformat(r["date"]): r["score"] for r in rows})
+
+
+# --- recommendations ----------------------------------------------------------------------
+
+def scoped_recommendations(ctx: Ctx) -> tuple[Select[Any], Any, Any]:
+    """(SELECT of recommendations with scoped figures, exposed expr, impact expr).
+
+    Columns: Recommendation, exposed devices, exposure impact, installed devices.
+    """
+    if ctx.scope is None:
+        exposed = Recommendation.exposed_machines_count
+        impact = Recommendation.exposure_impact
+        stmt = select(Recommendation, exposed.label("exposed"), impact.label("impact"),
+                      Recommendation.total_machine_count.label("installed"))
+        return stmt.where(exposed > 0), exposed, impact
+    rg = (select(RecommendationGroup.recommendation_id.label("rid"),
+                 func.sum(RecommendationGroup.exposed).label("exposed"),
+                 func.sum(RecommendationGroup.installed).label("installed"),
+                 func.sum(RecommendationGroup.priority).label("priority"))
+          .where(RecommendationGroup.group_id.in_(ctx.scope))
+          .group_by(RecommendationGroup.recommendation_id).subquery())
+    exposed = rg.c.exposed
+    impact = Recommendation.exposure_impact * rg.c.exposed / func.nullif(Recommendation.exposed_machines_count, 0)
+    stmt = (select(Recommendation, exposed.label("exposed"), impact.label("impact"), rg.c.installed.label("installed"))
+            .join(rg, rg.c.rid == Recommendation.id).where(exposed > 0))
+    return stmt, exposed, impact
+
+
+def recommendation_trends(s: Session, ids: Sequence[str], days: int = TREND_DAYS) -> dict[str, list[int]]:
+    if not ids:
+        return {}
+    since = dt.date.today() - dt.timedelta(days=days)
+    out: dict[str, list[int]] = {}
+    for rid, _day, exposed in s.execute(
+            select(RecommendationHistory.recommendation_id, RecommendationHistory.day, RecommendationHistory.exposed)
+            .where(RecommendationHistory.recommendation_id.in_(list(ids)), RecommendationHistory.day >= since)
+            .order_by(RecommendationHistory.recommendation_id, RecommendationHistory.day)):
+        out.setdefault(rid, []).append(exposed)
+    return out
+
+
+def top_recommendations(s: Session, ctx: Ctx, n: int = 5) -> list[dict[str, Any]]:
+    stmt, exposed, _impact = scoped_recommendations(ctx)
+    order = Recommendation.priority_score.desc()
+    rows = s.execute(stmt.where(Recommendation.status != "Exception").order_by(order, Recommendation.id).limit(n)).all()
+    return [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0)} for r in rows]
+
+
+def recommendation_vulns(s: Session, rec: Recommendation, limit: int = 50) -> list[dict[str, Any]]:
+    """The weaknesses a software recommendation fixes (what the knowledge base says of each)."""
+    d = rec.details or {}
+    if rec.kind != "software" or not d.get("matchNames"):
+        return []
+    pv_ids = select(PackageVersion.id).where(PackageVersion.match_name.in_(d["matchNames"]),
+                                             PackageVersion.ecosystem.in_(d.get("ecosystems") or []))
+    present = select(DevicePackage.package_version_id).where(DevicePackage.package_version_id.in_(pv_ids))
+    rows = s.execute(select(Vulnerability, func.max(PackageVersionVuln.fixed_version))
+                     .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
+                     .where(PackageVersionVuln.package_version_id.in_(present))
+                     .group_by(Vulnerability.id)
+                     .order_by(Vulnerability.kev.desc(), severity_rank().desc(),
+                               func.coalesce(Vulnerability.cvss_v3_score, 0).desc(), Vulnerability.id)
+                     .limit(limit)).all()
+    return [{"v": v, "fixed": fixed} for v, fixed in rows]
+
+
+def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
+    from garrison.tvm.prioritisation import recommendations as recs
+
+    stmt = recs.exposed_devices_stmt(rec)
+    if stmt is None:
+        return [], 0
+    ids = stmt.subquery()
+    first = ids.c[0]
+    cond = and_(Device.id.in_(select(first)), ctx.device_cond())
+    total = s.scalar(select(func.count()).select_from(Device).where(cond)) or 0
+    rows = list(s.scalars(select(Device).where(cond).order_by(Device.exposure_score.desc(), Device.computer_dns_name)
+                          .limit(limit)))
+    return rows, total
+
+
+# --- software -----------------------------------------------------------------------------
+
+def _scoped_packages(ctx: Ctx) -> Any:
+    """device_packages of the devices in scope (subquery: device_id, package_version_id)."""
+    stmt = select(DevicePackage.device_id, DevicePackage.package_version_id)
+    if ctx.scope is not None:
+        stmt = stmt.join(Device, Device.id == DevicePackage.device_id).where(ctx.device_cond())
+    return stmt
+
+
+def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+    """One row per software product installed in scope (cached per prioritisation run)."""
+    key = ("software", ctx.principal.tenant_id, ctx.scope, data_version(s))
+    return cached(key, lambda: _software_summary(s, ctx))
+
+
+def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+    dp = _scoped_packages(ctx).subquery()
+    installed = dict(s.execute(
+        select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
+        .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
+        .group_by(PackageVersion.software_id)).tuples().all())
+    versions = dict(s.execute(
+        select(PackageVersion.software_id, func.count(func.distinct(PackageVersion.version)))
+        .where(PackageVersion.id.in_(select(dp.c.package_version_id)))
+        .group_by(PackageVersion.software_id)).tuples().all())
+    vulnerable_pvs = select(PackageVersionVuln.package_version_id)
+    exposed = dict(s.execute(
+        select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
+        .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
+        .where(dp.c.package_version_id.in_(vulnerable_pvs))
+        .group_by(PackageVersion.software_id)).tuples().all())
+    present_pvs = select(dp.c.package_version_id).distinct()
+    weak_rows = s.execute(
+        select(PackageVersion.software_id, func.count(func.distinct(PackageVersionVuln.vulnerability_id)),
+               func.max(case((Vulnerability.kev.is_(True), 1), else_=0)),
+               func.max(case((Vulnerability.public_exploit.is_(True), 1), else_=0)),
+               func.max(severity_rank()))
+        .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id)
+        .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
+        .where(PackageVersion.id.in_(present_pvs))
+        .group_by(PackageVersion.software_id)).all()
+    weak = {r[0]: (r[1], bool(r[2]), bool(r[3]), r[4]) for r in weak_rows}
+    impact: dict[str, float] = {}
+    for rec_id, details, rec_impact, exposed_n in s.execute(
+            select(Recommendation.id, Recommendation.details, Recommendation.exposure_impact,
+                   Recommendation.exposed_machines_count).where(Recommendation.kind == "software")):
+        for sid in (details or {}).get("softwareIds") or []:
+            impact[sid] = max(impact.get(sid, 0.0), float(rec_impact or 0))
+    names = {r[0]: (r[1], r[2]) for r in s.execute(select(SoftwareProduct.id, SoftwareProduct.name,
+                                                           SoftwareProduct.vendor)
+                                                    .where(SoftwareProduct.id.in_(list(installed))))} \
+        if len(installed) < 30000 else {}
+    out = []
+    for sid, n in installed.items():
+        name, vendor = names.get(sid, (sid.split("-_-", 1)[-1], sid.split("-_-", 1)[0]))
+        w = weak.get(sid, (0, False, False, 0))
+        out.append({"id": sid, "name": name, "vendor": vendor, "installed": n, "versions": versions.get(sid, 0),
+                    "exposed": exposed.get(sid, 0), "weaknesses": w[0], "kev": w[1], "exploit": w[2],
+                    "severity": w[3], "impact": impact.get(sid, 0.0)})
+    return out
+
+
+# --- weaknesses ---------------------------------------------------------------------------
+
+def weakness_summary(s: Session, ctx: Ctx) -> dict[str, dict[str, Any]]:
+    """Vulnerability id → exposed devices and affected software in scope (cached per run)."""
+    key = ("weaknesses", ctx.principal.tenant_id, ctx.scope, data_version(s))
+    return cached(key, lambda: _weakness_summary(s, ctx))
+
+
+def _weakness_summary(s: Session, ctx: Ctx) -> dict[str, dict[str, Any]]:
+    dp = _scoped_packages(ctx).subquery()
+    out: dict[str, dict[str, Any]] = {}
+    for vid, n in s.execute(select(PackageVersionVuln.vulnerability_id, func.count(func.distinct(dp.c.device_id)))
+                            .join(dp, dp.c.package_version_id == PackageVersionVuln.package_version_id)
+                            .group_by(PackageVersionVuln.vulnerability_id)):
+        out[vid] = {"exposed": n, "software": []}
+    present_pvs = select(dp.c.package_version_id).distinct()
+    for vid, sid in s.execute(select(PackageVersionVuln.vulnerability_id, PackageVersion.software_id)
+                              .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
+                              .where(PackageVersionVuln.package_version_id.in_(present_pvs)).distinct()):
+        if vid in out and len(out[vid]["software"]) < 20:
+            out[vid]["software"].append(sid)
+    return out
+
+
+def vulnerability_devices(s: Session, ctx: Ctx, vuln_id: str, limit: int = 25) -> tuple[list[Any], int]:
+    pvs = select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln_id)
+    dev_ids = select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs))
+    cond = and_(Device.id.in_(dev_ids), ctx.device_cond())
+    total = s.scalar(select(func.count()).select_from(Device).where(cond)) or 0
+    rows = list(s.scalars(select(Device).where(cond).order_by(Device.exposure_score.desc(), Device.computer_dns_name)
+                          .limit(limit)))
+    return rows, total
+
+
+def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommendation]:
+    units = select(PackageVersion.match_name).join(
+        PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id).where(
+        PackageVersionVuln.vulnerability_id == vuln_id).distinct()
+    names = {n for (n,) in s.execute(units)}
+    if not names:
+        return []
+    out = []
+    for rec in s.scalars(select(Recommendation).where(Recommendation.kind == "software")):
+        if set((rec.details or {}).get("matchNames") or []) & names:
+            out.append(rec)
+    return out[:10]
+
+
+# --- devices ------------------------------------------------------------------------------
+
+def top_exposed_devices(s: Session, ctx: Ctx, n: int = 5) -> list[Device]:
+    from garrison.tvm.prioritisation import exposure
+
+    now = dt.datetime.now(dt.UTC)
+    return list(s.scalars(select(Device).where(ctx.device_cond(), exposure.is_active_expr(now),
+                                               Device.exposure_score > 0)
+                          .order_by(Device.exposure_score.desc(), Device.computer_dns_name).limit(n)))
+
+
+def no_data_devices(s: Session, ctx: Ctx) -> int:
+    """Devices in scope the exposure score leaves out (inactive for 30 days or offboarded)."""
+    from garrison.tvm.prioritisation import exposure
+
+    now = dt.datetime.now(dt.UTC)
+    return s.scalar(select(func.count()).select_from(Device).where(ctx.device_cond(),
+                                                                   ~exposure.is_active_expr(now))) or 0
+
+
+def device_assessment_summary(s: Session, device: Device) -> dict[str, Any] | None:
+    try:
+        from garrison.tvm import assessment
+    except ModuleNotFoundError:
+        return None
+    rows = assessment.device_assessment(s, device.id)
+    if not rows:
+        return None
+    failed = sum(1 for r in rows if _status(r) == "fail")
+    return {"failed": failed, "total": len(rows)}
+
+
+def _status(row: dict[str, Any]) -> str:
+    value = row.get("status") or row.get("Status") or ""
+    if isinstance(value, str):
+        return value.lower()
+    return str(value)
+
+
+def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+    try:
+        from garrison.tvm import assessment
+    except ModuleNotFoundError:
+        return {"missing": "configuration assessment (garrison.tvm.assessment) is not installed"}
+    rows = assessment.device_assessment(s, device.id)
+    order = {"fail": 0, "error": 1, "pass": 2, "not_applicable": 3}
+    out = []
+    for r in rows:
+        st = _status(r)
+        ev = r.get("evidence") or {}
+        out.append({"id": r.get("check_id") or r.get("checkId") or r.get("id"), "title": r.get("title") or "",
+                    "category": r.get("category") or "", "impact": r.get("impact") or r.get("severity") or "",
+                    "status": st, "evidence": ev.get("message") or ev.get("value") or "" if isinstance(ev, dict)
+                    else str(ev)})
+    out.sort(key=lambda x: (order.get(x["status"], 9), -(x["impact"] if isinstance(x["impact"], int) else 0)))
+    counts = {k: sum(1 for x in out if x["status"] == k) for k in order}
+    state = None
+    from garrison.store.models.assessment import DeviceAssessmentState
+
+    state = s.get(DeviceAssessmentState, device.id)
+    return {"rows": out, "passed": counts["pass"], "failed": counts["fail"], "errors": counts["error"],
+            "na": counts["not_applicable"], "assessed_at": state.assessed_at if state else None}
+
+
+def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+    from garrison.tvm.prioritisation import recommendations as recs
+
+    units = {recs.software_rec_id(recs.unit_of(eco, mgr, mn)[0])
+             for eco, mgr, mn in s.execute(
+                 select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name)
+                 .join(DevicePackage, DevicePackage.package_version_id == PackageVersion.id)
+                 .where(DevicePackage.device_id == device.id,
+                        DevicePackage.package_version_id.in_(select(PackageVersionVuln.package_version_id)))
+                 .distinct())}
+    rows = list(s.scalars(select(Recommendation).where(Recommendation.id.in_(list(units)))
+                          .order_by(Recommendation.priority_score.desc()))) if units else []
+    try:
+        from garrison.store.models.assessment import DeviceAssessmentResult
+
+        failed = [recs.config_rec_id(c) for c in s.scalars(
+            select(DeviceAssessmentResult.check_id).where(DeviceAssessmentResult.device_id == device.id,
+                                                          DeviceAssessmentResult.status == "fail"))]
+        if failed:
+            rows += list(s.scalars(select(Recommendation).where(Recommendation.id.in_(failed))
+                                   .order_by(Recommendation.priority_score.desc())))
+    except ModuleNotFoundError:
+        pass
+    return {"rows": rows}
+
+
+__all__ = ["literal", "or_", "true"]

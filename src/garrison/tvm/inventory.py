@@ -1,0 +1,384 @@
+"""Software inventory of devices: snapshots and deltas from agents, files from agentless import.
+
+Both paths end in :func:`apply_inventory`, in one transaction: the device's package set is
+replaced (snapshot) or patched (delta), software history and resolved findings are written from
+the difference, and package versions never seen before are matched at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import re
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, true, update
+from sqlalchemy.orm import Session
+
+from garrison.core import access, audit
+from garrison.core.errors import Conflict, Invalid
+from garrison.inventory import InventoryParseError, ecosystem_for, parse_inventory, parse_os_release
+from garrison.inventory.common import MAX_INPUT_BYTES
+from garrison.protocol import InventoryReport, OsIdentity, RuntimeReport, SoftwarePackage
+from garrison.store.base import utcnow
+from garrison.store.db import Store
+from garrison.store.models.core import Device
+from garrison.store.models.tvm import (
+    DeviceInventoryState,
+    DevicePackage,
+    PackageVersion,
+    PackageVersionVuln,
+    ResolvedFinding,
+    SoftwareHistory,
+    SoftwareProduct,
+)
+from garrison.tvm import matching
+from garrison.tvm.software import PackageIdentity, identity_of
+
+CHUNK = 500
+MAX_PATH = 1024
+MAX_PURL = 4096
+FUTURE_SKEW = dt.timedelta(minutes=10)  # runtime timestamps further ahead than this are clamped
+
+PV = PackageVersion.__table__
+SP = SoftwareProduct.__table__
+PVV = PackageVersionVuln.__table__
+
+
+@dataclass
+class InventoryResult:
+    device_id: str
+    generation: int
+    packages: int
+    added: int
+    removed: int
+    new_package_versions: int
+    findings_matched: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deviceId": self.device_id, "generation": self.generation, "packages": self.packages,
+                "added": self.added, "removed": self.removed, "newPackageVersions": self.new_package_versions,
+                "findingsMatched": self.findings_matched}
+
+
+# --- global package versions ---------------------------------------------------------------
+
+def _dialect_insert(s: Session, table: Any) -> Any:
+    name = s.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
+def ensure_package_versions(s: Session, idents: dict[str, tuple[PackageIdentity, str]]) -> tuple[dict[str, int], int]:
+    """Ids of these package versions (by key), creating the missing rows; returns (ids, created).
+
+    Rows are global: concurrent uploads may insert the same key, so inserts ignore conflicts and
+    the ids are read back.
+    """
+    keys = sorted(idents)
+    ids: dict[str, int] = {}
+    for i in range(0, len(keys), CHUNK):
+        ids.update(s.execute(select(PV.c.key, PV.c.id).where(PV.c.key.in_(keys[i : i + CHUNK]))).all())
+    missing = [k for k in keys if k not in ids]
+    if not missing:
+        return ids, 0
+    now = utcnow()
+    products = {idents[k][0].software_id: idents[k][0] for k in missing}
+    s.execute(_dialect_insert(s, SP), [{"id": sid, "vendor": ident.vendor, "name": ident.software_name,
+                                        "created_at": now} for sid, ident in products.items()])
+    rows = []
+    for k in missing:
+        ident, purl = idents[k]
+        rows.append({"key": k, "ecosystem": ident.ecosystem, "manager": ident.manager, "name": ident.name,
+                     "version": ident.version, "source_name": ident.source_name,
+                     "source_version": ident.source_version, "arch": ident.arch, "match_name": ident.match_name,
+                     "software_id": ident.software_id, "purl": purl[:MAX_PURL], "created_at": now,
+                     "matched_at": None})
+    stmt = _dialect_insert(s, PV)
+    for i in range(0, len(rows), CHUNK):
+        s.execute(stmt, rows[i : i + CHUNK])
+    for i in range(0, len(missing), CHUNK):
+        ids.update(s.execute(select(PV.c.key, PV.c.id).where(PV.c.key.in_(missing[i : i + CHUNK]))).all())
+    return ids, len(missing)
+
+
+def _identities(pkgs: list[SoftwarePackage], distro_eco: str) -> tuple[dict[str, tuple[PackageIdentity, str]], dict[str, str]]:
+    """(key -> (identity, purl), key -> evidence path); a package listed twice counts once."""
+    idents: dict[str, tuple[PackageIdentity, str]] = {}
+    paths: dict[str, str] = {}
+    for p in pkgs:
+        ident = identity_of(p, distro_eco)
+        k = ident.key
+        if k not in idents:
+            idents[k] = (ident, p.purl)
+            paths[k] = p.path[:MAX_PATH]
+    return idents, paths
+
+
+# --- applying an inventory -----------------------------------------------------------------
+
+def apply_inventory(s: Session, device: Device, report: InventoryReport, *, source: str = "agent") -> dict[str, Any]:
+    """Store an inventory report for ``device`` (tenant session). A delta whose base generation is
+    not the stored one changes nothing and asks the agent for a snapshot (``{"resync": [...]}``)."""
+    now = utcnow()
+    state = s.get(DeviceInventoryState, device.id)
+    os_ident = report.os if (report.os.id or report.os.name) else None
+    distro_eco = ecosystem_for(os_ident) if os_ident else (state.ecosystem if state else "")
+
+    current = _device_packages(s, device.id)  # pv id -> (software id, version, first_seen)
+    old_ids = set(current)
+    if report.mode == "delta":
+        if state is None or report.base_generation is None or state.generation != report.base_generation:
+            return {"resync": ["inventory"]}
+        gone_idents, _ = _identities(report.removed, distro_eco)
+        gone_ids: set[int] = set()
+        keys = sorted(gone_idents)
+        for i in range(0, len(keys), CHUNK):
+            gone_ids.update(s.execute(select(PV.c.id).where(PV.c.key.in_(keys[i : i + CHUNK]))).scalars())
+        idents, paths = _identities(report.added, distro_eco)
+        ids, created = ensure_package_versions(s, idents)
+        new_ids = (old_ids - gone_ids) | set(ids.values())
+    else:
+        idents, paths = _identities(report.packages, distro_eco)
+        ids, created = ensure_package_versions(s, idents)
+        new_ids = set(ids.values())
+
+    removed = old_ids - new_ids
+    added = new_ids - old_ids
+    path_of = {ids[k]: paths[k] for k in ids}
+    if added or removed:
+        info = _pv_info(s, added)
+        if state is not None:  # the first inventory is the baseline, not a stream of installs
+            _write_history(s, device, current, info, removed, added, now)
+        _resolve(s, device, current, info, removed, new_ids, now)
+        _delete_packages(s, device.id, removed)
+        rows = [{"tenant_id": device.tenant_id, "device_id": device.id, "package_version_id": pv_id,
+                 "path": path_of.get(pv_id, ""), "first_seen": now, "last_used": None} for pv_id in sorted(added)]
+        for i in range(0, len(rows), CHUNK):
+            s.execute(insert(DevicePackage), rows[i : i + CHUNK])
+
+    stats = matching.match_pending(s, sorted(added)) if added else matching.MatchStats()
+
+    if state is None:
+        state = DeviceInventoryState(device_id=device.id, tenant_id=device.tenant_id)
+        s.add(state)
+    state.generation = report.generation
+    if os_ident is not None:
+        state.os_id, state.os_version_id, state.os_codename = os_ident.id, os_ident.version_id, os_ident.codename
+        state.ecosystem = distro_eco
+    state.package_count = len(new_ids)
+    state.source = source
+    state.updated_at = now
+    result = InventoryResult(device.id, report.generation, len(new_ids), len(added), len(removed), created,
+                             stats.findings)
+    return {"inventory": result.as_dict()}
+
+
+def _device_packages(s: Session, device_id: str) -> dict[int, tuple[str, str, dt.datetime]]:
+    rows = s.execute(select(DevicePackage.package_version_id, PackageVersion.software_id, PackageVersion.version,
+                            DevicePackage.first_seen)
+                     .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
+                     .where(DevicePackage.device_id == device_id))
+    return {pv: (sw, ver, first) for pv, sw, ver, first in rows}
+
+
+def _pv_info(s: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
+    out: dict[int, tuple[str, str]] = {}
+    id_list = sorted(ids)
+    for i in range(0, len(id_list), CHUNK):
+        for pv, sw, ver in s.execute(select(PV.c.id, PV.c.software_id, PV.c.version)
+                                     .where(PV.c.id.in_(id_list[i : i + CHUNK]))):
+            out[pv] = (sw, ver)
+    return out
+
+
+def _write_history(s: Session, device: Device, current: dict[int, tuple[str, str, dt.datetime]],
+                   info: dict[int, tuple[str, str]], removed: set[int], added: set[int], now: dt.datetime) -> None:
+    old: dict[str, list[str]] = defaultdict(list)
+    new: dict[str, list[str]] = defaultdict(list)
+    for pv in removed:
+        old[current[pv][0]].append(current[pv][1])
+    for pv in added:
+        new[info[pv][0]].append(info[pv][1])
+    rows: list[dict[str, Any]] = []
+    for sw in sorted(set(old) | set(new)):
+        olds, news = sorted(old.get(sw, [])), sorted(new.get(sw, []))
+        for o, n in zip(olds, news):
+            if o != n:  # same version, other arch or path: not an update worth a timeline entry
+                rows.append(_history(device, sw, o, n, "updated", now))
+        rows.extend(_history(device, sw, None, n, "installed", now) for n in news[len(olds):])
+        rows.extend(_history(device, sw, o, None, "uninstalled", now) for o in olds[len(news):])
+    for i in range(0, len(rows), CHUNK):
+        s.execute(insert(SoftwareHistory), rows[i : i + CHUNK])
+
+
+def _history(device: Device, sw: str, old: str | None, new: str | None, event: str, at: dt.datetime) -> dict[str, Any]:
+    return {"tenant_id": device.tenant_id, "device_id": device.id, "software_id": sw, "old_version": old,
+            "new_version": new, "event": event, "at": at}
+
+
+def _resolve(s: Session, device: Device, current: dict[int, tuple[str, str, dt.datetime]],
+             added: dict[int, tuple[str, str]], removed: set[int], remaining: set[int], now: dt.datetime) -> None:
+    """A vulnerable package version that leaves the device resolves its findings."""
+    if not removed:
+        return
+    still_there = {current[pv][0] if pv in current else added[pv][0] for pv in remaining}
+    id_list = sorted(removed)
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(id_list), CHUNK):
+        for r in s.execute(select(PVV.c.package_version_id, PVV.c.vulnerability_id, PVV.c.fixed_version,
+                                  PVV.c.first_seen).where(PVV.c.package_version_id.in_(id_list[i : i + CHUNK]))):
+            sw, version, dp_first = current[r.package_version_id]
+            rows.append({"tenant_id": device.tenant_id, "device_id": device.id,
+                         "vulnerability_id": r.vulnerability_id, "package_version_id": r.package_version_id,
+                         "software_id": sw, "version": version, "fixed_version": r.fixed_version,
+                         "first_seen": max(dp_first, r.first_seen), "resolved_at": now,
+                         "reason": "updated" if sw in still_there else "uninstalled"})
+    for i in range(0, len(rows), CHUNK):
+        s.execute(insert(ResolvedFinding), rows[i : i + CHUNK])
+
+
+def _delete_packages(s: Session, device_id: str, ids: set[int]) -> None:
+    id_list = sorted(ids)
+    for i in range(0, len(id_list), CHUNK):
+        s.execute(delete(DevicePackage).where(DevicePackage.device_id == device_id,
+                                              DevicePackage.package_version_id.in_(id_list[i : i + CHUNK])))
+
+
+# --- runtime context -----------------------------------------------------------------------
+
+def apply_runtime(s: Session, device: Device, report: RuntimeReport) -> dict[str, Any]:
+    """Record when each package last had running code (the newest time wins; future times clamped)."""
+    now = utcnow()
+    seen: dict[tuple[str, str], dt.datetime] = {}
+    for use in report.packages:
+        at = use.last_seen if use.last_seen.tzinfo else use.last_seen.replace(tzinfo=dt.UTC)
+        at = min(at, now + FUTURE_SKEW)
+        key = (use.manager, use.name)
+        if key not in seen or at > seen[key]:
+            seen[key] = at
+    if not seen:
+        return {"runtime": {"updated": 0}}
+    rows = s.execute(select(DevicePackage.package_version_id, PackageVersion.manager, PackageVersion.name,
+                            DevicePackage.last_used)
+                     .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
+                     .where(DevicePackage.device_id == device.id)).all()
+    updates: list[tuple[int, dt.datetime]] = []
+    for pv, manager, name, last_used in rows:
+        at = seen.get((manager, name))
+        if at is None and manager == "python":
+            at = seen.get((manager, re.sub(r"[-_.]+", "-", name).lower()))
+        if at is not None and (last_used is None or at > last_used):
+            updates.append((pv, at))
+    for pv, at in updates:
+        s.execute(update(DevicePackage).where(DevicePackage.device_id == device.id,
+                                              DevicePackage.package_version_id == pv).values(last_used=at))
+    return {"runtime": {"updated": len(updates)}}
+
+
+# --- agentless import ------------------------------------------------------------------------
+
+_DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_OS_ARG = re.compile(r"^([a-z0-9][a-z0-9._-]{0,63}):([0-9A-Za-z][0-9A-Za-z._-]{0,63})$")
+
+
+def parse_os_arg(text: str) -> OsIdentity:
+    """``ubuntu:20.04`` -> the OS identity an os-release with ID=ubuntu, VERSION_ID=20.04 would give."""
+    m = _OS_ARG.match(text.strip().lower())
+    if not m:
+        raise Invalid(f"invalid OS {text[:80]!r}: use ID:VERSION as in os-release, e.g. ubuntu:20.04 or alpine:3.14")
+    return OsIdentity(id=m.group(1), version_id=m.group(2))
+
+
+def read_os_release(data: bytes) -> OsIdentity:
+    try:
+        return parse_os_release(data)
+    except InventoryParseError as exc:
+        raise Invalid(f"os-release: {exc}") from None
+
+
+def decompress(data: bytes) -> bytes:
+    """Inventory files may come gzip-compressed (detected by magic); decompression is bounded."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(data, MAX_INPUT_BYTES + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise Invalid(f"bad gzip data: {exc}") from None
+    if len(out) > MAX_INPUT_BYTES or d.unconsumed_tail:
+        raise Invalid(f"inventory larger than {MAX_INPUT_BYTES} bytes once decompressed")
+    return out
+
+
+def parse_agentless(data: bytes, os_ident: OsIdentity | None, fmt: str | None = None,
+                    path: str = "") -> tuple[list[SoftwarePackage], OsIdentity | None]:
+    """Parse an uploaded inventory file; errors name the format, line and field."""
+    try:
+        pkgs, found_os = parse_inventory(decompress(data), os=os_ident, fmt=fmt, path=path)
+    except InventoryParseError as exc:
+        raise Invalid(f"{path + ': ' if path else ''}{exc}") from None
+    if not pkgs:
+        raise Invalid(f"{path or 'the file'}: no installed packages found")
+    return pkgs, found_os or os_ident
+
+
+def import_agentless(store: Store, tenant_id: int, device_name: str, data: bytes, *,
+                     os_ident: OsIdentity | None = None, fmt: str | None = None, path: str = "",
+                     actor: str = "cli", actor_type: str = "cli",
+                     group_ids: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Create or update the agentless device ``device_name`` and store its inventory as a snapshot.
+
+    The file is parsed completely before anything is written; the device and its inventory are
+    written in one transaction, so a malformed file stores nothing. ``group_ids`` (a caller limited
+    to some device groups) may not overwrite a device of another group.
+    """
+    name = device_name.strip().lower()
+    if not _DEVICE_NAME.match(name):
+        raise Invalid(f"invalid device name {device_name[:80]!r}: use letters, digits, '.', '_' and '-'")
+    pkgs, found_os = parse_agentless(data, os_ident, fmt, path)
+    warnings: list[str] = []
+    if found_os is None:
+        warnings.append("no OS identity given (--os-release or --os): distro packages cannot be matched "
+                        "against their distro's advisories")
+    with store.tenant(tenant_id) as s:
+        device = s.scalar(select(Device).where(Device.agentless == true(), Device.computer_dns_name == name))
+        if device is not None and group_ids is not None and device.group_id not in group_ids:
+            raise Conflict(f"device name {name!r} belongs to a device outside your device groups")
+        created = device is None
+        if device is None:
+            device = Device(tenant_id=tenant_id, machine_key=None, computer_dns_name=name, agentless=True,
+                            onboarding_status="CanBeOnboarded")
+            s.add(device)
+        now = utcnow()
+        device.last_seen = now
+        if found_os is not None:
+            device.os_platform = "Linux"
+            device.os_id = found_os.id
+            device.os_version = found_os.version_id
+            device.os_codename = found_os.codename
+            device.os_build = found_os.pretty_name[:128]
+        s.flush()
+        access.assign_group(s, device)
+        state = s.get(DeviceInventoryState, device.id)
+        generation = (state.generation if state else 0) + 1
+        report = InventoryReport(mode="snapshot", generation=generation, os=found_os or OsIdentity(),
+                                 packages=pkgs)
+        reply = apply_inventory(s, device, report, source="import")
+        audit.record(s, tenant_id, actor, actor_type, "import_inventory", target=device.id,
+                     details={"device": name, "packages": len(pkgs), "created": created})
+        out = {"machineId": device.id, "computerDnsName": name, "created": created,
+               "osDistribution": found_os.id if found_os else "", "osVersion": found_os.version_id if found_os else "",
+               "ecosystem": ecosystem_for(found_os) if found_os else "", **reply["inventory"],
+               "warnings": warnings}
+    return out

@@ -1,0 +1,82 @@
+"""Adapter to the configuration assessment (``garrison.tvm.assessment``), which is optional here.
+
+Prioritisation needs four things from it; while it does not provide them, configuration
+recommendations, configuration hazards and the configuration score are simply absent:
+
+* ``failed_checks(session)`` → rows ``(device_id, check_id, score_impact)``: the failed, applicable
+  checks of the session's tenant now;
+* ``check_catalog(session, check_ids)`` → ``{check_id: {"name", "category", "subcategory",
+  "impact", "remediation", "scoreImpact"}}``;
+* ``failing_devices_stmt(check_id)`` → a SELECT of the ids of the devices failing that check;
+* ``secure_score(session, group_ids)`` → the configuration score of those groups (None = all);
+* optionally ``assessment_changes(session, after_id)`` → change records for the event timeline:
+  dicts with ``id``, ``at``, ``check_id``, ``kind`` ("check_added" …) and ``device_ids``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+_REQUIRED = ("failed_checks", "check_catalog", "failing_devices_stmt")
+
+
+def _module() -> ModuleType | None:
+    try:
+        return importlib.import_module("garrison.tvm.assessment")
+    except ModuleNotFoundError as exc:
+        if exc.name and not "garrison.tvm.assessment".startswith(exc.name):
+            raise
+        return None
+
+
+def available() -> bool:
+    mod = _module()
+    return mod is not None and all(hasattr(mod, f) for f in _REQUIRED)
+
+
+def failed_checks(s: Session) -> list[tuple[str, str, float]]:
+    mod = _module()
+    if mod is None or not available():
+        return []
+    return [(str(d), str(c), float(i or 0)) for d, c, i in mod.failed_checks(s)]
+
+
+def check_catalog(s: Session, check_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    mod = _module()
+    ids = list(check_ids)
+    if mod is None or not available() or not ids:
+        return {}
+    return dict(mod.check_catalog(s, ids))
+
+
+def failing_devices_stmt(check_id: str) -> Any | None:
+    mod = _module()
+    if mod is None or not available():
+        return None
+    return mod.failing_devices_stmt(check_id)
+
+
+def secure_score(s: Session, group_ids: list[int] | None) -> Any | None:
+    mod = _module()
+    fn = getattr(mod, "secure_score", None) if mod is not None else None
+    if fn is None:
+        return None
+    return fn(s, group_ids)
+
+
+def has_secure_score() -> bool:
+    mod = _module()
+    return mod is not None and hasattr(mod, "secure_score")
+
+
+def assessment_changes(s: Session, after_id: int) -> list[dict[str, Any]]:
+    mod = _module()
+    fn = getattr(mod, "assessment_changes", None) if mod is not None else None
+    if fn is None:
+        return []
+    return list(fn(s, after_id))

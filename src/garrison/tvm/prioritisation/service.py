@@ -1,0 +1,141 @@
+"""Entry points and background jobs of prioritisation.
+
+* ``tvm.prioritisation.refresh`` (every minute): recompute a tenant when anything its scores depend
+  on changed — inventories, findings, the knowledge base, devices, exceptions, alerts — and at
+  least hourly (devices age out of the 30-day window, runtime context moves on).
+* ``tvm.prioritisation.timeline`` (every two minutes): derive timeline events and queue the
+  notifications they trigger.
+* ``tvm.prioritisation.housekeeping`` (hourly): delete remediation activities completed more than
+  180 days ago.
+
+Matching or any other service that changed findings can call :func:`refresh` directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from garrison.core.jobs import register_job
+from garrison.store.base import utcnow
+from garrison.store.db import Store
+from garrison.store.models.core import Device, Tenant
+from garrison.store.models.kb import KbChange
+from garrison.store.models.prioritisation import (
+    DeviceVulnerabilityAlert,
+    RecommendationException,
+    RecommendationExceptionGroup,
+)
+from garrison.store.models.tvm import DeviceInventoryState, PackageVersion, PackageVersionVuln
+from garrison.tvm.prioritisation import notifications, remediation, timeline
+from garrison.tvm.prioritisation.refresh import RefreshStats, refresh_tenant
+
+log = logging.getLogger("garrison.tvm.prioritisation")
+
+FORCED_EVERY = dt.timedelta(hours=1)
+TOKEN = "refresh.token"
+LAST = "refresh.at"
+
+
+def change_token(s: Session, now: dt.datetime) -> str:
+    """A digest of what the scores depend on; cheap aggregates only."""
+    parts: list[Any] = []
+    parts += list(s.execute(select(func.max(DeviceInventoryState.updated_at), func.count())).one())
+    parts += list(s.execute(select(func.count(), func.max(PackageVersionVuln.first_seen))
+                            .select_from(PackageVersionVuln)).one())
+    parts.append(s.scalar(select(func.max(PackageVersion.matched_at))))
+    parts.append(s.scalar(select(func.max(KbChange.id))))
+    value_code = case((Device.device_value == "High", 3), (Device.device_value == "Low", 1), else_=2)
+    parts += list(s.execute(select(func.count(), func.sum(value_code), func.sum(case((Device.internet_facing, 1), else_=0)),
+                                   func.sum(func.coalesce(Device.group_id, 0)),
+                                   func.sum(case((Device.offboarded_at.is_(None), 0), else_=1)))).one())
+    parts += list(s.execute(select(func.count(), func.max(RecommendationException.status_changed_at),
+                                   func.min(case((RecommendationException.status == "Active",
+                                                  RecommendationException.expires_at))))).one())
+    parts.append(s.scalar(select(func.max(RecommendationExceptionGroup.cancelled_at))))
+    parts += list(s.execute(select(func.count(), func.sum(case((DeviceVulnerabilityAlert.active, 1), else_=0)),
+                                   func.max(DeviceVulnerabilityAlert.resolved_at))).one())
+    expiring = s.scalar(select(func.count()).select_from(RecommendationException)
+                        .where(RecommendationException.status == "Active", RecommendationException.expires_at <= now))
+    parts.append(expiring)
+    raw = "|".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def refresh(store: Store, tenant_id: int, now: dt.datetime | None = None) -> RefreshStats:
+    now = now or utcnow()
+    with store.tenant(tenant_id) as s:
+        stats = refresh_tenant(s, tenant_id, now)
+        timeline.set_cursor(s, tenant_id, TOKEN, change_token(s, now), now)
+        timeline.set_cursor(s, tenant_id, LAST, now.isoformat(), now)
+    log.info("prioritisation refresh of tenant %s: %s", tenant_id, stats.as_dict())
+    return stats
+
+
+def refresh_if_changed(store: Store, tenant_id: int, now: dt.datetime | None = None) -> RefreshStats | None:
+    now = now or utcnow()
+    with store.tenant(tenant_id) as s:
+        token = change_token(s, now)
+        last_token = timeline.get_cursor(s, TOKEN, "")
+        last_at = timeline.get_cursor(s, LAST, "")
+    try:
+        stale = not last_at or now - dt.datetime.fromisoformat(last_at) >= FORCED_EVERY
+    except ValueError:
+        stale = True
+    if token == last_token and not stale:
+        return None
+    return refresh(store, tenant_id, now)
+
+
+def tenant_ids(store: Store) -> list[int]:
+    with store.system() as s:
+        return list(s.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+
+def refresh_all(store: Store, force: bool = True) -> list[RefreshStats]:
+    out = []
+    for tid in tenant_ids(store):
+        st = refresh(store, tid) if force else refresh_if_changed(store, tid)
+        if st is not None:
+            out.append(st)
+    return out
+
+
+def derive_events(store: Store, tenant_id: int, now: dt.datetime | None = None) -> dict[str, int]:
+    now = now or utcnow()
+    with store.tenant(tenant_id) as s:
+        events = timeline.derive(s, tenant_id, now)
+        queued = notifications.evaluate(s, tenant_id, now)
+    return {"events": len(events), "notifications": queued}
+
+
+@register_job("tvm.prioritisation.refresh", interval=60)
+def refresh_job(store: Store) -> None:
+    for tid in tenant_ids(store):
+        try:
+            refresh_if_changed(store, tid)
+        except Exception:  # noqa: BLE001 - one tenant's failure must not starve the others
+            log.exception("prioritisation refresh of tenant %s failed", tid)
+
+
+@register_job("tvm.prioritisation.timeline", interval=120)
+def timeline_job(store: Store) -> None:
+    for tid in tenant_ids(store):
+        try:
+            derive_events(store, tid)
+        except Exception:  # noqa: BLE001
+            log.exception("timeline derivation of tenant %s failed", tid)
+
+
+@register_job("tvm.prioritisation.housekeeping", interval=3600)
+def housekeeping_job(store: Store) -> None:
+    for tid in tenant_ids(store):
+        with store.tenant(tid) as s:
+            n = remediation.purge_completed(s)
+        if n:
+            log.info("deleted %d remediation activities completed over 180 days ago (tenant %s)", n, tid)
