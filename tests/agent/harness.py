@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import ssl
@@ -87,21 +86,23 @@ class Server:
                 "--port", str(self.port), "--no-jobs", "--json"]
         if self.insecure:
             args.append("--insecure-http")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=cli_env(), cwd=REPO)
+        # Output goes to files: a pipe nobody reads fills up and stalls the server mid-request.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out_path = self.data_dir.parent / f"{self.data_dir.name}.stdout"
+        err_path = self.data_dir.parent / f"{self.data_dir.name}.stderr"
+        with out_path.open("w") as out, err_path.open("a") as err:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=cli_env(), cwd=REPO)
         deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("{"):
-                    info = json.loads(line)
-                    if not self.insecure:
-                        assert info["fingerprint"] == self.fingerprint
-                    return self
+            line = out_path.read_text().split("\n", 1)[0]
+            if line.startswith("{") and line.endswith("}"):
+                info = json.loads(line)
+                if not self.insecure:
+                    assert info["fingerprint"] == self.fingerprint
+                return self
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"server exited {self.proc.returncode}: {err_path.read_text()[-3000:]}")
+            time.sleep(0.1)
         raise AssertionError("server did not become ready")
 
     def kill(self) -> None:
@@ -150,6 +151,6 @@ def write_agent_config(path: Path, server: Server, state_dir: Path, **extra: Any
 
 
 def start_agent(config: Path, log_path: Path) -> subprocess.Popen[str]:
-    log = log_path.open("a")
-    return subprocess.Popen([sys.executable, "-m", "garrison.cli.main", "agent", "run", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=REPO)
+    with log_path.open("a") as log:
+        return subprocess.Popen([sys.executable, "-m", "garrison.cli.main", "agent", "run", "--config", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=REPO)

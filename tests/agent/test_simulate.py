@@ -36,10 +36,11 @@ def test_simulated_fleet_against_a_real_server(shared_server: Server) -> None:
                     "--inventory", str(DPKG_STATUS), "--json", timeout=180)
     result = json.loads(proc.stdout)
     assert result["agents"] == n and result["enrolled"] == n
-    assert result["batches"]["device"] == n
-    # Each agent sent one inventory snapshot; a server without an inventory handler refuses it with 422.
-    assert result["batches"]["inventory"] + result["errors"].get("batch: HTTP 422", 0) == n
-    assert set(result["errors"]) <= {"batch: HTTP 422"}
+    assert result["batches"]["device"] == n and result["batches_not_accepted"]["device"] == 0
+    # Each agent sent one inventory snapshot. (Whether this server stores inventories yet is
+    # vulnerability management's business; the simulator must send one per agent and count the outcome.)
+    assert result["batches"]["inventory"] + result["batches_not_accepted"]["inventory"] == n
+    assert all(e.startswith("batch: HTTP ") for e in result["errors"]), result["errors"]
     assert result["checkins"] >= n * 2  # every agent checked in, repeatedly
     lat = result["latency_ms"]["checkin"]
     assert lat["count"] == result["checkins"] and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]

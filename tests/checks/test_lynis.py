@@ -44,7 +44,10 @@ def test_report_facts_and_log(report: LynisReport) -> None:
     assert ref_verdict(report, "report:cpu_nx=1") == "pass"
     assert ref_verdict(report, "report:audit_daemon_running=1") == "fail"
     assert ref_verdict(report, "report:no_such_key=1") == "unknown"
-    assert ref_verdict(report, "logfail:FILE-6374:Could not find mount option noexec on file system /dev/shm") == "fail"
+    assert (
+        ref_verdict(report, "logfail:FILE-6374:Could not find mount option noexec on file system /dev/shm")
+        == "fail"
+    )
     assert ref_verdict(report, "logfail:FILE-7524:permissions of file /etc/passwd are not") == "pass"
     assert ref_verdict(report, "log:MACF-6290:found implemented MAC framework") == "fail"
 

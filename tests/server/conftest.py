@@ -50,7 +50,7 @@ def make_tenant(store: Store, name: str) -> TenantKeys:
 @pytest.fixture
 def env(store: Store, tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
     load_services()
-    settings = ServerSettings(data_dir=tmp_path, rate_limit_per_minute=100_000, run_jobs=False)
+    settings = ServerSettings(data_dir=tmp_path, rate_limit_per_minute=100_000, run_jobs=False, heartbeat_interval=0)
     app = create_app(settings, store)
     a, b = make_tenant(store, "alpha"), make_tenant(store, "bravo")
     with TestClient(app, base_url="https://testserver") as client:

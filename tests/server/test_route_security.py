@@ -90,6 +90,8 @@ def _tenant_a_objects(env: Env) -> dict[str, str]:
 # Later issues add routes with new id parameters; each adds its provider here.
 EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = [
     lambda env, dev: __import__("tests.tvm.api.ids", fromlist=["tvm_ids"]).tvm_ids(env, dev),  # software, CVE
+    lambda env, dev: __import__("tests.tvm.prioritisation.ids", fromlist=["prioritisation_ids"])  # recommendations,
+    .prioritisation_ids(env, dev),  # exceptions, remediation tasks, events, rules, connections
 ]
 
 # Parameters that are not ids of a tenant's object (a query inside the path).
@@ -103,6 +105,12 @@ SAMPLE_BODIES: dict[str, Any] = {
     "request_collectInventory": {"Comment": "x"},
     "request_runConfigurationAssessment": {"Comment": "x"},
     "update_group": {"rank": 5},
+    "set_vulnerability_alert": {"vulnerabilityId": "CVE-2021-3156"},
+    "cancel_exception": {},
+    "open_remediation_ticket": {"connectionId": 1},
+    "update_rule": {"enabled": False},
+    "update_connection": {"enabled": False},
+    "try_connection": {},
 }
 
 

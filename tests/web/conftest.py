@@ -138,7 +138,11 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     pg.set_default_timeout(15_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # JavaScript errors and failed sub-resources; a page answered 401/403/404 on purpose is no error
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and not
+          msg.text.startswith("Failed to load resource: the server responded with a status of 4") else None)
+    pg.on("requestfailed", lambda req: errors.append(f"request failed: {req.url} {req.failure}")
+          if req.failure != "net::ERR_ABORTED" else None)
     yield pg
     context.close()
     assert not errors, f"errors in the browser console: {errors}"

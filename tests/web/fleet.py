@@ -130,35 +130,87 @@ def inventory_report(files: tuple[str, str], generation: int = 1) -> dict[str, A
     return InventoryReport(mode="snapshot", generation=generation, os=os_ident, packages=pkgs).model_dump(mode="json")
 
 
+LATE_ADVISORY = TVM / "ubuntu-focal" / "USN-4705-1.json"  # sudo, CVE-2021-3156: imported last
+
+
 def seed_vulnerability_data(client: httpx.Client, store: Store, tenant_id: int, fleet: Fleet) -> None:
     """Knowledge base from real feed files, inventories from agents and one agentless import, then
-    the jobs that matching and prioritisation run on the server."""
+    the jobs that matching and prioritisation run on the server.
+
+    To give the trend charts a history, the fleet is brought in over three earlier "days": the
+    prioritisation job is run as of those days (its ``now``), as the daily job would have. Then an
+    advisory arrives (a timeline event) and web-03 patches sudo (another one).
+    """
     try:
         from garrison.tvm import service
     except ModuleNotFoundError:
         return
-    result = service.import_feeds(store, [str(p) for p in KB_PATHS])
-    fleet.capabilities["kb"] = result
-    for hostname, dev in fleet.devices.items():
-        files = HOSTS[hostname][4]
-        if files is None:
-            continue
-        r = upload(client, dev, "inventory", inventory_report(files))
-        assert r.status_code == 200, r.text
-    # an agentless import of an application's SBOM (the same path as `garrison inventory import`)
-    from garrison.tvm import inventory
+    first = [p for p in sorted((TVM / "ubuntu-focal").glob("*.json")) if p != LATE_ADVISORY]
+    first += [p for p in KB_PATHS if p != TVM / "ubuntu-focal"]
+    fleet.capabilities["kb"] = service.import_feeds(store, [str(p) for p in first])
+    now = dt.datetime.now(dt.UTC)
+    waves = [("web-01", "web-02", "db-01"), ("web-03", "db-02", "app-01"), ("app-02", "ws-01")]
+    for days_ago, wave in zip((20, 10, 4), waves, strict=True):
+        for hostname in wave:
+            files = HOSTS[hostname][4]
+            if files is not None:
+                r = upload(client, fleet.devices[hostname], "inventory", inventory_report(files))
+                assert r.status_code == 200, r.text
+        if days_ago == 4:
+            # an agentless import of an application's SBOM (the path of `garrison inventory import`)
+            from garrison.tvm import inventory
 
-    out = inventory.import_agentless(store, tenant_id, "build-01.corp.example",
-                                     (TVM / "inventories" / "python-app.cdx.json").read_bytes())
-    fleet.capabilities["agentless"] = out["machineId"]
+            out = inventory.import_agentless(store, tenant_id, "build-01.corp.example",
+                                             (TVM / "inventories" / "python-app.cdx.json").read_bytes())
+            fleet.capabilities["agentless"] = out["machineId"]
+            seed_assessments(client, fleet)
+        refresh(store, tenant_id, now - dt.timedelta(days=days_ago))
+    fleet.capabilities["late"] = service.import_feeds(store, [str(LATE_ADVISORY)])
+    refresh(store, tenant_id, now - dt.timedelta(days=1))
+    # web-03 patches sudo (CVE-2021-3156): software history, a timeline event, a lower score
+    update_package(client, fleet.devices["web-03"], FOCAL, "sudo", "1.8.31-1ubuntu1.2", 2)
     refresh(store, tenant_id)
 
 
-def refresh(store: Store, tenant_id: int) -> None:
-    """What the prioritisation job does for a tenant (scores, recommendations, timeline)."""
+def refresh(store: Store, tenant_id: int, now: dt.datetime | None = None) -> None:
+    """What the prioritisation jobs do for a tenant: scores, recommendations, timeline events."""
     try:
-        from garrison.tvm.prioritisation import refresh as prio
+        from garrison.tvm import prioritisation
     except ModuleNotFoundError:
         return
-    with store.tenant(tenant_id) as s:
-        prio.refresh_tenant(s, tenant_id)
+    prioritisation.refresh(store, tenant_id, now)
+    prioritisation.derive_events(store, tenant_id)
+
+
+def update_package(client: httpx.Client, dev: Device, files: tuple[str, str], name: str, version: str,
+                   generation: int) -> None:
+    """The agent's delta after ``apt-get install --only-upgrade <name>``: one package replaced."""
+    full = inventory_report(files)
+    old = next(p for p in full["packages"] if p["name"] == name)
+    new = {**old, "version": version, "source_version": version}
+    delta = {"mode": "delta", "generation": generation, "base_generation": generation - 1, "os": full["os"],
+             "added": [new], "removed": [old]}
+    r = upload(client, dev, "inventory", delta)
+    assert r.status_code == 200, r.text
+
+
+def seed_assessments(client: httpx.Client, fleet: Fleet) -> None:
+    """Configuration assessment results as the agent uploads them (kind ``assessment``), when the
+    server has configuration assessment."""
+    from garrison.core.ingest import UPLOAD_KINDS
+
+    if "assessment" not in UPLOAD_KINDS:
+        return
+    from garrison.checks import builtin_checks
+
+    checks = [c for c in builtin_checks() if any(p.family == "linux" for p in c.applies_to)][:40]
+    now = dt.datetime.now(dt.UTC).isoformat()
+    for n, (hostname, dev) in enumerate(sorted(fleet.devices.items())):
+        results = []
+        for i, c in enumerate(checks):
+            failing = (i + n) % 5 == 0 or (hostname.startswith("web") and i % 7 == 0)
+            results.append({"check_id": c.id, "status": "fail" if failing else "pass",
+                            "evidence": {"message": "seen by the test fleet", "value": "0" if failing else "1"}})
+        payload = {"mode": "full", "generation": 1, "assessed_at": now, "os_family": "linux", "results": results}
+        r = upload(client, dev, "assessment", payload)
+        assert r.status_code == 200, r.text

@@ -37,6 +37,7 @@ from garrison.protocol import DeviceReport, InventoryReport, OsIdentity, Softwar
 
 API = "/agent/v1"
 VARIANTS = 16  # distinct inventories in a simulated fleet
+UPLOAD_ATTEMPTS = 3
 
 
 @dataclass
@@ -186,7 +187,12 @@ class SimAgent:
             headers["Content-Encoding"] = "gzip"
         started = time.perf_counter()
         try:
-            resp = await self.sim.client.post(path, content=body, headers=headers)
+            try:
+                resp = await self.sim.client.post(path, content=body, headers=headers)
+            except httpx.RemoteProtocolError:
+                # A kept-alive connection the server had just closed: every call here is safe to repeat.
+                started = time.perf_counter()
+                resp = await self.sim.client.post(path, content=body, headers=headers)
         except httpx.TimeoutException:
             stats.errors[f"{name}: timeout"] += 1
             return None
@@ -223,14 +229,19 @@ class SimAgent:
         gzipped = len(body) > GZIP_ABOVE
         if gzipped:
             body = gzip.compress(body, compresslevel=1, mtime=0)
-        while time.monotonic() < end_at:
+        # A real agent keeps a batch until it is acknowledged; a simulated one tries a few
+        # times and then goes on checking in, so that one failing kind does not stall the run.
+        for _attempt in range(UPLOAD_ATTEMPTS):
             resp = await self.call("batch", API + "/batches", body, gzipped=gzipped)
             if resp is not None and resp.status_code < 300:
                 self.sim.stats.counts[f"batch:{kind}"] += 1
                 return
             if resp is not None and resp.status_code not in (429, 500, 502, 503, 504):
-                return
+                break
+            if time.monotonic() >= end_at:
+                break
             await asyncio.sleep(self._retry_delay(resp))
+        self.sim.stats.counts[f"lost:{kind}"] += 1
 
     async def checkin(self) -> None:
         body = json.dumps({
@@ -311,6 +322,7 @@ class Simulation:
             "packages_per_inventory": self.package_count,
             "enrolled": c["enroll"],
             "batches": {"device": c["batch:device"], "inventory": c["batch:inventory"]},
+            "batches_not_accepted": {"device": c["lost:device"], "inventory": c["lost:inventory"]},
             "checkins": c["checkin"],
             "checkins_per_second": round(c["checkin"] / max(elapsed - ramp, 1e-9), 1) if elapsed > ramp else 0.0,
             "action_results": c["result"],

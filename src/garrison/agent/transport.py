@@ -342,7 +342,12 @@ class Transport:
             body = gzip.compress(body, compresslevel=6, mtime=0)
             headers["Content-Encoding"] = "gzip"
         try:
-            resp = self._client.post(path, content=body, headers=headers)
+            try:
+                resp = self._client.post(path, content=body, headers=headers)
+            except httpx.RemoteProtocolError:
+                # The server closed the kept-alive connection as we reused it. Every call of the
+                # protocol is idempotent (batches by sequence number), so one immediate retry is safe.
+                resp = self._client.post(path, content=body, headers=headers)
         except httpx.ConnectError as exc:
             if _is_verify_failure(exc):
                 raise PinMismatch(

@@ -84,7 +84,7 @@ def _mentions(finding: Finding, needle: str) -> bool:
 
 def ref_verdict(rep: LynisReport, ref: str) -> Verdict:
     if ref.startswith("report:"):
-        key, _, want = ref[len("report:"):].partition("=")
+        key, _, want = ref[len("report:") :].partition("=")
         if key not in rep.values:
             return "unknown"
         return "pass" if want in rep.values[key] else "fail"

@@ -9,7 +9,7 @@ the agent compiles the check (see ``garrison.agent.assessment``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -96,12 +96,10 @@ def _logic_kind(v: Any) -> str | None:
 
 
 Logic = Annotated[
-    Union[
-        Annotated[AllOf, Tag("all")],
-        Annotated[AnyOf, Tag("any")],
-        Annotated[NoneOf, Tag("none")],
-        Annotated[ProbeCall, Tag("probe")],
-    ],
+    Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NoneOf, Tag("none")]
+    | Annotated[ProbeCall, Tag("probe")],
     Discriminator(_logic_kind),
 ]
 AllOf.model_rebuild()

@@ -14,7 +14,7 @@ from garrison.core import access, actions
 from garrison.core.errors import Invalid, NotFound
 from garrison.core.ingest import IngestContext, register_upload
 from garrison.core.security import new_credential
-from garrison.protocol import CheckinRequest, DeviceReport
+from garrison.protocol import DeviceReport
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceTag
 
@@ -42,37 +42,11 @@ def enroll(s: Session, tenant_id: int, machine_key: str, hostname: str, agent_ve
     return device, credential
 
 
-def checkin(s: Session, device: Device, req: CheckinRequest, source_ip: str) -> list[Any]:
-    now = utcnow()
-    device.last_seen = now
-    device.agent_version = req.agent_version
-    device.collector_health = {k: v.model_dump(mode="json") for k, v in req.health.items()}
-    device.drop_counters = dict(req.drops)
-    if req.transport_errors:
-        device.last_error_at = now
-    device.health_state = sensor_state(device)
-    if source_ip:
-        device.last_external_ip_address = source_ip
-    return actions.pending_for_device(s, device.id, now)
-
-
 def sensor_state(device: Device) -> str:
-    """Health as stored at check-in; 'Inactive' is applied on top by :func:`health_expr`."""
-    health = device.collector_health or {}
-    enabled = [h for h in health.values() if not h.get("disabled")]
-    no_data = bool(enabled) and not any(h.get("ok") for h in enabled)
-    impaired = device.last_error_at is not None and device.last_seen is not None and \
-        device.last_seen - device.last_error_at < dt.timedelta(hours=1)
-    impaired = impaired or sum((device.drop_counters or {}).values()) > 0
+    """Health as stored at the last heartbeat flush; 'Inactive' is decided at read time."""
     if device.last_seen is None:
         return "Unknown"
-    if no_data and impaired:
-        return "NoSensorDataImpairedCommunication"
-    if no_data:
-        return "NoSensorData"
-    if impaired:
-        return "ImpairedCommunication"
-    return "Active"
+    return device.health_state or "Active"
 
 
 def health_status(device: Device, now: dt.datetime | None = None) -> str:

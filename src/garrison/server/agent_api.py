@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,7 @@ from garrison.protocol import (
     EnrollResponse,
 )
 from garrison.server.auth import RateLimited, client_ip
+from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, Device, Tenant
 
 router = APIRouter(prefix="/agent/v1", tags=["agent"], include_in_schema=True)
@@ -41,6 +43,7 @@ class PayloadTooLarge(GarrisonError):
 class DeviceAuth:
     device_id: str
     tenant_id: int
+    offboarded: bool = False
 
 
 def _device_auth(fn: Any) -> Any:
@@ -95,7 +98,7 @@ def authenticate_device(request: Request) -> DeviceAuth:
     wait = request.app.state.device_limiter.hit(device_id)
     if wait > 0:
         raise RateLimited(wait)
-    return DeviceAuth(device_id, entry[1])
+    return DeviceAuth(device_id, entry[1], entry[2])
 
 
 def forget_device(request_app: Any, device_id: str) -> None:
@@ -109,6 +112,10 @@ async def enroll(request: Request) -> EnrollResponse:
     if wait > 0:
         raise RateLimited(wait)
     body: EnrollRequest = await _json_body(request, EnrollRequest)
+    return await run_in_threadpool(_enroll, request, body, ip)
+
+
+def _enroll(request: Request, body: EnrollRequest, ip: str) -> EnrollResponse:
     store = request.app.state.store
     with store.system() as s:
         secret = access.consume_enrollment_secret(s, body.secret)
@@ -134,12 +141,14 @@ async def enroll(request: Request) -> EnrollResponse:
 async def checkin(request: Request) -> CheckinResponse:
     who = authenticate_device(request)
     body: CheckinRequest = await _json_body(request, CheckinRequest)
+    now = utcnow()
+    # The fast path of the whole fleet: one indexed read, no write (heartbeats are buffered).
     with request.app.state.store.tenant(who.tenant_id) as s:
-        device = devices.get_device(s, who.device_id)
-        offboard = device.offboarded_at is not None
-        pending = devices.checkin(s, device, body, client_ip(request))
-        resync = request.app.state.resync.pop(who.device_id, [])
+        pending = actions.pending_for_device(s, who.device_id, now)
         out = [ActionOut(id=a.id, type=a.type, params=a.params) for a in pending]
+    request.app.state.heartbeats.note(who.device_id, body, client_ip(request), now)
+    offboard = who.offboarded
+    resync = request.app.state.resync.pop(who.device_id, [])
     return CheckinResponse(actions=out, config_version=request.app.state.config_version,
                            checkin_interval=request.app.state.settings.checkin_interval,
                            resync=resync, offboard=offboard and not out)
@@ -150,6 +159,12 @@ async def checkin(request: Request) -> CheckinResponse:
 async def upload_batch(request: Request) -> BatchAck:
     who = authenticate_device(request)
     batch: Batch = await _json_body(request, Batch)
+    # Ingesting a batch can take a while (an inventory snapshot): keep it off the event loop
+    # so that check-ins of the rest of the fleet are not held up.
+    return await run_in_threadpool(_ingest_batch, request, who, batch)
+
+
+def _ingest_batch(request: Request, who: DeviceAuth, batch: Batch) -> BatchAck:
     store = request.app.state.store
     ctx = IngestContext(source_ip=client_ip(request), received_at=None, seq=batch.seq)
     try:
@@ -185,6 +200,9 @@ async def action_result(action_id: str, request: Request) -> dict[str, str]:
 def setup_state(app: Any) -> None:
     from garrison.server.ratelimit import RateLimiter
 
+    from garrison.core.heartbeats import HeartbeatBuffer
+
+    app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}
     app.state.resync = {}
     app.state.config_version = 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,17 @@ class UnprotectedRoute(RuntimeError):
     pass
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.heartbeats.start()
+    try:
+        yield
+    finally:
+        app.state.heartbeats.stop()
+
+
 def create_app(settings: ServerSettings, store: Store | None = None, cert_path: Path | None = None) -> FastAPI:
-    app = FastAPI(title="Garrison", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+    app = FastAPI(lifespan=lifespan, title="Garrison", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
                   redoc_url=None)
     app.state.settings = settings
     app.state.store = store or Store(settings.db_url)

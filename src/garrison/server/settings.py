@@ -26,6 +26,7 @@ class ServerSettings:
     max_body_bytes: int = 1 * 1024 * 1024  # API requests
     agent_max_body_bytes: int = 32 * 1024 * 1024  # agent uploads, after gzip decoding too
     checkin_interval: int = 60
+    heartbeat_interval: float = 2.0  # seconds between buffered heartbeat writes (0 = write through)
     run_jobs: bool = True
     session_secret: str | None = None
 

@@ -135,22 +135,26 @@ def apply_inventory(s: Session, device: Device, report: InventoryReport, *, sour
     os_ident = report.os if (report.os.id or report.os.name) else None
     distro_eco = ecosystem_for(os_ident) if os_ident else (state.ecosystem if state else "")
 
-    current = _device_packages(s, device.id)  # pv id -> (software id, version, first_seen)
-    old_ids = set(current)
     if report.mode == "delta":
         if state is None or report.base_generation is None or state.generation != report.base_generation:
             return {"resync": ["inventory"]}
         gone_idents, _ = _identities(report.removed, distro_eco)
-        gone_ids: set[int] = set()
+        gone: dict[int, str] = {}  # pv id -> software id
         keys = sorted(gone_idents)
         for i in range(0, len(keys), CHUNK):
-            gone_ids.update(s.execute(select(PV.c.id).where(PV.c.key.in_(keys[i : i + CHUNK]))).scalars())
+            gone.update(s.execute(select(PV.c.id, PV.c.software_id).where(PV.c.key.in_(keys[i : i + CHUNK]))).all())
         idents, paths = _identities(report.added, distro_eco)
         ids, created = ensure_package_versions(s, idents)
-        new_ids = (old_ids - gone_ids) | set(ids.values())
+        # A delta only needs the device's packages of the software it touches, not all of them.
+        touched = set(gone.values()) | {idents[k][0].software_id for k in ids}
+        current = _device_packages(s, device.id, touched)
+        old_ids = set(current)
+        new_ids = (old_ids - set(gone)) | set(ids.values())
     else:
         idents, paths = _identities(report.packages, distro_eco)
         ids, created = ensure_package_versions(s, idents)
+        current = _device_packages(s, device.id)
+        old_ids = set(current)
         new_ids = set(ids.values())
 
     removed = old_ids - new_ids
@@ -176,20 +180,29 @@ def apply_inventory(s: Session, device: Device, report: InventoryReport, *, sour
     if os_ident is not None:
         state.os_id, state.os_version_id, state.os_codename = os_ident.id, os_ident.version_id, os_ident.codename
         state.ecosystem = distro_eco
-    state.package_count = len(new_ids)
+    count = len(new_ids) if report.mode == "snapshot" else state.package_count + len(added) - len(removed)
+    state.package_count = count
     state.source = source
     state.updated_at = now
-    result = InventoryResult(device.id, report.generation, len(new_ids), len(added), len(removed), created,
-                             stats.findings)
+    result = InventoryResult(device.id, report.generation, count, len(added), len(removed), created, stats.findings)
     return {"inventory": result.as_dict()}
 
 
-def _device_packages(s: Session, device_id: str) -> dict[int, tuple[str, str, dt.datetime]]:
-    rows = s.execute(select(DevicePackage.package_version_id, PackageVersion.software_id, PackageVersion.version,
-                            DevicePackage.first_seen)
-                     .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-                     .where(DevicePackage.device_id == device_id))
-    return {pv: (sw, ver, first) for pv, sw, ver, first in rows}
+def _device_packages(s: Session, device_id: str, software_ids: set[str] | None = None,
+                     ) -> dict[int, tuple[str, str, dt.datetime]]:
+    """pv id -> (software id, version, first seen) of the device (only of ``software_ids`` if given)."""
+    stmt = (select(DevicePackage.package_version_id, PackageVersion.software_id, PackageVersion.version,
+                   DevicePackage.first_seen)
+            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
+            .where(DevicePackage.device_id == device_id))
+    if software_ids is None:
+        return {pv: (sw, ver, first) for pv, sw, ver, first in s.execute(stmt)}
+    out: dict[int, tuple[str, str, dt.datetime]] = {}
+    sw_list = sorted(software_ids)
+    for i in range(0, len(sw_list), CHUNK):
+        for pv, sw, ver, first in s.execute(stmt.where(PackageVersion.software_id.in_(sw_list[i : i + CHUNK]))):
+            out[pv] = (sw, ver, first)
+    return out
 
 
 def _pv_info(s: Session, ids: set[int]) -> dict[int, tuple[str, str]]:

@@ -6,7 +6,9 @@ from tests.agent.assessment.tree import Tree
 
 
 def sshd(tree: Tree, key: str, value: object, op: str = "eq", **kw: object):  # type: ignore[no-untyped-def]
-    return tree.probe("config_value", path="/etc/ssh/sshd_config", format="sshd", key=key, op=op, value=value, **kw)
+    return tree.probe(
+        "config_value", path="/etc/ssh/sshd_config", format="sshd", key=key, op=op, value=value, **kw
+    )
 
 
 def test_debian_sshd_config_shipped_by_openssh_server(tree: Tree) -> None:
@@ -58,7 +60,10 @@ def test_match_blocks_are_not_global_settings(tree: Tree) -> None:
 
 def test_match_block_ends_with_the_included_file(tree: Tree) -> None:
     tree.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
-    tree.write("/etc/ssh/sshd_config.d/10-sftp.conf", "Match Group sftp\n  ChrootDirectory /srv\n  PermitRootLogin yes\n")
+    tree.write(
+        "/etc/ssh/sshd_config.d/10-sftp.conf",
+        "Match Group sftp\n  ChrootDirectory /srv\n  PermitRootLogin yes\n",
+    )
     out = sshd(tree, "PermitRootLogin", "no", default="prohibit-password")
     assert (out.status, out.file, out.line) == ("pass", "/etc/ssh/sshd_config", 2)
 
@@ -82,12 +87,18 @@ def test_cipher_lists_compare_item_by_item(tree: Tree) -> None:
 
 def test_rhel_crypto_policy_include_sets_ciphers(tree: Tree) -> None:
     """RHEL 9 layout: 50-redhat.conf includes the crypto-policies back-end by absolute path."""
-    tree.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\n")
-    tree.write("/etc/ssh/sshd_config.d/50-redhat.conf",
-               "Include /etc/crypto-policies/back-ends/opensshserver.config\nSyslogFacility AUTHPRIV\nUsePAM yes\n")
-    tree.write("/etc/crypto-policies/back-ends/opensshserver.config",
-               "Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-ctr,aes128-gcm@openssh.com,"
-               "aes128-ctr,aes256-cbc,aes128-cbc\nMACs hmac-sha2-256-etm@openssh.com\n")
+    tree.write(
+        "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\n"
+    )
+    tree.write(
+        "/etc/ssh/sshd_config.d/50-redhat.conf",
+        "Include /etc/crypto-policies/back-ends/opensshserver.config\nSyslogFacility AUTHPRIV\nUsePAM yes\n",
+    )
+    tree.write(
+        "/etc/crypto-policies/back-ends/opensshserver.config",
+        "Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-ctr,aes128-gcm@openssh.com,"
+        "aes128-ctr,aes256-cbc,aes128-cbc\nMACs hmac-sha2-256-etm@openssh.com\n",
+    )
     out = sshd(tree, "Ciphers", ["*-cbc"], op="contains_none", default="aes128-ctr")
     assert (out.status, out.file) == ("fail", "/etc/crypto-policies/back-ends/opensshserver.config")
     assert sshd(tree, "UsePAM", "yes", default="no").status == "pass"
@@ -109,7 +120,10 @@ def test_login_defs_last_value_wins_with_line(tree: Tree) -> None:
     kw = {"path": "/etc/login.defs", "format": "keyvalue", "type": "int"}
     out = tree.probe("config_value", key="PASS_MAX_DAYS", op="le", value=365, **kw)
     assert (out.status, out.value) == ("fail", "99999")
-    assert tree.p("/etc/login.defs").read_text().splitlines()[out.line - 1].split() == ["PASS_MAX_DAYS", "99999"]
+    assert tree.p("/etc/login.defs").read_text().splitlines()[out.line - 1].split() == [
+        "PASS_MAX_DAYS",
+        "99999",
+    ]
     tree.p("/etc/login.defs").write_text(tree.p("/etc/login.defs").read_text() + "PASS_MAX_DAYS 90\n")
     assert tree.probe("config_value", key="PASS_MAX_DAYS", op="le", value=365, **kw).status == "pass"
 
@@ -123,13 +137,31 @@ def test_umask_bits(tree: Tree) -> None:
 
 
 def test_equals_format_with_sections_and_drop_ins(tree: Tree) -> None:
-    tree.write("/etc/dnf/automatic.conf", "[commands]\nupgrade_type = default\napply_updates = no\n\n[emitters]\napply_updates = yes\n")
-    out = tree.probe("config_value", path="/etc/dnf/automatic.conf", format="equals", section="commands",
-                     key="apply_updates", value="yes", default="no")
+    tree.write(
+        "/etc/dnf/automatic.conf",
+        "[commands]\nupgrade_type = default\napply_updates = no\n\n[emitters]\napply_updates = yes\n",
+    )
+    out = tree.probe(
+        "config_value",
+        path="/etc/dnf/automatic.conf",
+        format="equals",
+        section="commands",
+        key="apply_updates",
+        value="yes",
+        default="no",
+    )
     assert (out.status, out.value, out.line) == ("fail", "no", 3)
 
-    kw = {"path": ["/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d/*.conf"], "format": "equals",
-          "key": "minlen", "op": "ge", "value": 14, "type": "int", "default": 8, "missing": "default"}
+    kw = {
+        "path": ["/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d/*.conf"],
+        "format": "equals",
+        "key": "minlen",
+        "op": "ge",
+        "value": 14,
+        "type": "int",
+        "default": 8,
+        "missing": "default",
+    }
     assert tree.probe("config_value", **kw).value == "8"  # no file at all: pwquality's built-in default
     tree.write("/etc/security/pwquality.conf", "# minlen = 9\nminlen = 10\n")
     tree.write("/etc/security/pwquality.conf.d/50-site.conf", "minlen = 15\n")
@@ -138,11 +170,18 @@ def test_equals_format_with_sections_and_drop_ins(tree: Tree) -> None:
 
 
 def test_apt_conf_later_files_override(tree: Tree) -> None:
-    kw = {"path": ["/etc/apt/apt.conf", "/etc/apt/apt.conf.d/*"], "format": "apt",
-          "key": "APT::Periodic::Unattended-Upgrade", "value": "1", "missing": "default"}
+    kw = {
+        "path": ["/etc/apt/apt.conf", "/etc/apt/apt.conf.d/*"],
+        "format": "apt",
+        "key": "APT::Periodic::Unattended-Upgrade",
+        "value": "1",
+        "missing": "default",
+    }
     assert tree.probe("config_value", **kw).status == "fail"  # not configured at all
-    tree.write("/etc/apt/apt.conf.d/20auto-upgrades",
-               'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n')
+    tree.write(
+        "/etc/apt/apt.conf.d/20auto-upgrades",
+        'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
+    )
     assert tree.probe("config_value", **kw).status == "pass"
     tree.write("/etc/apt/apt.conf.d/99local", 'APT::Periodic::Unattended-Upgrade "0";\n')
     out = tree.probe("config_value", **kw)
@@ -158,10 +197,13 @@ def test_params_are_validated(tree: Tree) -> None:
     load_probes()
     with pytest.raises(ValidationError):
         PROBES["config_value"].Params.model_validate(
-            {"path": "etc/relative", "format": "sshd", "key": "X", "value": "y"})
+            {"path": "etc/relative", "format": "sshd", "key": "X", "value": "y"}
+        )
     with pytest.raises(ValidationError):
         PROBES["config_value"].Params.model_validate(
-            {"path": "/etc/../../outside", "format": "sshd", "key": "X", "value": "y"})
+            {"path": "/etc/../../outside", "format": "sshd", "key": "X", "value": "y"}
+        )
     with pytest.raises(ValidationError):
         PROBES["config_value"].Params.model_validate(
-            {"path": "/etc/x", "format": "sshd", "key": "X", "value": "y", "command": "id"})
+            {"path": "/etc/x", "format": "sshd", "key": "X", "value": "y", "command": "id"}
+        )

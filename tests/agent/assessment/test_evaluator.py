@@ -87,7 +87,12 @@ def test_failing_child_gives_the_evidence(small: Tree) -> None:
         - {probe: config_value, path: /etc/login.defs, format: keyvalue, key: PASS_MAX_DAYS, op: le, value: 365}
 """
     r = results(small, body)["c.defs"]
-    assert (r.status, r.evidence.value, r.evidence.file, r.evidence.line) == ("fail", "99999", "/etc/login.defs", 1)
+    assert (r.status, r.evidence.value, r.evidence.file, r.evidence.line) == (
+        "fail",
+        "99999",
+        "/etc/login.defs",
+        1,
+    )
 
 
 def test_applicability_by_os_family_and_version(small: Tree) -> None:
@@ -99,10 +104,16 @@ def test_applicability_by_os_family_and_version(small: Tree) -> None:
 """
     r = results(small, body)
     assert {k: v.status for k, v in r.items()} == {
-        "c.rhel": "not_applicable", "c.deb": "pass", "c.deb13": "not_applicable", "c.ubuntu": "not_applicable",
-        "c.any": "pass"}
+        "c.rhel": "not_applicable",
+        "c.deb": "pass",
+        "c.deb13": "not_applicable",
+        "c.ubuntu": "not_applicable",
+        "c.any": "pass",
+    }
     assert "debian 12" in r["c.rhel"].evidence.message
-    small.write("/etc/os-release", 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n')
+    small.write(
+        "/etc/os-release", 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'
+    )
     r = results(small, body)
     assert (r["c.rhel"].status, r["c.deb"].status) == ("pass", "not_applicable")
 
@@ -123,7 +134,9 @@ def test_compile_errors_name_the_check() -> None:
     with pytest.raises(CompileError, match="c.bad.*unknown probe 'shell'"):
         Evaluator(checkset("  - {<<: *meta, id: c.bad, test: {probe: shell, cmd: id}}\n"))
     with pytest.raises(CompileError, match="c.bad2.*sysctl"):
-        Evaluator(checkset("  - {<<: *meta, id: c.bad2, test: {probe: sysctl, key: kernel.x, value: 1, run: id}}\n"))
+        Evaluator(
+            checkset("  - {<<: *meta, id: c.bad2, test: {probe: sysctl, key: kernel.x, value: 1, run: id}}\n")
+        )
 
 
 class _BoomParams(ProbeParams):
@@ -158,12 +171,22 @@ def test_long_evidence_is_clipped_to_the_wire_bounds(small: Tree) -> None:
 # --- the shipped checks on prepared systems -------------------------------------------------
 
 SYSCTL_DEBIAN = {
-    "kernel/randomize_va_space": "2", "kernel/dmesg_restrict": "1", "kernel/kptr_restrict": "1",
-    "kernel/yama/ptrace_scope": "1", "kernel/unprivileged_bpf_disabled": "2", "kernel/perf_event_paranoid": "3",
-    "fs/protected_hardlinks": "1", "fs/protected_symlinks": "1", "fs/protected_fifos": "1",
-    "fs/protected_regular": "2", "fs/suid_dumpable": "0", "net/ipv4/ip_forward": "0",
-    "net/ipv4/tcp_syncookies": "1", "net/ipv4/conf/all/accept_redirects": "0",
-    "net/ipv4/conf/default/accept_redirects": "1", "kernel/osrelease": "6.1.0-28-amd64",
+    "kernel/randomize_va_space": "2",
+    "kernel/dmesg_restrict": "1",
+    "kernel/kptr_restrict": "1",
+    "kernel/yama/ptrace_scope": "1",
+    "kernel/unprivileged_bpf_disabled": "2",
+    "kernel/perf_event_paranoid": "3",
+    "fs/protected_hardlinks": "1",
+    "fs/protected_symlinks": "1",
+    "fs/protected_fifos": "1",
+    "fs/protected_regular": "2",
+    "fs/suid_dumpable": "0",
+    "net/ipv4/ip_forward": "0",
+    "net/ipv4/tcp_syncookies": "1",
+    "net/ipv4/conf/all/accept_redirects": "0",
+    "net/ipv4/conf/default/accept_redirects": "1",
+    "kernel/osrelease": "6.1.0-28-amd64",
 }
 
 
@@ -177,17 +200,25 @@ def debian_tree(tree: Tree) -> Tree:
     os.chmod(tree.p("/etc/sudoers"), 0o440)
     for key, value in SYSCTL_DEBIAN.items():
         tree.write(f"/proc/sys/{key}", value + "\n")
-    tree.write("/proc/mounts", "/dev/vda1 / ext4 rw,relatime 0 0\ntmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n"
-                               "tmpfs /tmp tmpfs rw,nosuid,nodev,noexec 0 0\n")
+    tree.write(
+        "/proc/mounts",
+        "/dev/vda1 / ext4 rw,relatime 0 0\ntmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n"
+        "tmpfs /tmp tmpfs rw,nosuid,nodev,noexec 0 0\n",
+    )
     tree.write("/proc/modules", "ext4 1 0 - Live 0x0\n")
     tree.write("/proc/cmdline", "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda1 ro quiet\n")
     tree.write("/proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae nx lm\n")
-    tree.write("/proc/net/tcp", "  sl  local_address rem_address   st\n"
-                                "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1\n")
+    tree.write(
+        "/proc/net/tcp",
+        "  sl  local_address rem_address   st\n"
+        "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1\n",
+    )
     tree.write("/lib/systemd/system/ssh.service", "[Unit]\n")
     tree.link("/etc/systemd/system/multi-user.target.wants/ssh.service", "/lib/systemd/system/ssh.service")
     tree.write("/lib/systemd/system/auditd.service", "[Unit]\n")
-    tree.link("/etc/systemd/system/multi-user.target.wants/auditd.service", "/lib/systemd/system/auditd.service")
+    tree.link(
+        "/etc/systemd/system/multi-user.target.wants/auditd.service", "/lib/systemd/system/auditd.service"
+    )
     tree.mkdir("/tmp", mode=0o1777)
     tree.mkdir("/root", mode=0o700)
     return tree
@@ -238,37 +269,71 @@ def rhel_tree(tree: Tree) -> Tree:
     """Rocky Linux 9 layout: rpmdb.sqlite, crypto-policies, SELinux, dnf-automatic."""
     import sqlite3
 
-    tree.write("/etc/os-release", 'NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\n'
-                                  'ID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n')
+    tree.write(
+        "/etc/os-release",
+        'NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\n'
+        'ID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n',
+    )
     db = tree.p("/var/lib/rpm/rpmdb.sqlite")
     db.parent.mkdir(parents=True)
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE 'Name' (key TEXT NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL)")
-    con.executemany("INSERT INTO Name VALUES (?, ?, 0)", [(n, i) for i, n in enumerate(
-        ["openssh-server", "sudo", "audit", "chrony", "dnf-automatic", "libpwquality", "systemd", "logrotate"])])
+    con.executemany(
+        "INSERT INTO Name VALUES (?, ?, 0)",
+        [
+            (n, i)
+            for i, n in enumerate(
+                [
+                    "openssh-server",
+                    "sudo",
+                    "audit",
+                    "chrony",
+                    "dnf-automatic",
+                    "libpwquality",
+                    "systemd",
+                    "logrotate",
+                ]
+            )
+        ],
+    )
     con.commit()
     con.close()
     tree.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
-    tree.write("/etc/ssh/sshd_config.d/50-redhat.conf",
-               "Include /etc/crypto-policies/back-ends/opensshserver.config\nSyslogFacility AUTHPRIV\n"
-               "ChallengeResponseAuthentication no\nGSSAPIAuthentication yes\nUsePAM yes\nX11Forwarding yes\n")
-    tree.write("/etc/crypto-policies/back-ends/opensshserver.config",
-               "Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-ctr,aes128-gcm@openssh.com,"
-               "aes128-ctr\n")
+    tree.write(
+        "/etc/ssh/sshd_config.d/50-redhat.conf",
+        "Include /etc/crypto-policies/back-ends/opensshserver.config\nSyslogFacility AUTHPRIV\n"
+        "ChallengeResponseAuthentication no\nGSSAPIAuthentication yes\nUsePAM yes\nX11Forwarding yes\n",
+    )
+    tree.write(
+        "/etc/crypto-policies/back-ends/opensshserver.config",
+        "Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-ctr,aes128-gcm@openssh.com,"
+        "aes128-ctr\n",
+    )
     tree.write("/etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=targeted\n")
     tree.write("/sys/fs/selinux/enforce", "1")
     tree.write("/etc/dnf/dnf.conf", "[main]\ngpgcheck=1\ninstallonly_limit=3\n")
     tree.write("/etc/yum.repos.d/rocky.repo", "[baseos]\nname=Rocky Linux $releasever - BaseOS\ngpgcheck=1\n")
     tree.write("/etc/dnf/automatic.conf", "[commands]\nupgrade_type = security\napply_updates = yes\n")
     tree.write("/usr/lib/systemd/system/dnf-automatic.timer", "[Timer]\n")
-    tree.link("/etc/systemd/system/timers.target.wants/dnf-automatic.timer", "/usr/lib/systemd/system/dnf-automatic.timer")
+    tree.link(
+        "/etc/systemd/system/timers.target.wants/dnf-automatic.timer",
+        "/usr/lib/systemd/system/dnf-automatic.timer",
+    )
     tree.write("/usr/lib/systemd/system/chronyd.service", "[Unit]\n")
-    tree.link("/etc/systemd/system/multi-user.target.wants/chronyd.service", "/usr/lib/systemd/system/chronyd.service")
-    tree.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nsshd:x:74:74::/usr/share/empty.sshd:/sbin/nologin\n")
+    tree.link(
+        "/etc/systemd/system/multi-user.target.wants/chronyd.service",
+        "/usr/lib/systemd/system/chronyd.service",
+    )
+    tree.write(
+        "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nsshd:x:74:74::/usr/share/empty.sshd:/sbin/nologin\n"
+    )
     tree.write("/etc/group", "root:x:0:\nsshd:x:74:\n")
     tree.write("/etc/shadow", "root:!!:19800:0:99999:7:::\nsshd:!!:19800::::::\n", mode=0o000)
-    tree.write("/etc/sudoers", "Defaults   !visiblepw\nroot\tALL=(ALL) \tALL\n%wheel\tALL=(ALL)\tALL\n"
-                               "#includedir /etc/sudoers.d\n", mode=0o440)
+    tree.write(
+        "/etc/sudoers",
+        "Defaults   !visiblepw\nroot\tALL=(ALL) \tALL\n%wheel\tALL=(ALL)\tALL\n#includedir /etc/sudoers.d\n",
+        mode=0o440,
+    )
     return tree
 
 

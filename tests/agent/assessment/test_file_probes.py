@@ -44,8 +44,10 @@ def test_file_mode_every_glob_match_must_comply(tree: Tree) -> None:
 
 def test_file_mode_missing_file_follows_the_check(tree: Tree) -> None:
     assert tree.probe("file_mode", path="/etc/gshadow", max_mode="0640").status == "error"
-    assert tree.probe("file_mode", path="/etc/gshadow", max_mode="0640", missing="not_applicable").status == \
-        "not_applicable"
+    assert (
+        tree.probe("file_mode", path="/etc/gshadow", max_mode="0640", missing="not_applicable").status
+        == "not_applicable"
+    )
 
 
 def test_file_owner_uses_the_devices_own_names(tree: Tree) -> None:
@@ -62,15 +64,21 @@ def test_file_owner_uses_the_devices_own_names(tree: Tree) -> None:
 
 def test_file_regex_ignores_comments_and_reports_the_line(tree: Tree) -> None:
     tree.copy("debian12/etc/pam.d/common-auth")
-    nullok = tree.probe("file_regex", path="/etc/pam.d/common-auth",
-                        pattern=r"^\s*auth\s+.*pam_unix\.so.*\bnullok\b", expect="no_match")
+    nullok = tree.probe(
+        "file_regex",
+        path="/etc/pam.d/common-auth",
+        pattern=r"^\s*auth\s+.*pam_unix\.so.*\bnullok\b",
+        expect="no_match",
+    )
     assert nullok.status == "fail"
     assert "pam_unix.so nullok" in nullok.value
     assert tree.p("/etc/pam.d/common-auth").read_text().splitlines()[nullok.line - 1].strip() == nullok.value
 
     tree.write("/etc/security/limits.conf", "#*               hard    core            0\n")
-    kw = {"path": ["/etc/security/limits.conf", "/etc/security/limits.d/*.conf"],
-          "pattern": r"^\s*\*\s+hard\s+core\s+0\s*$"}
+    kw = {
+        "path": ["/etc/security/limits.conf", "/etc/security/limits.d/*.conf"],
+        "pattern": r"^\s*\*\s+hard\s+core\s+0\s*$",
+    }
     assert tree.probe("file_regex", **kw).status == "fail"
     tree.write("/etc/security/limits.d/10-core.conf", "*    hard    core    0\n")
     out = tree.probe("file_regex", **kw)
@@ -78,7 +86,9 @@ def test_file_regex_ignores_comments_and_reports_the_line(tree: Tree) -> None:
 
 
 def test_file_regex_missing_file(tree: Tree) -> None:
-    assert tree.probe("file_regex", path="/proc/cmdline", pattern="audit=1", missing="error").status == "error"
+    assert (
+        tree.probe("file_regex", path="/proc/cmdline", pattern="audit=1", missing="error").status == "error"
+    )
     assert tree.probe("file_regex", path="/etc/issue", pattern="x", expect="no_match").status == "pass"
 
 
@@ -132,6 +142,7 @@ def test_system_files_cap_is_an_error_never_a_pass(tree: Tree) -> None:
     assert "cap" in out.message
     # A violation found before the walk stopped is still reported.
     tree.write("/usr/sbin/backdoor", "x", mode=0o4755)
-    found = tree.probe("system_files", roots=[{"path": "/usr/sbin"}, {"path": "/usr/bin"}], find="suid",
-                       max_entries=10)
+    found = tree.probe(
+        "system_files", roots=[{"path": "/usr/sbin"}, {"path": "/usr/bin"}], find="suid", max_entries=10
+    )
     assert (found.status, found.file) == ("fail", "/usr/sbin/backdoor")

@@ -72,7 +72,9 @@ def test_module_built_as_module_falls_back_to_modprobe(tree: Tree) -> None:
     tree.write("/etc/modprobe.d/usb.conf", "install usb-storage /bin/true\n")
     assert tree.probe("kernel_module", name="usb-storage", kconfig="CONFIG_USB_STORAGE").status == "pass"
     # /etc shadows a same-named file in /lib (kmod's rule).
-    tree.write("/lib/modprobe.d/usb.conf", "install usb-storage /sbin/modprobe --ignore-install usb-storage\n")
+    tree.write(
+        "/lib/modprobe.d/usb.conf", "install usb-storage /sbin/modprobe --ignore-install usb-storage\n"
+    )
     assert tree.probe("kernel_module", name="usb-storage", kconfig="CONFIG_USB_STORAGE").status == "pass"
 
 
@@ -94,12 +96,17 @@ def test_mount_options_from_proc_mounts(tree: Tree) -> None:
     assert tree.probe("mount", mountpoint="/var/tmp", options=["nodev"]).status == "not_applicable"
     home = tree.probe("mount", mountpoint="/home", separate=True)
     assert home.status == "fail"
-    assert tree.probe("mount", mountpoint="/proc", options_any=["hidepid=2", "hidepid=invisible"]).status == "fail"
+    assert (
+        tree.probe("mount", mountpoint="/proc", options_any=["hidepid=2", "hidepid=invisible"]).status
+        == "fail"
+    )
 
 
 def test_mount_fstab_must_keep_the_options(tree: Tree) -> None:
     tree.write("/proc/mounts", MOUNTS)
-    tree.write("/etc/fstab", "# <file system> <mount point> <type> <options>\ntmpfs /tmp tmpfs defaults,nosuid 0 0\n")
+    tree.write(
+        "/etc/fstab", "# <file system> <mount point> <type> <options>\ntmpfs /tmp tmpfs defaults,nosuid 0 0\n"
+    )
     out = tree.probe("mount", mountpoint="/tmp", options=["noexec"])
     assert (out.status, out.file, out.line) == ("fail", "/etc/fstab", 2)
     assert "next mount" in out.message
@@ -158,7 +165,9 @@ def test_no_package_database_is_an_error(tree: Tree) -> None:
 def test_service_enabled_from_wants_links(tree: Tree) -> None:
     tree.write("/lib/systemd/system/auditd.service", "[Unit]\n")
     assert tree.probe("service", units=["auditd.service"], expect="enabled").status == "fail"
-    tree.link("/etc/systemd/system/multi-user.target.wants/auditd.service", "/lib/systemd/system/auditd.service")
+    tree.link(
+        "/etc/systemd/system/multi-user.target.wants/auditd.service", "/lib/systemd/system/auditd.service"
+    )
     out = tree.probe("service", units=["auditd.service"], expect="enabled")
     assert (out.status, out.file) == ("pass", "/etc/systemd/system/multi-user.target.wants/auditd.service")
     assert tree.probe("service", units=["auditd.service"], expect="not_enabled").status == "fail"
@@ -222,9 +231,19 @@ def test_listening_ports(tree: Tree) -> None:
 def test_accounts_on_debian_databases(tree: Tree) -> None:
     for f in ("passwd", "group", "shadow", "login.defs"):
         tree.copy(f"debian12/etc/{f}")
-    for fact in ("uid0_only_root", "no_empty_passwords", "all_shadowed", "unique_uids", "unique_gids",
-                 "unique_usernames", "unique_group_names", "passwd_groups_exist", "root_gid_0",
-                 "shadow_group_empty", "no_legacy_plus"):
+    for fact in (
+        "uid0_only_root",
+        "no_empty_passwords",
+        "all_shadowed",
+        "unique_uids",
+        "unique_gids",
+        "unique_usernames",
+        "unique_group_names",
+        "passwd_groups_exist",
+        "root_gid_0",
+        "shadow_group_empty",
+        "no_legacy_plus",
+    ):
         assert tree.probe("accounts", fact=fact).status == "pass", fact
     # postgres (UID 101) has /bin/bash on this Debian image.
     out = tree.probe("accounts", fact="system_accounts_nologin")
@@ -232,12 +251,18 @@ def test_accounts_on_debian_databases(tree: Tree) -> None:
 
 
 def test_accounts_violations(tree: Tree) -> None:
-    tree.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n"
-                              "alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1000:1001::/home/bob:/bin/bash\n"
-                              "+::::::\n")
+    tree.write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n"
+        "alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1000:1001::/home/bob:/bin/bash\n"
+        "+::::::\n",
+    )
     tree.write("/etc/group", "root:x:0:\nshadow:x:42:alice\nalice:x:1000:\n")
-    tree.write("/etc/shadow", "root:$y$j9T$abc:19700:0:99999:7:::\ntoor:::::::\n"
-                              "alice:$6$salt$hash:19700:1:90:7:30::\nbob:!:19700::::::\n")
+    tree.write(
+        "/etc/shadow",
+        "root:$y$j9T$abc:19700:0:99999:7:::\ntoor:::::::\n"
+        "alice:$6$salt$hash:19700:1:90:7:30::\nbob:!:19700::::::\n",
+    )
     uid0 = tree.probe("accounts", fact="uid0_only_root")
     assert (uid0.status, uid0.value, uid0.line) == ("fail", "toor", 2)
     empty = tree.probe("accounts", fact="no_empty_passwords")
@@ -285,7 +310,9 @@ def test_sudoers_debian_default(tree: Tree) -> None:
 
 def test_sudoers_includedir_rules(tree: Tree) -> None:
     tree.copy("debian12/etc/sudoers")
-    tree.write("/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init\nadmin ALL=(ALL) NOPASSWD:ALL\n")
+    tree.write(
+        "/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init\nadmin ALL=(ALL) NOPASSWD:ALL\n"
+    )
     tree.write("/etc/sudoers.d/old.bak", "Defaults !authenticate\n")  # ignored: name has a dot
     tree.write("/etc/sudoers.d/zz-timeout", "Defaults timestamp_timeout=-1, \\\n    !use_pty\n")
     nopw = tree.probe("sudoers", fact="no_nopasswd")
@@ -311,14 +338,22 @@ def test_firewall_from_boot_configuration(tree: Tree) -> None:
 def test_firewall_nftables_needs_an_input_filter(tree: Tree) -> None:
     """Debian's default /etc/nftables.conf has an input chain with policy accept and no rule."""
     tree.write("/lib/systemd/system/nftables.service", "[Unit]\n")
-    tree.link("/etc/systemd/system/sysinit.target.wants/nftables.service", "/lib/systemd/system/nftables.service")
-    tree.write("/etc/nftables.conf", "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n"
-                                     "\tchain input {\n\t\ttype filter hook input priority filter;\n\t}\n"
-                                     "\tchain forward {\n\t\ttype filter hook forward priority filter;\n\t}\n}\n")
+    tree.link(
+        "/etc/systemd/system/sysinit.target.wants/nftables.service", "/lib/systemd/system/nftables.service"
+    )
+    tree.write(
+        "/etc/nftables.conf",
+        "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n"
+        "\tchain input {\n\t\ttype filter hook input priority filter;\n\t}\n"
+        "\tchain forward {\n\t\ttype filter hook forward priority filter;\n\t}\n}\n",
+    )
     assert tree.probe("firewall").status == "fail"
-    tree.write("/etc/nftables.conf", "table inet filter {\n\tchain input {\n"
-                                     "\t\ttype filter hook input priority 0; policy drop;\n"
-                                     "\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t}\n}\n")
+    tree.write(
+        "/etc/nftables.conf",
+        "table inet filter {\n\tchain input {\n"
+        "\t\ttype filter hook input priority 0; policy drop;\n"
+        "\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t}\n}\n",
+    )
     assert tree.probe("firewall").status == "pass"
     # With systemd running, the enabled unit must also be active.
     tree.mkdir("/run/systemd/system")

@@ -61,7 +61,9 @@ class Tree:
 
     def ctx(self, **memory: Any) -> AgentContext:
         if self._ctx is None:
-            self._ctx = AgentContext(state_dir=self.state_dir, agent_version="test", root=self.root, is_root=True)
+            self._ctx = AgentContext(
+                state_dir=self.state_dir, agent_version="test", root=self.root, is_root=True
+            )
         self._ctx.memory.update(memory)
         return self._ctx
 

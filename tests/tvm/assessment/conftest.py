@@ -44,8 +44,12 @@ def make_fleet(store: Store, name: str = "acme") -> Fleet:
             "web1": Device(computer_dns_name="web1.acme.test", os_platform="Debian", group_id=web.id),
             "db1": Device(computer_dns_name="db1.acme.test", os_platform="RockyLinux", group_id=db.id),
             "lab1": Device(computer_dns_name="lab1.acme.test", os_platform="Ubuntu"),
-            "gone": Device(computer_dns_name="gone.acme.test", os_platform="Debian", group_id=web.id,
-                           offboarded_at=NOW - dt.timedelta(days=2)),
+            "gone": Device(
+                computer_dns_name="gone.acme.test",
+                os_platform="Debian",
+                group_id=web.id,
+                offboarded_at=NOW - dt.timedelta(days=2),
+            ),
             "stale": Device(computer_dns_name="stale.acme.test", os_platform="Debian", group_id=web.id),
         }
         s.add_all(devices.values())
@@ -54,15 +58,29 @@ def make_fleet(store: Store, name: str = "acme") -> Fleet:
     return Fleet(store, tenant, groups, ids)
 
 
-def report(results: dict[str, str], *, mode: str = "full", generation: int = 1, base: int | None = None,
-           at: dt.datetime = NOW, removed: list[str] | None = None,
-           evidence: dict[str, dict[str, Any]] | None = None) -> AssessmentReport:
+def report(
+    results: dict[str, str],
+    *,
+    mode: str = "full",
+    generation: int = 1,
+    base: int | None = None,
+    at: dt.datetime = NOW,
+    removed: list[str] | None = None,
+    evidence: dict[str, dict[str, Any]] | None = None,
+) -> AssessmentReport:
     evidence = evidence or {}
     return AssessmentReport(
-        mode=mode, generation=generation, base_generation=base, assessed_at=at, checks_version="test",
-        os_family="debian", removed=removed or [],
-        results=[{"check_id": cid, "status": st, "evidence": evidence.get(cid, {"message": f"{cid}: {st}"})}
-                 for cid, st in results.items()],
+        mode=mode,
+        generation=generation,
+        base_generation=base,
+        assessed_at=at,
+        checks_version="test",
+        os_family="debian",
+        removed=removed or [],
+        results=[
+            {"check_id": cid, "status": st, "evidence": evidence.get(cid, {"message": f"{cid}: {st}"})}
+            for cid, st in results.items()
+        ],
     )
 
 

@@ -7,8 +7,19 @@ import re
 from typing import Literal
 
 Op = Literal[
-    "eq", "ne", "in", "not_in", "lt", "le", "gt", "ge",
-    "regex", "not_regex", "contains_all", "contains_none", "bits_set",
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "regex",
+    "not_regex",
+    "contains_all",
+    "contains_none",
+    "bits_set",
 ]
 ValueType = Literal["str", "int", "duration", "octal"]
 Expected = str | int | list[str | int]
@@ -76,8 +87,10 @@ def compare(actual: str, op: Op, expected: Expected, *, kind: ValueType = "str",
         return found if op == "regex" else not found
     if op in ("contains_all", "contains_none"):
         have = [norm(i) for i in _items(actual)]
+
         def present(pattern: str) -> bool:
             return any(fnmatch.fnmatchcase(h, norm(pattern)) for h in have)
+
         if op == "contains_all":
             return all(present(str(e)) for e in expected_list)
         return not any(present(str(e)) for e in expected_list)
@@ -90,9 +103,18 @@ def compare(actual: str, op: Op, expected: Expected, *, kind: ValueType = "str",
 
 def describe(op: Op, expected: Expected) -> str:
     words = {
-        "eq": "=", "ne": "!=", "in": "one of", "not_in": "none of", "lt": "<", "le": "<=",
-        "gt": ">", "ge": ">=", "regex": "matching", "not_regex": "not matching",
-        "contains_all": "containing all of", "contains_none": "containing none of",
+        "eq": "=",
+        "ne": "!=",
+        "in": "one of",
+        "not_in": "none of",
+        "lt": "<",
+        "le": "<=",
+        "gt": ">",
+        "ge": ">=",
+        "regex": "matching",
+        "not_regex": "not matching",
+        "contains_all": "containing all of",
+        "contains_none": "containing none of",
         "bits_set": "with bits set",
     }
     shown = ", ".join(map(str, expected)) if isinstance(expected, list) else str(expected)

@@ -48,6 +48,10 @@ class Outcome:
         return cls("not_applicable", message=message, **kw)
 
     @classmethod
+    def verdict(cls, ok: bool, message: str = "", **kw: Any) -> Outcome:
+        return cls("pass" if ok else "fail", message=message, **kw)
+
+    @classmethod
     def err(cls, message: str, **kw: Any) -> Outcome:
         return cls("error", message=message, **kw)
 

@@ -160,8 +160,12 @@ def _clip(s: str | None, n: int = EVIDENCE_VALUE_MAX) -> str | None:
 
 
 def to_result(check_id: str, o: Outcome) -> CheckResult:
-    ev = Evidence(value=_clip(o.value), file=_clip(o.file, 4096), line=o.line if o.line and o.line > 0 else None,
-                  message=_clip(o.message) or "")
+    ev = Evidence(
+        value=_clip(o.value),
+        file=_clip(o.file, 4096),
+        line=o.line if o.line and o.line > 0 else None,
+        message=_clip(o.message) or "",
+    )
     return CheckResult(check_id=check_id, status=o.status, evidence=ev)
 
 

@@ -69,12 +69,13 @@ def passwd(env: Env) -> list[PasswdEntry]:
         for n, line in enumerate(env.require_text("/etc/passwd").splitlines(), 1):
             f = line.split(":")
             if len(f) < 7 or line.startswith("#"):
-                if line.startswith("+") or line.startswith("-"):
+                if line.startswith(("+", "-")):
                     out.append(PasswdEntry(f[0], "", -1, -1, "", "", n))
                 continue
             uid, gid = _int_or_none(f[2]), _int_or_none(f[3])
-            out.append(PasswdEntry(f[0], f[1], -1 if uid is None else uid, -1 if gid is None else gid,
-                                   f[5], f[6], n))
+            out.append(
+                PasswdEntry(f[0], f[1], -1 if uid is None else uid, -1 if gid is None else gid, f[5], f[6], n)
+            )
         return out
 
     return env.cached("passwd", load)
@@ -105,8 +106,18 @@ def shadow(env: Env) -> list[ShadowEntry]:
             if len(f) < 2 or line.startswith("#"):
                 continue
             f += [""] * (9 - len(f))
-            out.append(ShadowEntry(f[0], f[1], _int_or_none(f[2]), _int_or_none(f[3]), _int_or_none(f[4]),
-                                   _int_or_none(f[5]), _int_or_none(f[6]), n))
+            out.append(
+                ShadowEntry(
+                    f[0],
+                    f[1],
+                    _int_or_none(f[2]),
+                    _int_or_none(f[3]),
+                    _int_or_none(f[4]),
+                    _int_or_none(f[5]),
+                    _int_or_none(f[6]),
+                    n,
+                )
+            )
         return out
 
     return env.cached("shadow", load)
@@ -382,8 +393,13 @@ class ModprobeLine:
     line: int
 
 
-MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d",
-                 "/lib/modprobe.d")
+MODPROBE_DIRS = (
+    "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+)
 
 
 def modprobe_config(env: Env) -> list[ModprobeLine]:

@@ -44,7 +44,7 @@ def run(env: Env, key: str) -> str | None:
         if binary is None:
             return None
         try:
-            proc = subprocess.run(  # noqa: S603 - fixed argv from COMMANDS, no shell
+            proc = subprocess.run(
                 [binary, *argv[1:]],
                 capture_output=True,
                 timeout=TIMEOUT,

@@ -91,7 +91,7 @@ class AssessmentCollector(Collector):
         previous = state.get("results")
         generation = int(state.get("generation", 0))
         full = resync or not isinstance(previous, dict) or generation < 1
-        common = {
+        common: dict[str, Any] = {
             "generation": generation + 1,
             "assessed_at": dt.datetime.now(dt.UTC),
             "checks_version": evaluator.version,
@@ -99,7 +99,9 @@ class AssessmentCollector(Collector):
             "duration_ms": evaluation.duration_ms,
         }
         if full:
-            report = AssessmentReport(mode="full", results=evaluation.results, **common)
+            report = AssessmentReport.model_validate(
+                {"mode": "full", "results": evaluation.results, **common}
+            )
         else:
             assert isinstance(previous, dict)
             changed = [r for r in evaluation.results if previous.get(r.check_id) != current[r.check_id]]
@@ -108,8 +110,15 @@ class AssessmentCollector(Collector):
                 state["fingerprint"] = fingerprint(ctx, evaluation.watched)
                 save_state(ctx, state)
                 return []
-            report = AssessmentReport(mode="delta", base_generation=generation, results=changed,
-                                      removed=removed, **common)
+            report = AssessmentReport.model_validate(
+                {
+                    "mode": "delta",
+                    "base_generation": generation,
+                    "results": changed,
+                    "removed": removed,
+                    **common,
+                }
+            )
         new_state = {
             "generation": generation + 1,
             "checks_version": evaluator.version,

@@ -11,8 +11,13 @@ import re
 from typing import Any, ClassVar
 
 from garrison.integrations.httpclient import IntegrationError, request
-from garrison.integrations.tickets.base import TicketConnector, TicketRef, TicketRequest, TicketState, \
-    register_connector
+from garrison.integrations.tickets.base import (
+    TicketConnector,
+    TicketRef,
+    TicketRequest,
+    TicketState,
+    register_connector,
+)
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 

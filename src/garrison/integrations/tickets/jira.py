@@ -11,8 +11,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from garrison.integrations.httpclient import IntegrationError, request
-from garrison.integrations.tickets.base import TicketConnector, TicketRef, TicketRequest, TicketState, \
-    register_connector
+from garrison.integrations.tickets.base import (
+    TicketConnector,
+    TicketRef,
+    TicketRequest,
+    TicketState,
+    register_connector,
+)
 
 
 @register_connector

@@ -12,8 +12,13 @@ import re
 from typing import Any, ClassVar
 
 from garrison.integrations.httpclient import IntegrationError, request
-from garrison.integrations.tickets.base import TicketConnector, TicketRef, TicketRequest, TicketState, \
-    register_connector
+from garrison.integrations.tickets.base import (
+    TicketConnector,
+    TicketRef,
+    TicketRequest,
+    TicketState,
+    register_connector,
+)
 
 URGENCY = {"High": "1", "Medium": "2", "Low": "3"}
 STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}

@@ -14,8 +14,13 @@ from typing import Any, ClassVar
 
 from garrison.integrations import signing
 from garrison.integrations.httpclient import IntegrationError, request
-from garrison.integrations.tickets.base import TicketConnector, TicketRef, TicketRequest, TicketState, \
-    register_connector
+from garrison.integrations.tickets.base import (
+    TicketConnector,
+    TicketRef,
+    TicketRequest,
+    TicketState,
+    register_connector,
+)
 
 CLOSED_STATES = {"closed", "done", "resolved", "fixed", "completed"}
 

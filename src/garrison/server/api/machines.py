@@ -208,7 +208,9 @@ def offboard_machine(machine_id: str, body: CommentBody, request: Request,
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         action = devices.offboard(s, device, principal.actor, body.Comment)
-        return actions.to_api(action, device.computer_dns_name)
+        out = actions.to_api(action, device.computer_dns_name)
+    request.app.state.device_cache.pop(machine_id, None)
+    return out
 
 
 # --- machine actions --------------------------------------------------------------------

@@ -136,25 +136,16 @@ def line_chart(points: Sequence[Point], *, title: str, width: int = 560, height:
         anchor = "start" if i == 0 else ("end" if day == points[-1].day else "middle")
         out.append(f'<text class="axis" x="{_n(x_of(day))}" y="{height - 6}" text-anchor="{anchor}">'
                    f'{day.strftime("%b %-d")}</text>')
-    # one path per run of known values (gaps stay gaps)
-    runs: list[list[Point]] = []
-    for p in points:
-        if p.value is None:
-            if runs and runs[-1]:
-                runs.append([])
-            continue
-        if not runs:
-            runs.append([])
-        runs[-1].append(p)
-    for run in (r for r in runs if r):
-        coords = [(x_of(p.day), y_of(p.value or 0)) for p in run]
+    # one line through the known values: a day without a value (the job did not run) is bridged
+    if known:
+        coords = [(x_of(p.day), y_of(p.value or 0)) for p in known]
         line = " ".join(f"{_n(x)},{_n(y)}" for x, y in coords)
         base = _n(top + ph)
         area = f"{_n(coords[0][0])},{base} {line} {_n(coords[-1][0])},{base}"
         out.append(f'<polygon class="area" points="{area}" fill="{color}"/>')
         out.append(f'<polyline class="trend" points="{line}" stroke="{color}"/>')
-        if len(coords) == 1:
-            out.append(f'<circle class="pt" cx="{_n(coords[0][0])}" cy="{_n(coords[0][1])}" r="3" fill="{color}"/>')
+        for x, y in coords if len(coords) <= 40 else ():
+            out.append(f'<circle class="pt" cx="{_n(x)}" cy="{_n(y)}" r="2" fill="{color}"/>')
     by_day = {p.day: p.value for p in points}
     for ev in events:
         if ev.day < first_day or ev.day > points[-1].day:

@@ -17,7 +17,6 @@ from garrison.server.web.render import FLASH_COOKIE, Ctx, make_ctx
 from garrison.server.web.session import PREFIX
 
 
-
 def _t0(request: Request) -> None:
     request.state.t0 = time.perf_counter()
 

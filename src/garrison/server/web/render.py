@@ -58,7 +58,8 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(charts=charts, fmt_num=charts.fmt_num, NAV=NAV, PREFIX=PREFIX, CSRF_FIELD=CSRF_FIELD,
                        ASSET_VERSION=ASSET_VERSION)
-    env.filters.update(when=fmt_when, day=fmt_day, ago=fmt_ago, num=charts.fmt_num, pct=fmt_pct)
+    env.filters.update(when=fmt_when, day=fmt_day, ago=fmt_ago, num=charts.fmt_num, pct=fmt_pct,
+                       external_url=external_url)
     return env
 
 
@@ -89,6 +90,12 @@ def fmt_ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
         if secs >= size:
             return f"{int(secs // size)} {unit} ago"
     return "just now"
+
+
+def external_url(value: Any) -> str:
+    """A link taken from a feed: only http(s), anything else (javascript:, data:…) becomes inert."""
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("https://", "http://")) else "#"
 
 
 def fmt_pct(value: float | None, digits: int = 0) -> str:
@@ -295,8 +302,7 @@ def pager(ctx: Ctx, total: int, default_size: int = 25) -> Pager:
     except ValueError:
         page = 1
     p = Pager(page, size, total)
-    if p.page > p.pages:
-        p.page = p.pages
+    p.page = min(p.page, p.pages)
     return p
 
 

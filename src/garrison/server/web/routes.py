@@ -45,11 +45,11 @@ def is_console_path(path: str) -> bool:
 # --- sign-in and sign-out ---------------------------------------------------------------
 
 def _login_page(request: Request, status: int = 200, error: str = "", message: str = "",
-                username: str = "") -> Response:
+                username: str = "", next_url: str | None = None) -> Response:
     token = session.new_login_csrf()
+    target = safe_next(next_url if next_url is not None else request.query_params.get("next"))
     resp = render_plain("login.html", request, status, csrf=token, error=error, message=message,
-                        username=username, next=safe_next(request.query_params.get("next")),
-                        PREFIX=PREFIX)
+                        username=username, next=target, PREFIX=PREFIX)
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, path=PREFIX + "/login", httponly=True,
                     samesite="strict", secure=session.is_secure(request))
     return resp
@@ -102,22 +102,25 @@ async def login(request: Request) -> Response:
     username = str(form.get("username", ""))[:128].strip()
     password = str(form.get("password", ""))[:1024]
     sent = str(form.get("csrf_token", ""))
+    next_url = str(form.get("next", ""))[:2000]
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not sent or not cookie or not hmac.compare_digest(sent, cookie):
-        return _login_page(request, 400, error="The sign-in form expired. Please try again.", username=username)
+        return _login_page(request, 400, error="The sign-in form expired. Please try again.", username=username,
+                           next_url=next_url)
     try:
         session.check_origin(request)
     except GarrisonError as exc:
-        return _login_page(request, 403, error=str(exc), username=username)
+        return _login_page(request, 403, error=str(exc), username=username, next_url=next_url)
     wait = request.app.state.auth_fail_limiter.hit("console-login:" + client_ip(request))
     if wait > 0:
         raise RateLimited(wait)
     if not username or not password:
-        return _login_page(request, 401, error="Enter your user name and password.", username=username)
+        return _login_page(request, 401, error="Enter your user name and password.", username=username,
+                           next_url=next_url)
     token, error = await run_in_threadpool(_sign_in, request, username, password)
     if token is None:
-        return _login_page(request, 401, error=error, username=username)
-    resp = RedirectResponse(safe_next(str(form.get("next", ""))), status_code=303)
+        return _login_page(request, 401, error=error, username=username, next_url=next_url)
+    resp = RedirectResponse(safe_next(next_url), status_code=303)
     resp.set_cookie(COOKIE, token, path=PREFIX, httponly=True, samesite="lax", secure=session.is_secure(request),
                     max_age=int(session.LIFETIME.total_seconds()))
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX + "/login")
@@ -241,4 +244,4 @@ def setup(app: FastAPI) -> None:
     _install_error_pages(app)
 
 
-__all__ = ["setup", "is_console_path", "html_response"]
+__all__ = ["html_response", "is_console_path", "setup"]

@@ -14,8 +14,13 @@ from sqlalchemy.orm import Session
 from garrison.server.web.render import Ctx
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
-from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersion, PackageVersionVuln, \
-    SoftwareProduct
+from garrison.store.models.tvm import (
+    DeviceInventoryState,
+    DevicePackage,
+    PackageVersion,
+    PackageVersionVuln,
+    SoftwareProduct,
+)
 
 SEVERITY_ORDER = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 MAX_ROWS = 500
@@ -57,8 +62,8 @@ def device_software(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
         .order_by(func.coalesce(vulns.c.n, 0).desc(), SoftwareProduct.name, PackageVersion.version)
         .limit(MAX_ROWS)).all()
     total = s.scalar(select(func.count()).select_from(DevicePackage).where(DevicePackage.device_id == device.id))
-    return {"rows": [dict(id=r[0], vendor=r[1], name=r[2], version=r[3], ecosystem=r[4], manager=r[5], path=r[6],
-                          first_seen=r[7], last_used=r[8], weaknesses=r[9]) for r in rows],
+    return {"rows": [{"id": r[0], "vendor": r[1], "name": r[2], "version": r[3], "ecosystem": r[4], "manager": r[5], "path": r[6],
+                          "first_seen": r[7], "last_used": r[8], "weaknesses": r[9]} for r in rows],
             "total": total or 0, "limit": MAX_ROWS}
 
 
@@ -79,8 +84,8 @@ def device_vulnerabilities(s: Session, ctx: Ctx, device: Device) -> dict[str, An
     total = s.scalar(select(func.count()).select_from(DevicePackage)
                      .join(PackageVersionVuln, PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
                      .where(DevicePackage.device_id == device.id))
-    return {"rows": [dict(v=r[0], software_id=r[1], software=r[2], version=r[3], fixed=r[4], status=r[5],
-                          advisory=r[6], package=r[7], source=r[8]) for r in rows],
+    return {"rows": [{"v": r[0], "software_id": r[1], "software": r[2], "version": r[3], "fixed": r[4], "status": r[5],
+                          "advisory": r[6], "package": r[7], "source": r[8]} for r in rows],
             "total": total or 0, "limit": MAX_ROWS}
 
 

@@ -206,7 +206,7 @@ def recommendation_trends(s: Session, ids: Sequence[str], days: int = TREND_DAYS
 
 
 def top_recommendations(s: Session, ctx: Ctx, n: int = 5) -> list[dict[str, Any]]:
-    stmt, exposed, _impact = scoped_recommendations(ctx)
+    stmt, _exposed, _impact = scoped_recommendations(ctx)
     order = Recommendation.priority_score.desc()
     rows = s.execute(stmt.where(Recommendation.status != "Exception").order_by(order, Recommendation.id).limit(n)).all()
     return [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0)} for r in rows]
@@ -266,17 +266,17 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     installed = dict(s.execute(
         select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
         .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
-        .group_by(PackageVersion.software_id)).tuples().all())
+        .group_by(PackageVersion.software_id)).all())
     versions = dict(s.execute(
         select(PackageVersion.software_id, func.count(func.distinct(PackageVersion.version)))
         .where(PackageVersion.id.in_(select(dp.c.package_version_id)))
-        .group_by(PackageVersion.software_id)).tuples().all())
+        .group_by(PackageVersion.software_id)).all())
     vulnerable_pvs = select(PackageVersionVuln.package_version_id)
     exposed = dict(s.execute(
         select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
         .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
         .where(dp.c.package_version_id.in_(vulnerable_pvs))
-        .group_by(PackageVersion.software_id)).tuples().all())
+        .group_by(PackageVersion.software_id)).all())
     present_pvs = select(dp.c.package_version_id).distinct()
     weak_rows = s.execute(
         select(PackageVersion.software_id, func.count(func.distinct(PackageVersionVuln.vulnerability_id)),
@@ -310,25 +310,36 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
 
 # --- weaknesses ---------------------------------------------------------------------------
 
-def weakness_summary(s: Session, ctx: Ctx) -> dict[str, dict[str, Any]]:
-    """Vulnerability id → exposed devices and affected software in scope (cached per run)."""
+def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+    """One row per vulnerability found in scope: exposed devices and the fields lists sort on
+    (cached per tenant, scope and prioritisation run)."""
     key = ("weaknesses", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _weakness_summary(s, ctx))
 
 
-def _weakness_summary(s: Session, ctx: Ctx) -> dict[str, dict[str, Any]]:
+def _weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     dp = _scoped_packages(ctx).subquery()
-    out: dict[str, dict[str, Any]] = {}
-    for vid, n in s.execute(select(PackageVersionVuln.vulnerability_id, func.count(func.distinct(dp.c.device_id)))
-                            .join(dp, dp.c.package_version_id == PackageVersionVuln.package_version_id)
-                            .group_by(PackageVersionVuln.vulnerability_id)):
-        out[vid] = {"exposed": n, "software": []}
+    exposed = dict(s.execute(select(PackageVersionVuln.vulnerability_id, func.count(func.distinct(dp.c.device_id)))
+                             .join(dp, dp.c.package_version_id == PackageVersionVuln.package_version_id)
+                             .group_by(PackageVersionVuln.vulnerability_id)).all())
     present_pvs = select(dp.c.package_version_id).distinct()
+    software: dict[str, list[str]] = {}
     for vid, sid in s.execute(select(PackageVersionVuln.vulnerability_id, PackageVersion.software_id)
                               .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
                               .where(PackageVersionVuln.package_version_id.in_(present_pvs)).distinct()):
-        if vid in out and len(out[vid]["software"]) < 20:
-            out[vid]["software"].append(sid)
+        software.setdefault(vid, []).append(sid)
+    v = Vulnerability
+    rows = s.execute(select(v.id, v.severity, v.cvss_v3_score, v.epss, v.kev, v.public_exploit, v.exploit_verified,
+                            v.exploit_in_kit, v.published_on, v.updated_on)
+                     .where(v.id.in_(select(PackageVersionVuln.vulnerability_id)
+                                     .where(PackageVersionVuln.package_version_id.in_(present_pvs))))).all()
+    out = []
+    for r in rows:
+        sws = sorted(software.get(r[0], []))
+        out.append({"id": r[0], "severity": r[1] or "Unknown", "severity_rank": SEVERITY_RANK.get(r[1] or "", 0),
+                    "cvss": r[2], "epss": r[3], "kev": bool(r[4]), "exploit": bool(r[5]), "verified": bool(r[6]),
+                    "kit": bool(r[7]), "published": r[8], "updated": r[9], "exposed": exposed.get(r[0], 0),
+                    "software": sws[:20], "software_count": len(sws)})
     return out
 
 
@@ -367,13 +378,10 @@ def top_exposed_devices(s: Session, ctx: Ctx, n: int = 5) -> list[Device]:
                           .order_by(Device.exposure_score.desc(), Device.computer_dns_name).limit(n)))
 
 
-def no_data_devices(s: Session, ctx: Ctx) -> int:
-    """Devices in scope the exposure score leaves out (inactive for 30 days or offboarded)."""
-    from garrison.tvm.prioritisation import exposure
-
-    now = dt.datetime.now(dt.UTC)
-    return s.scalar(select(func.count()).select_from(Device).where(ctx.device_cond(),
-                                                                   ~exposure.is_active_expr(now))) or 0
+def no_data_devices(s: Session, ctx: Ctx, with_data: int) -> int:
+    """Devices in scope without an exposure level: inactive for 30 days, offboarded, or no inventory yet."""
+    total = s.scalar(select(func.count()).select_from(Device).where(ctx.device_cond())) or 0
+    return max(0, total - with_data)
 
 
 def device_assessment_summary(s: Session, device: Device) -> dict[str, Any] | None:

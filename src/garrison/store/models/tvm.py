@@ -41,6 +41,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     event,
@@ -107,11 +108,12 @@ class PackageVersionVuln(Base):
 
 class DevicePackage(TenantScoped, Base):
     __tablename__ = "device_packages"
+    # tenant_id leads the key: every query carries it (the session adds it), and SQLite, without
+    # statistics, otherwise picks the tenant_id index and scans the tenant for one device's packages.
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "device_id", "package_version_id"),)
 
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
-    package_version_id: Mapped[int] = mapped_column(
-        ForeignKey("package_versions.id"), primary_key=True, index=True
-    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id"), index=True)
     path: Mapped[str] = mapped_column(String(1024), default="")  # evidence: where it was found
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used: Mapped[dt.datetime | None] = mapped_column(default=None)  # runtime context

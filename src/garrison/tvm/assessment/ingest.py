@@ -50,7 +50,9 @@ def _device(session: Session, device: Device | str) -> Device:
 
 def devices_needing_resync(session: Session) -> list[str]:
     """Device ids whose next check-in should ask for a full assessment."""
-    return list(session.scalars(select(DeviceAssessmentState.device_id).where(DeviceAssessmentState.needs_resync)))
+    return list(
+        session.scalars(select(DeviceAssessmentState.device_id).where(DeviceAssessmentState.needs_resync))
+    )
 
 
 def resync_kinds(session: Session, device_id: str) -> list[str]:
@@ -85,23 +87,40 @@ def ingest_assessment(
 
     rows = {
         r.check_id: r
-        for r in session.scalars(select(DeviceAssessmentResult).where(DeviceAssessmentResult.device_id == dev.id))
+        for r in session.scalars(
+            select(DeviceAssessmentResult).where(DeviceAssessmentResult.device_id == dev.id)
+        )
     }
     result = IngestResult(applied=True, mode=report.mode, generation=report.generation)
     for res in report.results:
         evidence = res.evidence.model_dump(exclude_none=True)
         row = rows.get(res.check_id)
         if row is None:
-            row = DeviceAssessmentResult(device_id=dev.id, check_id=res.check_id, status=res.status,
-                                         evidence=evidence, first_seen=now, changed_at=now)
+            row = DeviceAssessmentResult(
+                device_id=dev.id,
+                check_id=res.check_id,
+                status=res.status,
+                evidence=evidence,
+                first_seen=now,
+                changed_at=now,
+            )
             session.add(row)
             rows[res.check_id] = row
             continue
         if row.status != res.status:
             if not first_assessment:
-                session.add(AssessmentEvent(at=now, event_type=EVENT_TYPE, reason="status_changed",
-                                            check_id=res.check_id, device_id=dev.id, old_status=row.status,
-                                            new_status=res.status, evidence=evidence))
+                session.add(
+                    AssessmentEvent(
+                        at=now,
+                        event_type=EVENT_TYPE,
+                        reason="status_changed",
+                        check_id=res.check_id,
+                        device_id=dev.id,
+                        old_status=row.status,
+                        new_status=res.status,
+                        evidence=evidence,
+                    )
+                )
                 result.changed.append(res.check_id)
             row.status = res.status
             row.changed_at = now
@@ -133,8 +152,9 @@ def ingest_assessment(
     return result
 
 
-def _record_new_checks(session: Session, check_ids: list[str], rows: dict[str, DeviceAssessmentResult],
-                       now: dt.datetime) -> list[str]:
+def _record_new_checks(
+    session: Session, check_ids: list[str], rows: dict[str, DeviceAssessmentResult], now: dt.datetime
+) -> list[str]:
     """A check reported for the first time in this tenant is a 'check added' event.
 
     The tenant's very first report sets the baseline: its checks are recorded without events,
@@ -152,9 +172,16 @@ def _record_new_checks(session: Session, check_ids: list[str], rows: dict[str, D
                 session.add(TenantAssessmentCheck(check_id=check_id, first_seen=now))
                 if not baseline:
                     row = rows.get(check_id)
-                    session.add(AssessmentEvent(at=now, event_type=EVENT_TYPE, reason="check_added",
-                                                check_id=check_id, device_id=None,
-                                                new_status=row.status if row else None))
+                    session.add(
+                        AssessmentEvent(
+                            at=now,
+                            event_type=EVENT_TYPE,
+                            reason="check_added",
+                            check_id=check_id,
+                            device_id=None,
+                            new_status=row.status if row else None,
+                        )
+                    )
         except IntegrityError:
             continue  # another device of the tenant reported it at the same moment
         if not baseline:

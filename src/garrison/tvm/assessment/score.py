@@ -66,8 +66,11 @@ def _pct(points: float, possible: float) -> float | None:
     return round(100.0 * points / possible, 2) if possible else None
 
 
-def _active_filter(now: dt.datetime) -> list[Any]:
-    return [Device.offboarded_at.is_(None), DeviceAssessmentState.assessed_at >= now - dt.timedelta(days=ACTIVE_DAYS)]
+def active_device_filter(now: dt.datetime) -> list[Any]:
+    return [
+        Device.offboarded_at.is_(None),
+        DeviceAssessmentState.assessed_at >= now - dt.timedelta(days=ACTIVE_DAYS),
+    ]
 
 
 def _aggregate(
@@ -80,8 +83,8 @@ def _aggregate(
     """Rows (category, check_id, impact, group_id, status, count) and the number of devices."""
     ensure_check_kb(session)
     r, k, s = DeviceAssessmentResult, AssessmentCheck, DeviceAssessmentState
-    conds = [r.status != "not_applicable", *_active_filter(now)]
-    dev_conds = list(_active_filter(now))
+    conds = [r.status != "not_applicable", *active_device_filter(now)]
+    dev_conds = list(active_device_filter(now))
     if group_ids is not None:
         gids = list(group_ids)
         conds.append(Device.group_id.in_(gids))
@@ -128,9 +131,11 @@ def secure_score(
     now = now or utcnow()
     rows, n = _aggregate(session, group_ids=group_ids, now=now)
     sums = _score(rows, excepted_check_ids)
+    overall = _pct(sums.points, sums.possible)
     return {
         "time": now,
-        "overall": _pct(sums.points, sums.possible),
+        "overall": overall,
+        "score": overall,  # the name /api/configurationScore uses
         "categories": {c: _pct(p, m) for c, (p, m) in sums.by_cat.items()},
         "points": round(sums.points, 2),
         "max_points": round(sums.possible, 2),
@@ -139,16 +144,21 @@ def secure_score(
 
 
 def device_secure_score(
-    session: Session, device_id: str, *, excepted_check_ids: Exceptions | None = None,
+    session: Session,
+    device_id: str,
+    *,
+    excepted_check_ids: Exceptions | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The same score for one device."""
     now = now or utcnow()
     rows, n = _aggregate(session, device_ids=[device_id], now=now)
     sums = _score(rows, excepted_check_ids)
+    overall = _pct(sums.points, sums.possible)
     return {
         "time": now,
-        "overall": _pct(sums.points, sums.possible),
+        "overall": overall,
+        "score": overall,  # the name /api/configurationScore uses
         "categories": {c: _pct(p, m) for c, (p, m) in sums.by_cat.items()},
         "points": round(sums.points, 2),
         "max_points": round(sums.possible, 2),
@@ -157,7 +167,10 @@ def device_secure_score(
 
 
 def configuration_score(
-    session: Session, group_ids: Iterable[int] | None = None, *, excepted_check_ids: Exceptions | None = None,
+    session: Session,
+    group_ids: Iterable[int] | None = None,
+    *,
+    excepted_check_ids: Exceptions | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Row of ``GET /api/configurationScore`` (Defender shape: time, score, rbacGroupName, rbacGroupId)."""
@@ -180,7 +193,10 @@ def configuration_score(
 
 
 def record_daily_history(
-    session: Session, day: dt.date, *, excepted_check_ids: Exceptions | None = None,
+    session: Session,
+    day: dt.date,
+    *,
+    excepted_check_ids: Exceptions | None = None,
     now: dt.datetime | None = None,
 ) -> list[SecureScoreHistory]:
     """Store ``day``'s score for the organisation and every device group (replaces that day's rows)."""
@@ -190,9 +206,18 @@ def record_daily_history(
     scopes: list[tuple[str, int | None]] = [("org", None)]
     scopes += [(f"group:{g.id}", g.id) for g in session.scalars(select(DeviceGroup).order_by(DeviceGroup.id))]
     for scope, gid in scopes:
-        s = secure_score(session, None if gid is None else [gid], excepted_check_ids=excepted_check_ids, now=now)
-        row = SecureScoreHistory(day=day, scope=scope, group_id=gid, score=s["overall"],
-                                 categories=s["categories"], devices=s["devices"], recorded_at=now)
+        s = secure_score(
+            session, None if gid is None else [gid], excepted_check_ids=excepted_check_ids, now=now
+        )
+        row = SecureScoreHistory(
+            day=day,
+            scope=scope,
+            group_id=gid,
+            score=s["overall"],
+            categories=s["categories"],
+            devices=s["devices"],
+            recorded_at=now,
+        )
         session.add(row)
         out.append(row)
     session.flush()
@@ -214,8 +239,13 @@ def secure_score_history(
     if until is not None:
         stmt = stmt.where(SecureScoreHistory.day <= until)
     return [
-        {"date": h.day.isoformat(), "score": h.score, "categories": h.categories, "devices": h.devices,
-         "rbacGroupId": h.group_id}
+        {
+            "date": h.day.isoformat(),
+            "score": h.score,
+            "categories": h.categories,
+            "devices": h.devices,
+            "rbacGroupId": h.group_id,
+        }
         for h in session.scalars(stmt.order_by(SecureScoreHistory.day))
     ]
 
@@ -245,7 +275,10 @@ class ConfigurationRecommendation:
 
 
 def failed_checks_for_recommendations(
-    session: Session, *, group_ids: Iterable[int] | None = None, now: dt.datetime | None = None,
+    session: Session,
+    *,
+    group_ids: Iterable[int] | None = None,
+    now: dt.datetime | None = None,
 ) -> list[ConfigurationRecommendation]:
     """Every check failing on at least one active device, with its devices and configScoreImpact."""
     now = now or utcnow()
@@ -253,7 +286,7 @@ def failed_checks_for_recommendations(
     rows, _ = _aggregate(session, group_ids=group_ids, now=now)
     total = sum(impact * count for _c, _id, impact, _g, _s, count in rows)
     r, s = DeviceAssessmentResult, DeviceAssessmentState
-    conds = [r.status.in_(("fail", "error")), *_active_filter(now)]
+    conds = [r.status.in_(("fail", "error")), *active_device_filter(now)]
     if group_ids is not None:
         conds.append(Device.group_id.in_(list(group_ids)))
     failing: dict[str, dict[str, list[str]]] = {}
@@ -269,20 +302,32 @@ def failed_checks_for_recommendations(
     )
     for check_id, device_id, status in session.execute(stmt):
         failing.setdefault(check_id, {"fail": [], "error": []})[status].append(device_id)
-    checks = {c.check_id: c for c in session.scalars(select(AssessmentCheck).where(
-        AssessmentCheck.check_id.in_(list(failing))))}
+    checks = {
+        c.check_id: c
+        for c in session.scalars(select(AssessmentCheck).where(AssessmentCheck.check_id.in_(list(failing))))
+    }
     out = []
     for check_id, devs in failing.items():
         k = checks.get(check_id)
         if k is None or not devs["fail"]:
             continue
         gain = 100.0 * k.impact * len(devs["fail"]) / total if total else 0.0
-        out.append(ConfigurationRecommendation(
-            check_id=check_id, title=k.title, description=k.description, remediation=k.remediation,
-            category=k.category, subcategory=k.subcategory, severity_score=k.impact,
-            config_score_impact=round(gain, 2), exposed_device_ids=devs["fail"], error_device_ids=devs["error"],
-            total_device_count=applicable.get(check_id, 0), mitre_techniques=list(k.mitre_techniques),
-            benchmarks=list(k.benchmarks),
-        ))
+        out.append(
+            ConfigurationRecommendation(
+                check_id=check_id,
+                title=k.title,
+                description=k.description,
+                remediation=k.remediation,
+                category=k.category,
+                subcategory=k.subcategory,
+                severity_score=k.impact,
+                config_score_impact=round(gain, 2),
+                exposed_device_ids=devs["fail"],
+                error_device_ids=devs["error"],
+                total_device_count=applicable.get(check_id, 0),
+                mitre_techniques=list(k.mitre_techniques),
+                benchmarks=list(k.benchmarks),
+            )
+        )
     out.sort(key=lambda x: (-x.config_score_impact, x.check_id))
     return out

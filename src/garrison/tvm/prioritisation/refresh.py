@@ -389,12 +389,12 @@ def _write_recommendations(s: Session, tenant_id: int, accs: dict[str, RecAcc],
                            metas: dict[str, recommendations.UnitMeta], catalog: dict[str, dict[str, Any]],
                            eff: dict[str, exceptions.Effective], org: exposure.Components,
                            comps: dict[int, exposure.Components], now: dt.datetime) -> int:
-    first_seen = dict(s.execute(select(Recommendation.id, Recommendation.first_seen)).tuples().all())
+    first_seen = dict(s.execute(select(Recommendation.id, Recommendation.first_seen)).all())
     day = now.date()
     week_ago = dict(s.execute(select(RecommendationHistory.recommendation_id, RecommendationHistory.exposed)
                               .where(RecommendationHistory.day == day - dt.timedelta(days=TREND_DAYS)))
-                    .tuples().all())
-    group_names = dict(s.execute(select(DeviceGroup.id, DeviceGroup.name)).tuples().all())
+                    .all())
+    group_names = dict(s.execute(select(DeviceGroup.id, DeviceGroup.name)).all())
     rec_rows: list[dict[str, Any]] = []
     group_rows: list[dict[str, Any]] = []
     hist_rows: list[dict[str, Any]] = []

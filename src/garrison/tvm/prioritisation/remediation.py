@@ -95,7 +95,7 @@ def create(s: Session, principal: Principal, rec: Recommendation, exposed: Itera
     names: list[str] = []
     if group_ids is not None:
         found = dict(s.execute(select(DeviceGroup.id, DeviceGroup.name).where(DeviceGroup.id.in_(group_ids)))
-                     .tuples().all())
+                     .all())
         missing = [g for g in group_ids if g not in found]
         if missing:
             raise NotFound(f"no device group with id {missing[0]}")
@@ -136,7 +136,7 @@ def _device_groups(s: Session, device_ids: list[str]) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for i in range(0, len(device_ids), 500):
         out.update(s.execute(select(Device.id, Device.group_id).where(Device.id.in_(device_ids[i : i + 500])))
-                   .tuples().all())
+                   .all())
     return out
 
 
@@ -163,7 +163,7 @@ def update_progress(s: Session, now: dt.datetime, exposed: Mapping[str, set[str]
         new = [d for d in now_exposed if d not in targets]
         if new:
             if groups is None:
-                groups = dict(s.execute(select(Device.id, Device.group_id)).tuples().all())
+                groups = dict(s.execute(select(Device.id, Device.group_id)).all())
             for d in new:
                 if d in groups and _in_scope(act.group_ids, groups[d]):
                     t = RemediationTarget(activity_id=act.id, device_id=d, added_on=now)
@@ -285,4 +285,4 @@ def _csv_safe(value: str) -> str:
 
 def counts(s: Session) -> dict[str, int]:
     return dict(s.execute(select(RemediationActivity.status, func.count()).group_by(RemediationActivity.status))
-                .tuples().all())
+                .all())

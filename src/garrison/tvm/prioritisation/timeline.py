@@ -325,11 +325,11 @@ def _worst_severity(s: Session, software_id: str, event: str, entries: list[Any]
     if not versions:
         return None
     if event == "uninstalled":
-        sev = s.scalars(select(distinct(Vulnerability.severity))
+        sev = s.scalars(select(Vulnerability.severity).distinct()
                         .join(ResolvedFinding, ResolvedFinding.vulnerability_id == Vulnerability.id)
                         .where(ResolvedFinding.software_id == software_id, ResolvedFinding.version.in_(versions)))
     else:
-        sev = s.scalars(select(distinct(Vulnerability.severity))
+        sev = s.scalars(select(Vulnerability.severity).distinct()
                         .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
                         .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
                         .where(PackageVersion.software_id == software_id, PackageVersion.version.in_(versions)))
@@ -345,7 +345,7 @@ def _from_assessment(s: Session, tenant_id: int, now: dt.datetime) -> list[Timel
     total = _total_devices(s, now)
     keys = {f"cfg:{c['id']}": c for c in changes}
     done = _existing_keys(s, keys)
-    groups = dict(s.execute(select(Device.id, Device.group_id)).tuples().all())
+    groups = dict(s.execute(select(Device.id, Device.group_id)).all())
     catalog = config.check_catalog(s, sorted({str(c.get("check_id")) for c in changes}))
     created: list[TimelineEvent] = []
     for key, c in keys.items():
@@ -405,7 +405,7 @@ def currently_impacted(s: Session, events: list[TimelineEvent], group_ids: tuple
                                  .join(DevicePackage, DevicePackage.package_version_id == PackageVersionVuln.package_version_id)
                                  .join(Device, Device.id == DevicePackage.device_id)
                                  .where(PackageVersionVuln.vulnerability_id.in_(vids), *scope)
-                                 .group_by(PackageVersionVuln.vulnerability_id)).tuples().all())
+                                 .group_by(PackageVersionVuln.vulnerability_id)).all())
     by_sw: dict[str, int] = {}
     if sws:
         by_sw = dict(s.execute(select(PackageVersion.software_id, func.count(distinct(DevicePackage.device_id)))
@@ -413,7 +413,7 @@ def currently_impacted(s: Session, events: list[TimelineEvent], group_ids: tuple
                                .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id)
                                .join(Device, Device.id == DevicePackage.device_id)
                                .where(PackageVersion.software_id.in_(sws), *scope)
-                               .group_by(PackageVersion.software_id)).tuples().all())
+                               .group_by(PackageVersion.software_id)).all())
     for e in events:
         if e.vulnerability_id:
             out[e.id] = int(by_vuln.get(e.vulnerability_id, 0))

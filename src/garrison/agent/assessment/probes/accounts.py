@@ -30,8 +30,14 @@ Fact = Literal[
     "password_warn_days",  # >= threshold
     "home_dir_mode",  # home directories of users (UID >= UID_MIN) at most ``mode``
 ]
-NOLOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/nologin",
-                  "/usr/bin/nologin"}
+NOLOGIN_SHELLS = {
+    "/usr/sbin/nologin",
+    "/sbin/nologin",
+    "/bin/false",
+    "/usr/bin/false",
+    "/bin/nologin",
+    "/usr/bin/nologin",
+}
 # Accounts that ship with a real "shell" that is not an interactive login.
 SPECIAL_SYSTEM = {"root", "sync", "shutdown", "halt"}
 
@@ -53,10 +59,18 @@ class Accounts(Probe[AccountsParams]):
     name = "accounts"
     Params = AccountsParams
 
-    def run(self, env: Env, p: AccountsParams) -> Outcome:  # noqa: C901 - one branch per fact
+    def run(self, env: Env, p: AccountsParams) -> Outcome:
         fact = p.fact
-        if fact in ("uid0_only_root", "all_shadowed", "unique_uids", "unique_usernames", "root_gid_0",
-                    "passwd_groups_exist", "system_accounts_nologin", "home_dir_mode"):
+        if fact in (
+            "uid0_only_root",
+            "all_shadowed",
+            "unique_uids",
+            "unique_usernames",
+            "root_gid_0",
+            "passwd_groups_exist",
+            "system_accounts_nologin",
+            "home_dir_mode",
+        ):
             users = [u for u in facts.passwd(env) if not u.name.startswith(("+", "-"))]
         if fact == "uid0_only_root":
             others = [u for u in users if u.uid == 0 and u.name != "root"]
@@ -67,73 +81,117 @@ class Accounts(Probe[AccountsParams]):
         if fact == "no_empty_passwords":
             for u in facts.passwd(env):
                 if u.password == "" and not u.name.startswith(("+", "-")):
-                    return Outcome.bad(f"{u.name} has an empty password field in /etc/passwd", value=u.name,
-                                       file="/etc/passwd", line=u.line)
+                    return Outcome.bad(
+                        f"{u.name} has an empty password field in /etc/passwd",
+                        value=u.name,
+                        file="/etc/passwd",
+                        line=u.line,
+                    )
             for s in facts.shadow(env):
                 if s.hash == "":
-                    return Outcome.bad(f"{s.name} has an empty password", value=s.name, file="/etc/shadow",
-                                       line=s.line)
+                    return Outcome.bad(
+                        f"{s.name} has an empty password", value=s.name, file="/etc/shadow", line=s.line
+                    )
             return Outcome.ok("no account has an empty password", file="/etc/shadow")
         if fact == "all_shadowed":
             for u in users:
                 if u.password not in ("x", "*", "!"):
-                    return Outcome.bad(f"{u.name} keeps its password hash in /etc/passwd", value=u.name,
-                                       file="/etc/passwd", line=u.line)
+                    return Outcome.bad(
+                        f"{u.name} keeps its password hash in /etc/passwd",
+                        value=u.name,
+                        file="/etc/passwd",
+                        line=u.line,
+                    )
             return Outcome.ok("every account uses the shadow file", file="/etc/passwd")
         if fact in ("unique_uids", "unique_usernames"):
             key = (lambda u: u.uid) if fact == "unique_uids" else (lambda u: u.name)
             d = _dupes([(key(u), u.line) for u in users])
             if d:
-                return Outcome.bad(f"duplicate {'UID' if fact == 'unique_uids' else 'user name'} {d[0][0]}",
-                                   value=str(d[0][0]), file="/etc/passwd", line=d[-1][1])
+                return Outcome.bad(
+                    f"duplicate {'UID' if fact == 'unique_uids' else 'user name'} {d[0][0]}",
+                    value=str(d[0][0]),
+                    file="/etc/passwd",
+                    line=d[-1][1],
+                )
             return Outcome.ok(f"{len(users)} accounts, no duplicates", file="/etc/passwd")
         if fact in ("unique_gids", "unique_group_names"):
             groups = [g for g in facts.group(env) if not g.name.startswith(("+", "-"))]
             key2 = (lambda g: g.gid) if fact == "unique_gids" else (lambda g: g.name)
             d = _dupes([(key2(g), g.line) for g in groups])
             if d:
-                return Outcome.bad(f"duplicate {'GID' if fact == 'unique_gids' else 'group name'} {d[0][0]}",
-                                   value=str(d[0][0]), file="/etc/group", line=d[-1][1])
+                return Outcome.bad(
+                    f"duplicate {'GID' if fact == 'unique_gids' else 'group name'} {d[0][0]}",
+                    value=str(d[0][0]),
+                    file="/etc/group",
+                    line=d[-1][1],
+                )
             return Outcome.ok(f"{len(groups)} groups, no duplicates", file="/etc/group")
         if fact == "passwd_groups_exist":
             gids = {g.gid for g in facts.group(env)}
             for u in users:
                 if u.gid not in gids:
-                    return Outcome.bad(f"{u.name}'s primary group {u.gid} does not exist", value=str(u.gid),
-                                       file="/etc/passwd", line=u.line)
+                    return Outcome.bad(
+                        f"{u.name}'s primary group {u.gid} does not exist",
+                        value=str(u.gid),
+                        file="/etc/passwd",
+                        line=u.line,
+                    )
             return Outcome.ok("every primary group exists", file="/etc/passwd")
         if fact == "root_gid_0":
             root = next((u for u in users if u.name == "root"), None)
             if root is None:
                 return Outcome.bad("there is no root account", file="/etc/passwd")
-            status = "pass" if root.gid == 0 else "fail"
-            return Outcome(status, value=str(root.gid), file="/etc/passwd", line=root.line,
-                           message=f"root's primary GID is {root.gid}")
+            return Outcome.verdict(
+                root.gid == 0,
+                value=str(root.gid),
+                file="/etc/passwd",
+                line=root.line,
+                message=f"root's primary GID is {root.gid}",
+            )
         if fact == "shadow_group_empty":
             sg = next((g for g in facts.group(env) if g.name == "shadow"), None)
             if sg is None:
                 return Outcome.ok("there is no shadow group", file="/etc/group")
             if sg.members:
-                return Outcome.bad(f"the shadow group has members: {', '.join(sg.members)}",
-                                   value=",".join(sg.members), file="/etc/group", line=sg.line)
+                return Outcome.bad(
+                    f"the shadow group has members: {', '.join(sg.members)}",
+                    value=",".join(sg.members),
+                    file="/etc/group",
+                    line=sg.line,
+                )
             prim = [u for u in facts.passwd(env) if u.gid == sg.gid]
             if prim:
-                return Outcome.bad(f"{prim[0].name} has shadow as primary group", value=prim[0].name,
-                                   file="/etc/passwd", line=prim[0].line)
+                return Outcome.bad(
+                    f"{prim[0].name} has shadow as primary group",
+                    value=prim[0].name,
+                    file="/etc/passwd",
+                    line=prim[0].line,
+                )
             return Outcome.ok("the shadow group is empty", value="", file="/etc/group", line=sg.line)
         if fact == "no_legacy_plus":
             for path, entries in (("/etc/passwd", facts.passwd(env)), ("/etc/group", facts.group(env))):
                 for e in entries:
                     if e.name.startswith("+"):
-                        return Outcome.bad(f"legacy NIS entry {e.name!r}", value=e.name, file=path, line=e.line)
+                        return Outcome.bad(
+                            f"legacy NIS entry {e.name!r}", value=e.name, file=path, line=e.line
+                        )
             return Outcome.ok("no legacy '+' entries", file="/etc/passwd")
         if fact == "system_accounts_nologin":
             limit = facts.uid_min(env)
             for u in users:
-                if u.uid < limit and u.name not in SPECIAL_SYSTEM and u.name not in p.exempt \
-                        and u.shell not in NOLOGIN_SHELLS and u.shell:
-                    return Outcome.bad(f"system account {u.name} (UID {u.uid}) has login shell {u.shell}",
-                                       value=f"{u.name}:{u.shell}", file="/etc/passwd", line=u.line)
+                if (
+                    u.uid < limit
+                    and u.name not in SPECIAL_SYSTEM
+                    and u.name not in p.exempt
+                    and u.shell not in NOLOGIN_SHELLS
+                    and u.shell
+                ):
+                    return Outcome.bad(
+                        f"system account {u.name} (UID {u.uid}) has login shell {u.shell}",
+                        value=f"{u.name}:{u.shell}",
+                        file="/etc/passwd",
+                        line=u.line,
+                    )
             return Outcome.ok(f"system accounts (UID < {limit}) cannot log in", file="/etc/passwd")
         if fact in ("password_max_days", "password_min_days", "password_warn_days"):
             return self._ageing(env, p)
@@ -147,8 +205,11 @@ class Accounts(Probe[AccountsParams]):
                 if st is None or not stat.S_ISDIR(st.st_mode):
                     continue
                 if stat.S_IMODE(st.st_mode) & ~allowed:
-                    return Outcome.bad(f"{u.name}'s home {u.home} has mode {mode_str(st.st_mode)}",
-                                       value=mode_str(st.st_mode), file=u.home)
+                    return Outcome.bad(
+                        f"{u.name}'s home {u.home} has mode {mode_str(st.st_mode)}",
+                        value=mode_str(st.st_mode),
+                        file=u.home,
+                    )
             return Outcome.ok(f"home directories are at most {p.mode or '0750'}", file="/etc/passwd")
         raise AssertionError(fact)  # pragma: no cover - Literal exhausts the facts
 
@@ -156,8 +217,11 @@ class Accounts(Probe[AccountsParams]):
     def _ageing(env: Env, p: AccountsParams) -> Outcome:
         if p.threshold is None:
             raise ValueError("threshold is required")
-        field = {"password_max_days": "max_days", "password_min_days": "min_days",
-                 "password_warn_days": "warn_days"}[p.fact]
+        field = {
+            "password_max_days": "max_days",
+            "password_min_days": "min_days",
+            "password_warn_days": "warn_days",
+        }[p.fact]
         checked = 0
         for s in facts.shadow(env):
             if not s.has_usable_password or s.name in p.exempt:
@@ -170,9 +234,13 @@ class Accounts(Probe[AccountsParams]):
                 bad = v is None or v < p.threshold
             if bad:
                 shown = "unset" if v is None else str(v)
-                return Outcome.bad(f"{s.name}: {field} is {shown} (expected "
-                                   f"{'<=' if p.fact == 'password_max_days' else '>='} {p.threshold})",
-                                   value=f"{s.name}:{shown}", file="/etc/shadow", line=s.line)
-        return Outcome.ok(f"{checked} account(s) with a password comply", file="/etc/shadow",
-                          value=str(checked))
-
+                return Outcome.bad(
+                    f"{s.name}: {field} is {shown} (expected "
+                    f"{'<=' if p.fact == 'password_max_days' else '>='} {p.threshold})",
+                    value=f"{s.name}:{shown}",
+                    file="/etc/shadow",
+                    line=s.line,
+                )
+        return Outcome.ok(
+            f"{checked} account(s) with a password comply", file="/etc/shadow", value=str(checked)
+        )

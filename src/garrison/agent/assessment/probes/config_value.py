@@ -61,10 +61,11 @@ class ConfigValue(Probe[ConfigValueParams]):
         want = describe(params.op, params.value)
         if found is None:
             if params.default is None:
-                return Outcome(params.absent, file=first_file,
-                               message=f"{params.key} is not set (expected {want})")
+                return Outcome(
+                    params.absent, file=first_file, message=f"{params.key} is not set (expected {want})"
+                )
             value = str(params.default)
-            where = {"file": first_file}
+            where: dict[str, str | int | None] = {"file": first_file}
             origin = f"{params.key} is not set; the default {value!r} applies"
         else:
             value = found.value
@@ -73,9 +74,8 @@ class ConfigValue(Probe[ConfigValueParams]):
         try:
             ok = compare(value, params.op, params.value, kind=params.type, ci=params.ignore_case)
         except BadValue as exc:
-            return Outcome.bad(f"{origin}: {exc}", value=value, **where)  # type: ignore[arg-type]
-        return Outcome("pass" if ok else "fail", value=value, message=f"{origin} (expected {want})",
-                       **where)  # type: ignore[arg-type]
+            return Outcome.bad(f"{origin}: {exc}", value=value, **where)
+        return Outcome.verdict(ok, f"{origin} (expected {want})", value=value, **where)
 
     @staticmethod
     def _lookup(env: Env, params: ConfigValueParams, files: list[str]) -> confparse.Setting | None:

@@ -21,7 +21,12 @@ class FileExists(Probe[FileExistsParams]):
     def run(self, env: Env, params: FileExistsParams) -> Outcome:
         hits = env.glob(params.path)
         if hits:
-            status = "pass" if params.expect == "present" else "fail"
-            return Outcome(status, value="present", file=hits[0], message=f"{hits[0]} exists")
-        status = "fail" if params.expect == "present" else "pass"
-        return Outcome(status, value="absent", file=params.path, message=f"{params.path} does not exist")
+            return Outcome.verdict(
+                params.expect == "present", value="present", file=hits[0], message=f"{hits[0]} exists"
+            )
+        return Outcome.verdict(
+            params.expect != "present",
+            value="absent",
+            file=params.path,
+            message=f"{params.path} does not exist",
+        )

@@ -60,7 +60,11 @@ class FileMode(Probe[FileModeParams]):
         if bad:
             f, mode = bad[0]
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            return Outcome.bad(f"{f} has mode {mode_str(mode)}, expected {' and '.join(want)}{more}",
-                               value=mode_str(mode), file=f)
-        return Outcome.ok(f"{len(files)} file(s) with mode {' and '.join(want)}",
-                          value=mode_str(last_mode), file=files[-1])
+            return Outcome.bad(
+                f"{f} has mode {mode_str(mode)}, expected {' and '.join(want)}{more}",
+                value=mode_str(mode),
+                file=f,
+            )
+        return Outcome.ok(
+            f"{len(files)} file(s) with mode {' and '.join(want)}", value=mode_str(last_mode), file=files[-1]
+        )

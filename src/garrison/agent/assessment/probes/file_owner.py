@@ -18,7 +18,7 @@ from garrison.agent.assessment.probes.base import (
 
 class FileOwnerParams(ProbeParams):
     path: DevicePath | list[DevicePath]
-    user: list[str | int] = Field(default_factory=lambda: ["root"], min_length=1)
+    user: list[str | int] = Field(default=["root"], min_length=1)
     group: list[str | int] | None = None
     missing: IfMissing = "error"
 
@@ -57,9 +57,11 @@ class FileOwner(Probe[FileOwnerParams]):
             grp = groups.get(st.st_gid, str(st.st_gid))
             seen = f"{user}:{grp}"
             if not ({user, str(st.st_uid)} & ok_users):
-                return Outcome.bad(f"{f} is owned by {user}, expected {'/'.join(sorted(ok_users))}",
-                                   value=seen, file=f)
+                return Outcome.bad(
+                    f"{f} is owned by {user}, expected {'/'.join(sorted(ok_users))}", value=seen, file=f
+                )
             if ok_groups is not None and not ({grp, str(st.st_gid)} & ok_groups):
-                return Outcome.bad(f"{f} has group {grp}, expected {'/'.join(sorted(ok_groups))}",
-                                   value=seen, file=f)
+                return Outcome.bad(
+                    f"{f} has group {grp}, expected {'/'.join(sorted(ok_groups))}", value=seen, file=f
+                )
         return Outcome.ok(f"{len(files)} file(s) owned as expected", value=seen, file=files[-1])

@@ -37,17 +37,27 @@ class FileRegex(Probe[FileRegexParams]):
         patterns = params.path if isinstance(params.path, list) else [params.path]
         files = [f for f in confparse.expand(env, patterns) if env.read_text(f) is not None]
         if not files and params.missing != "empty":
-            return Outcome(params.missing, file=patterns[0], message=f"{', '.join(patterns)} does not exist")
+            return Outcome(
+                params.missing,
+                file=patterns[0],  # type: ignore[arg-type] # "empty" handled above
+                message=f"{', '.join(patterns)} does not exist",
+            )
         rx = re.compile(params.pattern, re.IGNORECASE if params.ignore_case else 0)
         for f in files:
             for n, line in enumerate((env.read_text(f) or "").splitlines(), 1):
                 if params.ignore_comments and line.lstrip().startswith("#"):
                     continue
                 if rx.search(line):
-                    status = "pass" if params.expect == "match" else "fail"
-                    return Outcome(status, value=line.strip()[:512], file=f, line=n,
-                                   message=f"{f}:{n} matches /{params.pattern}/")
-        status = "fail" if params.expect == "match" else "pass"
+                    return Outcome.verdict(
+                        params.expect == "match",
+                        value=line.strip()[:512],
+                        file=f,
+                        line=n,
+                        message=f"{f}:{n} matches /{params.pattern}/",
+                    )
         where = ", ".join(files) if files else ", ".join(patterns)
-        return Outcome(status, file=files[0] if files else patterns[0],
-                       message=f"no line of {where} matches /{params.pattern}/")
+        return Outcome.verdict(
+            params.expect == "no_match",
+            file=files[0] if files else patterns[0],
+            message=f"no line of {where} matches /{params.pattern}/",
+        )

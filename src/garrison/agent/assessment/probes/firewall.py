@@ -25,20 +25,25 @@ class FirewallParams(ProbeParams):
 
 def nft_filters_input(text: str) -> bool:
     """True when a chain hooked on input has a rule or a drop policy."""
-    for chain in re.findall(r"chain\s+\S+\s*\{(.*?)\n\s*\}", text, re.S):
+    for chain in re.findall(r"chain\s+\S+\s*\{(.*?)\n\s*\}", text, re.DOTALL):
         if not re.search(r"hook\s+input\b", chain):
             continue
         if re.search(r"policy\s+drop", chain):
             return True
-        body = [ln.strip() for ln in chain.splitlines()
-                if ln.strip() and not ln.strip().startswith(("type ", "#", "policy "))]
+        body = [
+            ln.strip()
+            for ln in chain.splitlines()
+            if ln.strip() and not ln.strip().startswith(("type ", "#", "policy "))
+        ]
         if body:
             return True
     return False
 
 
 def iptables_filters_input(text: str) -> bool:
-    return bool(re.search(r"^:INPUT DROP\b", text, re.M) or re.search(r"^-A INPUT\b", text, re.M))
+    return bool(
+        re.search(r"^:INPUT DROP\b", text, re.MULTILINE) or re.search(r"^-A INPUT\b", text, re.MULTILINE)
+    )
 
 
 def runtime_state(env: Env) -> tuple[bool, str] | None:
@@ -64,7 +69,7 @@ def configured(env: Env) -> list[tuple[str, str, str | None]]:
     """Firewalls set up to start at boot: (name, evidence file, systemd unit or None)."""
     out: list[tuple[str, str, str | None]] = []
     for line in (env.read_text("/etc/ufw/ufw.conf") or "").splitlines():
-        if re.match(r"^\s*ENABLED\s*=\s*\"?yes\"?\s*$", line, re.I):
+        if re.match(r"^\s*ENABLED\s*=\s*\"?yes\"?\s*$", line, re.IGNORECASE):
             out.append(("ufw", "/etc/ufw/ufw.conf", "ufw.service"))
     link = enabled_by(env, "firewalld.service")
     if link:
@@ -75,8 +80,10 @@ def configured(env: Env) -> list[tuple[str, str, str | None]]:
             if text and nft_filters_input(text):
                 out.append(("nftables", conf, "nftables.service"))
                 break
-    for unit, conf in (("netfilter-persistent.service", "/etc/iptables/rules.v4"),
-                       ("iptables.service", "/etc/sysconfig/iptables")):
+    for unit, conf in (
+        ("netfilter-persistent.service", "/etc/iptables/rules.v4"),
+        ("iptables.service", "/etc/sysconfig/iptables"),
+    ):
         if enabled_by(env, unit):
             text = env.read_text(conf)
             if text and iptables_filters_input(text):
@@ -96,22 +103,33 @@ class Firewall(Probe[FirewallParams]):
         if rt is not None:
             active, source = rt
             if active:
-                return Outcome.ok(f"the loaded ruleset filters input ({source}); configured at boot: {names}",
-                                  value="active")
-            return Outcome.bad(f"no rule filters input in the loaded ruleset ({source}); configured at boot: {names}",
-                               value="inactive")
+                return Outcome.ok(
+                    f"the loaded ruleset filters input ({source}); configured at boot: {names}",
+                    value="active",
+                )
+            return Outcome.bad(
+                f"no rule filters input in the loaded ruleset ({source}); configured at boot: {names}",
+                value="inactive",
+            )
         if not boot:
-            return Outcome.bad("no host firewall is configured (ufw, firewalld, nftables or iptables)",
-                               value="none")
+            return Outcome.bad(
+                "no host firewall is configured (ufw, firewalld, nftables or iptables)", value="none"
+            )
         if facts.systemd_running(env):
             for name, file, unit in boot:
                 if unit:
                     is_active, _ = active_state(env, unit, [])
                     if is_active:
-                        return Outcome.ok(f"{name} is configured ({file}) and {unit} is active", value=name,
-                                          file=file)
+                        return Outcome.ok(
+                            f"{name} is configured ({file}) and {unit} is active", value=name, file=file
+                        )
             name, file, unit = boot[0]
-            return Outcome.bad(f"{name} is configured ({file}) but {unit} is not active", value=name, file=file)
+            return Outcome.bad(
+                f"{name} is configured ({file}) but {unit} is not active", value=name, file=file
+            )
         name, file, _ = boot[0]
-        return Outcome.ok(f"{name} is configured to start at boot ({file}); the loaded ruleset is not observable "
-                          "here", value=name, file=file)
+        return Outcome.ok(
+            f"{name} is configured to start at boot ({file}); the loaded ruleset is not observable here",
+            value=name,
+            file=file,
+        )

@@ -34,25 +34,38 @@ class KernelModule(Probe[KernelModuleParams]):
         mod = facts.module_name(params.name)
         loaded = facts.loaded_modules(env)
         if loaded is not None and mod in loaded:
-            return Outcome.bad(f"module {mod} is loaded", value="loaded", file="/proc/modules", line=loaded[mod])
+            return Outcome.bad(
+                f"module {mod} is loaded", value="loaded", file="/proc/modules", line=loaded[mod]
+            )
         cfg = facts.kernel_config(env)
         if params.kconfig and cfg is not None:
             cfg_file, options = cfg
             state = options.get(params.kconfig)
             if state == "y":
-                return Outcome.bad(f"{params.kconfig}=y: {mod} is built into the running kernel",
-                                   value="built-in", file=cfg_file)
+                return Outcome.bad(
+                    f"{params.kconfig}=y: {mod} is built into the running kernel",
+                    value="built-in",
+                    file=cfg_file,
+                )
             if state is None:
-                return Outcome.ok(f"{params.kconfig} is not set: the running kernel has no {mod}",
-                                  value="unavailable", file=cfg_file)
+                return Outcome.ok(
+                    f"{params.kconfig} is not set: the running kernel has no {mod}",
+                    value="unavailable",
+                    file=cfg_file,
+                )
         if loaded is None:
             # No /proc/modules: the kernel cannot load modules, so only built-in code counts.
             if cfg is not None and cfg[1].get("CONFIG_MODULES") is None and params.kconfig is None:
-                return Outcome.err(f"kernel without module support; no kconfig symbol given to tell "
-                                   f"whether {mod} is built in")
+                return Outcome.err(
+                    f"kernel without module support; no kconfig symbol given to tell "
+                    f"whether {mod} is built in"
+                )
             if cfg is not None and cfg[1].get("CONFIG_MODULES") is None:
-                return Outcome.ok(f"the kernel cannot load modules and {mod} is not built in",
-                                  value="unavailable", file=cfg[0])
+                return Outcome.ok(
+                    f"the kernel cannot load modules and {mod} is not built in",
+                    value="unavailable",
+                    file=cfg[0],
+                )
             return Outcome.err("cannot read the list of loaded modules (/proc/modules)")
         if params.expect == "not_loaded":
             return Outcome.ok(f"module {mod} is not loaded", value="not loaded", file="/proc/modules")
@@ -61,14 +74,24 @@ class KernelModule(Probe[KernelModuleParams]):
             if not entry.args or facts.module_name(entry.args[0]) != mod:
                 continue
             if entry.directive == "install" and len(entry.args) >= 2 and entry.args[1] in NOOP_COMMANDS:
-                return Outcome.ok(f"{entry.file}:{entry.line} stops {mod} from loading",
-                                  value=" ".join((entry.directive, *entry.args)), file=entry.file,
-                                  line=entry.line)
+                return Outcome.ok(
+                    f"{entry.file}:{entry.line} stops {mod} from loading",
+                    value=" ".join((entry.directive, *entry.args)),
+                    file=entry.file,
+                    line=entry.line,
+                )
             if entry.directive == "blacklist" and blacklisted is None:
                 blacklisted = entry
         if blacklisted is not None:
-            return Outcome.bad(f"{mod} is only blacklisted ({blacklisted.file}:{blacklisted.line}); "
-                               f"an explicit modprobe still loads it: add 'install {mod} /bin/false'",
-                               value="blacklisted", file=blacklisted.file, line=blacklisted.line)
-        return Outcome.bad(f"{mod} can be loaded: no 'install {mod} /bin/false' in modprobe.d",
-                           value="loadable", file="/etc/modprobe.d")
+            return Outcome.bad(
+                f"{mod} is only blacklisted ({blacklisted.file}:{blacklisted.line}); "
+                f"an explicit modprobe still loads it: add 'install {mod} /bin/false'",
+                value="blacklisted",
+                file=blacklisted.file,
+                line=blacklisted.line,
+            )
+        return Outcome.bad(
+            f"{mod} can be loaded: no 'install {mod} /bin/false' in modprobe.d",
+            value="loadable",
+            file="/etc/modprobe.d",
+        )

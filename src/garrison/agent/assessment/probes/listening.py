@@ -17,7 +17,7 @@ UDP_UNCONNECTED = "07"
 
 class ListeningParams(ProbeParams):
     ports: list[int] = Field(min_length=1, max_length=64)
-    protocols: list[Literal["tcp", "udp"]] = Field(default_factory=lambda: ["tcp"], min_length=1)
+    protocols: list[Literal["tcp", "udp"]] = Field(default=["tcp"], min_length=1)
     expect: Literal["closed", "local_only"] = "closed"
 
 
@@ -40,7 +40,7 @@ class Socket:
 def _addr(hex_addr: str) -> str:
     raw = bytes.fromhex(hex_addr)
     # The kernel prints each 32-bit word in host (little-endian) order.
-    fixed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    fixed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return str(ipaddress.ip_address(fixed))
 
 
@@ -82,9 +82,14 @@ class Listening(Probe[ListeningParams]):
             for s in sockets(env, proto):
                 if s.port not in ports or (params.expect == "local_only" and s.loopback):
                     continue
-                return Outcome.bad(f"{proto} port {s.port} is listening on {s.address}",
-                                   value=f"{proto} {s.address}:{s.port}", file=s.file, line=s.line)
+                return Outcome.bad(
+                    f"{proto} port {s.port} is listening on {s.address}",
+                    value=f"{proto} {s.address}:{s.port}",
+                    file=s.file,
+                    line=s.line,
+                )
         where = "on a non-loopback address" if params.expect == "local_only" else ""
         shown = ", ".join(map(str, sorted(ports)))
-        return Outcome.ok(f"nothing listens on {'/'.join(params.protocols)} port(s) {shown} {where}".strip(),
-                          value="closed")
+        return Outcome.ok(
+            f"nothing listens on {'/'.join(params.protocols)} port(s) {shown} {where}".strip(), value="closed"
+        )

@@ -10,7 +10,14 @@ from pydantic import Field
 
 from garrison.agent.assessment import facts
 from garrison.agent.assessment.env import Env, Outcome
-from garrison.agent.assessment.probes.base import DevicePath, IfMissing, Probe, ProbeParams, if_missing, register_probe
+from garrison.agent.assessment.probes.base import (
+    DevicePath,
+    IfMissing,
+    Probe,
+    ProbeParams,
+    if_missing,
+    register_probe,
+)
 
 Option = str
 
@@ -41,22 +48,33 @@ class Mount(Probe[MountParams]):
         entries = [m for m in facts.mounts(env) if m.mountpoint == mp]
         if not entries:
             if params.separate:
-                return Outcome.bad(f"{mp} is not a separate file system", value="not mounted", file="/proc/mounts")
+                return Outcome.bad(
+                    f"{mp} is not a separate file system", value="not mounted", file="/proc/mounts"
+                )
             return if_missing(params.not_mounted, f"{mp} is not a separate file system", "/proc/mounts")
         m = entries[-1]
         shown = ",".join(m.options)
         missing = _missing(m.options, params)
         if missing:
-            return Outcome.bad(f"{mp} is mounted without {', '.join(missing)}", value=shown,
-                               file=m.file, line=m.line)
+            return Outcome.bad(
+                f"{mp} is mounted without {', '.join(missing)}", value=shown, file=m.file, line=m.line
+            )
         if params.check_fstab:
             for f in facts.fstab(env):
                 if f.mountpoint.rstrip("/") == mp:
                     missing = _missing(f.options, params)
                     if missing:
-                        return Outcome.bad(f"{mp} has the options now, but /etc/fstab lacks {', '.join(missing)}"
-                                           f" (lost at the next mount)", value=",".join(f.options),
-                                           file=f.file, line=f.line)
-        what = "a separate file system" if not (params.options or params.options_any) else "mounted with " + (
-            ", ".join(params.options + ([" or ".join(params.options_any)] if params.options_any else [])))
+                        return Outcome.bad(
+                            f"{mp} has the options now, but /etc/fstab lacks {', '.join(missing)}"
+                            f" (lost at the next mount)",
+                            value=",".join(f.options),
+                            file=f.file,
+                            line=f.line,
+                        )
+        what = (
+            "a separate file system"
+            if not (params.options or params.options_any)
+            else "mounted with "
+            + (", ".join(params.options + ([" or ".join(params.options_any)] if params.options_any else [])))
+        )
         return Outcome.ok(f"{mp} is {what} ({m.fstype})", value=shown, file=m.file, line=m.line)

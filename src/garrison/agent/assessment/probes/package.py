@@ -29,9 +29,16 @@ class Package(Probe[PackageParams]):
             if n in db.versions:
                 version = db.versions[n]
                 shown = f"{n} {version}".strip()
-                status = "pass" if params.expect == "installed" else "fail"
-                return Outcome(status, value=shown, file=db.source, line=db.lines.get(n),
-                               message=f"{shown} is installed")
-        status = "fail" if params.expect == "installed" else "pass"
-        return Outcome(status, value="not installed", file=db.source,
-                       message=f"none of {', '.join(params.names)} is installed")
+                return Outcome.verdict(
+                    params.expect == "installed",
+                    value=shown,
+                    file=db.source,
+                    line=db.lines.get(n),
+                    message=f"{shown} is installed",
+                )
+        return Outcome.verdict(
+            params.expect != "installed",
+            value="not installed",
+            file=db.source,
+            message=f"none of {', '.join(params.names)} is installed",
+        )

@@ -69,10 +69,15 @@ class Service(Probe[ServiceParams]):
             for u in params.units:
                 link = enabled_by(env, u)
                 if link:
-                    status = "pass" if params.expect == "enabled" else "fail"
-                    return Outcome(status, value="enabled", file=link, message=f"{u} is enabled ({link})")
-            status = "fail" if params.expect == "enabled" else "pass"
-            return Outcome(status, value="not enabled", message=f"{names}: not enabled")
+                    return Outcome.verdict(
+                        params.expect == "enabled",
+                        value="enabled",
+                        file=link,
+                        message=f"{u} is enabled ({link})",
+                    )
+            return Outcome.verdict(
+                params.expect != "enabled", value="not enabled", message=f"{names}: not enabled"
+            )
         if params.expect == "masked":
             for u in params.units:
                 link = facts.unit_masked(env, u)
@@ -83,11 +88,11 @@ class Service(Probe[ServiceParams]):
         for u in params.units:
             active, how = active_state(env, u, params.processes)
             if active:
-                status = "pass" if params.expect == "active" else "fail"
-                return Outcome(status, value="active", message=f"{u} is active ({how})")
+                return Outcome.verdict(
+                    params.expect == "active", value="active", message=f"{u} is active ({how})"
+                )
             if active is None:
                 unknown.append(how)
         if unknown:
             return Outcome.err(f"cannot tell whether {names} is active: {unknown[0]}")
-        status = "fail" if params.expect == "active" else "pass"
-        return Outcome(status, value="inactive", message=f"{names}: not active")
+        return Outcome.verdict(params.expect != "active", value="inactive", message=f"{names}: not active")

@@ -110,35 +110,57 @@ class Sudoers(Probe[SudoersParams]):
             hit = defaults.get(p.fact)
             if hit and hit[0] not in (False, ""):
                 where = hit[1]
-                return Outcome.ok(f"Defaults {p.fact} is set", value=str(hit[0]), file=where.file, line=where.line)
+                return Outcome.ok(
+                    f"Defaults {p.fact} is set", value=str(hit[0]), file=where.file, line=where.line
+                )
             where_kw = {"file": hit[1].file, "line": hit[1].line} if hit else {"file": "/etc/sudoers"}
             return Outcome.bad(f"Defaults {p.fact} is not set", value="unset", **where_kw)  # type: ignore[arg-type]
         if p.fact == "no_nopasswd":
             for ln in lines:
                 if not ln.text.startswith("Defaults") and re.search(r"\bNOPASSWD\s*:", ln.text):
-                    return Outcome.bad("a rule lets commands run without a password", value=ln.text[:256],
-                                       file=ln.file, line=ln.line)
+                    return Outcome.bad(
+                        "a rule lets commands run without a password",
+                        value=ln.text[:256],
+                        file=ln.file,
+                        line=ln.line,
+                    )
             return Outcome.ok("every sudo rule asks for a password", file="/etc/sudoers")
         if p.fact == "no_unauthenticated":
             for ln in lines:
                 m = _DEFAULTS.match(ln.text)
                 if m and "!authenticate" in (x.replace(" ", "") for x in _split_params(m.group(2))):
-                    return Outcome.bad("Defaults !authenticate turns off authentication", value=ln.text[:256],
-                                       file=ln.file, line=ln.line)
+                    return Outcome.bad(
+                        "Defaults !authenticate turns off authentication",
+                        value=ln.text[:256],
+                        file=ln.file,
+                        line=ln.line,
+                    )
             return Outcome.ok("authentication is not turned off", file="/etc/sudoers")
         if p.fact == "timestamp_timeout":
             limit = DEFAULT_TIMESTAMP_TIMEOUT if p.threshold is None else p.threshold
             hit = defaults.get("timestamp_timeout")
             if hit is None:
-                status = "pass" if DEFAULT_TIMESTAMP_TIMEOUT <= limit else "fail"
-                return Outcome(status, value=str(DEFAULT_TIMESTAMP_TIMEOUT), file="/etc/sudoers",
-                               message=f"timestamp_timeout not set; sudo's default {DEFAULT_TIMESTAMP_TIMEOUT} applies")
+                return Outcome.verdict(
+                    DEFAULT_TIMESTAMP_TIMEOUT <= limit,
+                    value=str(DEFAULT_TIMESTAMP_TIMEOUT),
+                    file="/etc/sudoers",
+                    message=f"timestamp_timeout not set; sudo's default {DEFAULT_TIMESTAMP_TIMEOUT} applies",
+                )
             try:
                 minutes = float(str(hit[0]))
             except ValueError:
-                return Outcome.bad(f"timestamp_timeout is not a number: {hit[0]}", value=str(hit[0]),
-                                   file=hit[1].file, line=hit[1].line)
+                return Outcome.bad(
+                    f"timestamp_timeout is not a number: {hit[0]}",
+                    value=str(hit[0]),
+                    file=hit[1].file,
+                    line=hit[1].line,
+                )
             ok = 0 <= minutes <= limit
-            return Outcome("pass" if ok else "fail", value=str(hit[0]), file=hit[1].file, line=hit[1].line,
-                           message=f"timestamp_timeout={hit[0]} (expected 0..{limit} minutes)")
+            return Outcome.verdict(
+                ok,
+                value=str(hit[0]),
+                file=hit[1].file,
+                line=hit[1].line,
+                message=f"timestamp_timeout={hit[0]} (expected 0..{limit} minutes)",
+            )
         raise AssertionError(p.fact)  # pragma: no cover

@@ -32,5 +32,6 @@ class Sysctl(Probe[SysctlParams]):
             ok = compare(value, params.op, params.value)
         except BadValue as exc:
             return Outcome.bad(f"{params.key} = {value!r}: {exc}", value=value, file=path)
-        return Outcome("pass" if ok else "fail", value=value, file=path,
-                       message=f"{params.key} = {value} (expected {want})")
+        return Outcome.verdict(
+            ok, value=value, file=path, message=f"{params.key} = {value} (expected {want})"
+        )

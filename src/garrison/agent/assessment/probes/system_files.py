@@ -60,7 +60,7 @@ def _walk(env: Env, roots: tuple[tuple[str, int], ...], cap: int) -> Walk:
     root_prefix = str(env.ctx.root).rstrip("/")
 
     def rel(p: str) -> str:
-        return p[len(root_prefix):] if root_prefix else p
+        return p[len(root_prefix) :] if root_prefix else p
 
     for root, max_depth in roots:
         host = env.path(root)
@@ -97,8 +97,9 @@ def _walk(env: Env, roots: tuple[tuple[str, int], ...], cap: int) -> Walk:
     return Walk(hits, owners, examined, truncated)
 
 
-def _unowned_paths(env: Env, roots: tuple[tuple[str, int], ...], cap: int, uids: set[int],
-                   gids: set[int]) -> tuple[str | None, int, bool]:
+def _first_unowned(
+    env: Env, roots: tuple[tuple[str, int], ...], cap: int, uids: set[int], gids: set[int]
+) -> str | None:
     """First file whose owner or group has no name; a second walk only when the first saw one."""
     root_prefix = str(env.ctx.root).rstrip("/")
     examined = 0
@@ -117,16 +118,16 @@ def _unowned_paths(env: Env, roots: tuple[tuple[str, int], ...], cap: int, uids:
                 for e in it:
                     examined += 1
                     if examined > cap:
-                        return None, examined, True
+                        return None
                     try:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
                     if st.st_uid not in uids or st.st_gid not in gids:
-                        return e.path[len(root_prefix):] if root_prefix else e.path, examined, False
+                        return e.path[len(root_prefix) :] if root_prefix else e.path
                     if stat.S_ISDIR(st.st_mode) and depth < max_depth:
                         stack.append((e.path, depth + 1))
-    return None, examined, False
+    return None
 
 
 @register_probe
@@ -143,7 +144,7 @@ class SystemFiles(Probe[SystemFilesParams]):
             gids = {g.gid for g in facts.group(env)}
             if all(u in uids and g in gids for u, g in walk.owners):
                 return self._clean(walk, where, "unowned files")
-            path, _, truncated = _unowned_paths(env, roots, p.max_entries, uids, gids)
+            path = _first_unowned(env, roots, p.max_entries, uids, gids)
             if path is None:
                 raise ProbeError("the walk stopped at its cap before locating the unowned file")
             return Outcome.bad(f"{path} has an owner or group without a name", file=path, value=path)
@@ -158,17 +159,24 @@ class SystemFiles(Probe[SystemFilesParams]):
             if any(fnmatch.fnmatchcase(h.path, pat) for pat in p.allow):
                 continue
             found.append(h)
-        label = {"world_writable": "world-writable", "suid": "unexpected SUID", "sgid": "unexpected SGID"}[p.find]
+        label = {"world_writable": "world-writable", "suid": "unexpected SUID", "sgid": "unexpected SGID"}[
+            p.find
+        ]
         if found:
-            shown = ", ".join(h.path for h in found[:10]) + (f" (+{len(found) - 10} more)" if len(found) > 10 else "")
-            return Outcome.bad(f"{len(found)} {label} file(s): {shown}", value=shown[:1024], file=found[0].path)
+            shown = ", ".join(h.path for h in found[:10]) + (
+                f" (+{len(found) - 10} more)" if len(found) > 10 else ""
+            )
+            return Outcome.bad(
+                f"{len(found)} {label} file(s): {shown}", value=shown[:1024], file=found[0].path
+            )
         return self._clean(walk, where, f"{label} files")
 
     @staticmethod
     def _clean(walk: Walk, where: str, what: str) -> Outcome:
         if walk.truncated:
-            return Outcome.err(f"the walk of {where} stopped after {walk.examined - 1} entries (cap); "
-                               f"{what} may have been missed")
+            return Outcome.err(
+                f"the walk of {where} stopped after {walk.examined - 1} entries (cap); "
+                f"{what} may have been missed"
+            )
         # No entry count in the evidence: it changes with every unrelated file and would make deltas noisy.
         return Outcome.ok(f"no {what} under {where}", value="0")
-

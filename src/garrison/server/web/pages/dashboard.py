@@ -96,7 +96,7 @@ def dashboard(request: Request, principal: Principal = require("analyst")) -> Re
                  for c in tvmviews.CATEGORIES], title="Secure Score by category")
 
         levels = exp["levels"]
-        no_data = tvmviews.no_data_devices(s, ctx)
+        no_data = tvmviews.no_data_devices(s, ctx, sum(levels.values()))
         segments = [charts.Segment(level, levels.get(level, 0), charts.LEVEL_COLORS[level],
                                    ctx.url("/devices", exposure=level)) for level in LEVEL_ORDER]
         segments.append(charts.Segment("No data", no_data, charts.LEVEL_COLORS["No data"],

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.core import devices
@@ -23,10 +23,13 @@ from garrison.server.web.common import back_to, page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag
+from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersionVuln
 
 LEVELS = ("High", "Medium", "Low", "None")
 RISK = ("High", "Medium", "Low", "Informational", "None")
-NO_DATA_AFTER = dt.timedelta(days=30)
+HEALTH_LABELS = {"Active": "Active", "Inactive": "Inactive", "ImpairedCommunication": "Impaired communication",
+                 "NoSensorData": "No sensor data", "NoSensorDataImpairedCommunication": "No data, impaired",
+                 "Unknown": "Unknown"}
 
 
 def columns(now: dt.datetime) -> list[Column]:
@@ -34,10 +37,8 @@ def columns(now: dt.datetime) -> list[Column]:
         Column("name", "Device name", Device.computer_dns_name),
         Column("risk", "Risk level", Device.risk_score),
         Column("exposure", "Exposure level", Device.exposure_score, numeric=False, default_desc=True),
-        Column("os", "OS platform", Device.os_platform),
-        Column("version", "OS version", Device.os_version),
+        Column("os", "OS", Device.os_platform),
         Column("health", "Sensor health", devices.health_expr(now)),
-        Column("onboarding", "Onboarding status", Device.onboarding_status),
         Column("lastseen", "Last seen", Device.last_seen, default_desc=True),
         Column("firstseen", "First seen", Device.first_seen, default_desc=True),
         Column("tags", "Tags"),
@@ -46,7 +47,7 @@ def columns(now: dt.datetime) -> list[Column]:
     ]
 
 
-def device_filters(ctx: Ctx, now: dt.datetime) -> list[Any]:
+def device_filters(ctx: Ctx, now: dt.datetime, s: Session | None = None) -> list[Any]:
     conds: list[Any] = [ctx.device_cond()]
     q = ctx.param("q")
     if q:
@@ -54,9 +55,9 @@ def device_filters(ctx: Ctx, now: dt.datetime) -> list[Any]:
                          Device.last_ip_address.startswith(q, autoescape=True)))
     exposure = choice(ctx, "exposure", LEVELS + ("No data",))
     if exposure == "No data":
-        conds.append(or_(Device.last_seen.is_(None), Device.last_seen < now - NO_DATA_AFTER))
+        conds.append(~has_data_expr(now))
     elif exposure:
-        conds.append(and_(Device.exposure_level == exposure, Device.last_seen >= now - NO_DATA_AFTER))
+        conds.append(and_(Device.exposure_level == exposure, has_data_expr(now)))
     risk = choice(ctx, "risk", RISK)
     if risk:
         conds.append(Device.risk_score == risk)
@@ -78,11 +79,35 @@ def device_filters(ctx: Ctx, now: dt.datetime) -> list[Any]:
     ids = ctx.params("id")
     if ids:
         conds.append(Device.id.in_(ids[:500]))
+    vuln = ctx.param("vuln")
+    if vuln:
+        pvs = select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln)
+        conds.append(Device.id.in_(select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs))))
+    rec_id = ctx.param("rec")
+    if rec_id:
+        from garrison.store.models.prioritisation import Recommendation
+        from garrison.tvm.prioritisation import recommendations as recs
+
+        rec = s.get(Recommendation, (ctx.principal.tenant_id, rec_id)) if s is not None else None
+        stmt = recs.exposed_devices_stmt(rec) if rec is not None else None
+        conds.append(Device.id.in_(select(stmt.subquery().c[0])) if stmt is not None else false())
     return conds
 
 
-def exposure_shown(device: Device, now: dt.datetime) -> str:
-    if device.last_seen is None or device.last_seen < now - NO_DATA_AFTER:
+def has_data_expr(now: dt.datetime) -> Any:
+    """Devices with an exposure level: active in the last 30 days with an inventory (as the
+    prioritisation job counts them); the others show "No data"."""
+    from garrison.tvm.prioritisation import exposure
+
+    inventory = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
+        .correlate(Device).exists()
+    return and_(exposure.is_active_expr(now), inventory)
+
+
+def exposure_shown(device: Device, now: dt.datetime, has_inventory: bool = True) -> str:
+    from garrison.tvm.prioritisation import exposure
+
+    if not has_inventory or not exposure.is_active(device, now):
         return "No data"
     return device.exposure_level or "None"
 
@@ -92,20 +117,21 @@ def device_list(request: Request, principal: Principal = require("analyst")) -> 
     now = utcnow()
     with page(request, principal, "devices") as (s, ctx):
         cols = columns(now)
-        conds = device_filters(ctx, now)
+        conds = device_filters(ctx, now, s)
         total = s.scalar(select(func.count()).select_from(Device).where(*conds)) or 0
         p = pager(ctx, total)
         sort = sort_of(ctx, cols, "exposure", default_desc=True)
-        rows = s.execute(select(Device, DeviceGroup.name).outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+        rows = s.execute(select(Device, DeviceGroup.name, has_data_expr(now))
+                         .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
                          .where(*conds).order_by(*order_by(cols, sort, [Device.computer_dns_name, Device.id]))
                          .limit(p.size).offset(p.offset)).all()
         platforms = [r for (r,) in s.execute(select(Device.os_platform).where(ctx.device_cond())
                                              .group_by(Device.os_platform).order_by(Device.os_platform)) if r]
-        items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now)}
-                 for d, g in rows]
+        items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now, data)}
+                 for d, g, data in rows]
         return render(ctx, "devices.html", title="Devices", cols=cols, sort=sort, p=p, items=items,
                       platforms=platforms, levels=LEVELS + ("No data",), risks=RISK,
-                      health_states=devices.HEALTH_STATES, values=devices.DEVICE_VALUES, now=now)
+                      health_labels=HEALTH_LABELS, values=devices.DEVICE_VALUES, now=now)
 
 
 CSV_FIELDS = ["Device name", "Device id", "Domain", "OS platform", "OS version", "Risk level", "Exposure level",
@@ -117,7 +143,7 @@ CSV_FIELDS = ["Device name", "Device id", "Domain", "OS platform", "OS version",
 def device_csv(request: Request, principal: Principal = require("analyst")) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (_s, ctx):
-        conds = device_filters(ctx, now)
+        conds = device_filters(ctx, now, _s)
     store = request.app.state.store
 
     def rows() -> Iterator[str]:
@@ -125,14 +151,15 @@ def device_csv(request: Request, principal: Principal = require("analyst")) -> R
         writer = csv.writer(buf)
         writer.writerow(CSV_FIELDS)
         with store.tenant(principal.tenant_id) as s:
-            stmt = (select(Device, DeviceGroup.name).outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+            stmt = (select(Device, DeviceGroup.name, has_data_expr(now))
+                    .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
                     .where(*conds).order_by(Device.computer_dns_name, Device.id)
                     .execution_options(yield_per=1000))
-            for n, (d, g) in enumerate(s.execute(stmt)):
+            for n, (d, g, data) in enumerate(s.execute(stmt)):
                 name = d.computer_dns_name
                 writer.writerow([_cell(v) for v in (
                     name, d.id, name.split(".", 1)[1] if "." in name else "", d.os_platform, d.os_version,
-                    d.risk_score, exposure_shown(d, now), round(d.exposure_score or 0, 1),
+                    d.risk_score, exposure_shown(d, now, data), round(d.exposure_score or 0, 1),
                     devices.health_status(d, now), d.onboarding_status,
                     d.last_seen.isoformat() if d.last_seen else "", d.first_seen.isoformat() if d.first_seen else "",
                     d.last_ip_address, ";".join(d.tags or []), d.device_value, g or "")])
@@ -186,7 +213,8 @@ def device_page(machine_id: str, request: Request, principal: Principal = requir
             data = tvmdata.device_recommendations(s, ctx, device)
         return render(ctx, "device.html", title=device.computer_dns_name or device.id, d=device,
                       group=group.name if group else None, tab=tab, tabs=DEVICE_TABS, data=data,
-                      health=devices.health_status(device, now), exposure=exposure_shown(device, now),
+                      health=devices.health_status(device, now),
+                      exposure=exposure_shown(device, now, s.get(DeviceInventoryState, device.id) is not None),
                       values=devices.DEVICE_VALUES, now=now)
 
 
@@ -222,5 +250,3 @@ async def device_update(machine_id: str, request: Request,
 
     return await run_in_threadpool(_device_action, request, principal, machine_id, form)
 
-
-__all__ = ["device_list", "device_page", "cast", "String"]

@@ -120,7 +120,7 @@ def recommendation_list(request: Request, principal: Principal = require("analys
         active = dict(s.execute(select(RemediationActivity.recommendation_id, func.count())
                                 .where(RemediationActivity.recommendation_id.in_(ids),
                                        RemediationActivity.status == "Active")
-                                .group_by(RemediationActivity.recommendation_id)).tuples().all()) if ids else {}
+                                .group_by(RemediationActivity.recommendation_id)).all()) if ids else {}
         items = [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0), "installed": int(r[3] or 0),
                   "trend": trends.get(r[0].id, []), "activities": active.get(r[0].id, 0)} for r in rows]
         panel = None

@@ -166,7 +166,7 @@ def feed_rows(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/settings/feeds")
 def settings_feeds(request: Request, principal: Principal = require("analyst")) -> Response:
-    with page(request, principal, "settings") as (s, ctx):
+    with page(request, principal, "settings") as (_s, ctx):
         return render(ctx, "settings.html", title="Settings · Feed status", tab="feeds", tabs=_tabs(ctx),
                       feeds=feed_rows(request))
 

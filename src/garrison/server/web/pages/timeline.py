@@ -1,17 +1,112 @@
-"""Placeholder until the page is built."""
+"""Event timeline: events that may change the organisation's risk, filtered by type and date
+range, with originally and currently impacted devices and the score trend."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import Response
+from sqlalchemy import func, or_, select
 
 from garrison.core.access import Principal
 from garrison.server.auth import require
+from garrison.server.web import charts, tvmviews
 from garrison.server.web.common import page, router
-from garrison.server.web.render import render
+from garrison.server.web.pages.dashboard import event_dots
+from garrison.server.web.render import Ctx, choice, pager, render
+from garrison.store.models.kb import Vulnerability
+from garrison.store.models.prioritisation import Recommendation, TimelineEvent
+
+TYPE_LABELS = {"NewVulnerability": "New vulnerability", "NewPublicExploit": "New public exploit",
+               "ExploitVerified": "Exploit was verified", "ExploitAddedToKit": "Exploit added to an exploit kit",
+               "NewConfigurationAssessment": "New configuration assessment", "SoftwareInstalled": "Software installed",
+               "SoftwareUninstalled": "Software uninstalled", "SoftwareUpdated": "Software updated"}
+RANGES = {"7": "Last 7 days", "30": "Last 30 days", "90": "Last 3 months", "180": "Last 6 months"}
+SCOPED_LIMIT = 5000
+
+
+def date_range(ctx: Ctx) -> tuple[dt.datetime, dt.datetime, str, str]:
+    """(from, to) of the page: ``start``/``end`` dates when given, else the preset ``range``."""
+    today = dt.date.today()
+    start_s, end_s = ctx.param("start"), ctx.param("end")
+    try:
+        start = dt.date.fromisoformat(start_s) if start_s else None
+        end = dt.date.fromisoformat(end_s) if end_s else None
+    except ValueError:
+        start = end = None
+    if start is None:
+        days = int(choice(ctx, "range", RANGES) or "30")
+        start = today - dt.timedelta(days=days - 1)
+    end = end or today
+    if end < start:
+        start, end = end, start
+    lo = dt.datetime.combine(start, dt.time(0, 0), tzinfo=dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0, 0), tzinfo=dt.UTC)
+    return lo, hi, start.isoformat(), end.isoformat()
 
 
 @router.get("/timeline")
 def timeline_page(request: Request, principal: Principal = require("analyst")) -> Response:
-    with page(request, principal, "timeline") as (_s, ctx):
-        return render(ctx, "placeholder.html", title="timeline")
+    from garrison.tvm.prioritisation import timeline
+
+    now = dt.datetime.now(dt.UTC)
+    with page(request, principal, "timeline") as (s, ctx):
+        lo, hi, start, end = date_range(ctx)
+        conds: list[Any] = [TimelineEvent.at >= lo, TimelineEvent.at < hi]
+        kinds = [k for k in ctx.params("type") if k in TYPE_LABELS]
+        if kinds:
+            conds.append(TimelineEvent.kind.in_(kinds))
+        q = ctx.param("q").lower()
+        if q:
+            like = f"%{q.replace('%', '')}%"
+            conds.append(or_(func.lower(TimelineEvent.title).like(like),
+                             func.lower(TimelineEvent.related_component).like(like),
+                             func.lower(func.coalesce(TimelineEvent.vulnerability_id, "")).like(like)))
+        try:
+            min_pct = float(ctx.param("minpct") or 0)
+        except ValueError:
+            min_pct = 0.0
+        if min_pct > 0:
+            conds.append(TimelineEvent.originally_impacted * 100.0 >= min_pct * func.nullif(TimelineEvent.total_devices, 0))
+        order = [TimelineEvent.at.desc(), TimelineEvent.id.desc()]
+        if ctx.scope is None:
+            total = s.scalar(select(func.count()).select_from(TimelineEvent).where(*conds)) or 0
+            p = pager(ctx, total, default_size=50)
+            events = list(s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(p.size).offset(p.offset)))
+            in_range = list(s.execute(select(TimelineEvent.kind, TimelineEvent.vulnerability_id, TimelineEvent.details)
+                                      .where(*conds)))
+        else:
+            # impacted devices per group live in a JSON map: filter the range's events in Python
+            scoped = [e for e in s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(SCOPED_LIMIT))
+                      if timeline.visible_count(e, ctx.scope) > 0]
+            p = pager(ctx, len(scoped), default_size=50)
+            events = scoped[p.offset:p.offset + p.size]
+            in_range = [(e.kind, e.vulnerability_id, e.details) for e in scoped]
+        current = timeline.currently_impacted(s, events, ctx.scope, now)
+        rows = [timeline.to_api(e, ctx.scope, current.get(e.id)) for e in events]
+        new_vulns = len({v for k, v, _d in in_range if k == "NewVulnerability" and v})
+        exploitable = len({v for k, v, d in in_range if v and (k in ("NewPublicExploit", "ExploitVerified",
+                                                                      "ExploitAddedToKit") or (d or {}).get("kev"))})
+        hist = tvmviews.exposure_history(s, ctx, days=max(7, min(180, (hi - lo).days)))
+        chart_events = [e for e in s.scalars(select(TimelineEvent).where(TimelineEvent.at >= lo, TimelineEvent.at < hi)
+                                             .limit(SCOPED_LIMIT))
+                        if ctx.scope is None or timeline.visible_count(e, ctx.scope) > 0]
+        chart = charts.line_chart(hist, title="Exposure score in this period", y_max=100, color="#c4314b",
+                                  value_label="exposure score", events=event_dots(ctx, chart_events), height=150)
+        panel = None
+        open_id = ctx.param("open")
+        if open_id and open_id.isdigit():
+            e = s.get(TimelineEvent, int(open_id))
+            if e is None or e.tenant_id != principal.tenant_id or \
+                    (ctx.scope is not None and timeline.visible_count(e, ctx.scope) == 0):
+                panel = {"missing": open_id}
+            else:
+                cur = timeline.currently_impacted(s, [e], ctx.scope, now).get(e.id)
+                vuln = s.get(Vulnerability, e.vulnerability_id) if e.vulnerability_id else None
+                rec = s.get(Recommendation, (e.tenant_id, e.recommendation_id)) if e.recommendation_id else None
+                panel = {"e": e, "api": timeline.to_api(e, ctx.scope, cur), "v": vuln, "rec": rec}
+        return render(ctx, "timeline.html", title="Event timeline", rows=rows, p=p, panel=panel, start=start, end=end,
+                      kinds=kinds, type_labels=TYPE_LABELS, ranges=RANGES, chart=chart, new_vulns=new_vulns,
+                      exploitable=exploitable, total_events=len(in_range))

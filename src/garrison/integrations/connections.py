@@ -1,0 +1,48 @@
+"""Configured connections of a tenant: ticket connectors, SMTP and webhooks.
+
+``config`` is shown through the API; ``secrets`` (tokens, passwords, HMAC keys) are write-only:
+the API shows which secret keys are set, never their values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from garrison.integrations.httpclient import check_url
+from garrison.integrations.notify.email import SmtpConfig
+from garrison.integrations.tickets import CONNECTORS
+from garrison.store.models.prioritisation import IntegrationConnection
+
+KINDS = ("smtp", *sorted(CONNECTORS))
+MAX_JSON = 16 * 1024
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}$")
+
+
+def validate(kind: str, name: str, config: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    """Normalised config; raises ValueError with a message a user can act on."""
+    if not _NAME.match(name or ""):
+        raise ValueError("name: use 1-128 letters, digits, space, . _ @ -")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if len(repr(config)) > MAX_JSON or len(repr(secrets)) > MAX_JSON:
+        raise ValueError("configuration too large")
+    for k, v in secrets.items():
+        if not isinstance(v, str):
+            raise ValueError(f"secrets.{k} must be a string")
+    if kind == "smtp":
+        return SmtpConfig.validate(config, secrets)
+    out = CONNECTORS[kind].validate(config, secrets)
+    if kind == "webhook":
+        out["url"] = check_url(str(out["url"]), "webhook: config.url")
+    return out
+
+
+def is_ticketing(kind: str) -> bool:
+    return kind in CONNECTORS
+
+
+def to_api(c: IntegrationConnection) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "kind": c.kind, "config": c.config, "secretsSet": sorted(c.secrets or {}),
+            "enabled": c.enabled, "ticketing": is_ticketing(c.kind), "notifications": c.kind in ("smtp", "webhook"),
+            "createdBy": c.created_by, "createdOn": c.created_at}

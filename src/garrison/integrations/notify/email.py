@@ -1,0 +1,115 @@
+"""E-mail over SMTP (standard library ``smtplib``): plain text, STARTTLS or implicit TLS, optional login."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from garrison.integrations.httpclient import IntegrationError
+
+TIMEOUT = 15.0
+
+
+@dataclass
+class SmtpConfig:
+    host: str
+    port: int = 587
+    sender: str = "garrison@localhost"
+    starttls: bool = True
+    ssl: bool = False
+    username: str = ""
+    password: str = ""
+    verify_tls: bool = True
+
+    @classmethod
+    def from_connection(cls, config: dict[str, Any], secrets: dict[str, Any]) -> SmtpConfig:
+        return cls(host=str(config.get("host") or ""), port=int(config.get("port") or 587),
+                   sender=str(config.get("sender") or "garrison@localhost"),
+                   starttls=bool(config.get("starttls", True)), ssl=bool(config.get("ssl", False)),
+                   username=str(config.get("username") or ""), password=str(secrets.get("password") or ""),
+                   verify_tls=bool(config.get("verify_tls", True)))
+
+    @staticmethod
+    def validate(config: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+        out = dict(config)
+        if not str(out.get("host") or "").strip():
+            raise ValueError("smtp: config.host is required")
+        port = out.get("port", 587)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("smtp: config.port must be a port number")
+        sender = str(out.get("sender") or "")
+        if "@" not in sender or any(c in sender for c in "\r\n"):
+            raise ValueError("smtp: config.sender must be an e-mail address")
+        if out.get("username") and not secrets.get("password"):
+            raise ValueError("smtp: a username needs secrets.password")
+        return out
+
+
+def _header(value: str) -> str:
+    return " ".join(str(value).split())[:900]
+
+
+def render_text(body: dict[str, Any]) -> str:
+    """A notification (see prioritisation.notifications.message) as a plain-text e-mail body."""
+    e = body.get("event") or {}
+    lines = []
+    if body.get("organization"):
+        lines.append(f"Organization: {body['organization']}")
+    lines += [
+        str(e.get("title") or ""), "",
+        f"Event:              {e.get('eventType')}",
+        f"Date:               {e.get('date')}",
+        f"Related component:  {e.get('relatedComponent')}",
+        f"Severity:           {e.get('severity')}",
+        f"Impacted devices:   {e.get('originallyImpactedDevices')}",
+        f"Exposure score:     {e.get('scoreTrend')} ({e.get('scoreImpact')})",
+    ]
+    if e.get("vulnerabilityId"):
+        lines.append(f"Vulnerability:      {e['vulnerabilityId']}")
+    if e.get("recommendationId"):
+        lines.append(f"Recommendation:     {e['recommendationId']}")
+    rule = body.get("rule") or {}
+    lines += ["", f"You receive this because of the Garrison notification rule '{rule.get('name')}'."]
+    return "\n".join(lines) + "\n"
+
+
+def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
+    """Send one message; returns its Message-ID. Raises IntegrationError."""
+    msg = EmailMessage()
+    msg["From"] = _header(cfg.sender)
+    msg["To"] = _header(to)
+    msg["Subject"] = _header(subject)
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain=cfg.sender.rsplit("@", 1)[-1] or "garrison")
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text)
+    context = ssl.create_default_context()
+    if not cfg.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        if cfg.ssl:
+            server: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=TIMEOUT, context=context)
+        else:
+            server = smtplib.SMTP(cfg.host, cfg.port, timeout=TIMEOUT)
+        with server:
+            server.ehlo()
+            if cfg.starttls and not cfg.ssl:
+                server.starttls(context=context)
+                server.ehlo()
+            if cfg.username:
+                server.login(cfg.username, cfg.password)
+            refused = server.send_message(msg)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise IntegrationError(f"SMTP refused the recipient {to}: {exc.recipients}", retryable=False) from None
+    except smtplib.SMTPAuthenticationError as exc:
+        raise IntegrationError(f"SMTP login failed: {exc.smtp_code}", retryable=False) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise IntegrationError(f"SMTP {cfg.host}:{cfg.port}: {type(exc).__name__}: {exc}") from None
+    if refused:
+        raise IntegrationError(f"SMTP refused {', '.join(refused)}", retryable=False)
+    return str(msg["Message-ID"])

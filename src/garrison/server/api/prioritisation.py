@@ -1,0 +1,1115 @@
+"""Risk-based prioritisation API, shaped like Defender's: exposure score, recommendations,
+remediation tasks, exceptions, the event timeline, notification rules, integration connections and
+the export-assessment APIs (JSON lines).
+
+Device-group scoping: a caller limited to some device groups sees scores, recommendation figures,
+activities, exceptions and events of those groups only (the per-group components the refresh keeps
+are summed over them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Text, and_, case, cast, distinct, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from garrison.core.access import Principal
+from garrison.core.errors import Conflict, Invalid, NotFound
+from garrison.integrations import connections as conn_mod
+from garrison.integrations import service as integrations
+from garrison.server import odata
+from garrison.server.api.common import device_scope, odata_list, parse_odata, run_list
+from garrison.server.auth import require
+from garrison.store.base import utcnow
+from garrison.store.models.core import Device, DeviceGroup
+from garrison.store.models.kb import Vulnerability
+from garrison.store.models.prioritisation import (
+    ORG,
+    RISK_REDUCING,
+    DeviceVulnerabilityAlert,
+    ExposureScoreHistory,
+    IntegrationConnection,
+    NotificationDelivery,
+    NotificationRule,
+    Recommendation,
+    RecommendationException,
+    RecommendationGroup,
+    RecommendationHistory,
+    RemediationActivity,
+    RemediationTicket,
+    TimelineEvent,
+)
+from garrison.store.models.tvm import SoftwareProduct
+from garrison.tvm.prioritisation import (
+    config,
+    exceptions,
+    exports,
+    exposure,
+    notifications,
+    recommendations,
+    remediation,
+    service,
+    timeline,
+)
+from garrison.tvm.prioritisation import (
+    device as device_exposure,
+)
+
+router = APIRouter(prefix="/api", tags=["prioritisation"])
+# Routes under /api/machines/<name> must come before the machines router's /machines/{machine_id}:
+# setup() inserts this router ahead of the others.
+export_router = APIRouter(prefix="/api", tags=["export assessment"])
+Group = aliased(DeviceGroup)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.store
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _load_device(s: Session, principal: Principal, machine_id: str) -> Device:
+    device = s.get(Device, machine_id[:40])
+    if device is None or device.tenant_id != principal.tenant_id or (
+            principal.group_ids is not None and device.group_id not in principal.group_ids):
+        raise NotFound(f"no machine with id {machine_id!r}")
+    return device
+
+
+def _group_names(s: Session) -> dict[int, str]:
+    return dict(s.execute(select(DeviceGroup.id, DeviceGroup.name)).all())
+
+
+def _parse_when(value: str | None, what: str) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{what}: expected an ISO 8601 date or time, got {value[:40]!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+# =============================================================================== exposure score
+
+def _score_body(request: Request, comps: exposure.Components, at: dt.datetime | None,
+                gid: int | None = None, gname: str | None = None) -> dict[str, Any]:
+    return {"time": at, "score": round(comps.score, 2), "rbacGroupName": gname, "rbacGroupId": gid,
+            "devices": comps.devices, "exposureLevels": exposure.levels_summary(comps.levels)}
+
+
+@router.get("/exposureScore")
+def exposure_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        comps = exposure.components_for(s, principal.group_ids)
+        at = exposure.last_computed(s)
+    return {"@odata.context": f"{_base(request)}/api/$metadata#ExposureScore/$entity",
+            **_score_body(request, comps, at)}
+
+
+@router.get("/exposureScore/ByMachineGroups")
+def exposure_score_by_groups(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        groups = list(s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id)))
+        at = exposure.last_computed(s)
+        rows = []
+        for g in groups:
+            if principal.group_ids is not None and g.id not in principal.group_ids:
+                continue
+            rows.append(_score_body(request, exposure.components_for(s, [g.id]), at, g.id, g.name))
+    return odata_list(request, "ExposureScore", rows)
+
+
+@router.get("/exposureScore/history")
+def exposure_score_history(request: Request, days: int = Query(default=30, ge=1, le=3660),
+                           rbacGroupId: int | None = None,  # noqa: N803
+                           principal: Principal = require("analyst")) -> dict[str, Any]:
+    since = (utcnow() - dt.timedelta(days=days - 1)).date()
+    with _store(request).tenant(principal.tenant_id) as s:
+        if rbacGroupId is not None:
+            if principal.group_ids is not None and rbacGroupId not in principal.group_ids:
+                raise NotFound(f"no device group with id {rbacGroupId}")
+            keys: list[int] | None = [rbacGroupId]
+        else:
+            keys = None if principal.group_ids is None else list(principal.group_ids)
+        stmt = select(ExposureScoreHistory).where(ExposureScoreHistory.day >= since)
+        stmt = stmt.where(ExposureScoreHistory.group_id.in_(keys if keys is not None else [ORG]))
+        by_day: dict[dt.date, list[ExposureScoreHistory]] = {}
+        for h in s.scalars(stmt.order_by(ExposureScoreHistory.day)):
+            by_day.setdefault(h.day, []).append(h)
+    rows = []
+    for day, hs in sorted(by_day.items()):
+        n = sum(h.devices for h in hs)
+        score = sum(h.score * h.devices for h in hs) / n if n else (hs[0].score if len(hs) == 1 else 0.0)
+        rows.append({"date": day.isoformat(), "score": round(score, 2), "devices": n,
+                     "rbacGroupId": rbacGroupId, "configurationScore": hs[0].config_score if keys is None else None})
+    return odata_list(request, "ExposureScoreHistory", rows)
+
+
+if config.has_secure_score():
+    @router.get("/configurationScore")
+    def configuration_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+        with _store(request).tenant(principal.tenant_id) as s:
+            res = config.secure_score(s, list(principal.group_ids) if principal.group_ids is not None else None)
+        body = res if isinstance(res, dict) else {"score": res}
+        return {"@odata.context": f"{_base(request)}/api/$metadata#ConfigurationScore/$entity", "time": utcnow(),
+                "rbacGroupName": None, "rbacGroupId": None, **body}
+
+
+@router.post("/exposureScore/recompute")
+def recompute(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
+    """Recompute the tenant's scores and recommendations now (the job does it within a minute)."""
+    stats = service.refresh(_store(request), principal.tenant_id)
+    return stats.as_dict()
+
+
+@router.get("/machines/{machine_id}/exposure")
+def machine_exposure(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        device = _load_device(s, principal, machine_id)
+        return device_exposure.device_exposure(s, device)
+
+
+class AlertBody(Body):
+    vulnerabilityId: str = Field(min_length=1, max_length=128)
+    alertId: str = Field(default="", max_length=128)
+    title: str = Field(default="", max_length=512)
+    active: bool = True
+
+
+@router.post("/machines/{machine_id}/vulnerabilityAlerts")
+def set_vulnerability_alert(machine_id: str, body: AlertBody, request: Request,
+                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+    """The 'active alert on this device' hook: EDR calls it through the service layer; here for the API."""
+    with _store(request).tenant(principal.tenant_id) as s:
+        device = _load_device(s, principal, machine_id)
+        row = s.scalar(select(DeviceVulnerabilityAlert).where(
+            DeviceVulnerabilityAlert.device_id == device.id,
+            DeviceVulnerabilityAlert.vulnerability_id == body.vulnerabilityId,
+            DeviceVulnerabilityAlert.alert_id == body.alertId))
+        now = utcnow()
+        if row is None:
+            row = DeviceVulnerabilityAlert(device_id=device.id, vulnerability_id=body.vulnerabilityId,
+                                           alert_id=body.alertId, title=body.title, active=body.active, created_at=now)
+            s.add(row)
+        row.active = body.active
+        row.title = body.title or row.title
+        row.resolved_at = None if body.active else now
+        s.flush()
+        return _alert_to_api(row)
+
+
+@router.get("/machines/{machine_id}/vulnerabilityAlerts")
+def list_vulnerability_alerts(machine_id: str, request: Request,
+                              principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        device = _load_device(s, principal, machine_id)
+        rows = s.scalars(select(DeviceVulnerabilityAlert).where(DeviceVulnerabilityAlert.device_id == device.id)
+                         .order_by(DeviceVulnerabilityAlert.id))
+        return odata_list(request, "VulnerabilityAlerts", [_alert_to_api(r) for r in rows])
+
+
+def _alert_to_api(r: DeviceVulnerabilityAlert) -> dict[str, Any]:
+    return {"id": r.id, "machineId": r.device_id, "vulnerabilityId": r.vulnerability_id, "alertId": r.alert_id or None,
+            "title": r.title, "active": r.active, "createdOn": r.created_at, "resolvedOn": r.resolved_at}
+
+
+# =============================================================================== recommendations
+
+R = Recommendation
+
+
+def _scoped_agg(principal: Principal) -> Any:
+    """Per-recommendation sums over the caller's groups (None for a caller who sees every group)."""
+    if principal.group_ids is None:
+        return None
+    G = RecommendationGroup
+    reduced = G.exception_justification.in_(RISK_REDUCING)
+    return (select(G.recommendation_id.label("rid"),
+                   func.sum(G.exposed).label("exposed"), func.sum(G.installed).label("installed"),
+                   func.sum(G.in_use).label("in_use"), func.sum(G.nl_delta).label("nl"),
+                   func.sum(G.high_delta).label("high"), func.sum(G.priority).label("priority"),
+                   func.sum(case((reduced, 0), else_=G.exposed)).label("exposed_after"),
+                   func.sum(case((reduced, 0.0), else_=G.nl_delta)).label("nl_after"),
+                   func.sum(case((reduced, 0.0), else_=G.high_delta)).label("high_after"),
+                   func.count().label("groups"),
+                   func.sum(case((G.exception_justification.is_not(None), 1), else_=0)).label("covered"))
+            .where(G.group_id.in_(principal.group_ids)).group_by(G.recommendation_id)).subquery("agg")
+
+
+def _impact_expr(comps: exposure.Components, nl: Any, high: Any) -> Any:
+    w = comps.total_weight
+    if w <= 0:
+        return literal(0.0)
+    return (nl + high * comps.high_weight) / w
+
+
+def _tags_predicate(op: str, value: Any) -> Any:
+    text = cast(R.tags, Text)
+    values = value if op == "in" else (value,)
+    if op not in ("eq", "in"):
+        raise odata.ODataError("tags/any() supports eq and in", option="$filter")
+    return or_(*[text.contains(json.dumps(v), autoescape=True) for v in values])
+
+
+def rec_fields(agg: Any = None, comps: exposure.Components | None = None) -> dict[str, odata.Field]:
+    if agg is None:
+        exposed, total, impact = R.exposed_machines_count, R.total_machine_count, R.exposure_impact
+        exposed_after, impact_after, prio, status = (R.exposed_after_exceptions, R.exposure_impact_after_exceptions,
+                                                     R.priority_score, R.status)
+        in_use = R.in_use_machines_count
+    else:
+        assert comps is not None
+        exposed, total, in_use = agg.c.exposed, agg.c.installed, agg.c.in_use
+        impact = _impact_expr(comps, agg.c.nl, agg.c.high)
+        exposed_after = agg.c.exposed_after
+        impact_after = _impact_expr(comps, agg.c.nl_after, agg.c.high_after)
+        prio = agg.c.priority
+        status = case((R.status == "Exception", "Exception"), (agg.c.covered >= agg.c.groups, "Exception"),
+                      (agg.c.covered > 0, "PartialException"), else_="Active")
+    return {
+        "id": odata.Field(R.id), "productName": odata.Field(R.product_name), "recommendationName": odata.Field(R.name),
+        "weaknesses": odata.Field(R.weaknesses, int), "vendor": odata.Field(R.vendor),
+        "recommendedVersion": odata.Field(R.recommended_version), "recommendedProgram": odata.Field(R.recommended_program),
+        "recommendedVendor": odata.Field(R.recommended_vendor), "recommendationCategory": odata.Field(R.category),
+        "subCategory": odata.Field(R.sub_category), "severityScore": odata.Field(R.severity_score, float),
+        "publicExploit": odata.Field(R.public_exploit, bool), "activeAlert": odata.Field(R.active_alert, bool),
+        "knownExploited": odata.Field(R.kev, bool), "exploitVerified": odata.Field(R.exploit_verified, bool),
+        "exploitInKit": odata.Field(R.exploit_in_kit, bool), "zeroDay": odata.Field(R.zero_day, bool),
+        "remediationType": odata.Field(R.remediation_type), "status": odata.Field(status),
+        "configScoreImpact": odata.Field(R.config_score_impact, float), "exposureImpact": odata.Field(impact, float),
+        "totalMachineCount": odata.Field(total, int), "exposedMachinesCount": odata.Field(exposed, int),
+        "exposedMachinesAfterExceptions": odata.Field(exposed_after, int),
+        "exposureImpactAfterExceptions": odata.Field(impact_after, float),
+        "inUseMachinesCount": odata.Field(in_use, int),
+        "relatedComponent": odata.Field(R.related_component), "priorityScore": odata.Field(prio, float),
+        "firstSeen": odata.Field(R.first_seen, dt.datetime),
+        "tags": odata.Field(R.tags, str, sortable=False, collection=True, element_predicate=_tags_predicate),
+    }
+
+
+_TREND_MIN = 1
+
+
+def _trend(now_exposed: int, week_ago: int | None) -> str:
+    if week_ago is None:
+        return "New"
+    if now_exposed > week_ago:
+        return "Rising"
+    if now_exposed < week_ago:
+        return "Falling"
+    return "Stable"
+
+
+def rec_to_api(r: Recommendation, row: Any = None, full: bool = False) -> dict[str, Any]:
+    """``row``: the values of the scoped columns (exposed, total, impact, …) when scoped."""
+    exposed = row["exposed"] if row else r.exposed_machines_count
+    out = {
+        "id": r.id, "productName": r.product_name, "recommendationName": r.name, "weaknesses": r.weaknesses,
+        "vendor": r.vendor, "recommendedVersion": r.recommended_version or None,
+        "recommendedVersions": r.recommended_versions, "recommendedProgram": r.recommended_program or None,
+        "recommendedVendor": r.recommended_vendor or None, "recommendationCategory": r.category,
+        "subCategory": r.sub_category, "severityScore": r.severity_score, "publicExploit": r.public_exploit,
+        "exploitVerified": r.exploit_verified, "exploitInKit": r.exploit_in_kit, "knownExploited": r.kev,
+        "activeAlert": r.active_alert, "associatedThreats": r.associated_threats,
+        "remediationType": r.remediation_type, "status": row["status"] if row else r.status,
+        "configScoreImpact": r.config_score_impact,
+        "exposureImpact": round(row["impact"], 4) if row else r.exposure_impact,
+        "exposureImpactAfterExceptions": round(row["impact_after"], 4) if row else r.exposure_impact_after_exceptions,
+        "totalMachineCount": row["total"] if row else r.total_machine_count,
+        "exposedMachinesCount": exposed,
+        "exposedMachinesAfterExceptions": row["exposed_after"] if row else r.exposed_after_exceptions,
+        "inUseMachinesCount": row["in_use"] if row else r.in_use_machines_count,
+        "nonProductivityImpactedAssets": 0,
+        "exposedMachinesTrend": _trend(r.exposed_machines_count, r.exposed_machines_week_ago),
+        "relatedComponent": r.related_component, "tags": r.tags, "zeroDay": r.zero_day,
+        "endOfSupport": r.end_of_life,
+        "priorityScore": round(row["priority"], 6) if row else r.priority_score,
+        "priorityExplanation": (r.explanation or {}).get("summary", ""),
+        "firstSeen": r.first_seen, "lastUpdated": r.updated_at,
+    }
+    if full:
+        out["explanation"] = r.explanation
+        out["softwareIds"] = (r.details or {}).get("softwareIds", [])
+        out["remediation"] = (r.details or {}).get("remediation")
+    return out
+
+
+def _scoped_values(row: Any, comps: exposure.Components) -> dict[str, Any]:
+    m = row._mapping
+    status = "Exception" if m["rstatus"] == "Exception" or (m["covered"] >= m["groups"]) else \
+        ("PartialException" if m["covered"] > 0 else "Active")
+    return {"exposed": int(m["exposed"] or 0), "total": int(m["installed"] or 0), "in_use": int(m["in_use"] or 0),
+            "impact": comps.impact(m["nl"] or 0.0, m["high"] or 0.0),
+            "impact_after": comps.impact(m["nl_after"] or 0.0, m["high_after"] or 0.0),
+            "exposed_after": int(m["exposed_after"] or 0), "priority": float(m["priority"] or 0.0), "status": status}
+
+
+def _rec_select(principal: Principal, s: Session) -> tuple[Any, Any, exposure.Components | None]:
+    agg = _scoped_agg(principal)
+    if agg is None:
+        return select(R), None, None
+    comps = exposure.components_for(s, principal.group_ids)
+    stmt = (select(R, *[c for c in agg.c if c.name != "rid"], R.status.label("rstatus"))
+            .join(agg, agg.c.rid == R.id).where(agg.c.exposed > 0))
+    return stmt, agg, comps
+
+
+@router.get("/recommendations")
+def list_recommendations(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        stmt, agg, comps = _rec_select(principal, s)
+        fields = rec_fields(agg, comps)
+        default = [fields["priorityScore"].column.desc(), R.id]
+        if agg is None:
+            return run_list(s, request, stmt, fields, lambda r: rec_to_api(r[0]), "Recommendations", default)
+        return run_list(s, request, stmt, fields, lambda r: rec_to_api(r[0], _scoped_values(r, comps)),
+                        "Recommendations", default)
+
+
+def _load_rec(s: Session, principal: Principal, rec_id: str) -> tuple[Recommendation, dict[str, Any] | None]:
+    stmt, agg, comps = _rec_select(principal, s)
+    row = s.execute(stmt.where(R.id == rec_id[:300])).first()
+    if row is None:
+        raise NotFound(f"no recommendation {rec_id!r}")
+    if agg is None:
+        return row[0], None
+    assert comps is not None
+    return row[0], _scoped_values(row, comps)
+
+
+@router.get("/recommendations/{recommendation_id}")
+def get_recommendation(recommendation_id: str, request: Request,
+                       principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rec, scoped = _load_rec(s, principal, recommendation_id)
+        out = rec_to_api(rec, scoped, full=True)
+        since = utcnow().date() - dt.timedelta(days=29)
+        out["exposedMachinesHistory"] = [
+            {"date": d.isoformat(), "exposedMachines": n} for d, n in s.execute(
+                select(RecommendationHistory.day, RecommendationHistory.exposed)
+                .where(RecommendationHistory.recommendation_id == rec.id, RecommendationHistory.day >= since)
+                .order_by(RecommendationHistory.day))] if principal.group_ids is None else []
+        out["exceptions"] = _rec_exceptions(s, principal, rec)
+        out["remediationTasks"] = [
+            {"id": a.id, "status": a.status, "priority": a.priority, "dueOn": a.due_on}
+            for a in s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
+                               .order_by(RemediationActivity.created_on.desc())) if remediation.visible(principal, a)]
+        return out
+
+
+def _rec_exceptions(s: Session, principal: Principal, rec: Recommendation) -> list[dict[str, Any]]:
+    now = utcnow()
+    eff = exceptions.effective(s, now).get(rec.id)
+    out = []
+    for e in s.scalars(select(RecommendationException).where(RecommendationException.recommendation_id == rec.id)
+                       .order_by(RecommendationException.id)):
+        if exceptions.visible(s, principal, e):
+            out.append(exceptions.to_api(e, exceptions.groups_of(s, e), eff, now))
+    return out
+
+
+def _machine_ref(d: Device, gname: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": d.id, "computerDnsName": d.computer_dns_name, "osPlatform": d.os_platform,
+            "osVersion": d.os_version, "rbacGroupId": d.group_id, "rbacGroupName": gname,
+            "exposureLevel": d.exposure_level, "exposureScore": d.exposure_score, "deviceValue": d.device_value,
+            **(extra or {})}
+
+
+@router.get("/recommendations/{recommendation_id}/machineReferences")
+def recommendation_machines(recommendation_id: str, request: Request,
+                            principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rec, _ = _load_rec(s, principal, recommendation_id)
+        sub = recommendations.exposed_devices_stmt(rec)
+        if sub is None:
+            return odata_list(request, "MachineReferences", [])
+        ids = sub.subquery()
+        stmt = (select(Device, Group.name).join(ids, ids.c[0] == Device.id)
+                .outerjoin(Group, Group.id == Device.group_id)
+                .where(device_scope(principal), exposure.is_active_expr(utcnow())))
+        fields = {"id": odata.Field(Device.id), "computerDnsName": odata.Field(Device.computer_dns_name),
+                  "osPlatform": odata.Field(Device.os_platform), "rbacGroupId": odata.Field(Device.group_id, int),
+                  "rbacGroupName": odata.Field(Group.name), "exposureLevel": odata.Field(Device.exposure_level),
+                  "exposureScore": odata.Field(Device.exposure_score, float),
+                  "deviceValue": odata.Field(Device.device_value)}
+        return run_list(s, request, stmt, fields, lambda r: _machine_ref(r[0], r[1]), "MachineReferences",
+                        [Device.computer_dns_name, Device.id])
+
+
+@router.get("/recommendations/{recommendation_id}/software")
+def recommendation_software(recommendation_id: str, request: Request,
+                            principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rec, _ = _load_rec(s, principal, recommendation_id)
+        stmt = recommendations.unit_findings_stmt(rec)
+        if stmt is None:
+            return odata_list(request, "Software", [])
+        now = utcnow()
+        f = stmt.subquery()
+        rows = s.execute(select(f.c.software_id, func.count(distinct(f.c.vulnerability_id)),
+                                func.count(distinct(f.c.device_id)))
+                         .join(Device, Device.id == f.c.device_id)
+                         .where(device_scope(principal), exposure.is_active_expr(now))
+                         .group_by(f.c.software_id).order_by(f.c.software_id)).all()
+        products = {p.id: p for p in s.scalars(select(SoftwareProduct).where(
+            SoftwareProduct.id.in_([r[0] for r in rows])))}
+        out = []
+        for sid, weak, machines in rows:
+            p = products.get(sid)
+            out.append({"id": sid, "name": p.name if p else sid.split("-_-")[-1],
+                        "vendor": p.vendor if p else sid.split("-_-")[0], "weaknesses": int(weak),
+                        "publicExploit": rec.public_exploit, "activeAlert": rec.active_alert,
+                        "exposedMachines": int(machines), "impactScore": rec.exposure_impact,
+                        "recommendationId": rec.id})
+        return odata_list(request, "Software", out)
+
+
+def vuln_to_api(v: Vulnerability, exposed: int) -> dict[str, Any]:
+    return {"id": v.id, "name": v.id, "description": v.description, "severity": v.severity,
+            "cvssV3": v.cvss_v3_score, "cvssV4": v.cvss_v4_score, "exposedMachines": exposed,
+            "publishedOn": v.published_on, "updatedOn": v.updated_on, "publicExploit": v.public_exploit,
+            "exploitVerified": v.exploit_verified, "exploitInKit": v.exploit_in_kit,
+            "exploitTypes": v.exploit_types, "exploitUris": v.exploit_uris, "epss": v.epss,
+            "epssPercentile": v.epss_percentile, "knownExploited": v.kev,
+            "kevDateAdded": v.kev_date_added, "kevDueDate": v.kev_due_date,
+            "knownRansomwareCampaignUse": v.kev_ransomware or None,
+            "threatScore": round(exposure.hazard(v), 4), "threatReason": exposure.threat_reason(v)}
+
+
+@router.get("/recommendations/{recommendation_id}/vulnerabilities")
+def recommendation_vulnerabilities(recommendation_id: str, request: Request,
+                                   principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rec, _ = _load_rec(s, principal, recommendation_id)
+        stmt = recommendations.unit_findings_stmt(rec)
+        if stmt is None:
+            return odata_list(request, "Vulnerabilities", [])
+        f = stmt.subquery()
+        rows = s.execute(select(Vulnerability, func.count(distinct(f.c.device_id)),
+                                func.max(f.c.fixed_version), func.count(f.c.fixed_version))
+                         .join(f, f.c.vulnerability_id == Vulnerability.id)
+                         .join(Device, Device.id == f.c.device_id)
+                         .where(device_scope(principal), exposure.is_active_expr(utcnow()))
+                         .group_by(Vulnerability.id)).all()
+        out = [{**vuln_to_api(v, int(n)), "fixAvailable": int(nfix) > 0} for v, n, _fx, nfix in rows]
+        out.sort(key=lambda x: (-x["threatScore"], x["id"]))
+        return odata_list(request, "Vulnerabilities", out)
+
+
+@router.get("/machines/{machine_id}/recommendations")
+def machine_recommendations(machine_id: str, request: Request,
+                            principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        device = _load_device(s, principal, machine_id)
+        ids = device_exposure.device_recommendation_ids(s, device)
+        if not ids:
+            return odata_list(request, "Recommendations", [])
+        stmt = select(R).where(R.id.in_(sorted(ids)))
+        return run_list(s, request, stmt, rec_fields(), lambda r: rec_to_api(r[0]), "Recommendations",
+                        [R.priority_score.desc(), R.id])
+
+
+# =============================================================================== exceptions
+
+class ExceptionBody(Body):
+    recommendationId: str = Field(min_length=1, max_length=300)
+    justification: str = Field(min_length=1, max_length=64)
+    justificationContext: str = Field(default="", max_length=4000)
+    scope: str = Field(default="DeviceGroups", pattern="^(Global|DeviceGroups)$")
+    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    expiresOn: dt.datetime | None = None
+    durationDays: int | None = Field(default=None, ge=1, le=1100)
+
+
+class CancelBody(Body):
+    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+
+
+def _exception_fields() -> dict[str, odata.Field]:
+    E = RecommendationException
+    return {"id": odata.Field(E.id, int), "recommendationId": odata.Field(E.recommendation_id),
+            "justification": odata.Field(E.justification), "scope": odata.Field(E.scope),
+            "status": odata.Field(E.status), "createdBy": odata.Field(E.created_by),
+            "createdOn": odata.Field(E.created_at, dt.datetime), "expiresOn": odata.Field(E.expires_at, dt.datetime)}
+
+
+def _exception_scope(principal: Principal) -> Any:
+    E, EG = RecommendationException, aliased(exceptions.RecommendationExceptionGroup)
+    if principal.group_ids is None:
+        return literal(True)
+    return or_(E.scope == "Global", select(EG.id).where(EG.exception_id == E.id,
+                                                        EG.group_id.in_(principal.group_ids)).exists())
+
+
+@router.get("/recommendationExceptions")
+def list_exceptions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    now = utcnow()
+    with _store(request).tenant(principal.tenant_id) as s:
+        exceptions.expire_due(s, now)
+        eff = exceptions.effective(s, now)
+        stmt = select(RecommendationException, R).outerjoin(R, R.id == RecommendationException.recommendation_id) \
+            .where(_exception_scope(principal))
+        return run_list(s, request, stmt, _exception_fields(),
+                        lambda r: exceptions.to_api(r[0], exceptions.groups_of(s, r[0]),
+                                                    eff.get(r[0].recommendation_id), now, r[1]),
+                        "RecommendationExceptions", [RecommendationException.id.desc()])
+
+
+@router.post("/recommendationExceptions", status_code=201)
+def create_exception(body: ExceptionBody, request: Request,
+                     principal: Principal = require("security_operator")) -> dict[str, Any]:
+    store = _store(request)
+    with store.tenant(principal.tenant_id) as s:
+        exc = exceptions.create(s, principal, body.recommendationId, body.justification,
+                                context=body.justificationContext, scope=body.scope, group_ids=body.rbacGroupIds,
+                                expires_on=body.expiresOn, duration_days=body.durationDays)
+        exc_id = exc.id
+    service.refresh(store, principal.tenant_id)
+    return _exception_out(store, principal, exc_id)
+
+
+def _exception_out(store: Any, principal: Principal, exc_id: int) -> dict[str, Any]:
+    now = utcnow()
+    with store.tenant(principal.tenant_id) as s:
+        exc = exceptions.get(s, principal, exc_id)
+        eff = exceptions.effective(s, now).get(exc.recommendation_id)
+        rec = s.get(Recommendation, (principal.tenant_id, exc.recommendation_id))
+        return exceptions.to_api(exc, exceptions.groups_of(s, exc), eff, now, rec)
+
+
+@router.get("/recommendationExceptions/{exception_id}")
+def get_exception(exception_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        exc = exceptions.get(s, principal, exception_id)
+        exc_id = exc.id
+    return _exception_out(_store(request), principal, exc_id)
+
+
+@router.post("/recommendationExceptions/{exception_id}/cancel")
+def cancel_exception(exception_id: str, body: CancelBody, request: Request,
+                     principal: Principal = require("security_operator")) -> dict[str, Any]:
+    store = _store(request)
+    with store.tenant(principal.tenant_id) as s:
+        exc = exceptions.get(s, principal, exception_id)
+        exceptions.cancel(s, principal, exc, body.rbacGroupIds)
+        exc_id = exc.id
+    service.refresh(store, principal.tenant_id)
+    return _exception_out(store, principal, exc_id)
+
+
+# =============================================================================== remediation
+
+class RemediationBody(Body):
+    recommendationId: str = Field(min_length=1, max_length=300)
+    priority: str = Field(default="Medium", pattern="^(High|Medium|Low)$")
+    dueOn: dt.datetime | None = None
+    requesterNotes: str = Field(default="", max_length=4000)
+    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    title: str | None = Field(default=None, max_length=512)
+    ticketConnectionId: int | None = None
+
+
+def _activity_fields() -> dict[str, odata.Field]:
+    A = RemediationActivity
+    return {"id": odata.Field(A.id), "title": odata.Field(A.title), "category": odata.Field(A.category),
+            "type": odata.Field(A.type), "status": odata.Field(A.status), "priority": odata.Field(A.priority),
+            "recommendationId": odata.Field(A.recommendation_id), "nameId": odata.Field(A.recommendation_id),
+            "productId": odata.Field(A.product_id), "relatedComponent": odata.Field(A.related_component),
+            "createdOn": odata.Field(A.created_on, dt.datetime), "dueOn": odata.Field(A.due_on, dt.datetime),
+            "requesterEmail": odata.Field(A.requester_email), "requesterId": odata.Field(A.requester_id),
+            "completerEmail": odata.Field(A.completer_email), "completionMethod": odata.Field(A.completion_method),
+            "completedOn": odata.Field(A.completed_on, dt.datetime),
+            "targetDevicesCount": odata.Field(A.target_devices, int),
+            "fixedDevicesCount": odata.Field(A.fixed_devices, int)}
+
+
+def _activity_scope(principal: Principal) -> Any:
+    if principal.group_ids is None:
+        return literal(True)
+    # JSON lists cannot be intersected portably in SQL; filter the group-limited activities by a
+    # LIKE on each of the caller's ids as a JSON number, then re-check exactly in Python.
+    text = cast(RemediationActivity.group_ids, Text)
+    return and_(RemediationActivity.group_ids.is_not(None),
+                or_(*[or_(text.like(f"[{g},%"), text.like(f"%, {g},%"), text.like(f"%, {g}]"), text.like(f"[{g}]"),
+                          text.like(f"%,{g},%"), text.like(f"%,{g}]"))
+                      for g in principal.group_ids]))
+
+
+def _tickets(s: Session, act_ids: list[str]) -> dict[str, list[RemediationTicket]]:
+    out: dict[str, list[RemediationTicket]] = {}
+    if act_ids:
+        for t in s.scalars(select(RemediationTicket).where(RemediationTicket.activity_id.in_(act_ids))
+                           .order_by(RemediationTicket.id)):
+            out.setdefault(t.activity_id, []).append(t)
+    return out
+
+
+@router.get("/remediationTasks")
+def list_remediation_tasks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    now = utcnow()
+    with _store(request).tenant(principal.tenant_id) as s:
+        q = parse_odata(request, _activity_fields(), [RemediationActivity.created_on.desc(), RemediationActivity.id])
+        stmt = select(RemediationActivity).where(_activity_scope(principal))
+        count = None
+        if request.query_params.get("$count", "").lower() == "true":
+            filtered = stmt.where(q.filter) if q.filter is not None else stmt
+            count = s.scalar(select(func.count()).select_from(filtered.subquery()))
+        acts = [a for a in s.scalars(odata.apply(stmt, q)) if remediation.visible(principal, a)]
+        tickets = _tickets(s, [a.id for a in acts])
+        return odata_list(request, "RemediationTasks", (remediation.to_api(a, now, tickets.get(a.id)) for a in acts),
+                          q.select, count)
+
+
+@router.post("/remediationTasks", status_code=201)
+def create_remediation_task(body: RemediationBody, request: Request,
+                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+    store = _store(request)
+    with store.tenant(principal.tenant_id) as s:
+        if body.ticketConnectionId is not None:
+            try:
+                integrations.connection(s, principal.tenant_id, body.ticketConnectionId, ticketing=True)
+            except LookupError as exc:
+                raise NotFound(str(exc)) from None
+            except ValueError as exc:
+                raise Invalid(str(exc)) from None
+        rec, _ = _load_rec(s, principal, body.recommendationId)
+        exposed = recommendations.exposed_device_ids(s, rec)
+        active = recommendations.active_device_ids(s, utcnow())
+        act = remediation.create(s, principal, rec, exposed & active, priority=body.priority, due_on=body.dueOn,
+                                 notes=body.requesterNotes, group_ids=body.rbacGroupIds, title=body.title)
+        act_id = act.id
+    if body.ticketConnectionId is not None:
+        integrations.open_ticket(store, principal.tenant_id, act_id, body.ticketConnectionId)
+    return _activity_out(store, principal, act_id)
+
+
+def _activity_out(store: Any, principal: Principal, act_id: str) -> dict[str, Any]:
+    with store.tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, act_id)
+        return remediation.to_api(act, utcnow(), _tickets(s, [act.id]).get(act.id))
+
+
+@router.get("/remediationTasks/{task_id}")
+def get_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    return _activity_out(_store(request), principal, task_id)
+
+
+@router.get("/remediationTasks/{task_id}/machineReferences")
+def remediation_task_machines(task_id: str, request: Request,
+                              principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, task_id)
+        rows = []
+        for t, d, g in remediation.targets_with_devices(s, act):
+            if d is None or (principal.group_ids is not None and d.group_id not in principal.group_ids):
+                continue
+            rows.append(_machine_ref(d, g, {"status": "Fixed" if t.fixed_on else "Exposed", "addedOn": t.added_on,
+                                             "fixedOn": t.fixed_on}))
+        return odata_list(request, "MachineReferences", rows)
+
+
+@router.get("/remediationTasks/{task_id}/export")
+def export_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+    with _store(request).tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, task_id)
+        text = remediation.export_csv(s, act)
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="remediation-{act.id}.csv"'})
+
+
+@router.post("/remediationTasks/{task_id}/complete")
+def complete_remediation_task(task_id: str, request: Request,
+                              principal: Principal = require("security_operator")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, task_id)
+        remediation.complete(s, principal, act)
+    return _activity_out(_store(request), principal, task_id)
+
+
+class TicketBody(Body):
+    connectionId: int
+
+
+@router.post("/remediationTasks/{task_id}/tickets", status_code=201)
+def open_remediation_ticket(task_id: str, body: TicketBody, request: Request,
+                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+    store = _store(request)
+    with store.tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, task_id)
+        act_id = act.id
+        try:
+            integrations.connection(s, principal.tenant_id, body.connectionId, ticketing=True)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+    return integrations.open_ticket(store, principal.tenant_id, act_id, body.connectionId)
+
+
+@router.post("/remediationTasks/{task_id}/tickets/sync")
+def sync_remediation_tickets(task_id: str, request: Request,
+                             principal: Principal = require("security_operator")) -> dict[str, Any]:
+    store = _store(request)
+    with store.tenant(principal.tenant_id) as s:
+        act = remediation.get(s, principal, task_id)
+        ids = [t.id for t in _tickets(s, [act.id]).get(act.id, [])]
+    return odata_list(request, "Tickets", [integrations.sync_ticket(store, principal.tenant_id, i) for i in ids])
+
+
+# =============================================================================== event timeline
+
+def _event_fields() -> dict[str, odata.Field]:
+    E = TimelineEvent
+    return {"id": odata.Field(E.id, int), "date": odata.Field(E.at, dt.datetime), "eventType": odata.Field(E.kind),
+            "relatedComponent": odata.Field(E.related_component), "vulnerabilityId": odata.Field(E.vulnerability_id),
+            "severity": odata.Field(E.severity), "originallyImpactedDevices": odata.Field(E.originally_impacted, int),
+            "scoreImpact": odata.Field(E.score_impact, float), "productId": odata.Field(E.product_id),
+            "recommendationId": odata.Field(E.recommendation_id)}
+
+
+def _event_scope(principal: Principal) -> Any:
+    if principal.group_ids is None:
+        return literal(True)
+    text = cast(TimelineEvent.impacted_by_group, Text)
+    return or_(*[text.contains(f'"{g}"') for g in principal.group_ids])
+
+
+@router.get("/eventTimeline")
+def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,  # noqa: N803
+                toDate: str | None = None, minImpactedPercentage: float | None = None,  # noqa: N803
+                principal: Principal = require("analyst")) -> dict[str, Any]:
+    now = utcnow()
+    with _store(request).tenant(principal.tenant_id) as s:
+        stmt = select(TimelineEvent).where(_event_scope(principal))
+        if eventType:
+            kinds = [k.strip() for k in eventType.split(",") if k.strip()]
+            bad = [k for k in kinds if k not in timeline.EVENT_TYPES]
+            if bad:
+                raise Invalid(f"unknown eventType {bad[0]!r}; use {', '.join(timeline.EVENT_TYPES)}")
+            stmt = stmt.where(TimelineEvent.kind.in_(kinds))
+        start, end = _parse_when(fromDate, "fromDate"), _parse_when(toDate, "toDate")
+        if start:
+            stmt = stmt.where(TimelineEvent.at >= start)
+        if end:
+            stmt = stmt.where(TimelineEvent.at <= end)
+        if minImpactedPercentage is not None:
+            stmt = stmt.where(TimelineEvent.total_devices > 0, TimelineEvent.originally_impacted * 100.0 >=
+                              TimelineEvent.total_devices * minImpactedPercentage)
+        q = parse_odata(request, _event_fields(), [TimelineEvent.at.desc(), TimelineEvent.id.desc()])
+        count = None
+        if request.query_params.get("$count", "").lower() == "true":
+            filtered = stmt.where(q.filter) if q.filter is not None else stmt
+            count = s.scalar(select(func.count()).select_from(filtered.subquery()))
+        events = [e for e in s.scalars(odata.apply(stmt, q))
+                  if principal.group_ids is None or timeline.visible_count(e, principal.group_ids) > 0]
+        current = timeline.currently_impacted(s, events, principal.group_ids, now)
+        body = odata_list(request, "EventTimeline", (timeline.to_api(e, principal.group_ids, current.get(e.id))
+                                                    for e in events), q.select, count)
+        day = now - dt.timedelta(days=30)
+        vuln_kinds = list(timeline.VULNERABILITY_EVENTS)
+        body["summary"] = {
+            "newVulnerabilitiesLast30Days": s.scalar(select(func.count(distinct(TimelineEvent.vulnerability_id))).where(
+                TimelineEvent.kind == "NewVulnerability", TimelineEvent.at >= day, _event_scope(principal))) or 0,
+            "exploitableVulnerabilitiesLast30Days": s.scalar(select(func.count(distinct(TimelineEvent.vulnerability_id)))
+                                                             .where(TimelineEvent.kind.in_(vuln_kinds[1:]),
+                                                                    TimelineEvent.at >= day, _event_scope(principal))) or 0,
+        }
+        return body
+
+
+@router.get("/eventTimeline/{event_id}")
+def get_event(event_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    now = utcnow()
+    with _store(request).tenant(principal.tenant_id) as s:
+        try:
+            e = s.get(TimelineEvent, int(event_id))
+        except ValueError:
+            e = None
+        if e is None or e.tenant_id != principal.tenant_id or (
+                principal.group_ids is not None and timeline.visible_count(e, principal.group_ids) == 0):
+            raise NotFound(f"no event {event_id!r}")
+        out = timeline.to_api(e, principal.group_ids, timeline.currently_impacted(s, [e], principal.group_ids, now)
+                              .get(e.id))
+        ids = list(e.device_ids or [])
+        devices = s.execute(select(Device, Group.name).outerjoin(Group, Group.id == Device.group_id)
+                            .where(Device.id.in_(ids), device_scope(principal))
+                            .order_by(Device.computer_dns_name)).all() if ids else []
+        out["devices"] = [_machine_ref(d, g) for d, g in devices]
+        if e.vulnerability_id:
+            v = s.get(Vulnerability, e.vulnerability_id)
+            out["vulnerability"] = vuln_to_api(v, out["currentlyImpactedDevices"] or 0) if v else None
+        return out
+
+
+# =============================================================================== notification rules
+
+class RuleBody(Body):
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=2000)
+    enabled: bool = True
+    events: list[str] | None = Field(default=None, max_length=20)
+    minimumSeverity: str = "Low"
+    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    emailRecipients: list[str] = Field(default_factory=list, max_length=100)
+    webhookConnectionIds: list[int] = Field(default_factory=list, max_length=50)
+    includeOrganizationName: bool = False
+
+
+class RulePatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    description: str | None = Field(default=None, max_length=2000)
+    enabled: bool | None = None
+    events: list[str] | None = Field(default=None, max_length=20)
+    minimumSeverity: str | None = None
+    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    emailRecipients: list[str] | None = Field(default=None, max_length=100)
+    webhookConnectionIds: list[int] | None = Field(default=None, max_length=50)
+    includeOrganizationName: bool | None = None
+
+
+@router.get("/notificationRules")
+def list_rules(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        names = _group_names(s)
+        rules = [r for r in s.scalars(select(NotificationRule).order_by(NotificationRule.id))
+                 if notifications.visible(principal, r)]
+        return odata_list(request, "NotificationRules", [notifications.to_api(r, names) for r in rules])
+
+
+@router.post("/notificationRules", status_code=201)
+def create_rule(body: RuleBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        v = notifications.validate(s, principal, name=body.name, events=body.events,
+                                   min_severity=body.minimumSeverity, group_ids=body.rbacGroupIds,
+                                   emails=body.emailRecipients, webhook_connection_ids=body.webhookConnectionIds)
+        rule = NotificationRule(**v, description=body.description, enabled=body.enabled,
+                                include_org_name=body.includeOrganizationName, created_by=principal.actor,
+                                last_event_id=notifications.start_after_latest(s))
+        s.add(rule)
+        s.flush()
+        return notifications.to_api(rule, _group_names(s))
+
+
+@router.get("/notificationRules/{rule_id}")
+def get_rule(rule_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        return notifications.to_api(notifications.get(s, principal, rule_id), _group_names(s))
+
+
+@router.patch("/notificationRules/{rule_id}")
+def update_rule(rule_id: str, body: RulePatch, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rule = notifications.get(s, principal, rule_id)
+        given = body.model_fields_set
+        v = notifications.validate(
+            s, principal, name=body.name if body.name is not None else rule.name,
+            events=body.events if body.events is not None else rule.events,
+            min_severity=body.minimumSeverity or rule.min_severity,
+            group_ids=body.rbacGroupIds if "rbacGroupIds" in given else rule.group_ids,
+            emails=body.emailRecipients if body.emailRecipients is not None else rule.emails,
+            webhook_connection_ids=body.webhookConnectionIds if body.webhookConnectionIds is not None
+            else rule.webhook_connection_ids)
+        for k, val in v.items():
+            setattr(rule, k, val)
+        if body.description is not None:
+            rule.description = body.description
+        if body.enabled is not None:
+            rule.enabled = body.enabled
+        if body.includeOrganizationName is not None:
+            rule.include_org_name = body.includeOrganizationName
+        s.flush()
+        return notifications.to_api(rule, _group_names(s))
+
+
+@router.delete("/notificationRules/{rule_id}", status_code=204)
+def delete_rule(rule_id: str, request: Request, principal: Principal = require("admin")) -> Response:
+    with _store(request).tenant(principal.tenant_id) as s:
+        s.delete(notifications.get(s, principal, rule_id))
+    return Response(status_code=204)
+
+
+@router.get("/notificationRules/{rule_id}/deliveries")
+def rule_deliveries(rule_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rule = notifications.get(s, principal, rule_id)
+        rows = s.scalars(select(NotificationDelivery).where(NotificationDelivery.rule_id == rule.id)
+                         .order_by(NotificationDelivery.id.desc()).limit(1000))
+        return odata_list(request, "NotificationDeliveries", [notifications.delivery_to_api(d) for d in rows])
+
+
+# =============================================================================== integration connections
+
+class ConnectionBody(Body):
+    name: str = Field(min_length=1, max_length=128)
+    kind: str = Field(min_length=1, max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class ConnectionPatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    config: dict[str, Any] | None = None
+    secrets: dict[str, str] | None = None  # keys given replace those stored; others stay
+    enabled: bool | None = None
+
+
+class ConnectionTestBody(Body):
+    to: str | None = Field(default=None, max_length=320)
+
+
+def _connection(s: Session, principal: Principal, connection_id: str) -> IntegrationConnection:
+    try:
+        conn = s.get(IntegrationConnection, int(connection_id))
+    except ValueError:
+        conn = None
+    if conn is None or conn.tenant_id != principal.tenant_id:
+        raise NotFound(f"no connection {connection_id!r}")
+    return conn
+
+
+@router.get("/integrationConnections")
+def list_connections(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        rows = s.scalars(select(IntegrationConnection).order_by(IntegrationConnection.id))
+        return odata_list(request, "IntegrationConnections", [conn_mod.to_api(c) for c in rows])
+
+
+@router.post("/integrationConnections", status_code=201)
+def create_connection(body: ConnectionBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+    try:
+        cfg = conn_mod.validate(body.kind, body.name, body.config, body.secrets)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    with _store(request).tenant(principal.tenant_id) as s:
+        if s.scalar(select(IntegrationConnection.id).where(IntegrationConnection.name == body.name)):
+            raise Conflict(f"a connection named {body.name!r} exists")
+        conn = IntegrationConnection(name=body.name, kind=body.kind, config=cfg, secrets=dict(body.secrets),
+                                     enabled=body.enabled, created_by=principal.actor)
+        s.add(conn)
+        s.flush()
+        return conn_mod.to_api(conn)
+
+
+@router.get("/integrationConnections/{connection_id}")
+def get_connection(connection_id: str, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        return conn_mod.to_api(_connection(s, principal, connection_id))
+
+
+@router.patch("/integrationConnections/{connection_id}")
+def update_connection(connection_id: str, body: ConnectionPatch, request: Request,
+                      principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        conn = _connection(s, principal, connection_id)
+        name = body.name or conn.name
+        secrets = {**(conn.secrets or {}), **(body.secrets or {})}
+        try:
+            cfg = conn_mod.validate(conn.kind, name, body.config if body.config is not None else conn.config, secrets)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if name != conn.name and s.scalar(select(IntegrationConnection.id).where(IntegrationConnection.name == name)):
+            raise Conflict(f"a connection named {name!r} exists")
+        conn.name, conn.config, conn.secrets = name, cfg, secrets
+        if body.enabled is not None:
+            conn.enabled = body.enabled
+        s.flush()
+        return conn_mod.to_api(conn)
+
+
+@router.delete("/integrationConnections/{connection_id}", status_code=204)
+def delete_connection(connection_id: str, request: Request, principal: Principal = require("admin")) -> Response:
+    with _store(request).tenant(principal.tenant_id) as s:
+        s.delete(_connection(s, principal, connection_id))
+    return Response(status_code=204)
+
+
+@router.post("/integrationConnections/{connection_id}/test")
+def try_connection(connection_id: str, body: ConnectionTestBody, request: Request,
+                    principal: Principal = require("admin")) -> dict[str, Any]:
+    with _store(request).tenant(principal.tenant_id) as s:
+        conn_id = _connection(s, principal, connection_id).id
+    try:
+        return integrations.check_connection(_store(request), principal.tenant_id, conn_id, body.to)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+# =============================================================================== export assessment
+
+NDJSON = "application/x-ndjson"
+
+
+def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for r in rows:
+        yield (json.dumps(r, default=str, separators=(",", ":")) + "\n").encode()
+
+
+def _stream(request: Request, principal: Principal, produce: Any) -> StreamingResponse:
+    store = _store(request)
+
+    def gen() -> Iterator[bytes]:
+        with store.tenant(principal.tenant_id) as s:
+            yield from _jsonl(produce(s))
+
+    return StreamingResponse(gen(), media_type=NDJSON)
+
+
+@export_router.get("/machines/SoftwareInventoryByMachine")
+def export_software_inventory(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+    now = utcnow()
+    return _stream(request, principal, lambda s: exports.software_inventory(s, device_scope(principal), now))
+
+
+@export_router.get("/machines/SoftwareVulnerabilitiesByMachine")
+def export_software_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+    now = utcnow()
+    return _stream(request, principal, lambda s: exports.software_vulnerabilities(s, device_scope(principal), now))
+
+
+@export_router.get("/machines/SoftwareVulnerabilityChangesByMachine")
+def export_software_vulnerability_changes(request: Request, sinceTime: str,  # noqa: N803
+                                          principal: Principal = require("analyst")) -> StreamingResponse:
+    since = _parse_when(sinceTime, "sinceTime")
+    assert since is not None
+    now = utcnow()
+    if since < now - dt.timedelta(days=14):
+        raise Invalid("sinceTime must be within the last 14 days; use SoftwareVulnerabilitiesByMachine for a full export")
+    return _stream(request, principal,
+                   lambda s: exports.software_vulnerability_changes(s, device_scope(principal), since, now))
+
+
+@export_router.get("/machines/SecureConfigurationsAssessmentByMachine")
+def export_secure_configuration(request: Request, sinceTime: str | None = None,  # noqa: N803
+                                principal: Principal = require("analyst")) -> StreamingResponse:
+    since = _parse_when(sinceTime, "sinceTime")
+    with _store(request).tenant(principal.tenant_id) as s:
+        if exports.secure_configuration(s, principal.group_ids, since) is None:
+            raise NotFound("configuration assessment export is not available in this build")
+    return _stream(request, principal, lambda s: exports.secure_configuration(s, principal.group_ids, since) or iter(()))
+
+
+def setup(app: FastAPI) -> None:
+    """Put the export routes ahead of ``/api/machines/{machine_id}``."""
+    routes = app.router.routes
+    before = len(routes)
+    app.include_router(export_router)
+    mine = routes[before:]
+    del routes[before:]
+    first_api = next((i for i, r in enumerate(routes) if getattr(r, "original_router", None) is not None
+                      or str(getattr(r, "path", "")).startswith("/api/")), len(routes))
+    routes[first_api:first_api] = mine

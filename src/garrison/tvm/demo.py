@@ -1,0 +1,104 @@
+"""Demo content: the starter knowledge base and a fleet of agentless devices made from real inventories.
+
+``garrison demo`` calls :func:`load`; it works offline and is idempotent: a second run finds the
+knowledge base already loaded (the kb module skips an unchanged starter set) and the demo devices
+already there, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import select, true
+
+from garrison.core import access
+from garrison.protocol import OsIdentity
+from garrison.store.db import Store
+from garrison.store.models.core import Device
+from garrison.tvm import inventory, matching
+
+
+@dataclass(frozen=True)
+class DemoDevice:
+    name: str
+    inventory: str
+    os_release: str | None = None
+    os: OsIdentity | None = None  # when the source image came without an os-release
+
+
+FLEET = (
+    DemoDevice("demo-ubuntu-focal", "ubuntu-20.04-ga.dpkg-status", "ubuntu-20.04-ga.os-release"),
+    DemoDevice("demo-ubuntu-bionic", "ubuntu-18.04.dpkg-status",
+               os=OsIdentity(id="ubuntu", version_id="18.04", codename="bionic", name="Ubuntu",
+                             pretty_name="Ubuntu 18.04 LTS")),
+    DemoDevice("demo-debian-riscv64", "debian-sid-riscv64.dpkg-status", "debian-sid-riscv64.os-release"),
+    DemoDevice("demo-alpine", "alpine-3.14.0.apk-installed", "alpine-3.14.0.os-release"),
+)
+
+
+def data_dir() -> Path:
+    return Path(str(resources.files("garrison.tvm.demo_data").joinpath("data")))
+
+
+def load_knowledge_base(store: Store) -> dict[str, Any]:
+    """The kb module's starter set (when this build has it), then matching for what it changed."""
+    try:
+        from garrison.tvm.kb import load_starter
+    except ImportError:
+        return {"records": 0, "note": "no starter knowledge base in this build"}
+    result = load_starter(store)
+    stats = matching.rematch_changed(store, result.changed_packages)
+    return {"records": result.records, "unchanged": result.unchanged, "vulnerabilities": result.vulnerabilities,
+            "errors": result.error_count, "rematched": stats.package_versions}
+
+
+def load_fleet(store: Store, tenant_id: int) -> dict[str, Any]:
+    base = data_dir()
+    with store.tenant(tenant_id) as s:
+        existing = set(s.scalars(select(Device.computer_dns_name).where(Device.agentless == true())))
+    created, kept, packages = [], [], 0
+    for d in FLEET:
+        if d.name in existing:
+            kept.append(d.name)
+            continue
+        os_ident = inventory.read_os_release((base / d.os_release).read_bytes()) if d.os_release else d.os
+        out = inventory.import_agentless(store, tenant_id, d.name, (base / d.inventory).read_bytes(),
+                                         os_ident=os_ident, path=d.inventory, actor="demo", actor_type="cli")
+        created.append(d.name)
+        packages += out["packages"]
+    return {"created": created, "existing": kept, "packages": packages}
+
+
+def load(store: Store, tenant_name: str, quiet: bool = False) -> dict[str, Any]:
+    """Load the starter knowledge base and the demo fleet into ``tenant_name``; returns counts."""
+    say = (lambda _msg: None) if quiet else Console(stderr=True).print
+    say("loading the starter knowledge base…")
+    kb = load_knowledge_base(store)
+    with store.system() as s:
+        tenant_id = access.tenant_by_name(s, tenant_name).id
+    say("importing the demo fleet…")
+    fleet = load_fleet(store, tenant_id)
+    # Package versions created before the knowledge base (an earlier run) are matched here too.
+    with store.system() as s:
+        matching.match_pending(s)
+    findings = _count_findings(store, tenant_id)
+    say(f"demo fleet: {len(FLEET)} devices, {findings['findings']} findings on {findings['vulnerabilities']} "
+        f"vulnerabilities")
+    return {"knowledgeBase": kb, "demoDevices": len(fleet["created"]) + len(fleet["existing"]),
+            "demoDevicesCreated": len(fleet["created"]), "demoPackages": fleet["packages"], **findings}
+
+
+def _count_findings(store: Store, tenant_id: int) -> dict[str, int]:
+    from sqlalchemy import distinct, func
+
+    from garrison.store.models.tvm import DevicePackage, PackageVersionVuln
+    from garrison.tvm.findings import findings_select
+
+    with store.tenant(tenant_id) as s:
+        n, v = s.execute(findings_select(func.count(), func.count(distinct(PackageVersionVuln.vulnerability_id)))
+                         .where(DevicePackage.tenant_id == tenant_id)).one()
+    return {"findings": int(n), "vulnerabilities": int(v)}
