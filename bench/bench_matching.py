@@ -32,6 +32,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,20 +44,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text
 
-from garrison.core import access  # noqa: E402
-from garrison.inventory import ecosystem_for, parse_apk_installed, parse_dpkg_status, parse_os_release  # noqa: E402
-from garrison.protocol import InventoryReport, OsIdentity, SoftwarePackage  # noqa: E402
-from garrison.store.base import new_hex_id, utcnow  # noqa: E402
-from garrison.store.db import Store  # noqa: E402
-from garrison.store.models import metadata  # noqa: E402
-from garrison.store.models.core import Device  # noqa: E402
-from garrison.store.models.kb import Advisory, AdvisoryVulnerability, AffectedPackage, Vulnerability  # noqa: E402
-from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersionVuln  # noqa: E402
-from garrison.tvm import inventory, matching  # noqa: E402
-from garrison.tvm.kb import import_bytes, import_paths  # noqa: E402
-from garrison.tvm.software import identity_of  # noqa: E402
+from garrison.core import access
+from garrison.inventory import ecosystem_for, parse_apk_installed, parse_dpkg_status, parse_os_release
+from garrison.protocol import InventoryReport, OsIdentity, SoftwarePackage
+from garrison.store.base import new_hex_id, utcnow
+from garrison.store.db import Store
+from garrison.store.models import metadata
+from garrison.store.models.core import Device
+from garrison.store.models.kb import Advisory, AdvisoryVulnerability, AffectedPackage, Vulnerability
+from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersionVuln
+from garrison.tvm import inventory, matching
+from garrison.tvm.kb import import_bytes, import_paths
+from garrison.tvm.software import identity_of
 
 INV = ROOT / "tests" / "data" / "inventories"
 TVM = ROOT / "tests" / "data" / "tvm"
@@ -127,8 +128,11 @@ class Fleet:
                                          "source_version": bumped(p.source_version, eco, k)})
             out.append(p)
         n_lang = max(0, self.args.packages - len(out))
-        picks = rng.choices(self.lang_by_rank, cum_weights=self.lang_cum, k=n_lang * 3) if n_lang else []
+        picks = rng.choices(self.lang_by_rank, cum_weights=self.lang_cum, k=n_lang * 2) if n_lang else []
         chosen = list(dict.fromkeys(picks))[:n_lang]
+        if len(chosen) < n_lang:  # popular names repeat: top up with less popular ones
+            rest = [n for n in self.lang_by_rank if n not in set(chosen)]
+            chosen += rng.sample(rest, min(n_lang - len(chosen), len(rest)))
         for name in sorted(chosen):
             versions = self.lang_pool[name]
             v = versions[min(int(rng.expovariate(0.5)), len(versions) - 1)]
@@ -362,6 +366,32 @@ def feed_update(store: Store, fleet: Fleet, rng: random.Random, n: int) -> dict[
             "rematched_pvs": stats.package_versions, "added": stats.added}
 
 
+def measure_api(store: Store, tenant_id: int, device_id: str) -> list[tuple[str, str]]:
+    """Latency of the main list endpoints on the whole fleet (the real app, an analyst key)."""
+    from fastapi.testclient import TestClient
+
+    from garrison.server.app import create_app
+    from garrison.server.runner import load_services
+    from garrison.server.settings import ServerSettings
+
+    load_services()
+    with store.system() as s:
+        _row, key = access.create_api_key(s, tenant_id, "analyst", "bench")
+    app = create_app(ServerSettings(data_dir=Path(tempfile.mkdtemp()), rate_limit_per_minute=10**6, run_jobs=False),
+                     store)
+    out = []
+    with TestClient(app, base_url="https://bench") as client:
+        for path in ("/api/Software?$top=50&$orderby=impactScore desc", "/api/Software/ubuntu-_-libc6",
+                     "/api/vulnerabilities?$top=50", "/api/vulnerabilities/machinesVulnerabilities?$top=100",
+                     f"/api/machines/{device_id}/vulnerabilities", f"/api/machines/{device_id}/software"):
+            t0 = time.perf_counter()
+            r = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            ms = (time.perf_counter() - t0) * 1000
+            assert r.status_code == 200, r.text[:300]
+            out.append((f"API: GET {path.split('?')[0]}", f"{ms:.0f} ms"))
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -379,6 +409,7 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the SQLite database (printed) for inspection")
     ap.add_argument("--phase", choices=["all", "match"], default="all")
     ap.add_argument("--url", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -418,14 +449,14 @@ def main() -> None:
             n_adv = s.scalar(select(func.count()).select_from(Advisory))
             n_aff = s.scalar(select(func.count()).select_from(AffectedPackage))
         timings.append(("knowledge base: real records imported", f"{r.records:,} in {t_real:.1f} s"))
-        timings.append(("knowledge base: advisories / affected rows", f"{n_adv:,} / {n_aff:,} "
-                        f"({gen['generated']:,} generated in {t_gen:.1f} s)"))
+        timings.append(("knowledge base: advisories / affected rows",
+                        f"{n_adv:,} / {n_aff:,} ({gen['generated']:,} generated in {t_gen:.1f} s)"))
 
         t0 = time.perf_counter()
         loaded = load_fleet(store, fleet, tenant_id, args.devices)
         t_load = time.perf_counter() - t0
-        timings.append(("fleet: devices / device packages", f"{loaded['devices']:,} / {loaded['device_packages']:,} "
-                        f"(bulk load {t_load:.1f} s)"))
+        timings.append(("fleet: devices / device packages",
+                        f"{loaded['devices']:,} / {loaded['device_packages']:,} (bulk load {t_load:.1f} s)"))
         timings.append(("fleet: distinct package versions", f"{loaded['package_versions']:,}"))
         if args.backend == "postgresql":
             with store.engine.begin() as conn:
@@ -437,8 +468,8 @@ def main() -> None:
         m = json.loads(proc.stdout.strip().splitlines()[-1])
         results["full_match"] = m
         timings.append(("FULL MATCHING (budget 60 s, 2 GB)",
-                        f"{m['seconds']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MB "
-                        f"({m['packageVersions']:,} package versions, {m['findings']:,} vulnerable pairs)"))
+                        (f"{m['seconds']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MB "
+                         f"({m['packageVersions']:,} package versions, {m['findings']:,} vulnerable pairs)")))
 
         with store.tenant(tenant_id) as s:
             t0 = time.perf_counter()
@@ -453,17 +484,21 @@ def main() -> None:
         deltas = measure_deltas(store, fleet, tenant_id, loaded["ids"], args.deltas, rng)
         results["delta_ms"] = {"median": statistics.median(deltas), "p95": pct(deltas, 0.95), "max": max(deltas)}
         timings.append((f"ONE DEVICE'S DELTA incl. matching (budget 50 ms, n={len(deltas)})",
-                        f"median {statistics.median(deltas):.1f} ms, p95 {pct(deltas, 0.95):.1f} ms, "
-                        f"max {max(deltas):.1f} ms"))
+                        (f"median {statistics.median(deltas):.1f} ms, p95 {pct(deltas, 0.95):.1f} ms, "
+                         f"max {max(deltas):.1f} ms")))
+        for label, ms in measure_api(store, tenant_id, loaded["ids"][0]):
+            timings.append((label, ms))
         upd = feed_update(store, fleet, rng, 500)
         results["feed_update"] = upd
         timings.append(("feed update: 500 records import + rematch_changed",
-                        f"{upd['import_s']:.2f} s + {upd['rematch_s']:.2f} s "
-                        f"({upd['rematched_pvs']:,} package versions re-matched)"))
+                        (f"{upd['import_s']:.2f} s + {upd['rematch_s']:.2f} s "
+                         f"({upd['rematched_pvs']:,} package versions re-matched)")))
         store.dispose()
     finally:
         if pg:
             pg.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     results["table"] = timings
     if args.json:
         print(json.dumps(results, indent=2, default=str))

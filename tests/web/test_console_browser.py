@@ -77,8 +77,11 @@ def test_dashboard_cards_show_the_fleet(page: Any, console: Console) -> None:
     expect(pg.get_by_test_id("card-software").locator("tbody tr")).not_to_have_count(0)
     expect(pg.get_by_test_id("card-events")).to_contain_text("sudo updated")
     shot(pg, "02-dashboard")
-    # a donut segment opens the device list filtered to that level
-    dist.get_by_role("link", name=re.compile(r"^High")).first.click()
+    # a donut segment opens the device list filtered to that level (keyboard: focus it, Enter)
+    segment = dist.locator("svg.donut a", has=pg.locator("path.seg")).first
+    expect(segment).to_have_attribute("aria-label", "High: 4")
+    segment.focus()
+    pg.keyboard.press("Enter")
     expect(pg).to_have_url(re.compile(r"/console/devices\?exposure=High"))
     expect(rows(pg, "device-table")).to_have_count(4)
     for name in ("db-01", "db-02", "web-01", "web-02"):

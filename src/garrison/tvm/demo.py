@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select, true
+from sqlalchemy import distinct, func, select, true
 
 from garrison.core import access
 from garrison.protocol import OsIdentity
 from garrison.store.db import Store
 from garrison.store.models.core import Device
+from garrison.store.models.tvm import DevicePackage, PackageVersionVuln
 from garrison.tvm import inventory, matching
+from garrison.tvm.findings import findings_select
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,6 @@ def load(store: Store, tenant_name: str, quiet: bool = False) -> dict[str, Any]:
 
 
 def _count_findings(store: Store, tenant_id: int) -> dict[str, int]:
-    from sqlalchemy import distinct, func
-
-    from garrison.store.models.tvm import DevicePackage, PackageVersionVuln
-    from garrison.tvm.findings import findings_select
-
     with store.tenant(tenant_id) as s:
         n, v = s.execute(findings_select(func.count(), func.count(distinct(PackageVersionVuln.vulnerability_id)))
                          .where(DevicePackage.tenant_id == tenant_id)).one()

@@ -33,8 +33,13 @@ from garrison.store.db import Store
 from garrison.store.models.kb import Advisory, AdvisoryVulnerability, AffectedPackage
 from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, ResolvedFinding
 from garrison.tvm.software import BOTH_NAMES, ecosystem_base
-from garrison.tvm.versions import InvalidVersion, UnknownEcosystemError, VersionScheme, get_scheme, \
-    scheme_for_ecosystem
+from garrison.tvm.versions import (
+    InvalidVersion,
+    UnknownEcosystemError,
+    VersionScheme,
+    get_scheme,
+    scheme_for_ecosystem,
+)
 
 log = logging.getLogger("garrison.tvm.matching")
 
@@ -156,16 +161,13 @@ def evaluate(entry: Entry, version: str) -> Verdict:
         if rng.has_limit and not any(lim is None or vkey < lim for lim in rng.limits):
             continue  # not before any limit
         vulnerable = False
-        for key, kind, _raw in rng.events:
-            if kind == "introduced":
-                if vkey >= key:
-                    vulnerable = True
-            elif kind == "fixed":
-                if vkey >= key:
-                    vulnerable = False
-            elif kind == "last_affected":
-                if vkey > key:
-                    vulnerable = False
+        for key, kind, _raw in rng.events:  # the spec's loop, word for word
+            if kind == "introduced" and vkey >= key:
+                vulnerable = True
+            elif kind == "fixed" and vkey >= key:
+                vulnerable = False
+            elif kind == "last_affected" and vkey > key:
+                vulnerable = False
         if vulnerable:
             affected = True
         matched_ranges.append((rng, vkey))
@@ -486,5 +488,16 @@ def _merge(total: MatchStats, part: MatchStats) -> None:
     total.warnings.extend(part.warnings[: max(0, 100 - len(total.warnings))])
 
 
-__all__ = ["Entry", "Matcher", "MatchStats", "Target", "evaluate", "match_all", "match_package_versions",
-           "match_pending", "prepare_entry", "rematch_changed", "smallest_version"]
+__all__ = [
+    "Entry",
+    "MatchStats",
+    "Matcher",
+    "Target",
+    "evaluate",
+    "match_all",
+    "match_package_versions",
+    "match_pending",
+    "prepare_entry",
+    "rematch_changed",
+    "smallest_version",
+]

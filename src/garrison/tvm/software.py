@@ -89,8 +89,9 @@ class PackageIdentity:
 
     @property
     def key(self) -> str:
-        raw = "\x1f".join((self.ecosystem, self.manager, self.name, self.version, self.source_name,
-                           self.source_version, self.arch))
+        fields = (self.ecosystem, self.manager, self.name, self.version, self.source_name, self.source_version,
+                  self.arch)
+        raw = "\x1f".join(fields)  # a separator no field can contain
         return hashlib.sha256(raw.encode()).hexdigest()
 
     @property

@@ -207,3 +207,12 @@ def test_params_are_validated(tree: Tree) -> None:
         PROBES["config_value"].Params.model_validate(
             {"path": "/etc/x", "format": "sshd", "key": "X", "value": "y", "command": "id"}
         )
+
+
+def test_a_fifo_in_place_of_a_file_is_an_error_not_a_hang(tree: Tree) -> None:
+    import os
+
+    tree.mkdir("/etc")
+    os.mkfifo(tree.p("/etc/login.defs"))
+    out = tree.probe("config_value", path="/etc/login.defs", format="keyvalue", key="UMASK", value="027")
+    assert out.status == "error" and "not a regular file" in out.message

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.server.conftest import Env, device_headers, device_report, enroll, env, upload  # noqa: F401
+from tests.server import conftest as server_conftest
+from tests.server.conftest import Env, device_headers, device_report, enroll, upload  # noqa: F401
+
+env = server_conftest.env  # the fixture, shared with tests/server
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "tvm"
 INVENTORIES = DATA / "inventories"

@@ -166,3 +166,51 @@ def test_empty_tenant(fleet: Fleet) -> None:
         assert (score["overall"], score["devices"]) == (None, 0)
         assert configuration_score(s, now=NOW)["score"] == 0.0
         assert failed_checks_for_recommendations(s, now=NOW) == []
+
+
+def test_exceptions_in_force_are_read_from_the_exceptions_engine(scored: Fleet) -> None:
+    """Without an explicit mapping the score uses the recommendations' exceptions (their tables)."""
+    from garrison.store.models.prioritisation import RecommendationException, RecommendationExceptionGroup
+    from garrison.tvm.assessment.score import risk_reduced_exceptions
+
+    later = NOW + dt.timedelta(days=30)
+    with scored.store.tenant(scored.tenant) as s:
+        accepted = RecommendationException(
+            recommendation_id="scid-net.firewall-active",
+            justification="RiskAccepted",
+            scope="Global",
+            expires_at=later,
+        )
+        s.add(accepted)
+        s.flush()
+        assert secure_score(s, now=NOW)["overall"] == 61.76  # risk accepted changes no score
+        accepted.status = "Cancelled"
+        grouped = RecommendationException(
+            recommendation_id="scid-net.firewall-active",
+            justification="AlternateMitigation",
+            scope="DeviceGroups",
+            expires_at=later,
+        )
+        s.add(grouped)
+        s.flush()
+        s.add(
+            RecommendationExceptionGroup(
+                exception_id=grouped.id, group_id=scored.groups["db"], group_name="db"
+            )
+        )
+        s.flush()
+        assert risk_reduced_exceptions(s, NOW) == {"net.firewall-active": [scored.groups["db"]]}
+        assert secure_score(s, now=NOW)["overall"] == round(100 * 51 / 68, 2)
+        s.add(
+            RecommendationException(
+                recommendation_id="scid-net.firewall-active",
+                justification="ThirdPartyControl",
+                scope="Global",
+                expires_at=later,
+            )
+        )
+        s.flush()
+        assert secure_score(s, now=NOW)["overall"] == round(100 * 60 / 68, 2)
+        assert secure_score(s, excepted_check_ids={}, now=NOW)["overall"] == 61.76  # explicitly none
+        # An expired exception no longer counts.
+        assert risk_reduced_exceptions(s, later + dt.timedelta(seconds=1)) == {}

@@ -53,7 +53,7 @@ def test_progress_is_measured_and_completion_is_confirmed_by_the_system(env: Env
     assert (got["targetDevices"], got["fixedDevices"], got["status"]) == (2, 1, "Active")
     refs = {m["computerDnsName"]: m["status"] for m in
             api(env, "GET", f"/api/remediationTasks/{task['id']}/machineReferences")["value"]}
-    assert refs == {"web-0": "Fixed", "web-1": "Exposed"}
+    assert refs == {"web-0.corp.example": "Fixed", "web-1.corp.example": "Exposed"}
 
     agents[0].inventory(ga_packages())  # downgraded again: exposed again
     recompute(env)
@@ -103,7 +103,7 @@ def test_manual_completion_keeps_the_user_and_overdue_and_csv(env: Env) -> None:
     text = api(env, "GET", f"/api/remediationTasks/{late['id']}/export").text
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][:3] == ["Remediation activity", "Device ID", "Device name"]
-    assert [(r[2], r[6]) for r in rows[1:]] == [("web-1", "Exposed")]
+    assert [(r[2], r[6]) for r in rows[1:]] == [("web-1.corp.example", "Exposed")]
 
     with env.store.system() as s:
         user = access.create_user(s, env.a.id, "carol", "correct horse battery staple", "security_operator",

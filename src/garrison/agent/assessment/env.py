@@ -154,6 +154,9 @@ class Env:
         self.touch(device_path)
         p = self.path(device_path)
         try:
+            if not stat.S_ISREG(os.stat(p).st_mode):
+                # A FIFO or device would block or never end; configuration is in regular files.
+                raise ProbeError(f"{device_path} is not a regular file")
             with open(p, "rb") as fh:
                 data = _read_bounded(fh)
         except (FileNotFoundError, NotADirectoryError):

@@ -192,33 +192,53 @@ def bar_chart(bars: Sequence[Bar], *, title: str, width: int = 420, row: int = 3
     return Markup("".join(out))
 
 
+def _polar(c: float, radius: float, angle: float) -> tuple[float, float]:
+    """Point at ``angle`` radians clockwise from 12 o'clock."""
+    return c + radius * math.sin(angle), c - radius * math.cos(angle)
+
+
+def _sector(c: float, outer: float, inner: float, a0: float, a1: float) -> str:
+    """Path of a ring sector from a0 to a1 (radians, clockwise, a1 - a0 < 2π)."""
+    large = 1 if a1 - a0 > math.pi else 0
+    (x0, y0), (x1, y1) = _polar(c, outer, a0), _polar(c, outer, a1)
+    (x2, y2), (x3, y3) = _polar(c, inner, a1), _polar(c, inner, a0)
+    return (f"M{_n(x0)} {_n(y0)}A{_n(outer)} {_n(outer)} 0 {large} 1 {_n(x1)} {_n(y1)}"
+            f"L{_n(x2)} {_n(y2)}A{_n(inner)} {_n(inner)} 0 {large} 0 {_n(x3)} {_n(y3)}Z")
+
+
 def donut(segments: Sequence[Segment], *, title: str, center: str = "", center_sub: str = "",
           size: int = 160, thickness: int = 26) -> Markup:
-    """A donut of ``segments`` (zero-valued ones are skipped); each segment may link somewhere."""
+    """A donut of ``segments`` (zero-valued ones are skipped); each segment may link somewhere.
+
+    Segments are ring-sector paths (not dashed circles), so a segment's link is exactly its shape.
+    """
     total = sum(max(s.value, 0) for s in segments)
     desc = "; ".join(f"{s.label}: {fmt_num(s.value)}" for s in segments) or "no data"
     head, tail = _svg_open(size, size, title, desc, "donut")
     out = [head]
-    r = (size - thickness) / 2
     c = size / 2
-    circ = 2 * math.pi * r
-    out.append(f'<circle class="track" cx="{_n(c)}" cy="{_n(c)}" r="{_n(r)}" stroke-width="{thickness}"/>')
-    offset = 0.0
-    gap = 1.5 if sum(1 for s in segments if s.value > 0) > 1 else 0.0
-    for s in segments:
-        if total <= 0 or s.value <= 0:
+    outer, inner = c - 1, c - 1 - thickness
+    out.append(f'<circle class="track" cx="{_n(c)}" cy="{_n(c)}" r="{_n((outer + inner) / 2)}" '
+               f'stroke-width="{thickness}"/>')
+    shown = [s for s in segments if s.value > 0]
+    gap = 0.012 if len(shown) > 1 else 0.0
+    angle = 0.0
+    for s in shown:
+        sweep = 2 * math.pi * s.value / total
+        a0, a1 = angle + gap / 2, angle + sweep - gap / 2
+        angle += sweep
+        if a1 <= a0:
             continue
-        length = circ * s.value / total
-        dash = max(length - gap, 0.5)
         pct = 100 * s.value / total
-        arc = (f'<circle class="seg" cx="{_n(c)}" cy="{_n(c)}" r="{_n(r)}" stroke="{s.color}" '
-               f'stroke-width="{thickness}" stroke-dasharray="{_n(dash)} {_n(circ - dash)}" '
-               f'stroke-dashoffset="{_n(-offset)}" transform="rotate(-90 {_n(c)} {_n(c)})">'
-               f'<title>{escape(s.label)}: {fmt_num(s.value)} ({pct:.0f}%)</title></circle>')
+        if sweep >= 2 * math.pi - 1e-9:  # one segment: a full ring, drawn as two halves
+            d = _sector(c, outer, inner, 0, math.pi) + _sector(c, outer, inner, math.pi, 2 * math.pi - 1e-6)
+        else:
+            d = _sector(c, outer, inner, a0, a1)
+        arc = (f'<path class="seg" d="{d}" fill="{s.color}">'
+               f'<title>{escape(s.label)}: {fmt_num(s.value)} ({pct:.0f}%)</title></path>')
         if s.href:
             arc = f'<a href="{escape(s.href)}" aria-label="{escape(s.label)}: {fmt_num(s.value)}">{arc}</a>'
         out.append(arc)
-        offset += length
     if center:
         out.append(f'<text class="center" x="{_n(c)}" y="{_n(c + (2 if center_sub else 7))}" '
                    f'text-anchor="middle">{escape(center)}</text>')

@@ -7,7 +7,9 @@ those devices (status pass, fail or error; not_applicable is left out)::
                 / sum(impact(c) for (d, c) in R)
 
 ``passed`` is status ``pass``, or a fail/error covered by a risk-reducing exception
-(third-party control, alternate mitigation) whose scope includes the device's group. An
+(third-party control, alternate mitigation) whose scope includes the device's group. The
+exceptions come from the recommendations' exceptions engine unless the caller passes
+``excepted_check_ids`` (``{}`` for none). An
 ``error`` is applicable and not passed: a control nobody could verify earns no points.
 Per category the same sums run over that category's checks. Devices count when they are not
 offboarded and were assessed within the last 30 days.
@@ -36,7 +38,34 @@ from garrison.tvm.assessment.kb import ensure_check_kb
 
 ACTIVE_DAYS = 30
 # check id -> device group ids the exception covers; None = every group (global exception).
+# Functions taking it read the exceptions in force when it is None; pass {} to ignore them.
 Exceptions = Mapping[str, Iterable[int] | None]
+
+
+def risk_reduced_exceptions(session: Session, now: dt.datetime | None = None) -> dict[str, list[int] | None]:
+    """The risk-reducing exceptions in force, from the exceptions engine of the recommendations
+    (``garrison.tvm.prioritisation``): check id -> device group ids, None for a global exception.
+    Empty when that engine is not part of this build."""
+    try:
+        from garrison.tvm.prioritisation import exceptions as exc_engine
+        from garrison.tvm.prioritisation.recommendations import CONFIG_PREFIX
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("garrison.tvm.prioritisation"):
+            return {}
+        raise
+    out: dict[str, list[int] | None] = {}
+    for rec_id, eff in exc_engine.effective(session, now).items():
+        if not rec_id.startswith(CONFIG_PREFIX):
+            continue
+        check_id = rec_id[len(CONFIG_PREFIX) :]
+        if eff.global_justification is not None:
+            if exc_engine.reduces_risk(eff.global_justification):
+                out[check_id] = None
+            continue  # a global exception suspends the group ones
+        groups = [g for g, j in eff.groups.items() if exc_engine.reduces_risk(j)]
+        if groups:
+            out[check_id] = groups
+    return out
 
 
 def _covered(exceptions: Exceptions | None, check_id: str, group_id: int | None) -> bool:
@@ -130,6 +159,8 @@ def secure_score(
     """
     now = now or utcnow()
     rows, n = _aggregate(session, group_ids=group_ids, now=now)
+    if excepted_check_ids is None:
+        excepted_check_ids = risk_reduced_exceptions(session, now)
     sums = _score(rows, excepted_check_ids)
     overall = _pct(sums.points, sums.possible)
     return {
@@ -153,6 +184,8 @@ def device_secure_score(
     """The same score for one device."""
     now = now or utcnow()
     rows, n = _aggregate(session, device_ids=[device_id], now=now)
+    if excepted_check_ids is None:
+        excepted_check_ids = risk_reduced_exceptions(session, now)
     sums = _score(rows, excepted_check_ids)
     overall = _pct(sums.points, sums.possible)
     return {
@@ -201,6 +234,8 @@ def record_daily_history(
 ) -> list[SecureScoreHistory]:
     """Store ``day``'s score for the organisation and every device group (replaces that day's rows)."""
     now = now or utcnow()
+    if excepted_check_ids is None:
+        excepted_check_ids = risk_reduced_exceptions(session, now)
     session.execute(delete(SecureScoreHistory).where(SecureScoreHistory.day == day))
     out: list[SecureScoreHistory] = []
     scopes: list[tuple[str, int | None]] = [("org", None)]

@@ -249,9 +249,10 @@ def to_api(act: RemediationActivity, now: dt.datetime, tickets: list[Remediation
 
 
 def ticket_to_api(t: RemediationTicket) -> dict[str, Any]:
-    return {"id": t.id, "connector": t.connector, "connectionId": t.connection_id, "externalId": t.external_id or None,
-            "url": t.url or None, "state": t.state, "closed": t.closed, "createdOn": t.created_at,
-            "lastCheckedOn": t.last_checked_at, "lastError": t.last_error or None}
+    return {"id": t.id, "activityId": t.activity_id, "connector": t.connector, "connectionId": t.connection_id,
+            "externalId": t.external_id or None, "url": t.url or None, "state": t.state, "closed": t.closed,
+            "createdOn": t.created_at, "lastCheckedOn": t.last_checked_at, "lastError": t.last_error or None,
+            "attempts": t.attempts}
 
 
 def targets_with_devices(s: Session, act: RemediationActivity) -> list[tuple[RemediationTarget, Device | None, str | None]]:

@@ -107,7 +107,10 @@ def refresh_all(store: Store, force: bool = True) -> list[RefreshStats]:
 
 
 def derive_events(store: Store, tenant_id: int, now: dt.datetime | None = None) -> dict[str, int]:
+    """Derive timeline events and queue notifications; scores are brought up to date first, since an
+    event's score impact is estimated from the devices' current scores."""
     now = now or utcnow()
+    refresh_if_changed(store, tenant_id, now)
     with store.tenant(tenant_id) as s:
         events = timeline.derive(s, tenant_id, now)
         queued = notifications.evaluate(s, tenant_id, now)

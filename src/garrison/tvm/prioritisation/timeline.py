@@ -320,20 +320,21 @@ def _software_hazard_change(s: Session, software_id: str, event: str, entries: l
 
 
 def _worst_severity(s: Session, software_id: str, event: str, entries: list[Any]) -> str | None:
-    versions = {r.new_version for r in entries if r.new_version} if event != "uninstalled" else \
-        {r.old_version for r in entries if r.old_version}
-    if not versions:
-        return None
-    if event == "uninstalled":
-        sev = s.scalars(select(Vulnerability.severity).distinct()
-                        .join(ResolvedFinding, ResolvedFinding.vulnerability_id == Vulnerability.id)
-                        .where(ResolvedFinding.software_id == software_id, ResolvedFinding.version.in_(versions)))
-    else:
-        sev = s.scalars(select(Vulnerability.severity).distinct()
-                        .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
-                        .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
-                        .where(PackageVersion.software_id == software_id, PackageVersion.version.in_(versions)))
-    found = [x for x in sev if x]
+    """The worst severity among the findings the change brought (new versions) or removed (old ones)."""
+    found: list[str] = []
+    new_versions = {r.new_version for r in entries if r.new_version}
+    old_versions = {r.old_version for r in entries if r.old_version}
+    if event in ("installed", "updated") and new_versions:
+        found += s.scalars(select(Vulnerability.severity).distinct()
+                           .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
+                           .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
+                           .where(PackageVersion.software_id == software_id, PackageVersion.version.in_(new_versions)))
+    if event in ("uninstalled", "updated") and old_versions:
+        found += s.scalars(select(Vulnerability.severity).distinct()
+                           .join(ResolvedFinding, ResolvedFinding.vulnerability_id == Vulnerability.id)
+                           .where(ResolvedFinding.software_id == software_id, ResolvedFinding.version.in_(old_versions),
+                                  ResolvedFinding.device_id.in_({r.device_id for r in entries})))
+    found = [x for x in found if x]
     return max(found, key=lambda x: SEVERITY_RANK.get(x, 0)) if found else None
 
 
