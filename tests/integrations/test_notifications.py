@@ -54,12 +54,12 @@ def test_rules_send_email_and_signed_webhooks(env: Env) -> None:
         assert sent == {"sent": 2 * len(wanted), "retry": 0, "failed": 0}
 
         assert smtp.logins and set(smtp.logins) == {"garrison"}
-        subjects = sorted(m.message["Subject"] for m in smtp.messages)
+        subjects = sorted(m.message["Subject"].strip() for m in smtp.messages)
         assert subjects == sorted(f"[Garrison] {e['title']}" for e in wanted)
         mail = next(m for m in smtp.messages if "CVE-2021-3156" in m.message["Subject"]
                     and "exploited" in m.message["Subject"])
         assert mail.recipients == ["secops@example.org"] and mail.message["From"] == "garrison@example.org"
-        text = mail.message.get_payload(decode=True).decode()
+        text = mail.message.get_content()
         assert "Organization: alpha" in text and "Event:              ExploitVerified" in text
         assert "notification rule 'vulns'" in text
 

@@ -94,8 +94,9 @@ EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = [
     .prioritisation_ids(env, dev),  # exceptions, remediation tasks, events, rules, connections
 ]
 
-# Parameters that are not ids of a tenant's object (a query inside the path).
-NOT_IDS = {"args"}
+# Parameters that are not ids of a tenant's object: a query inside the path, or an id of the
+# shared configuration-check catalog (every tenant has every check; its device list is scoped).
+NOT_IDS = {"args", "check_id"}
 
 SAMPLE_BODIES: dict[str, Any] = {
     "machine_tags": {"Value": "x", "Action": "Add"},

@@ -377,8 +377,8 @@ def machine_vulnerabilities(machine_id: str, request: Request,
         device = load_device(s, principal, machine_id)
         on_device = (select(PVV.vulnerability_id).join(DP, DP.package_version_id == PVV.package_version_id)
                      .where(DP.device_id == device.id))
-        stmt, count = _vuln_stmt(principal, False)
-        stmt = stmt.where(V.id.in_(on_device))
+        # Exposure is counted only for this machine's vulnerabilities, not for the whole knowledge base.
+        stmt, count = _vuln_stmt(principal, False, PVV.vulnerability_id.in_(on_device))
         body = run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
                         "Vulnerabilities", default_order=[V.id])
         ids = [v["id"] for v in body["value"] if "id" in v]

@@ -211,8 +211,8 @@ def _kb_event(s: Session, c: Any, v: Vulnerability, info: dict[str, Any], total:
     titles = {
         "NewVulnerability": f"New vulnerability {v.id} in {component} on {n} device{'s' if n != 1 else ''}",
         "NewPublicExploit": f"Public exploit for {v.id} ({component}) on {n} device{'s' if n != 1 else ''}",
-        "ExploitVerified": f"{v.id} ({component}) is exploited in the wild (KEV) — {n} device{'s' if n != 1 else ''}",
-        "ExploitAddedToKit": f"Exploit for {v.id} ({component}) added to an exploit kit — {n} device{'s' if n != 1 else ''}",
+        "ExploitVerified": f"{v.id} ({component}) is exploited in the wild (KEV): {n} device{'s' if n != 1 else ''}",
+        "ExploitAddedToKit": f"Exploit for {v.id} ({component}) added to an exploit kit: {n} device{'s' if n != 1 else ''}",
     }
     rec_id = recommendations.software_rec_id(units[0][0]) if len(units) == 1 else None
     ev = TimelineEvent(

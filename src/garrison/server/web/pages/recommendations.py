@@ -35,7 +35,7 @@ def columns(exposed: Any, impact: Any) -> list[Column]:
         Column("exposed", "Exposed devices", exposed, numeric=True, default_desc=True),
         Column("status", "Status", Recommendation.status),
         Column("type", "Remediation type", Recommendation.remediation_type),
-        Column("activities", "Remediation activities"),
+        Column("activities", "Activities"),
         Column("impact", "Impact", impact, numeric=True, default_desc=True),
         Column("tags", "Tags"),
         Column("priority", "Priority", Recommendation.priority_score, numeric=True, default_desc=True),

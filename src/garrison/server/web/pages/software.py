@@ -131,7 +131,7 @@ def software_page(software_id: str, request: Request, principal: Principal = req
                                                  text=str(by_sev.get(sev, 0)), color=SEVERITY_COLORS[sev],
                                                  href=ctx.url(f"/software/{software_id}", tab="vulnerabilities"))
                                       for sev in ("Critical", "High", "Medium", "Low")],
-                                     title="Vulnerabilities by severity", width=360, label_width=80)
+                                     title="Vulnerabilities by severity", width=300, label_width=70)
         exp_chart = charts.donut([charts.Segment("Exposed", exposed, "#c4314b",
                                                  ctx.url(f"/software/{software_id}", tab="devices", exposed="1")),
                                   charts.Segment("Not exposed", installed - exposed, "#5b8c5a",

@@ -94,7 +94,8 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
                                              .limit(SCOPED_LIMIT))
                         if ctx.scope is None or timeline.visible_count(e, ctx.scope) > 0]
         chart = charts.line_chart(hist, title="Exposure score in this period", y_max=100, color="#c4314b",
-                                  value_label="exposure score", events=event_dots(ctx, chart_events), height=150)
+                                  value_label="exposure score", events=event_dots(ctx, chart_events), width=1000,
+                                  height=170)
         panel = None
         open_id = ctx.param("open")
         if open_id and open_id.isdigit():
