@@ -142,8 +142,8 @@ def collect_command(names: tuple[str, ...], state_dir: Path | None, config_file:
               help="Seconds to keep checking in after the ramp.")
 @click.option("--ramp", type=click.FloatRange(0), default=None,
               help="Seconds over which agents start (default: one interval).")
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=200, show_default=True,
-              help="Connections in the shared pool.")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=128, show_default=True,
+              help="Requests in flight at once (= connections in the shared pool).")
 @click.option("--seed", type=int, default=None, help="Reuse the machine keys of an earlier run.")
 @click.option("--inventory", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Package database to build inventories from (default: /var/lib/dpkg/status).")

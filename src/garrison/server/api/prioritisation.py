@@ -10,6 +10,7 @@ are summed over them).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -163,10 +164,8 @@ if config.has_secure_score():
     @router.get("/configurationScore")
     def configuration_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
         with _store(request).tenant(principal.tenant_id) as s:
-            res = config.secure_score(s, list(principal.group_ids) if principal.group_ids is not None else None)
-        body = res if isinstance(res, dict) else {"score": res}
-        return {"@odata.context": f"{_base(request)}/api/$metadata#ConfigurationScore/$entity", "time": utcnow(),
-                "rbacGroupName": None, "rbacGroupId": None, **body}
+            res = config.configuration_score(s, list(principal.group_ids) if principal.group_ids is not None else None)
+        return {"@odata.context": f"{_base(request)}/api/$metadata#ConfigurationScore/$entity", **(res or {})}
 
 
 @router.post("/exposureScore/recompute")
@@ -1050,8 +1049,12 @@ def try_connection(connection_id: str, body: ConnectionTestBody, request: Reques
 
 
 # =============================================================================== export assessment
+# Defender's names: ``…ByMachine`` answers JSON pages (``pageSize``, ``pageIndex``, ``@odata.nextLink``);
+# ``…Export`` streams the whole export as JSON lines (one row per line, constant memory).
 
 NDJSON = "application/x-ndjson"
+MAX_PAGE = 200_000
+DEFAULT_PAGE = 50_000
 
 
 def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
@@ -1069,38 +1072,92 @@ def _stream(request: Request, principal: Principal, produce: Any) -> StreamingRe
     return StreamingResponse(gen(), media_type=NDJSON)
 
 
-@export_router.get("/machines/SoftwareInventoryByMachine")
-def export_software_inventory(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+def _page(request: Request, principal: Principal, entity: str, produce: Any) -> dict[str, Any]:
+    try:
+        size = int(request.query_params.get("pageSize", DEFAULT_PAGE))
+        index = int(request.query_params.get("pageIndex", 1))
+    except ValueError:
+        raise Invalid("pageSize and pageIndex must be integers") from None
+    if not 1 <= size <= MAX_PAGE or index < 1:
+        raise Invalid(f"pageSize must be 1-{MAX_PAGE} and pageIndex at least 1")
+    with _store(request).tenant(principal.tenant_id) as s:
+        rows = list(itertools.islice(produce(s), (index - 1) * size, index * size + 1))
+    body = odata_list(request, entity, rows[:size])
+    if len(rows) > size:
+        body["@odata.nextLink"] = str(request.url.include_query_params(pageIndex=index + 1, pageSize=size))
+    return body
+
+
+def _since(value: str | None, required: bool) -> dt.datetime | None:
+    since = _parse_when(value, "sinceTime")
+    if since is None:
+        if required:
+            raise Invalid("sinceTime is required")
+        return None
+    if since < utcnow() - dt.timedelta(days=14):
+        raise Invalid("sinceTime must be within the last 14 days; use the full export for older changes")
+    return since
+
+
+def _inventory(principal: Principal) -> Any:
     now = utcnow()
-    return _stream(request, principal, lambda s: exports.software_inventory(s, device_scope(principal), now))
+    return lambda s: exports.software_inventory(s, device_scope(principal), now)
+
+
+def _vulnerabilities(principal: Principal) -> Any:
+    now = utcnow()
+    return lambda s: exports.software_vulnerabilities(s, device_scope(principal), now)
+
+
+def _changes(principal: Principal, since: dt.datetime) -> Any:
+    now = utcnow()
+    return lambda s: exports.software_vulnerability_changes(s, device_scope(principal), since, now)
+
+
+@export_router.get("/machines/SoftwareInventoryByMachine")
+def software_inventory_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    return _page(request, principal, "SoftwareInventoryByMachine", _inventory(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilitiesByMachine")
-def export_software_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
-    now = utcnow()
-    return _stream(request, principal, lambda s: exports.software_vulnerabilities(s, device_scope(principal), now))
+def software_vulnerabilities_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    return _page(request, principal, "SoftwareVulnerabilitiesByMachine", _vulnerabilities(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilityChangesByMachine")
-def export_software_vulnerability_changes(request: Request, sinceTime: str,  # noqa: N803
-                                          principal: Principal = require("analyst")) -> StreamingResponse:
-    since = _parse_when(sinceTime, "sinceTime")
+def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,  # noqa: N803
+                                              principal: Principal = require("analyst")) -> dict[str, Any]:
+    since = _since(sinceTime, True)
     assert since is not None
-    now = utcnow()
-    if since < now - dt.timedelta(days=14):
-        raise Invalid("sinceTime must be within the last 14 days; use SoftwareVulnerabilitiesByMachine for a full export")
-    return _stream(request, principal,
-                   lambda s: exports.software_vulnerability_changes(s, device_scope(principal), since, now))
+    return _page(request, principal, "SoftwareVulnerabilityChangesByMachine", _changes(principal, since))
 
 
-@export_router.get("/machines/SecureConfigurationsAssessmentByMachine")
-def export_secure_configuration(request: Request, sinceTime: str | None = None,  # noqa: N803
-                                principal: Principal = require("analyst")) -> StreamingResponse:
-    since = _parse_when(sinceTime, "sinceTime")
-    with _store(request).tenant(principal.tenant_id) as s:
-        if exports.secure_configuration(s, principal.group_ids, since) is None:
-            raise NotFound("configuration assessment export is not available in this build")
-    return _stream(request, principal, lambda s: exports.secure_configuration(s, principal.group_ids, since) or iter(()))
+@export_router.get("/machines/SoftwareInventoryExport")
+def software_inventory_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+    return _stream(request, principal, _inventory(principal))
+
+
+@export_router.get("/machines/SoftwareVulnerabilitiesExport")
+def software_vulnerabilities_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+    return _stream(request, principal, _vulnerabilities(principal))
+
+
+@export_router.get("/machines/SoftwareVulnerabilityChangesExport")
+def software_vulnerability_changes_export(request: Request, sinceTime: str,  # noqa: N803
+                                          principal: Principal = require("analyst")) -> StreamingResponse:
+    since = _since(sinceTime, True)
+    assert since is not None
+    return _stream(request, principal, _changes(principal, since))
+
+
+@export_router.get("/machines/SecureConfigurationsAssessmentExport")
+def secure_configurations_export(request: Request, sinceTime: str | None = None,  # noqa: N803
+                                 principal: Principal = require("analyst")) -> StreamingResponse:
+    since = _since(sinceTime, False)
+    if not config.available():
+        raise NotFound("the configuration assessment is not part of this build")
+    groups = principal.group_ids
+    return _stream(request, principal, lambda s: exports.secure_configuration(s, groups, since) or iter(()))
 
 
 def setup(app: FastAPI) -> None:

@@ -313,6 +313,7 @@ class Column:
     sort: Any = None  # SQL expression; None = not sortable
     numeric: bool = False
     default_desc: bool = False
+    narrow: bool = True  # shown on narrow screens
 
 
 @dataclass

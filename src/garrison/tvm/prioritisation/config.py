@@ -10,7 +10,9 @@ recommendations, configuration hazards and the configuration score are simply ab
 * ``failing_devices_stmt(check_id)`` → a SELECT of the ids of the devices failing that check;
 * ``secure_score(session, group_ids)`` → the configuration score of those groups (None = all);
 * optionally ``assessment_changes(session, after_id)`` → change records for the event timeline:
-  dicts with ``id``, ``at``, ``check_id``, ``kind`` ("check_added" …) and ``device_ids``.
+  dicts with ``id``, ``at``, ``check_id``, ``kind`` ("check_added" …) and ``device_ids``;
+* optionally ``configuration_score(session, group_ids)`` (``/api/configurationScore``) and
+  ``export_assessments(session, group_ids, since)`` (rows of the secure-configuration export).
 """
 
 from __future__ import annotations
@@ -71,7 +73,27 @@ def secure_score(s: Session, group_ids: list[int] | None) -> Any | None:
 
 def has_secure_score() -> bool:
     mod = _module()
-    return mod is not None and hasattr(mod, "secure_score")
+    return mod is not None and (hasattr(mod, "configuration_score") or hasattr(mod, "secure_score"))
+
+
+def configuration_score(s: Session, group_ids: list[int] | None) -> dict[str, Any] | None:
+    """The row of ``/api/configurationScore`` (the assessment's ``configuration_score``)."""
+    mod = _module()
+    fn = getattr(mod, "configuration_score", None) if mod is not None else None
+    if fn is not None:
+        return dict(fn(s, group_ids))
+    res = secure_score(s, group_ids)
+    if res is None:
+        return None
+    return res if isinstance(res, dict) else {"score": res}
+
+
+def export_assessments(s: Session, group_ids: Iterable[int] | None, since: Any = None) -> Iterable[dict[str, Any]] | None:
+    mod = _module()
+    fn = getattr(mod, "export_assessments", None) if mod is not None else None
+    if fn is None:
+        return None
+    return fn(s, group_ids, since)
 
 
 def assessment_changes(s: Session, after_id: int) -> list[dict[str, Any]]:

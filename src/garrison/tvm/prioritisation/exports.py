@@ -89,15 +89,15 @@ def software_vulnerabilities(s: Session, scope: ColumnElement[bool], now: dt.dat
     nowiso = _iso(now)
     for r in s.execute(stmt):
         d = _device_fields(r)
-        v = r[20]
+        v = r[19]
         unit = recommendations.unit_of(r[10], r[11], r[12])[0]
         yield {"id": f"{d['deviceId']}_{r[7]}_{r[8]}_{r[9]}_{v.id}", **d, "softwareVendor": r[7],
                "softwareName": r[8], "softwareVersion": r[9], "cveId": v.id,
                "vulnerabilitySeverityLevel": v.severity, "cvssScore": v.cvss_v3_score,
                "cvssV4Score": v.cvss_v4_score, "epss": v.epss, "epssPercentile": v.epss_percentile,
                "exploitabilityLevel": _exploitability(v), "knownExploited": bool(v.kev),
-               "recommendedSecurityUpdate": r[18] or None, "recommendedSecurityUpdateId": r[17],
-               "securityUpdateAvailable": r[17] is not None, "findingStatus": r[19],
+               "recommendedSecurityUpdate": r[17] or None, "recommendedSecurityUpdateId": r[16],
+               "securityUpdateAvailable": r[16] is not None, "findingStatus": r[18],
                "diskPaths": [r[13]] if r[13] else [], "registryPaths": [],
                "firstSeenTimestamp": _iso(r[14]), "lastSeenTimestamp": nowiso, "lastUsedTimestamp": _iso(r[15]),
                "recommendationReference": recommendations.software_rec_id(unit)}
@@ -132,11 +132,8 @@ def software_vulnerability_changes(s: Session, scope: ColumnElement[bool], since
 def secure_configuration(s: Session, scope_group_ids: tuple[int, ...] | None,
                          since: dt.datetime | None = None) -> Iterator[dict[str, Any]] | None:
     """Rows of the configuration assessment, when that service provides ``export_assessments``."""
-    mod = config._module()
-    fn = getattr(mod, "export_assessments", None) if mod is not None else None
-    if fn is None:
-        return None
-    return iter(fn(s, scope_group_ids, since))
+    rows = config.export_assessments(s, scope_group_ids, since)
+    return None if rows is None else iter(rows)
 
 
 def _exploitability(v: Vulnerability) -> str:

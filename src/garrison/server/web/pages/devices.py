@@ -35,15 +35,14 @@ HEALTH_LABELS = {"Active": "Active", "Inactive": "Inactive", "ImpairedCommunicat
 def columns(now: dt.datetime) -> list[Column]:
     return [
         Column("name", "Device name", Device.computer_dns_name),
-        Column("risk", "Risk level", Device.risk_score),
         Column("exposure", "Exposure level", Device.exposure_score, numeric=False, default_desc=True),
         Column("os", "OS", Device.os_platform),
-        Column("health", "Sensor health", devices.health_expr(now)),
+        Column("health", "Sensor health", devices.health_expr(now), narrow=False),
         Column("lastseen", "Last seen", Device.last_seen, default_desc=True),
-        Column("firstseen", "First seen", Device.first_seen, default_desc=True),
-        Column("tags", "Tags"),
-        Column("value", "Device value", Device.device_value),
-        Column("group", "Device group", DeviceGroup.name),
+        Column("firstseen", "First seen", Device.first_seen, default_desc=True, narrow=False),
+        Column("tags", "Tags", narrow=False),
+        Column("value", "Device value", Device.device_value, narrow=False),
+        Column("group", "Device group", DeviceGroup.name, narrow=False),
     ]
 
 
