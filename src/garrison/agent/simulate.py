@@ -326,7 +326,7 @@ class Simulation:
             timeout=httpx.Timeout(cfg.timeout, pool=cfg.timeout * 4),
             headers={"User-Agent": f"garrison-simulate/{__version__}"},
         ) for n in sizes]
-        self.shards = [(c, asyncio.Semaphore(n)) for c, n in zip(clients, sizes, strict=True)]
+        self.shards = [(client, asyncio.Semaphore(n)) for client, n in zip(clients, sizes, strict=True)]
         try:
             rng = random.Random(self.seed)
             agents = [SimAgent(self, i) for i in range(cfg.agents)]
@@ -336,8 +336,8 @@ class Simulation:
             if reporter:
                 reporter.cancel()
         finally:
-            for c in clients:
-                await c.aclose()
+            for client in clients:
+                await client.aclose()
         elapsed = time.monotonic() - started
         c = self.stats.counts
         return {

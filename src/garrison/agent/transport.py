@@ -27,10 +27,10 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from garrison import __version__
 from garrison.agent.spool import SpooledBatch
@@ -42,6 +42,8 @@ from garrison.protocol import (
     EnrollRequest,
     EnrollResponse,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 API = "/agent/v1"
 GZIP_ABOVE = 16 * 1024  # request bodies larger than this are sent gzip-compressed
@@ -368,7 +370,7 @@ class Transport:
         raise TransportError(f"{path}: {text}", status=status, retry_after=_retry_after(resp))
 
     @staticmethod
-    def _parse(resp: httpx.Response, model: Any) -> Any:
+    def _parse(resp: httpx.Response, model: type[M]) -> M:
         try:
             return model.model_validate_json(resp.content)
         except ValidationError as exc:

@@ -60,6 +60,13 @@ def test_worked_example_of_the_docs() -> None:
     assert exposure.level_for(score) == "High"
     shares = [exposure.hazard(BARON_SAMEDIT) + exposure.hazard(SUDO_LOW), exposure.hazard(PUBLIC_MEDIUM), 0.08]
     assert [round(score * h / total, 2) for h in shares] == [68.21, 12.79, 2.33]
+    after = exposure.score_from_hazard(total - shares[0], m)
+    assert after == pytest.approx(27.75, abs=0.01) and exposure.level_for(after) == "Low"
+    org = exposure.Components()
+    for s_, value in [(score, "Normal"), (40, "Low"), (10, "High"), (0, "Normal")]:
+        org.add_device(s_, value, exposure.level_for(s_))
+    assert org.score == pytest.approx(32.89, abs=0.01)
+    assert org.impact(score - after, 0.0) == pytest.approx(14.82, abs=0.01)
 
 
 def test_threat_order_kev_over_exploits_over_epss_over_severity() -> None:

@@ -337,7 +337,7 @@ def rec_to_api(r: Recommendation, row: Any = None, full: bool = False) -> dict[s
         "relatedComponent": r.related_component, "tags": r.tags, "zeroDay": r.zero_day,
         "endOfSupport": r.end_of_life,
         "priorityScore": round(row["priority"], 6) if row else r.priority_score,
-        "priorityExplanation": (r.explanation or {}).get("summary", ""),
+        "priorityExplanation": r.priority_reason,
         "firstSeen": r.first_seen, "lastUpdated": r.updated_at,
     }
     if full:
@@ -357,26 +357,44 @@ def _scoped_values(row: Any, comps: exposure.Components) -> dict[str, Any]:
             "exposed_after": int(m["exposed_after"] or 0), "priority": float(m["priority"] or 0.0), "status": status}
 
 
-def _rec_select(principal: Principal, s: Session) -> tuple[Any, Any, exposure.Components | None]:
+_LIST_COLUMNS = [c for c in Recommendation.__table__.c if c.name not in ("explanation", "details")]
+
+
+def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[Any, Any, exposure.Components | None]:
+    """The recommendations a caller sees; ``light``: plain rows without the large JSON columns (lists)."""
+    what: list[Any] = list(_LIST_COLUMNS) if light else [R]
     agg = _scoped_agg(principal)
     if agg is None:
-        return select(R), None, None
+        return select(*what), None, None
     comps = exposure.components_for(s, principal.group_ids)
-    stmt = (select(R, *[c for c in agg.c if c.name != "rid"], R.status.label("rstatus"))
+    stmt = (select(*what, *[c for c in agg.c if c.name != "rid"], R.status.label("rstatus"))
             .join(agg, agg.c.rid == R.id).where(agg.c.exposed > 0))
     return stmt, agg, comps
 
 
+def _json(body: dict[str, Any]) -> Response:
+    """Serialise a large list body directly (FastAPI's generic encoder is slow on thousands of rows)."""
+    return Response(json.dumps(body, default=_encode, separators=(",", ":")), media_type="application/json")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 @router.get("/recommendations")
-def list_recommendations(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_recommendations(request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
-        stmt, agg, comps = _rec_select(principal, s)
+        stmt, agg, comps = _rec_select(principal, s, light=True)
         fields = rec_fields(agg, comps)
         default = [fields["priorityScore"].column.desc(), R.id]
         if agg is None:
-            return run_list(s, request, stmt, fields, lambda r: rec_to_api(r[0]), "Recommendations", default)
-        return run_list(s, request, stmt, fields, lambda r: rec_to_api(r[0], _scoped_values(r, comps)),
-                        "Recommendations", default)
+            body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r), "Recommendations", default)
+        else:
+            body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r, _scoped_values(r, comps)),
+                            "Recommendations", default)
+    return _json(body)
 
 
 def _load_rec(s: Session, principal: Principal, rec_id: str) -> tuple[Recommendation, dict[str, Any] | None]:
@@ -517,8 +535,8 @@ def machine_recommendations(machine_id: str, request: Request,
         ids = device_exposure.device_recommendation_ids(s, device)
         if not ids:
             return odata_list(request, "Recommendations", [])
-        stmt = select(R).where(R.id.in_(sorted(ids)))
-        return run_list(s, request, stmt, rec_fields(), lambda r: rec_to_api(r[0]), "Recommendations",
+        stmt = select(*_LIST_COLUMNS).where(R.id.in_(sorted(ids)))
+        return run_list(s, request, stmt, rec_fields(), lambda r: rec_to_api(r), "Recommendations",
                         [R.priority_score.desc(), R.id])
 
 

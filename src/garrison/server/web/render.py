@@ -120,6 +120,12 @@ class Ctx:
     section: str = ""
     started: float = field(default_factory=time.perf_counter)
 
+    def unscoped(self) -> Ctx:
+        """The same context without the device-group filter of the URL (the principal's own limits stay)."""
+        import dataclasses
+
+        return dataclasses.replace(self, selected=())
+
     @property
     def scope(self) -> tuple[int, ...] | None:
         """Device-group ids the page shows; None = every group of the tenant."""

@@ -212,14 +212,28 @@ def top_recommendations(s: Session, ctx: Ctx, n: int = 5) -> list[dict[str, Any]
     return [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0)} for r in rows]
 
 
-def recommendation_vulns(s: Session, rec: Recommendation, limit: int = 50) -> list[dict[str, Any]]:
-    """The weaknesses a software recommendation fixes (what the knowledge base says of each)."""
+def _ids(s: Session, stmt: Any) -> list[Any]:
+    """Materialise a short id list first: SQLite plans ``device_packages`` joins badly otherwise."""
+    return [r[0] for r in s.execute(stmt)]
+
+
+def recommendation_package_versions(s: Session, rec: Recommendation) -> list[int]:
     d = rec.details or {}
     if rec.kind != "software" or not d.get("matchNames"):
         return []
-    pv_ids = select(PackageVersion.id).where(PackageVersion.match_name.in_(d["matchNames"]),
-                                             PackageVersion.ecosystem.in_(d.get("ecosystems") or []))
-    present = select(DevicePackage.package_version_id).where(DevicePackage.package_version_id.in_(pv_ids))
+    return _ids(s, select(PackageVersion.id).where(PackageVersion.match_name.in_(d["matchNames"]),
+                                                   PackageVersion.ecosystem.in_(d.get("ecosystems") or [])))
+
+
+def recommendation_vulns(s: Session, rec: Recommendation, limit: int = 50) -> list[dict[str, Any]]:
+    """The weaknesses a software recommendation fixes (what the knowledge base says of each)."""
+    pv_ids = recommendation_package_versions(s, rec)
+    if not pv_ids:
+        return []
+    present = _ids(s, select(DevicePackage.package_version_id).where(DevicePackage.package_version_id.in_(pv_ids))
+                   .distinct())
+    if not present:
+        return []
     rows = s.execute(select(Vulnerability, func.max(PackageVersionVuln.fixed_version))
                      .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
                      .where(PackageVersionVuln.package_version_id.in_(present))
@@ -230,19 +244,34 @@ def recommendation_vulns(s: Session, rec: Recommendation, limit: int = 50) -> li
     return [{"v": v, "fixed": fixed} for v, fixed in rows]
 
 
-def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
-    from garrison.tvm.prioritisation import recommendations as recs
-
-    stmt = recs.exposed_devices_stmt(rec)
-    if stmt is None:
-        return [], 0
-    ids = stmt.subquery()
-    first = ids.c[0]
-    cond = and_(Device.id.in_(select(first)), ctx.device_cond())
+def _devices_page(s: Session, ctx: Ctx, device_ids: Any, limit: int) -> tuple[list[Device], int]:
+    cond = and_(Device.id.in_(device_ids), ctx.device_cond())
     total = s.scalar(select(func.count()).select_from(Device).where(cond)) or 0
     rows = list(s.scalars(select(Device).where(cond).order_by(Device.exposure_score.desc(), Device.computer_dns_name)
                           .limit(limit)))
     return rows, total
+
+
+def exposed_devices_select(s: Session, rec: Recommendation) -> Any | None:
+    """SELECT of the ids of the devices exposed to ``rec`` (None: none)."""
+    if rec.kind == "software":
+        pv_ids = recommendation_package_versions(s, rec)
+        vulnerable = _ids(s, select(PackageVersionVuln.package_version_id)
+                          .where(PackageVersionVuln.package_version_id.in_(pv_ids)).distinct()) if pv_ids else []
+        if not vulnerable:
+            return None
+        return select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(vulnerable))
+    from garrison.tvm.prioritisation import recommendations as recs
+
+    stmt = recs.exposed_devices_stmt(rec)
+    return select(stmt.subquery().c[0]) if stmt is not None else None
+
+
+def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
+    stmt = exposed_devices_select(s, rec)
+    if stmt is None:
+        return [], 0
+    return _devices_page(s, ctx, stmt, limit)
 
 
 # --- software -----------------------------------------------------------------------------
@@ -343,28 +372,29 @@ def _weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     return out
 
 
+def vulnerability_package_versions(s: Session, vuln_id: str) -> list[int]:
+    return _ids(s, select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln_id))
+
+
 def vulnerability_devices(s: Session, ctx: Ctx, vuln_id: str, limit: int = 25) -> tuple[list[Any], int]:
-    pvs = select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln_id)
-    dev_ids = select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs))
-    cond = and_(Device.id.in_(dev_ids), ctx.device_cond())
-    total = s.scalar(select(func.count()).select_from(Device).where(cond)) or 0
-    rows = list(s.scalars(select(Device).where(cond).order_by(Device.exposure_score.desc(), Device.computer_dns_name)
-                          .limit(limit)))
-    return rows, total
+    pvs = vulnerability_package_versions(s, vuln_id)
+    if not pvs:
+        return [], 0
+    return _devices_page(s, ctx, select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs)),
+                         limit)
 
 
 def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommendation]:
-    units = select(PackageVersion.match_name).join(
-        PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id).where(
-        PackageVersionVuln.vulnerability_id == vuln_id).distinct()
-    names = {n for (n,) in s.execute(units)}
-    if not names:
+    from garrison.tvm.prioritisation import recommendations as recs
+
+    pvs = vulnerability_package_versions(s, vuln_id)
+    if not pvs:
         return []
-    out = []
-    for rec in s.scalars(select(Recommendation).where(Recommendation.kind == "software")):
-        if set((rec.details or {}).get("matchNames") or []) & names:
-            out.append(rec)
-    return out[:10]
+    units = {recs.software_rec_id(recs.unit_of(eco, mgr, name)[0]) for eco, mgr, name in s.execute(
+        select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name)
+        .where(PackageVersion.id.in_(pvs)).distinct())}
+    return list(s.scalars(select(Recommendation).where(Recommendation.id.in_(sorted(units)))
+                          .order_by(Recommendation.priority_score.desc()).limit(10)))
 
 
 # --- devices ------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ class Recommendation(TenantScoped, Base):
     end_of_life: Mapped[bool] = mapped_column(Boolean, default=False)
     priority_score: Mapped[float] = mapped_column(Float, default=0.0)
     explanation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority_reason: Mapped[str] = mapped_column(String(1024), default="")  # explanation's one-line summary
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # software ids, ecosystems, names
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

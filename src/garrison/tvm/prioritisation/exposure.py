@@ -45,7 +45,7 @@ L_EXPLOIT_KIT = 2.0
 L_EXPLOIT_VERIFIED = 1.5
 L_PUBLIC_EXPLOIT = 0.8
 EPSS_FACTOR = 2.5  # EPSS probability × this; EPSS 0.9 approaches a KEV entry
-L_FLOOR = 0.02  # every known weakness has some likelihood
+L_FLOOR = 0.003  # every known weakness has some likelihood (about the median EPSS × EPSS_FACTOR)
 L_ACTIVE_ALERT = 4.0  # an active alert on this device for this vulnerability: highest of all
 CONFIG_LIKELIHOOD = 0.1  # a failed configuration check: hazard = impact/10 × this
 

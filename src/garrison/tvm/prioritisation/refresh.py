@@ -1,29 +1,36 @@
 """Recompute one tenant: device exposure scores and levels, organisation and group scores with
 their daily history, materialised recommendations, and remediation progress.
 
-The heavy part is three aggregate queries over ``device_packages ⨝ package_version_vulns``:
+Everything heavy is set-based SQL over ``device_packages ⨝ package_version_vulns``, staged in
+temporary tables of the transaction:
 
-1. hazard per (device, remediation unit) — the per-vulnerability hazard is an SQL expression summed
-   per package version, then the riskiest package version of a unit counts for the device (binaries
-   built from one source share its findings, so nothing is counted twice);
-2. devices with each vulnerable unit installed (``totalMachineCount``);
-3. the vulnerabilities, fixed versions and statuses of each unit (recommendation fields).
+* ``prio_pv`` — each vulnerable package version present in the tenant: its remediation unit (as an
+  integer) and the sum of its vulnerabilities' hazards (the hazard is an SQL expression);
+* ``prio_du`` — per (device, unit): the riskiest package version of the unit on that device (binaries
+  built from one source share its findings, so nothing is counted twice) and whether it is in use;
+  failed configuration checks are added as units of their own;
+* ``prio_dev`` — per device: group, multiplier, weights, and after the first pass its total hazard;
+* ``prio_red`` / ``prio_alert`` — (unit, group) pairs under a risk-reducing exception, and the extra
+  hazard of findings with an active alert.
 
-Everything after that works on aggregated rows — one per exposed (device, unit) — never a query
-per device.
+Python then sees one row per device (to turn hazards into scores) and one row per (unit, device
+group) (the recommendation figures, with each device's predicted score drop computed in SQL with
+``exp``) — never a query or a loop per device and finding.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, distinct, func, insert, select, text, tuple_
+from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from garrison.store.base import utcnow
@@ -41,12 +48,13 @@ from garrison.store.models.prioritisation import (
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersion, PackageVersionVuln
 from garrison.tvm import findings
 from garrison.tvm.prioritisation import config, exceptions, exposure, recommendations, remediation
-from garrison.tvm.prioritisation.recommendations import RecAcc
+from garrison.tvm.prioritisation.recommendations import GroupAcc, RecAcc
 
 log = logging.getLogger("garrison.tvm.prioritisation")
 
 CHUNK = 1000
 TREND_DAYS = 7
+TEMP_TABLES = ("prio_pv", "prio_du", "prio_dev", "prio_red", "prio_alert", "prio_safe")
 
 
 @dataclass
@@ -58,8 +66,6 @@ class Dev:
     counts: bool  # active and has data: counts for scores and recommendations
     old_score: float
     old_level: str
-    hazard: float = 0.0
-    items: list[tuple[str, float, bool, bool]] = field(default_factory=list)  # rec, hazard, reduced, in use
 
     @property
     def gkey(self) -> int:
@@ -93,6 +99,30 @@ def _lock(s: Session, tenant_id: int) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
+class Units:
+    """Remediation units (and configuration checks) as small integers for the SQL stages."""
+
+    def __init__(self) -> None:
+        self.rec_ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self._by_key: dict[tuple[str, str, str], int] = {}
+
+    def add(self, rec_id: str) -> int:
+        i = self.index.get(rec_id)
+        if i is None:
+            i = self.index[rec_id] = len(self.rec_ids)
+            self.rec_ids.append(rec_id)
+        return i
+
+    def of_package(self, eco: str, manager: str, match_name: str) -> int:
+        key = (eco, manager, match_name)
+        i = self._by_key.get(key)
+        if i is None:
+            i = self._by_key[key] = self.add(
+                recommendations.software_rec_id(recommendations.unit_of(eco, manager, match_name)[0]))
+        return i
+
+
 def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -> RefreshStats:
     """Recompute everything of the session's tenant (a ``store.tenant(id)`` session)."""
     started = time.perf_counter()
@@ -108,83 +138,87 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     _lock(s, tenant_id)
     exceptions.expire_due(s, now)
     eff = exceptions.effective(s, now)
-    devs = _load_devices(s, tenant_id, now)
+    devs = _load_devices(s, now)
     stats.devices = len(devs)
+    _create_temp_tables(s)
+    _ensure_exp(s)
+    s.execute(text("INSERT INTO prio_dev (device_id, gkey, m, w_nl, is_high, is_low, internet, pf, counts) "
+                   "VALUES (:d, :g, :m, :w, :hi, :lo, :net, :pf, :c)"),
+              [{"d": d.id, "g": d.gkey, "m": d.multiplier, "w": 0.0 if d.value == "High" else
+                exposure.ORG_WEIGHT.get(d.value, 1.0), "hi": int(d.value == "High"), "lo": int(d.value == "Low"),
+                "net": int(d.internet), "c": int(d.counts),
+                "pf": recommendations.BUSINESS_VALUE.get(d.value, 1.0) *
+                (exposure.INTERNET_FACING_MULTIPLIER if d.internet else 1.0)} for d in devs.values()] or
+              [{"d": "", "g": 0, "m": 1.0, "w": 0.0, "hi": 0, "lo": 0, "net": 0, "pf": 0.0, "c": 0}])
     mark("devices")
 
-    unit_names: dict[tuple[str, str, str], str] = {}
-
-    def unit(eco: str, manager: str, match_name: str) -> str:
-        key = (eco, manager, match_name)
-        u = unit_names.get(key)
-        if u is None:
-            u = unit_names[key] = recommendations.unit_of(eco, manager, match_name)[0]
-        return u
-
-    # 1. hazard per (device, unit)
-    per_dev_unit: dict[tuple[str, str], list[Any]] = {}
-    in_use_since = now - findings.IN_USE_WINDOW
-    for device_id, eco, manager, match_name, hz, last_used in s.execute(_device_unit_hazards()):
-        key = (device_id, unit(eco, manager, match_name))
-        used = last_used is not None and _aware(last_used) >= in_use_since
-        cur = per_dev_unit.get(key)
-        if cur is None:
-            per_dev_unit[key] = [float(hz or 0.0), used]
-        else:
-            cur[0] = max(cur[0], float(hz or 0.0))
-            cur[1] = cur[1] or used
+    # 1. hazard per vulnerable package version, then per (device, unit)
+    units = Units()
+    pv_rows = []
+    for pv_id, eco, manager, match_name, hz in s.execute(_package_version_hazards(tenant_id)):
+        pv_rows.append({"p": pv_id, "u": units.of_package(eco, manager, match_name), "h": float(hz or 0.0)})
+    for i in range(0, len(pv_rows), 5000):
+        s.execute(text("INSERT INTO prio_pv (pv_id, unit, hz) VALUES (:p, :u, :h)"), pv_rows[i : i + 5000])
+    software_units = len(units.rec_ids)
+    s.execute(text("INSERT INTO prio_du (device_id, unit, hz, used) "
+                   "SELECT dp.device_id, p.unit, MAX(p.hz), "
+                   "MAX(CASE WHEN dp.last_used >= :since THEN 1 ELSE 0 END) "
+                   "FROM prio_pv p JOIN device_packages dp ON dp.package_version_id = p.pv_id "
+                   "WHERE dp.tenant_id = :t GROUP BY dp.device_id, p.unit"),
+              {"since": now - findings.IN_USE_WINDOW, "t": tenant_id})
     mark("hazards")
 
-    alert_units: set[str] = set()
-    for device_id, eco, manager, match_name, extra in _alert_extras(s):
-        key = (device_id, unit(eco, manager, match_name))
-        if key in per_dev_unit:
-            per_dev_unit[key][0] += extra
-            alert_units.add(recommendations.software_rec_id(key[1]))
-    alert_pairs = {(d, recommendations.software_rec_id(u)) for d, u in per_dev_unit if
-                   recommendations.software_rec_id(u) in alert_units}
-
-    for (device_id, unit_id), (hz, used) in per_dev_unit.items():
-        dev = devs.get(device_id)
-        if dev is None:
-            continue
-        rec_id = recommendations.software_rec_id(unit_id)
-        e = eff.get(rec_id)
-        reduced = exceptions.reduces_risk(e.justification(dev.group_id)) if e else False
-        if not reduced:
-            dev.hazard += hz
-        dev.items.append((rec_id, hz, reduced, used))
-    del per_dev_unit
-
-    config_rows = config.failed_checks(s)
+    # failed configuration checks are units of their own
     check_ids: set[str] = set()
-    for device_id, check_id, impact in config_rows:
-        dev = devs.get(device_id)
-        if dev is None:
-            continue
-        check_ids.add(check_id)
-        rec_id = recommendations.config_rec_id(check_id)
-        hz = exposure.config_hazard(impact)
-        e = eff.get(rec_id)
-        reduced = exceptions.reduces_risk(e.justification(dev.group_id)) if e else False
-        if not reduced:
-            dev.hazard += hz
-        dev.items.append((rec_id, hz, reduced, True))
+    cfg_rows = []
+    for device_id, check_id, impact in config.failed_checks(s):
+        if device_id in devs:
+            check_ids.add(check_id)
+            cfg_rows.append({"d": device_id, "u": units.add(recommendations.config_rec_id(check_id)),
+                             "h": exposure.config_hazard(impact)})
+    for i in range(0, len(cfg_rows), 5000):
+        s.execute(text("INSERT INTO prio_du (device_id, unit, hz, used) VALUES (:d, :u, :h, 1)"),
+                  cfg_rows[i : i + 5000])
+    alert_rows = [{"d": d, "u": units.of_package(e, m, n), "x": x} for d, e, m, n, x in _alert_extras(s)]
+    merged: dict[tuple[str, int], float] = defaultdict(float)
+    for r in alert_rows:
+        merged[(r["d"], r["u"])] += r["x"]
+    if merged:
+        s.execute(text("INSERT INTO prio_alert (device_id, unit, extra) VALUES (:d, :u, :x)"),
+                  [{"d": d, "u": u, "x": x} for (d, u), x in merged.items()])
+    reduced = _reduced_pairs(s, eff, units)
+    if reduced:
+        s.execute(text("INSERT INTO prio_red (unit, gkey) VALUES (:u, :g)"), [{"u": u, "g": g} for u, g in reduced])
     mark("config")
 
     # 2. device scores and levels, group components, history
+    totals = {d: (float(h or 0.0), float(r or 0.0)) for d, h, r in s.execute(text(
+        "SELECT du.device_id, SUM(du.hz + COALESCE(a.extra, 0)), "
+        "SUM(CASE WHEN r.unit IS NULL THEN 0 ELSE du.hz + COALESCE(a.extra, 0) END) "
+        "FROM prio_du du JOIN prio_dev d ON d.device_id = du.device_id "
+        "LEFT JOIN prio_red r ON r.unit = du.unit AND r.gkey = d.gkey "
+        "LEFT JOIN prio_alert a ON a.device_id = du.device_id AND a.unit = du.unit "
+        "GROUP BY du.device_id"))}
     comps: dict[int, exposure.Components] = defaultdict(exposure.Components)
     updates: list[dict[str, Any]] = []
+    hazards: list[dict[str, Any]] = []
     for dev in devs.values():
+        total, red = totals.get(dev.id, (0.0, 0.0))
+        h = max(total - red, 0.0)
         if dev.counts:
-            score = exposure.rounded(exposure.score_from_hazard(dev.hazard, dev.multiplier))
+            raw = exposure.score_from_hazard(h, dev.multiplier)
+            score = exposure.rounded(raw)
             level = exposure.level_for(score)
             comps[dev.gkey].add_device(score, dev.value, level)
             stats.scored_devices += 1
+            if dev.id in totals:
+                hazards.append({"d": dev.id, "h": h, "e": math.exp(-dev.multiplier * h / exposure.SATURATION)})
         else:
             score, level = 0.0, "None"
         if abs(score - (dev.old_score or 0.0)) > 1e-9 or level != dev.old_level:
             updates.append({"b_id": dev.id, "b_score": score, "b_level": level})
+    for i in range(0, len(hazards), 5000):
+        s.execute(text("UPDATE prio_dev SET h = :h, e = :e WHERE device_id = :d"), hazards[i : i + 5000])
     _update_devices(s, tenant_id, updates)
     org = exposure.Components()
     for c in comps.values():
@@ -194,50 +228,10 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     _write_history(s, tenant_id, org, comps, now)
     mark("scores")
 
-    # 3. recommendations
-    accs: dict[str, RecAcc] = {}
-    exposed_sets: dict[str, set[str]] = defaultdict(set)
-    wanted = remediation.active_recommendation_ids(s)
-    for dev in devs.values():
-        if not dev.items:
-            continue
-        for rec_id, _hz, _reduced, _used in dev.items:
-            if rec_id in wanted:
-                exposed_sets[rec_id].add(dev.id)
-        if not dev.counts:
-            continue
-        m = dev.multiplier
-        base = exposure.score_from_hazard(dev.hazard, m)
-        w = exposure.ORG_WEIGHT.get(dev.value, 1.0)
-        for rec_id, hz, reduced, used in dev.items:
-            if reduced:
-                delta = exposure.score_from_hazard(dev.hazard + hz, m) - base
-            else:
-                delta = base - exposure.score_from_hazard(max(dev.hazard - hz, 0.0), m)
-            acc = accs.get(rec_id)
-            if acc is None:
-                acc = accs[rec_id] = RecAcc(rec_id, "configuration" if rec_id.startswith("scid-") else "software")
-            g = acc.group(dev.gkey)
-            g.exposed += 1
-            if dev.value == "High":
-                g.high_delta += delta
-                acc.high_value += 1
-            else:
-                g.nl_delta += w * delta
-                if dev.value == "Low":
-                    acc.low_value += 1
-            if used:
-                g.in_use += 1
-                acc.in_use += 1
-            if dev.internet:
-                acc.internet_facing += 1
-            if (dev.id, rec_id) in alert_pairs:
-                acc.active_alert = True
-            g.priority += recommendations.priority(hz, used, dev.internet, dev.value)
-            acc.threat += hz
+    # 3. recommendation figures per (unit, device group); each device's score drop in SQL
+    accs = _accumulate(s, units)
     mark("accumulate")
-
-    _installed_counts(s, tenant_id, now, accs, unit)
+    _installed_counts(s, tenant_id, units, accs, software_units)
     mark("installed")
     metas = recommendations.unit_metadata(s, tenant_id)
     catalog = config.check_catalog(s, sorted(check_ids))
@@ -245,7 +239,15 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     stats.recommendations = _write_recommendations(s, tenant_id, accs, metas, catalog, eff, org, comps, now)
     mark("recommendations")
 
+    wanted = sorted(remediation.active_recommendation_ids(s) & set(units.index))
+    exposed_sets: dict[str, set[str]] = defaultdict(set)
+    for i in range(0, len(wanted), 500):
+        ids = [units.index[r] for r in wanted[i : i + 500]]
+        for device_id, u in s.execute(text("SELECT device_id, unit FROM prio_du WHERE unit IN :u")
+                                      .bindparams(bindparam("u", expanding=True)), {"u": ids}):
+            exposed_sets[units.rec_ids[u]].add(device_id)
     remediation.update_progress(s, now, exposed_sets)
+    _drop_temp_tables(s)
     mark("remediation")
     stats.seconds = time.perf_counter() - started
     return stats
@@ -255,9 +257,47 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+# --- staging tables --------------------------------------------------------------------------------
+
+_DDL = {
+    "prio_pv": "pv_id INTEGER PRIMARY KEY, unit INTEGER NOT NULL, hz FLOAT NOT NULL",
+    "prio_du": "device_id VARCHAR(40) NOT NULL, unit INTEGER NOT NULL, hz FLOAT NOT NULL, used INTEGER NOT NULL",
+    "prio_dev": ("device_id VARCHAR(40) PRIMARY KEY, gkey INTEGER, m FLOAT, w_nl FLOAT, is_high INTEGER, "
+                 "is_low INTEGER, internet INTEGER, pf FLOAT, counts INTEGER, h FLOAT DEFAULT 0, e FLOAT DEFAULT 1"),
+    "prio_red": "unit INTEGER NOT NULL, gkey INTEGER NOT NULL, PRIMARY KEY (unit, gkey)",
+    "prio_alert": "device_id VARCHAR(40) NOT NULL, unit INTEGER NOT NULL, extra FLOAT, PRIMARY KEY (device_id, unit)",
+    "prio_safe": "pv_id INTEGER PRIMARY KEY, unit INTEGER NOT NULL",
+}
+
+
+def _create_temp_tables(s: Session) -> None:
+    pg = s.get_bind().dialect.name == "postgresql"
+    for name in TEMP_TABLES:
+        s.execute(text(f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}"))
+        s.execute(text(f"CREATE TEMPORARY TABLE {name} ({_DDL[name]})" + (" ON COMMIT DROP" if pg else "")))
+
+
+def _drop_temp_tables(s: Session) -> None:
+    pg = s.get_bind().dialect.name == "postgresql"
+    for name in TEMP_TABLES:
+        s.execute(text(f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}"))
+
+
+def _ensure_exp(s: Session) -> None:
+    """SQLite builds without the math functions get ``exp`` as a Python function on this connection."""
+    if s.get_bind().dialect.name != "sqlite":
+        return
+    try:
+        with s.begin_nested():
+            s.execute(text("SELECT exp(0.0)"))
+    except DBAPIError:
+        raw = s.connection().connection.dbapi_connection
+        raw.create_function("exp", 1, math.exp, deterministic=True)  # type: ignore[union-attr]
+
+
 # --- queries --------------------------------------------------------------------------------------
 
-def _load_devices(s: Session, tenant_id: int, now: dt.datetime) -> dict[str, Dev]:
+def _load_devices(s: Session, now: dt.datetime) -> dict[str, Dev]:
     has_data = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
         .correlate(Device).exists()
     rows = s.execute(select(Device.id, Device.group_id, Device.device_value, Device.internet_facing,
@@ -269,17 +309,18 @@ def _load_devices(s: Session, tenant_id: int, now: dt.datetime) -> dict[str, Dev
     return out
 
 
-def _device_unit_hazards() -> Any:
-    hz = exposure.hazard_expr(Vulnerability)
-    pvh = (select(PackageVersionVuln.package_version_id.label("pvid"), func.sum(hz).label("hz"))
-           .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
-           .group_by(PackageVersionVuln.package_version_id)).subquery("pvh")
-    return (select(DevicePackage.device_id, PackageVersion.ecosystem, PackageVersion.manager,
-                   PackageVersion.match_name, func.max(pvh.c.hz), func.max(DevicePackage.last_used))
-            .select_from(pvh)
-            .join(DevicePackage, DevicePackage.package_version_id == pvh.c.pvid)
-            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-            .group_by(DevicePackage.device_id, PackageVersion.ecosystem, PackageVersion.manager,
+def _package_version_hazards(tenant_id: int) -> Any:
+    """Per vulnerable package version present in the tenant: unit key and the sum of its hazards."""
+    DP = DevicePackage.__table__
+    present = (select(DP.c.package_version_id)
+               .where(DP.c.package_version_id == PackageVersionVuln.package_version_id, DP.c.tenant_id == tenant_id)
+               .exists())
+    return (select(PackageVersionVuln.package_version_id, PackageVersion.ecosystem, PackageVersion.manager,
+                   PackageVersion.match_name, func.sum(exposure.hazard_expr(Vulnerability)))
+            .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
+            .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
+            .where(present)
+            .group_by(PackageVersionVuln.package_version_id, PackageVersion.ecosystem, PackageVersion.manager,
                       PackageVersion.match_name))
 
 
@@ -306,30 +347,98 @@ def _alert_extras(s: Session) -> list[tuple[str, str, str, str, float]]:
     return out
 
 
-def _installed_counts(s: Session, tenant_id: int, now: dt.datetime, accs: dict[str, RecAcc], unit: Any) -> None:
+def _reduced_pairs(s: Session, eff: dict[str, exceptions.Effective], units: Units) -> set[tuple[int, int]]:
+    """(unit, group key) pairs whose findings a risk-reducing exception takes out of the score."""
+    gkeys = [ORG, *s.scalars(select(DeviceGroup.id))]
+    out: set[tuple[int, int]] = set()
+    for rec_id, e in eff.items():
+        u = units.index.get(rec_id)
+        if u is None:
+            continue
+        for g in gkeys:
+            if exceptions.reduces_risk(e.justification(None if g == ORG else g)):
+                out.add((u, g))
+    return out
+
+
+_X = "(du.hz + COALESCE(a.extra, 0))"  # a unit's hazard on a device, with an active alert's extra
+_DROP = ("100.0 * CASE WHEN r.unit IS NULL "
+         "THEN exp(-d.m * (CASE WHEN d.h > {x} THEN d.h - {x} ELSE 0 END) / {k}) - d.e "
+         "ELSE d.e - exp(-d.m * (d.h + {x}) / {k}) END")
+
+
+def _accumulate(s: Session, units: Units) -> dict[str, RecAcc]:
+    """Per (unit, device group): exposed devices, in use, weighted score drops, priority, threat.
+
+    A device's score drop if the unit were fixed: with the unit counted (no risk-reducing exception),
+    ``s(H) − s(H − h)``; excepted, what it would add back: ``s(H + h) − s(H)``, where
+    ``s(x) = 100 (1 − exp(−m x / SATURATION))`` and ``d.e = exp(−m H / SATURATION)``.
+    """
+    drop = _DROP.format(x=_X, k=repr(float(exposure.SATURATION)))
+    not_in_use = repr(float(recommendations.NOT_IN_USE_LIKELIHOOD))
+    sql = text(
+        "SELECT du.unit, d.gkey, COUNT(*), SUM(du.used), "
+        f"SUM(d.w_nl * ({drop})), SUM(d.is_high * ({drop})), "
+        f"SUM({_X} * d.pf * CASE WHEN du.used = 1 THEN 1.0 ELSE {not_in_use} END), SUM({_X}), "
+        "SUM(d.internet), SUM(d.is_high), SUM(d.is_low), MAX(CASE WHEN a.unit IS NULL THEN 0 ELSE 1 END) "
+        "FROM prio_du du JOIN prio_dev d ON d.device_id = du.device_id AND d.counts = 1 "
+        "LEFT JOIN prio_alert a ON a.device_id = du.device_id AND a.unit = du.unit "
+        "LEFT JOIN prio_red r ON r.unit = du.unit AND r.gkey = d.gkey "
+        "GROUP BY du.unit, d.gkey")
+    accs: dict[str, RecAcc] = {}
+    for u, gkey, exposed, in_use, nl, high, prio, threat, net, hi, lo, alert in s.execute(sql):
+        rec_id = units.rec_ids[u]
+        acc = accs.get(rec_id)
+        if acc is None:
+            acc = accs[rec_id] = RecAcc(rec_id, "configuration" if rec_id.startswith(recommendations.CONFIG_PREFIX)
+                                        else "software")
+        acc.groups[int(gkey)] = GroupAcc(exposed=int(exposed), in_use=int(in_use or 0), nl_delta=float(nl or 0.0),
+                                         high_delta=float(high or 0.0), priority=float(prio or 0.0))
+        acc.threat += float(threat or 0.0)
+        acc.in_use += int(in_use or 0)
+        acc.internet_facing += int(net or 0)
+        acc.high_value += int(hi or 0)
+        acc.low_value += int(lo or 0)
+        acc.active_alert = acc.active_alert or bool(alert)
+    return accs
+
+
+def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc], software_units: int) -> None:
+    """totalMachineCount: exposed devices plus devices that have the unit only in fixed versions."""
     vulnerable = (select(PackageVersion.ecosystem, PackageVersion.match_name)
-                  .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id).distinct())
-    has_data = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
-        .correlate(Device).exists()
-    stmt = (select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name, Device.group_id,
-                   func.count(distinct(DevicePackage.device_id)))
-            .select_from(DevicePackage)
-            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-            .join(Device, Device.id == DevicePackage.device_id)
-            .where(tuple_(PackageVersion.ecosystem, PackageVersion.match_name).in_(vulnerable),
-                   exposure.is_active_expr(now), has_data)
-            .group_by(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name, Device.group_id))
-    per: dict[tuple[str, int], int] = defaultdict(int)
-    for eco, manager, match_name, gid, n in s.execute(stmt):
-        per[(unit(eco, manager, match_name), exposure.group_key(gid))] += int(n)
-    for (unit_id, gkey), n in per.items():
-        acc = accs.get(recommendations.software_rec_id(unit_id))
-        if acc is not None:
-            g = acc.group(gkey)
-            g.installed = max(g.installed, min(n, 10**9))
+                  .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id).distinct()
+                  .subquery())
+    DP = DevicePackage.__table__
+    safe = s.execute(select(PackageVersion.id, PackageVersion.ecosystem, PackageVersion.manager,
+                            PackageVersion.match_name)
+                     .join(vulnerable, (vulnerable.c.ecosystem == PackageVersion.ecosystem)
+                           & (vulnerable.c.match_name == PackageVersion.match_name))
+                     .where(~select(PackageVersionVuln.package_version_id)
+                            .where(PackageVersionVuln.package_version_id == PackageVersion.id).exists(),
+                            select(DP.c.package_version_id).where(DP.c.package_version_id == PackageVersion.id,
+                                                                  DP.c.tenant_id == tenant_id).exists())).all()
+    rows = []
+    for pv_id, eco, manager, match_name in safe:
+        rec_id = recommendations.software_rec_id(recommendations.unit_of(eco, manager, match_name)[0])
+        u = units.index.get(rec_id)
+        if u is not None and u < software_units:
+            rows.append({"p": pv_id, "u": u})
+    if rows:
+        for i in range(0, len(rows), 5000):
+            s.execute(text("INSERT INTO prio_safe (pv_id, unit) VALUES (:p, :u)"), rows[i : i + 5000])
+        s.execute(text("CREATE INDEX prio_du_device_unit ON prio_du (device_id, unit)"))
+        for u, gkey, n in s.execute(text(
+                "SELECT ps.unit, d.gkey, COUNT(DISTINCT dp.device_id) FROM prio_safe ps "
+                "JOIN device_packages dp ON dp.package_version_id = ps.pv_id AND dp.tenant_id = :t "
+                "JOIN prio_dev d ON d.device_id = dp.device_id AND d.counts = 1 "
+                "WHERE NOT EXISTS (SELECT 1 FROM prio_du du WHERE du.device_id = dp.device_id AND du.unit = ps.unit) "
+                "GROUP BY ps.unit, d.gkey"), {"t": tenant_id}):
+            acc = accs.get(units.rec_ids[u])
+            if acc is not None:
+                acc.group(int(gkey)).installed += int(n)
     for acc in accs.values():
         for g in acc.groups.values():
-            g.installed = max(g.installed, g.exposed)
+            g.installed += g.exposed
 
 
 def _update_devices(s: Session, tenant_id: int, updates: list[dict[str, Any]]) -> None:
@@ -435,7 +544,8 @@ def _write_recommendations(s: Session, tenant_id: int, accs: dict[str, RecAcc],
             "exposed_machines_week_ago": week_ago.get(rec_id),
             "status": status,
             "priority_score": round(acc.priority, 6),
-            "explanation": recommendations.explanation({**row, "top": top}, acc),
+            "explanation": (expl := recommendations.explanation({**row, "top": top}, acc)),
+            "priority_reason": str(expl.get("summary", ""))[:1024],
             "first_seen": first_seen.get(rec_id, now),
             "updated_at": now,
         })

@@ -18,12 +18,12 @@ from garrison.core import devices
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, NotFound
 from garrison.server.auth import require
-from garrison.server.web import session, tvmdata
+from garrison.server.web import session, tvmdata, tvmviews
 from garrison.server.web.common import back_to, page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag
-from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersionVuln
+from garrison.store.models.tvm import DeviceInventoryState, DevicePackage
 
 LEVELS = ("High", "Medium", "Low", "None")
 RISK = ("High", "Medium", "Low", "Informational", "None")
@@ -79,17 +79,17 @@ def device_filters(ctx: Ctx, now: dt.datetime, s: Session | None = None) -> list
     if ids:
         conds.append(Device.id.in_(ids[:500]))
     vuln = ctx.param("vuln")
-    if vuln:
-        pvs = select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln)
-        conds.append(Device.id.in_(select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs))))
+    if vuln and s is not None:
+        pvs = tvmviews.vulnerability_package_versions(s, vuln)
+        conds.append(Device.id.in_(select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs)))
+                     if pvs else false())
     rec_id = ctx.param("rec")
-    if rec_id:
+    if rec_id and s is not None:
         from garrison.store.models.prioritisation import Recommendation
-        from garrison.tvm.prioritisation import recommendations as recs
 
-        rec = s.get(Recommendation, (ctx.principal.tenant_id, rec_id)) if s is not None else None
-        stmt = recs.exposed_devices_stmt(rec) if rec is not None else None
-        conds.append(Device.id.in_(select(stmt.subquery().c[0])) if stmt is not None else false())
+        rec = s.get(Recommendation, (ctx.principal.tenant_id, rec_id))
+        stmt = tvmviews.exposed_devices_select(s, rec) if rec is not None else None
+        conds.append(Device.id.in_(stmt) if stmt is not None else false())
     return conds
 
 

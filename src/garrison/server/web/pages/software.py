@@ -79,117 +79,118 @@ SW_TABS = [("recommendations", "Security recommendations"), ("vulnerabilities", 
            ("devices", "Installed devices"), ("versions", "Version distribution"), ("timeline", "Event timeline")]
 
 
-def _pv_in_scope(ctx: Ctx, software_id: str) -> Any:
-    """(device, package version) rows of this software on the page's devices."""
-    stmt = (select(DevicePackage.device_id, DevicePackage.package_version_id)
-            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-            .where(PackageVersion.software_id == software_id))
+def installations(s: Session, ctx: Ctx, pv_ids: list[int]) -> list[tuple[str, int]]:
+    """(device id, package version id) of these package versions on the page's devices."""
+    if not pv_ids:
+        return []
+    stmt = select(DevicePackage.device_id, DevicePackage.package_version_id) \
+        .where(DevicePackage.package_version_id.in_(pv_ids))
     if ctx.scope is not None:
         stmt = stmt.join(Device, Device.id == DevicePackage.device_id).where(ctx.device_cond())
-    return stmt.subquery()
+    return [(r[0], r[1]) for r in s.execute(stmt)]
 
 
 def software_recommendations(s: Session, software_id: str) -> list[Recommendation]:
-    out = []
-    for rec in s.scalars(select(Recommendation).where(Recommendation.kind == "software")
-                         .order_by(Recommendation.priority_score.desc())):
-        if software_id in ((rec.details or {}).get("softwareIds") or []) or rec.product_id == software_id:
-            out.append(rec)
-    return out
+    """The recommendations whose remediation unit includes this software's package versions."""
+    from garrison.tvm.prioritisation import recommendations as recs
+
+    units = {recs.software_rec_id(recs.unit_of(eco, mgr, name)[0]) for eco, mgr, name in s.execute(
+        select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name)
+        .where(PackageVersion.software_id == software_id).distinct())}
+    if not units:
+        return []
+    return list(s.scalars(select(Recommendation).where(Recommendation.id.in_(sorted(units)))
+                          .order_by(Recommendation.priority_score.desc())))
 
 
 @router.get("/software/{software_id}")
 def software_page(software_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "software") as (s, ctx):
         product = s.get(SoftwareProduct, software_id[:300])
-        dp = _pv_in_scope(ctx, software_id)
-        installed = s.scalar(select(func.count(func.distinct(dp.c.device_id)))) or 0
-        if product is None or (installed == 0 and not s.scalar(select(func.count()).select_from(DevicePackage)
-                                                                 .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-                                                                 .where(PackageVersion.software_id == software_id))):
+        if product is None:
+            raise NotFound(f"no software {software_id!r}")
+        # the product's package versions first (a short list), then what the fleet has of them
+        versions = dict(s.execute(select(PackageVersion.id, PackageVersion.version)
+                                  .where(PackageVersion.software_id == product.id)).all())
+        rows = installations(s, ctx, list(versions))
+        if not rows and not installations(s, ctx.unscoped(), list(versions)):
             raise NotFound(f"no software {software_id!r} in this organisation")
-        exposed = s.scalar(select(func.count(func.distinct(dp.c.device_id)))
-                           .where(dp.c.package_version_id.in_(select(PackageVersionVuln.package_version_id)))) or 0
-        present = select(dp.c.package_version_id).distinct()
-        vuln_rows = s.execute(
-            select(Vulnerability, func.count(func.distinct(dp.c.device_id)), func.max(PackageVersionVuln.fixed_version))
-            .join(PackageVersionVuln, PackageVersionVuln.vulnerability_id == Vulnerability.id)
-            .join(dp, dp.c.package_version_id == PackageVersionVuln.package_version_id)
-            .group_by(Vulnerability.id)
-            .order_by(Vulnerability.kev.desc(), tvmviews.severity_rank().desc(),
-                      func.coalesce(Vulnerability.cvss_v3_score, 0).desc(), Vulnerability.id)).all()
+        present = sorted({pv for _d, pv in rows})
+        vulns_of: dict[int, set[str]] = {}
+        fixed: dict[str, str | None] = {}
+        for pv, vid, fix in s.execute(select(PackageVersionVuln.package_version_id, PackageVersionVuln.vulnerability_id,
+                                             PackageVersionVuln.fixed_version)
+                                      .where(PackageVersionVuln.package_version_id.in_(present))) if present else ():
+            vulns_of.setdefault(pv, set()).add(vid)
+            if fixed.get(vid) is None:
+                fixed[vid] = fix
+        devices = {d for d, _pv in rows}
+        exposed_devices = {d for d, pv in rows if pv in vulns_of}
+        per_vuln: dict[str, set[str]] = {}
+        per_version: dict[str, set[str]] = {}
+        for d, pv in rows:
+            per_version.setdefault(versions[pv], set()).add(d)
+            for vid in vulns_of.get(pv, ()):
+                per_vuln.setdefault(vid, set()).add(d)
+        vuln_objs = list(s.scalars(select(Vulnerability).where(Vulnerability.id.in_(sorted(per_vuln)))
+                                   .order_by(Vulnerability.kev.desc(), tvmviews.severity_rank().desc(),
+                                             func.coalesce(Vulnerability.cvss_v3_score, 0).desc(), Vulnerability.id))) \
+            if per_vuln else []
         by_sev: dict[str, int] = {}
-        for v, _n, _f in vuln_rows:
+        for v in vuln_objs:
             by_sev[v.severity or "Unknown"] = by_sev.get(v.severity or "Unknown", 0) + 1
-        recs = software_recommendations(s, software_id)
+        recs = software_recommendations(s, product.id)
         impact = max((r.exposure_impact for r in recs), default=0.0)
-        summary = {"installed": installed, "exposed": exposed, "weaknesses": len(vuln_rows),
-                   "kev": any(v.kev for v, _n, _f in vuln_rows), "exploit": any(v.public_exploit for v, _n, _f in vuln_rows),
-                   "impact": impact, "versions": s.scalar(select(func.count(func.distinct(PackageVersion.version)))
-                                                          .where(PackageVersion.id.in_(present))) or 0}
+        installed, exposed = len(devices), len(exposed_devices)
+        summary = {"installed": installed, "exposed": exposed, "weaknesses": len(vuln_objs),
+                   "kev": any(v.kev for v in vuln_objs), "exploit": any(v.public_exploit for v in vuln_objs),
+                   "impact": impact, "versions": len(per_version)}
         sev_chart = charts.bar_chart([charts.Bar(sev, by_sev.get(sev, 0), max(by_sev.values(), default=1),
                                                  text=str(by_sev.get(sev, 0)), color=SEVERITY_COLORS[sev],
-                                                 href=ctx.url(f"/software/{software_id}", tab="vulnerabilities"))
+                                                 href=ctx.url(f"/software/{product.id}", tab="vulnerabilities"))
                                       for sev in ("Critical", "High", "Medium", "Low")],
                                      title="Vulnerabilities by severity", width=300, label_width=70)
         exp_chart = charts.donut([charts.Segment("Exposed", exposed, "#c4314b",
-                                                 ctx.url(f"/software/{software_id}", tab="devices", exposed="1")),
+                                                 ctx.url(f"/software/{product.id}", tab="devices", exposed="1")),
                                   charts.Segment("Not exposed", installed - exposed, "#5b8c5a",
-                                                 ctx.url(f"/software/{software_id}", tab="devices"))],
+                                                 ctx.url(f"/software/{product.id}", tab="devices"))],
                                  title="Exposed devices", center=f"{exposed}", center_sub=f"of {installed}",
                                  size=130, thickness=20)
         tab = choice(ctx, "tab", [t for t, _ in SW_TABS]) or "recommendations"
         data: dict[str, Any] = {}
         if tab == "vulnerabilities":
-            data["vulns"] = [{"v": v, "exposed": n, "fixed": f} for v, n, f in vuln_rows]
+            data["vulns"] = [{"v": v, "exposed": len(per_vuln[v.id]), "fixed": fixed.get(v.id)} for v in vuln_objs]
         elif tab == "devices":
-            data.update(_installed_devices(s, ctx, software_id))
+            data.update(_installed_devices(s, ctx, versions, vulns_of))
         elif tab == "versions":
-            data["versions"] = _versions(s, ctx, software_id)
+            counts = {ver: len({v for pv in (p for p, x in versions.items() if x == ver) for v in vulns_of.get(pv, ())})
+                      for ver in per_version}
+            data["versions"] = sorted(({"version": ver, "devices": len(ds), "vulns": counts[ver]}
+                                       for ver, ds in per_version.items()), key=lambda r: (-r["devices"], r["version"]))
         elif tab == "timeline":
-            data.update(_timeline(s, ctx, software_id))
-        name = product.name if product else software_id
-        return render(ctx, "software.html", title=f"{name} · Software", sw=product, software_id=software_id,
+            data.update(_timeline(s, ctx, product.id))
+        return render(ctx, "software.html", title=f"{product.name} · Software", sw=product, software_id=product.id,
                       summary=summary, recs=recs, tab=tab, tabs=SW_TABS, data=data, sev_chart=sev_chart,
                       exp_chart=exp_chart, types=tvmviews.REMEDIATION_LABELS)
 
 
-def _installed_devices(s: Session, ctx: Ctx, software_id: str) -> dict[str, Any]:
-    vulns = (select(PackageVersionVuln.package_version_id, func.count().label("n"))
-             .group_by(PackageVersionVuln.package_version_id).subquery())
-    conds = [PackageVersion.software_id == software_id, ctx.device_cond()]
-    if ctx.param("exposed") == "1":
-        conds.append(vulns.c.n > 0)
-    base = (select(Device, PackageVersion.version, DevicePackage.path, DevicePackage.last_used,
-                   func.coalesce(vulns.c.n, 0))
-            .select_from(DevicePackage)
-            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-            .join(Device, Device.id == DevicePackage.device_id)
-            .outerjoin(vulns, vulns.c.package_version_id == PackageVersion.id)
-            .where(*conds))
+def _installed_devices(s: Session, ctx: Ctx, versions: dict[int, str], vulns_of: dict[int, set[str]]) -> dict[str, Any]:
+    pv_ids = list(versions)
     version = ctx.param("version")
     if version:
-        base = base.where(PackageVersion.version == version)
-    total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+        pv_ids = [pv for pv, v in versions.items() if v == version]
+    if ctx.param("exposed") == "1":
+        pv_ids = [pv for pv in pv_ids if pv in vulns_of]
+    base = (select(Device, DevicePackage.package_version_id, DevicePackage.path, DevicePackage.last_used)
+            .join(Device, Device.id == DevicePackage.device_id)
+            .where(DevicePackage.package_version_id.in_(pv_ids), ctx.device_cond()))
+    total = s.scalar(select(func.count()).select_from(DevicePackage).join(Device, Device.id == DevicePackage.device_id)
+                     .where(DevicePackage.package_version_id.in_(pv_ids), ctx.device_cond())) or 0 if pv_ids else 0
     p = pager(ctx, total)
-    rows = s.execute(base.order_by(func.coalesce(vulns.c.n, 0).desc(), Device.computer_dns_name, PackageVersion.version)
-                     .limit(p.size).offset(p.offset)).all()
-    return {"devices": rows, "p": p}
-
-
-def _versions(s: Session, ctx: Ctx, software_id: str) -> list[dict[str, Any]]:
-    dp = _pv_in_scope(ctx, software_id)
-    counts = s.execute(select(PackageVersion.version, func.count(func.distinct(dp.c.device_id)))
-                       .join(dp, dp.c.package_version_id == PackageVersion.id)
-                       .group_by(PackageVersion.version)).all()
-    vulns = dict(s.execute(select(PackageVersion.version, func.count(func.distinct(PackageVersionVuln.vulnerability_id)))
-                           .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id)
-                           .where(PackageVersion.software_id == software_id,
-                                  PackageVersion.id.in_(select(dp.c.package_version_id)))
-                           .group_by(PackageVersion.version)).all())
-    out = [{"version": v, "devices": n, "vulns": vulns.get(v, 0)} for v, n in counts]
-    out.sort(key=lambda r: (-r["devices"], r["version"]))
-    return out
+    rows = s.execute(base.order_by(Device.exposure_score.desc(), Device.computer_dns_name)
+                     .limit(p.size).offset(p.offset)).all() if pv_ids else []
+    return {"devices": [(d, versions[pv], path, last_used, len(vulns_of.get(pv, ()))) for d, pv, path, last_used in rows],
+            "p": p}
 
 
 def _timeline(s: Session, ctx: Ctx, software_id: str) -> dict[str, Any]:
