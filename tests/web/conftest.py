@@ -57,8 +57,8 @@ class Console:
         return self.url + "/console" + path
 
 
-def make_store(path: Path) -> Store:
-    store = Store(f"sqlite:///{path / 'state.db'}")
+def make_store(path: Path, url: str | None = None) -> Store:
+    store = Store(url or f"sqlite:///{path / 'state.db'}")
     metadata.create_all(store.engine)
     return store
 
@@ -92,9 +92,9 @@ class ThreadedServer:
         self.thread.join(timeout=10)
 
 
-def start_console(tmp: Path, seed: bool = True) -> tuple[Console, ThreadedServer]:
+def start_console(tmp: Path, seed: bool = True, db_url: str | None = None) -> tuple[Console, ThreadedServer]:
     load_services()
-    store = make_store(tmp)
+    store = make_store(tmp, db_url)
     tenant_id, other_id = seed_identities(store)
     port = free_port()
     settings = ServerSettings(data_dir=tmp, host="127.0.0.1", port=port, insecure_http=True,
@@ -105,6 +105,17 @@ def start_console(tmp: Path, seed: bool = True) -> tuple[Console, ThreadedServer
     url = f"http://127.0.0.1:{port}"
     seeded = fleet.seed(url, store, tenant_id) if seed else fleet.Fleet()
     return Console(url, store, app, tenant_id, other_id, tmp, seeded), srv
+
+
+@pytest.fixture(scope="module")
+def console_pg(tmp_path_factory: pytest.TempPathFactory, pg_base_url: str) -> Iterator[Console]:
+    """The same seeded server on PostgreSQL (for the tests that are not browser tests)."""
+    from tests.pg import create_database
+
+    env, srv = start_console(tmp_path_factory.mktemp("console-pg"), db_url=create_database(pg_base_url))
+    yield env
+    srv.stop()
+    env.store.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,9 @@ PUBLIC = {("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/conso
 
 
 class Env:
-    def __init__(self, tmp: Path, https: bool = False) -> None:
+    def __init__(self, tmp: Path, https: bool = False, db_url: str | None = None) -> None:
         load_services()
-        self.store = make_store(tmp)
+        self.store = make_store(tmp, db_url)
         self.tenant_id, self.other_id = seed_identities(self.store)
         settings = ServerSettings(data_dir=tmp, insecure_http=not https, rate_limit_per_minute=100_000,
                                   run_jobs=False)
@@ -62,8 +62,9 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
+def env(tmp_path: Path, db_url: str) -> Iterator[Env]:
+    """The real app on a real state store, SQLite and PostgreSQL in turn."""
+    e = Env(tmp_path, db_url=db_url)
     yield e
     e.store.dispose()
 

@@ -18,6 +18,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import random
 import ssl
 import sys
@@ -54,6 +55,9 @@ class SimConfig:
     seed: int | None = None  # same seed → same machine keys (the agents re-enroll as the same devices)
     inventory: Path | None = None  # dpkg status (or any inventory format) to build packages from
     forwarded_for: bool = False  # distinct X-Forwarded-For per agent (server must trust us as a proxy)
+    # Credentials of enrolled agents, kept between runs: a run that finds them skips enrollment
+    # and the first uploads, so that check-in capacity can be measured on its own.
+    state: Path | None = None
     progress: TextIO | None = None
 
 
@@ -173,12 +177,15 @@ class SimAgent:
 
     async def life(self, start_at: float, end_at: float) -> None:
         await self.sim.sleep_until(start_at)
-        if not await self.enroll(end_at):
-            return
-        os_id = self.sim.os_id
-        await self.upload("device", json.dumps(device_payload(self.i, self.machine_key, self.rng, os_id)).encode(),
-                          end_at)
-        await self.upload("inventory", self.sim.variants[self.i % len(self.sim.variants)], end_at)
+        known = self.sim.known.get(str(self.i))
+        uploads: asyncio.Task[None] | None = None
+        if known:
+            self.headers["Authorization"], self.seq = known["authorization"], int(known["seq"])
+        else:
+            if not await self.enroll(end_at):
+                return
+            # Like the agent, uploads and check-ins go their own ways: retries of one do not delay the other.
+            uploads = asyncio.create_task(self.first_uploads(end_at))
         next_at = time.monotonic() + self.rng.uniform(0, self.sim.cfg.interval)  # spread the first check-ins
         while next_at < end_at:
             await self.sim.sleep_until(next_at)
@@ -186,6 +193,13 @@ class SimAgent:
             # Like the agent: the next check-in is an interval after this one ended, so a slow
             # server sees the fleet slow down instead of an ever-growing queue.
             next_at = time.monotonic() + self.sim.cfg.interval * self.rng.uniform(0.9, 1.1)
+        if uploads is not None:
+            await uploads
+
+    async def first_uploads(self, end_at: float) -> None:
+        device = json.dumps(device_payload(self.i, self.machine_key, self.rng, self.sim.os_id)).encode()
+        await self.upload("device", device, end_at)
+        await self.upload("inventory", self.sim.variants[self.i % len(self.sim.variants)], end_at)
 
     async def call(self, name: str, path: str, body: bytes, *, gzipped: bool = False) -> httpx.Response | None:
         stats = self.sim.stats
@@ -205,12 +219,16 @@ class SimAgent:
             started = time.perf_counter()
             stats.timed("queue", started - queued)
             try:
-                try:
-                    resp = await client.post(path, content=body, headers=headers)
-                except httpx.RemoteProtocolError:
-                    # A kept-alive connection the server had just closed: every call here is safe to repeat.
-                    started = time.perf_counter()
-                    resp = await client.post(path, content=body, headers=headers)
+                for attempt in range(3):
+                    try:
+                        resp = await client.post(path, content=body, headers=headers)
+                        break
+                    except httpx.RemoteProtocolError:
+                        # A kept-alive connection the server had just closed (it closes one after
+                        # each 500, too): every call here is safe to repeat on a fresh one.
+                        if attempt == 2:
+                            raise
+                        started = time.perf_counter()
             except httpx.TimeoutException:
                 stats.errors[f"{name}: timeout"] += 1
                 return None
@@ -290,13 +308,32 @@ class Simulation:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.seed = cfg.seed if cfg.seed is not None else uuid.uuid4().int & 0xFFFFFFFF
+        self.known: dict[str, dict[str, Any]] = {}  # agent number → credentials, from cfg.state
+        if cfg.state and cfg.state.exists():
+            saved = json.loads(cfg.state.read_text())
+            if saved.get("server") == cfg.server and (cfg.seed is None or saved.get("seed") == cfg.seed):
+                self.seed = int(saved["seed"])  # continue the saved fleet
+                self.known = dict(saved["agents"])
         self.stats = Stats()
         rng = random.Random(self.seed)
         packages, self.os_id = load_packages(cfg.inventory)
         self.package_count = len(packages)
         self.variants = inventory_variants(packages, self.os_id, rng)
         self.shards: list[tuple[httpx.AsyncClient, asyncio.Semaphore]] = []  # set in run()
+        self.agents: list[SimAgent] = []
         self.end_at = float("inf")
+
+    def save_state(self) -> None:
+        if self.cfg.state is None:
+            return
+        agents = dict(self.known)
+        for a in self.agents:
+            if "Authorization" in a.headers:
+                agents[str(a.i)] = {"authorization": a.headers["Authorization"], "seq": a.seq}
+        data = json.dumps({"server": self.cfg.server, "seed": self.seed, "agents": agents})
+        fd = os.open(self.cfg.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # device credentials
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
 
     @staticmethod
     async def sleep_until(at: float) -> None:
@@ -329,7 +366,7 @@ class Simulation:
         self.shards = [(client, asyncio.Semaphore(n)) for client, n in zip(clients, sizes, strict=True)]
         try:
             rng = random.Random(self.seed)
-            agents = [SimAgent(self, i) for i in range(cfg.agents)]
+            self.agents = agents = [SimAgent(self, i) for i in range(cfg.agents)]
             tasks = [asyncio.create_task(a.life(started + rng.uniform(0, ramp), end_at)) for a in agents]
             reporter = asyncio.create_task(self._progress(started)) if cfg.progress else None
             await asyncio.gather(*tasks)
@@ -338,6 +375,7 @@ class Simulation:
         finally:
             for client in clients:
                 await client.aclose()
+            self.save_state()
         elapsed = time.monotonic() - started
         c = self.stats.counts
         return {
@@ -348,6 +386,7 @@ class Simulation:
             "duration": round(elapsed, 1),
             "packages_per_inventory": self.package_count,
             "enrolled": c["enroll"],
+            "reused": sum(1 for a in self.agents if str(a.i) in self.known),
             "batches": {"device": c["batch:device"], "inventory": c["batch:inventory"]},
             "batches_not_accepted": {"device": c["lost:device"], "inventory": c["lost:inventory"]},
             "checkins": c["checkin"],

@@ -35,7 +35,7 @@ from garrison.store.models.tvm import (
     SoftwareHistory,
     SoftwareProduct,
 )
-from garrison.tvm import matching
+from garrison.tvm import findings, matching
 from garrison.tvm.software import PackageIdentity, identity_of
 
 CHUNK = 500
@@ -160,8 +160,15 @@ def apply_inventory(s: Session, device: Device, report: InventoryReport, *, sour
     removed = old_ids - new_ids
     added = new_ids - old_ids
     path_of = {ids[k]: paths[k] for k in ids}
+    group = _counted_group(s, device, state)
+    # Package versions never seen before are matched first, so that their findings are counted.
+    stats = matching.match_pending(s, sorted(added)) if added else matching.MatchStats()
     if added or removed:
+        delta = report.mode == "delta"
         info = _pv_info(s, added)
+        touched_sw = {current[pv][0] for pv in removed} | {info[pv][0] for pv in added} if delta else None
+        touched_v = _vulns_of(s, removed | added) if delta else None
+        before = findings.contribution(s, device.id, touched_sw, touched_v, now)
         if state is not None:  # the first inventory is the baseline, not a stream of installs
             _write_history(s, device, current, info, removed, added, now)
         _resolve(s, device, current, info, removed, new_ids, now)
@@ -170,11 +177,11 @@ def apply_inventory(s: Session, device: Device, report: InventoryReport, *, sour
                  "path": path_of.get(pv_id, ""), "first_seen": now, "last_used": None} for pv_id in sorted(added)]
         for i in range(0, len(rows), CHUNK):
             s.execute(insert(DevicePackage), rows[i : i + CHUNK])
-
-    stats = matching.match_pending(s, sorted(added)) if added else matching.MatchStats()
+        after = findings.contribution(s, device.id, touched_sw, touched_v, now)
+        findings.book(s, device.tenant_id, group, before, after)
 
     if state is None:
-        state = DeviceInventoryState(device_id=device.id, tenant_id=device.tenant_id)
+        state = DeviceInventoryState(device_id=device.id, tenant_id=device.tenant_id, counted_group=group)
         s.add(state)
     state.generation = report.generation
     if os_ident is not None:
@@ -202,6 +209,15 @@ def _device_packages(s: Session, device_id: str, software_ids: set[str] | None =
     for i in range(0, len(sw_list), CHUNK):
         for pv, sw, ver, first in s.execute(stmt.where(PackageVersion.software_id.in_(sw_list[i : i + CHUNK]))):
             out[pv] = (sw, ver, first)
+    return out
+
+
+def _vulns_of(s: Session, ids: set[int]) -> set[str]:
+    out: set[str] = set()
+    id_list = sorted(ids)
+    for i in range(0, len(id_list), CHUNK):
+        out.update(s.execute(select(PVV.c.vulnerability_id).where(PVV.c.package_version_id.in_(id_list[i : i + CHUNK])))
+                   .scalars())
     return out
 
 
@@ -293,10 +309,28 @@ def apply_runtime(s: Session, device: Device, report: RuntimeReport) -> dict[str
             at = seen.get((manager, re.sub(r"[-_.]+", "-", name).lower()))
         if at is not None and (last_used is None or at > last_used):
             updates.append((pv, at))
+    if not updates:
+        return {"runtime": {"updated": 0}}
+    info = _pv_info(s, {pv for pv, _ in updates})
+    software = {sw for sw, _version in info.values()}
+    group = _counted_group(s, device, s.get(DeviceInventoryState, device.id))
+    before = findings.contribution(s, device.id, software, set(), now)
     for pv, at in updates:
         s.execute(update(DevicePackage).where(DevicePackage.device_id == device.id,
                                               DevicePackage.package_version_id == pv).values(last_used=at))
+    after = findings.contribution(s, device.id, software, set(), now)
+    findings.book(s, device.tenant_id, group, before, after)
     return {"runtime": {"updated": len(updates)}}
+
+
+def _counted_group(s: Session, device: Device, state: DeviceInventoryState | None) -> int:
+    """The device's group for the summaries; a device that changed group since it was last counted
+    first moves its whole contribution to the new group."""
+    group = findings.group_key(device)
+    if state is not None and state.counted_group != group:
+        findings.move_device(s, device, state.counted_group)
+        state.counted_group = group
+    return group
 
 
 # --- agentless import ------------------------------------------------------------------------

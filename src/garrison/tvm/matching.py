@@ -32,6 +32,7 @@ from garrison.store.base import utcnow
 from garrison.store.db import Store
 from garrison.store.models.kb import Advisory, AdvisoryVulnerability, AffectedPackage
 from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, ResolvedFinding
+from garrison.tvm import findings
 from garrison.tvm.software import BOTH_NAMES, ecosystem_base
 from garrison.tvm.versions import (
     InvalidVersion,
@@ -240,6 +241,9 @@ class MatchStats:
     changed: int = 0
     resolved: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Package versions that gained or lost a vulnerability, and those vulnerabilities (for the summaries).
+    changed_pvs: set[int] = field(default_factory=set)
+    changed_vulns: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {"packageVersions": self.package_versions, "findings": self.findings, "added": self.added,
@@ -369,6 +373,12 @@ def match_package_versions(s: Session, ids: Sequence[int], *, matcher: Matcher |
                 updates.append(row)
         gone.extend(r for vid, r in old.items() if vid not in new)
     stats.added, stats.changed, stats.removed = len(inserts), len(updates), len(gone)
+    for r in inserts:
+        stats.changed_pvs.add(r["package_version_id"])
+        stats.changed_vulns.add(r["vulnerability_id"])
+    for r in gone:
+        stats.changed_pvs.add(r.package_version_id)
+        stats.changed_vulns.add(r.vulnerability_id)
 
     if gone:
         if resolve_removed:
@@ -434,8 +444,9 @@ def _resolve_for_all_devices(s: Session, gone: list[Any], now: Any) -> int:
 
 # --- entry points ---------------------------------------------------------------------------
 
-def match_pending(s: Session, ids: Sequence[int] | None = None) -> MatchStats:
-    """Match package versions that have never been matched (all of them, or those of ``ids``)."""
+def match_pending(s: Session, ids: Sequence[int] | None = None, *, summaries: bool = False) -> MatchStats:
+    """Match package versions that have never been matched (all of them, or those of ``ids``).
+    ``summaries``: also recount the devices that already have them (system session)."""
     stmt = select(PV.c.id).where(PV.c.matched_at.is_(None))
     if ids is not None:
         pending: list[int] = []
@@ -444,18 +455,33 @@ def match_pending(s: Session, ids: Sequence[int] | None = None) -> MatchStats:
             pending.extend(s.execute(stmt.where(PV.c.id.in_(id_list[i : i + CHUNK]))).scalars())
     else:
         pending = list(s.execute(stmt).scalars())
-    return match_package_versions(s, pending, resolve_removed=False)
+    stats = match_package_versions(s, pending, resolve_removed=False)
+    if summaries:
+        findings.refresh_after_rematch(s, stats.changed_pvs, stats.changed_vulns)
+    return stats
 
 
-def match_all(store: Store, batch: int = 20_000) -> MatchStats:
-    """Re-match every package version (after a first import of the knowledge base, or to repair)."""
+def match_all(store: Store, batch: int = 20_000, *, summaries: bool = True) -> MatchStats:
+    """Re-match every package version (after a first import of the knowledge base, or to repair),
+    then rebuild every tenant's summaries."""
     total = MatchStats()
     with store.system() as s:
         ids = list(s.execute(select(PV.c.id).order_by(PV.c.id)).scalars())
     for i in range(0, len(ids), batch):
         with store.system() as s:
             _merge(total, match_package_versions(s, ids[i : i + batch]))
+    if summaries and total.changed_pvs:
+        rebuild_all_summaries(store)
     return total
+
+
+def rebuild_all_summaries(store: Store) -> None:
+    from garrison.store.models.core import Tenant
+
+    with store.system() as s:
+        tenants = list(s.execute(select(Tenant.id)).scalars())
+    for tenant_id in tenants:
+        findings.rebuild_summaries(store, tenant_id)
 
 
 def rematch_changed(store: Store, changed_packages: Iterable[tuple[str, str]]) -> MatchStats:
@@ -479,12 +505,16 @@ def rematch_changed(store: Store, changed_packages: Iterable[tuple[str, str]]) -
                 if ecosystem_base(eco) in BOTH_NAMES:
                     ids.update(s.execute(select(PV.c.id).where(
                         PV.c.ecosystem == eco, (PV.c.source_name.in_(chunk)) | (PV.c.name.in_(chunk)))).scalars())
-        return match_package_versions(s, sorted(ids))
+        stats = match_package_versions(s, sorted(ids))
+        findings.refresh_after_rematch(s, stats.changed_pvs, stats.changed_vulns)
+        return stats
 
 
 def _merge(total: MatchStats, part: MatchStats) -> None:
     for name in ("package_versions", "findings", "added", "removed", "changed", "resolved"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.changed_pvs |= part.changed_pvs
+    total.changed_vulns |= part.changed_vulns
     total.warnings.extend(part.warnings[: max(0, 100 - len(total.warnings))])
 
 

@@ -6,9 +6,11 @@ The server imports this module at start (``garrison.server.runner.SERVICE_MODULE
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.core.ingest import IngestContext, register_upload
@@ -16,7 +18,7 @@ from garrison.core.jobs import register_job
 from garrison.protocol import InventoryReport, RuntimeReport
 from garrison.store.db import Store
 from garrison.store.models.core import Device
-from garrison.tvm import inventory, matching
+from garrison.tvm import findings, inventory, matching
 
 log = logging.getLogger("garrison.tvm")
 
@@ -36,9 +38,32 @@ def match_pending_job(store: Store) -> None:
     """Safety net: ingest matches new package versions in its own transaction, but rows written by
     other paths (bulk loads, a future importer) are matched here within a minute."""
     with store.system() as s:
-        stats = matching.match_pending(s)
+        stats = matching.match_pending(s, summaries=True)
     if stats.package_versions:
         log.info("matched %d pending package versions: %d findings", stats.package_versions, stats.findings)
+
+
+_last_rebuild = 0.0
+REBUILD_EVERY = 6 * 3600  # seconds; also ages the "in use in the last 30 days" counts
+
+
+@register_job("tvm.summaries", interval=600)
+def summaries_job(store: Store) -> None:
+    """Book devices that changed device group since they were counted; every few hours recount
+    every tenant from scratch (repairs any drift and ages the in-use counts)."""
+    global _last_rebuild
+    from garrison.store.models.core import Tenant
+
+    with store.system() as s:
+        tenants = list(s.execute(select(Tenant.id)).scalars())
+    rebuild = time.monotonic() - _last_rebuild > REBUILD_EVERY or _last_rebuild == 0.0
+    for tenant_id in tenants:
+        if rebuild:
+            findings.rebuild_summaries(store, tenant_id)
+        else:
+            findings.rebook_moved_devices(store, tenant_id)
+    if rebuild:
+        _last_rebuild = time.monotonic()
 
 
 # --- feeds: the knowledge base's functions followed by re-matching ---------------------------

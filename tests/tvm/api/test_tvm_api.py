@@ -25,8 +25,7 @@ def test_software_list_and_detail(env: Env) -> None:
     sudo = by_id["ubuntu-_-sudo"]
     assert sudo == {"id": "ubuntu-_-sudo", "name": "sudo", "vendor": "ubuntu", "weaknesses": 2,
                     "publicExploit": False, "activeAlert": False, "exposedMachines": 1,
-                    "impactScore": sudo["impactScore"], "installedMachines": 1, "inUseMachines": 0, "inUse": False,
-                    "lastUsed": None}
+                    "impactScore": sudo["impactScore"], "installedMachines": 1, "inUseMachines": 0, "inUse": False}
     # CVSS 7.8 (CVE-2021-3156) + 2.5 (CVE-2021-23239), over 10.
     assert sudo["impactScore"] == 1.03
     assert by_id["ubuntu-_-libc6"]["weaknesses"] == 12

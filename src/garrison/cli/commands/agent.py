@@ -147,19 +147,21 @@ def collect_command(names: tuple[str, ...], state_dir: Path | None, config_file:
 @click.option("--seed", type=int, default=None, help="Reuse the machine keys of an earlier run.")
 @click.option("--inventory", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Package database to build inventories from (default: /var/lib/dpkg/status).")
+@click.option("--state", type=click.Path(path_type=Path, dir_okay=False),
+              help="Keep the agents' credentials here; a later run with it skips enrollment and uploads.")
 @click.option("--forwarded-for", is_flag=True,
               help="Give each agent its own X-Forwarded-For address (the server must trust this host as a proxy).")
 @json_option
 def simulate_command(server: str, secret: str, agents: int, interval: float, duration: float, ramp: float | None,
-                     concurrency: int, seed: int | None, inventory: Path | None, forwarded_for: bool,
-                     as_json: bool) -> None:
+                     concurrency: int, seed: int | None, inventory: Path | None, state: Path | None,
+                     forwarded_for: bool, as_json: bool) -> None:
     """Drive a server with many simulated agents and report latency (load testing)."""
     from garrison.agent.simulate import SimConfig, simulate
 
     if not server.startswith(("https://", "http://")):
         raise UserError("--server must be an https:// (or http://) URL", as_json=as_json)
     cfg = SimConfig(server=server, secret=secret, agents=agents, interval=interval, duration=duration, ramp=ramp,
-                    concurrency=concurrency, seed=seed, inventory=inventory, forwarded_for=forwarded_for,
+                    concurrency=concurrency, seed=seed, inventory=inventory, forwarded_for=forwarded_for, state=state,
                     progress=None if as_json else sys.stderr)
     try:
         result = simulate(cfg)
@@ -167,7 +169,7 @@ def simulate_command(server: str, secret: str, agents: int, interval: float, dur
         raise UserError(f"cannot reach {server}: {exc}", as_json=as_json) from None
 
     def human() -> None:
-        console.print(f"{result['agents']} agents, {result['enrolled']} enrolled, "
+        console.print(f"{result['agents']} agents, {result['enrolled']} enrolled, {result['reused']} reused, "
                       f"{result['checkins']} check-ins ({result['checkins_per_second']}/s), "
                       f"{result['error_count']} errors", highlight=False)
         table("latency (ms)", ["call", "count", "p50", "p95", "p99", "max"],
@@ -176,7 +178,7 @@ def simulate_command(server: str, secret: str, agents: int, interval: float, dur
             table("errors", ["error", "count"], result["errors"].items())
 
     emit(result, as_json, human=human)
-    if result["enrolled"] == 0:
+    if result["enrolled"] + result["reused"] == 0:
         if as_json:
             sys.exit(1)
         fail("no agent could enroll: " + next(iter(result["errors"]), "unknown error"), False, code=1)

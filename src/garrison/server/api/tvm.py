@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import ColumnElement, Select, case, distinct, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, distinct, false, func, literal, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
@@ -23,10 +23,17 @@ from garrison.server import odata
 from garrison.server.api.common import device_scope, odata_list, run_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
-from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup
 from garrison.store.models.kb import Vulnerability
-from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct
+from garrison.store.models.tvm import (
+    DevicePackage,
+    GroupPackageCount,
+    GroupSoftwareCount,
+    GroupVulnerabilityCount,
+    PackageVersion,
+    PackageVersionVuln,
+    SoftwareProduct,
+)
 from garrison.tvm import findings as tvm_findings
 from garrison.tvm import inventory as tvm_inventory
 from garrison.tvm import service
@@ -34,11 +41,8 @@ from garrison.tvm import service
 router = APIRouter(prefix="/api", tags=["vulnerability management"])
 Group = aliased(DeviceGroup)
 DP, PV, PVV, SP, V = DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct, Vulnerability
+GPC, GSC, GVC = GroupPackageCount, GroupSoftwareCount, GroupVulnerabilityCount
 MAX_ID = 300
-
-
-def _now_cutoff() -> dt.datetime:
-    return utcnow() - tvm_findings.IN_USE_WINDOW
 
 
 def _exploit_expr() -> ColumnElement[bool]:
@@ -47,8 +51,25 @@ def _exploit_expr() -> ColumnElement[bool]:
 
 # --- vulnerabilities ------------------------------------------------------------------------
 
-def _exposed(principal: Principal, *where: Any) -> Any:
-    """Exposed devices per vulnerability among the caller's devices (optionally narrowed)."""
+def group_scope(principal: Principal, column: Any) -> ColumnElement[bool]:
+    """Summary rows of the caller's device groups (devices without a group count as group 0)."""
+    if principal.group_ids is None:
+        return true()
+    return column.in_(principal.group_ids)
+
+
+def _exposed(principal: Principal, *where: Any, among: Any = None) -> Any:
+    """Exposed devices per vulnerability among the caller's devices.
+
+    Without ``where``: the per-group summaries (devices counted once however many of their packages
+    carry the vulnerability). With ``where`` (e.g. one software): counted live, which stays cheap
+    because the condition narrows the rows to a few package versions."""
+    if not where:
+        total = func.sum(GVC.exposed)
+        narrow = [GVC.vulnerability_id.in_(among)] if among is not None else []
+        return (select(GVC.vulnerability_id.label("vid"), total.label("n"))
+                .where(group_scope(principal, GVC.group_id), *narrow)
+                .group_by(GVC.vulnerability_id).having(total > 0).subquery())
     return (select(PVV.vulnerability_id.label("vid"), func.count(distinct(DP.device_id)).label("n"))
             .select_from(DP)
             .join(PVV, PVV.package_version_id == DP.package_version_id)
@@ -58,8 +79,8 @@ def _exposed(principal: Principal, *where: Any) -> Any:
             .group_by(PVV.vulnerability_id).subquery())
 
 
-def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any) -> tuple[Select[Any], Any]:
-    exposed = _exposed(principal, *where)
+def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any, among: Any = None) -> tuple[Select[Any], Any]:
+    exposed = _exposed(principal, *where, among=among)
     if all_kb:
         count = func.coalesce(exposed.c.n, 0)
         stmt = select(V, count).outerjoin(exposed, exposed.c.vid == V.id)
@@ -145,11 +166,11 @@ def machines_vulnerabilities(request: Request, principal: Principal = require("a
             .join(Device, Device.id == DP.device_id).where(device_scope(principal)))
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, stmt, machine_vuln_fields(), _machine_vuln_to_api, "MachineVulnerabilities",
-                        default_order=[DP.device_id, PVV.vulnerability_id, PV.id])
+                        default_order=[DP.device_id, DP.package_version_id, PVV.vulnerability_id])
 
 
 def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: bool) -> tuple[Vulnerability, int]:
-    stmt, _count = _vuln_stmt(principal, all_kb)
+    stmt, _count = _vuln_stmt(principal, all_kb, among=[cve_id[:MAX_ID]])
     row = s.execute(stmt.where(V.id == cve_id[:MAX_ID])).first() if cve_id else None
     if row is None:
         raise NotFound(f"no vulnerability {cve_id[:128]!r}" + ("" if all_kb else " affects your devices"))
@@ -214,37 +235,38 @@ def vulnerability_machines(cve_id: str, request: Request, principal: Principal =
 
 # --- software --------------------------------------------------------------------------------
 
-def _software_stats(principal: Principal, *where: Any) -> tuple[Any, Any]:
-    """Per software product, among the caller's devices: installations and runtime use (``inst``),
-    weaknesses, exposed devices, impact and exploits of its open findings (``vul``)."""
-    cutoff = _now_cutoff()
-    inst = (select(PV.software_id.label("sid"), func.count(distinct(DP.device_id)).label("installed"),
-                   func.count(distinct(case((DP.last_used >= cutoff, DP.device_id)))).label("in_use"),
-                   func.max(DP.last_used).label("last_used"))
-            .select_from(DP).join(PV, PV.id == DP.package_version_id).join(Device, Device.id == DP.device_id)
-            .where(device_scope(principal), *where).group_by(PV.software_id).subquery())
-    # One row per (software, device, CVE): a CVE counts once per device even through two versions.
-    pairs = (select(PV.software_id.label("sid"), DP.device_id.label("did"), PVV.vulnerability_id.label("vid"),
-                    tvm_findings.cvss_weight_expr().label("w"),
-                    case((_exploit_expr(), 1), else_=0).label("x"))
-             .select_from(DP).join(PVV, PVV.package_version_id == DP.package_version_id)
-             .join(PV, PV.id == DP.package_version_id).join(V, V.id == PVV.vulnerability_id)
-             .join(Device, Device.id == DP.device_id)
-             .where(device_scope(principal), *where).distinct().subquery())
-    vul = (select(pairs.c.sid, func.count(distinct(pairs.c.vid)).label("weaknesses"),
-                  func.count(distinct(pairs.c.did)).label("exposed"),
-                  func.sum(pairs.c.w).label("impact"), func.max(pairs.c.x).label("exploit"))
-           .group_by(pairs.c.sid).subquery())
+def _software_stats(principal: Principal, software_id: str | None) -> tuple[Any, Any]:
+    """Per software product, among the caller's device groups (from the summaries): installations,
+    exposed and in-use devices (``inst``); weaknesses, impact and exploits of its installed versions
+    (``vul``). ``impactScore`` sums, over installed versions, devices x CVSS of each vulnerability."""
+    one_sw = [GSC.software_id == software_id] if software_id is not None else []
+    one_pv = [PV.software_id == software_id] if software_id is not None else []
+    installed = func.sum(GSC.installed)
+    inst = (select(GSC.software_id.label("sid"), installed.label("installed"),
+                   func.sum(GSC.exposed).label("exposed"), func.sum(GSC.in_use).label("in_use"))
+            .where(group_scope(principal, GSC.group_id), *one_sw)
+            .group_by(GSC.software_id).having(installed > 0).subquery())
+    devices = func.sum(GPC.devices)
+    per_pv = (select(GPC.package_version_id.label("pv"), devices.label("n"))
+              .join(PV, PV.id == GPC.package_version_id)
+              .where(group_scope(principal, GPC.group_id), *one_pv)
+              .group_by(GPC.package_version_id).having(devices > 0).subquery())
+    vul = (select(PV.software_id.label("sid"), func.count(distinct(PVV.vulnerability_id)).label("weaknesses"),
+                  func.sum(per_pv.c.n * tvm_findings.cvss_weight_expr()).label("impact"),
+                  func.max(case((_exploit_expr(), 1), else_=0)).label("exploit"))
+           .select_from(per_pv).join(PV, PV.id == per_pv.c.pv)
+           .join(PVV, PVV.package_version_id == per_pv.c.pv).join(V, V.id == PVV.vulnerability_id)
+           .group_by(PV.software_id).subquery())
     return inst, vul
 
 
-def _software_stmt(principal: Principal, *where: Any) -> tuple[Select[Any], dict[str, Any]]:
-    inst, vul = _software_stats(principal, *where)
+def _software_stmt(principal: Principal, software_id: str | None = None) -> tuple[Select[Any], dict[str, Any]]:
+    inst, vul = _software_stats(principal, software_id)
     cols = {
-        "weaknesses": func.coalesce(vul.c.weaknesses, 0), "exposed": func.coalesce(vul.c.exposed, 0),
+        "weaknesses": func.coalesce(vul.c.weaknesses, 0), "exposed": inst.c.exposed,
         "impact": func.coalesce(vul.c.impact, 0) / 10.0,
         "exploit": func.coalesce(vul.c.exploit, 0) > 0,
-        "installed": inst.c.installed, "in_use": inst.c.in_use, "last_used": inst.c.last_used,
+        "installed": inst.c.installed, "in_use": inst.c.in_use,
     }
     stmt = (select(SP, *cols.values()).join(inst, inst.c.sid == SP.id).outerjoin(vul, vul.c.sid == SP.id))
     return stmt, cols
@@ -257,16 +279,15 @@ def software_fields(cols: dict[str, Any]) -> dict[str, odata.Field]:
         "activeAlert": odata.Field(false(), bool, filterable=False, sortable=False),
         "exposedMachines": odata.Field(cols["exposed"], int), "impactScore": odata.Field(cols["impact"], float),
         "installedMachines": odata.Field(cols["installed"], int), "inUseMachines": odata.Field(cols["in_use"], int),
-        "lastUsed": odata.Field(cols["last_used"], dt.datetime),
     }
 
 
 def software_to_api(r: Any) -> dict[str, Any]:
-    sp, weaknesses, exposed, impact, exploit, installed, in_use, last_used = r
+    sp, weaknesses, exposed, impact, exploit, installed, in_use = r
     return {"id": sp.id, "name": sp.name, "vendor": sp.vendor, "weaknesses": int(weaknesses),
-            "publicExploit": bool(exploit), "activeAlert": False, "exposedMachines": int(exposed),
-            "impactScore": round(float(impact or 0), 2), "installedMachines": int(installed), "inUseMachines": int(in_use),
-            "inUse": int(in_use) > 0, "lastUsed": last_used}
+            "publicExploit": bool(exploit), "activeAlert": False, "exposedMachines": int(exposed or 0),
+            "impactScore": round(float(impact or 0), 2), "installedMachines": int(installed),
+            "inUseMachines": int(in_use or 0), "inUse": int(in_use or 0) > 0}
 
 
 @router.get("/Software")
@@ -278,7 +299,7 @@ def list_software(request: Request, principal: Principal = require("analyst")) -
 
 
 def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
-    stmt, _ = _software_stmt(principal, PV.software_id == software_id[:MAX_ID])
+    stmt, _ = _software_stmt(principal, software_id[:MAX_ID])
     row = s.execute(stmt).first()
     if row is None:
         raise NotFound(f"no software {software_id[:128]!r} on your devices")
@@ -315,21 +336,19 @@ def software_vulnerabilities(software_id: str, request: Request,
 def software_distributions(software_id: str, request: Request,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
-    cutoff = _now_cutoff()
     with request.app.state.store.tenant(principal.tenant_id) as s:
         sid = _load_software(s, principal, software_id)[0].id
         vulns = (select(PVV.package_version_id.label("pv"), func.count().label("n"))
                  .group_by(PVV.package_version_id).subquery())
+        devices = func.sum(GPC.devices)
         rows = s.execute(
-            select(PV.version, func.count(distinct(DP.device_id)),
-                   func.max(func.coalesce(vulns.c.n, 0)),
-                   func.count(distinct(case((DP.last_used >= cutoff, DP.device_id)))))
-            .select_from(DP).join(PV, PV.id == DP.package_version_id).join(Device, Device.id == DP.device_id)
+            select(PV.version, devices, func.max(func.coalesce(vulns.c.n, 0)), func.sum(GPC.in_use))
+            .select_from(GPC).join(PV, PV.id == GPC.package_version_id)
             .outerjoin(vulns, vulns.c.pv == PV.id)
-            .where(PV.software_id == sid, device_scope(principal))
-            .group_by(PV.version).order_by(func.count(distinct(DP.device_id)).desc(), PV.version)).all()
+            .where(PV.software_id == sid, group_scope(principal, GPC.group_id))
+            .group_by(PV.version).having(devices > 0).order_by(devices.desc(), PV.version)).all()
         return odata_list(request, "SoftwareVersionDistribution", [
-            {"version": v, "installations": int(n), "vulnerabilities": int(nv), "inUseMachines": int(u)}
+            {"version": v, "installations": int(n), "vulnerabilities": int(nv), "inUseMachines": int(u or 0)}
             for v, n, nv, u in rows])
 
 
@@ -377,8 +396,7 @@ def machine_vulnerabilities(machine_id: str, request: Request,
         device = load_device(s, principal, machine_id)
         on_device = (select(PVV.vulnerability_id).join(DP, DP.package_version_id == PVV.package_version_id)
                      .where(DP.device_id == device.id))
-        # Exposure is counted only for this machine's vulnerabilities, not for the whole knowledge base.
-        stmt, count = _vuln_stmt(principal, False, PVV.vulnerability_id.in_(on_device))
+        stmt, count = _vuln_stmt(principal, False, among=on_device)
         body = run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
                         "Vulnerabilities", default_order=[V.id])
         ids = [v["id"] for v in body["value"] if "id" in v]

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from garrison.server.web.render import Ctx
+from garrison.server.web.render import Ctx, pager
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.tvm import (
@@ -23,7 +23,6 @@ from garrison.store.models.tvm import (
 )
 
 SEVERITY_ORDER = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
-MAX_ROWS = 500
 
 
 def _severity_rank() -> Any:
@@ -48,8 +47,13 @@ def device_overview(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
 
 
 def device_software(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+    """The device's software, most weaknesses first, paged in SQL."""
     vulns = (select(PackageVersionVuln.package_version_id, func.count().label("n"))
+             .where(PackageVersionVuln.package_version_id.in_(
+                 select(DevicePackage.package_version_id).where(DevicePackage.device_id == device.id)))
              .group_by(PackageVersionVuln.package_version_id).subquery())
+    total = s.scalar(select(func.count()).select_from(DevicePackage).where(DevicePackage.device_id == device.id)) or 0
+    p = pager(ctx, total)
     rows = s.execute(
         select(SoftwareProduct.id, SoftwareProduct.vendor, SoftwareProduct.name, PackageVersion.version,
                PackageVersion.ecosystem, PackageVersion.manager, DevicePackage.path, DevicePackage.first_seen,
@@ -60,33 +64,36 @@ def device_software(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
         .outerjoin(vulns, vulns.c.package_version_id == PackageVersion.id)
         .where(DevicePackage.device_id == device.id)
         .order_by(func.coalesce(vulns.c.n, 0).desc(), SoftwareProduct.name, PackageVersion.version)
-        .limit(MAX_ROWS)).all()
-    total = s.scalar(select(func.count()).select_from(DevicePackage).where(DevicePackage.device_id == device.id))
-    return {"rows": [{"id": r[0], "vendor": r[1], "name": r[2], "version": r[3], "ecosystem": r[4], "manager": r[5], "path": r[6],
-                          "first_seen": r[7], "last_used": r[8], "weaknesses": r[9]} for r in rows],
-            "total": total or 0, "limit": MAX_ROWS}
+        .limit(p.size).offset(p.offset)).all()
+    return {"rows": [{"id": r[0], "vendor": r[1], "name": r[2], "version": r[3], "ecosystem": r[4], "manager": r[5],
+                      "path": r[6], "first_seen": r[7], "last_used": r[8], "weaknesses": r[9]} for r in rows],
+            "total": total, "p": p}
 
 
 def device_vulnerabilities(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
-    rows = s.execute(
-        select(Vulnerability, SoftwareProduct.id, SoftwareProduct.name, PackageVersion.version,
-               PackageVersionVuln.fixed_version, PackageVersionVuln.status, PackageVersionVuln.fix_advisory,
-               PackageVersion.name, PackageVersion.source_name)
-        .select_from(DevicePackage)
-        .join(PackageVersionVuln, PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
-        .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
-        .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
-        .join(SoftwareProduct, SoftwareProduct.id == PackageVersion.software_id)
-        .where(DevicePackage.device_id == device.id)
-        .order_by(Vulnerability.kev.desc(), _severity_rank().desc(), Vulnerability.cvss_v3_score.desc(),
-                  Vulnerability.id)
-        .limit(MAX_ROWS)).all()
-    total = s.scalar(select(func.count()).select_from(DevicePackage)
-                     .join(PackageVersionVuln, PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
-                     .where(DevicePackage.device_id == device.id))
-    return {"rows": [{"v": r[0], "software_id": r[1], "software": r[2], "version": r[3], "fixed": r[4], "status": r[5],
-                          "advisory": r[6], "package": r[7], "source": r[8]} for r in rows],
-            "total": total or 0, "limit": MAX_ROWS}
+    """The device's findings, known exploited and most severe first, paged in SQL."""
+    v = Vulnerability
+    base = (select(v.id, v.severity, v.cvss_v3_score, v.kev, v.public_exploit, v.exploit_verified, v.exploit_in_kit,
+                   v.epss, SoftwareProduct.id, SoftwareProduct.name, PackageVersion.version,
+                   PackageVersionVuln.fixed_version, PackageVersionVuln.status, PackageVersionVuln.fix_advisory,
+                   PackageVersion.name, PackageVersion.source_name)
+            .select_from(DevicePackage)
+            .join(PackageVersionVuln, PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
+            .join(v, v.id == PackageVersionVuln.vulnerability_id)
+            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
+            .join(SoftwareProduct, SoftwareProduct.id == PackageVersion.software_id)
+            .where(DevicePackage.device_id == device.id))
+    total, cves = s.execute(select(func.count(), func.count(func.distinct(PackageVersionVuln.vulnerability_id)))
+                            .select_from(DevicePackage)
+                            .join(PackageVersionVuln,
+                                  PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
+                            .where(DevicePackage.device_id == device.id)).one()
+    p = pager(ctx, total or 0)
+    rows = s.execute(base.order_by(v.kev.desc(), _severity_rank().desc(), func.coalesce(v.cvss_v3_score, 0).desc(),
+                                   v.id, PackageVersion.name).limit(p.size).offset(p.offset)).all()
+    keys = ("id", "severity", "cvss", "kev", "exploit", "verified", "kit", "epss", "software_id", "software",
+            "version", "fixed", "status", "advisory", "package", "source")
+    return {"rows": [dict(zip(keys, r, strict=True)) for r in rows], "total": total or 0, "cves": cves or 0, "p": p}
 
 
 def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:

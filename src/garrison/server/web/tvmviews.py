@@ -1,11 +1,13 @@
 """Read side of the vulnerability-management pages, scoped to the page's device groups.
 
 The prioritisation job materialises per tenant what is expensive (exposure score components,
-recommendations with their per-group shares, daily histories, the event timeline); these
-helpers read those rows — organisation-wide figures when no device group is selected, sums over
-the selected groups' rows otherwise — and page in SQL. What is computed live from findings
-(software, weaknesses) is cached per tenant, scope and prioritisation run
-(:func:`cached`), so a page costs one aggregate per refresh, not per view.
+recommendations with their per-group shares, daily histories, the event timeline), and ingest keeps
+device counts per device group for every package version, software product and vulnerability
+(``tvm_group_*``). These helpers read those rows — organisation-wide figures when no device group is
+selected, sums over the selected groups' rows otherwise. The software and weakness summaries (one
+row per product or CVE) are cached per tenant, scope and prioritisation run for at most two minutes
+(:func:`cached`); lookups by one package or vulnerability first fetch its short list of package
+version ids, so that every ``device_packages`` query goes through its package index.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from garrison.server.web import charts
@@ -32,7 +34,15 @@ from garrison.store.models.prioritisation import (
     RecommendationGroup,
     RecommendationHistory,
 )
-from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct
+from garrison.store.models.tvm import (
+    DevicePackage,
+    GroupPackageCount,
+    GroupSoftwareCount,
+    GroupVulnerabilityCount,
+    PackageVersion,
+    PackageVersionVuln,
+    SoftwareProduct,
+)
 
 SEVERITY_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 TREND_DAYS = 30
@@ -161,18 +171,20 @@ def secure_score_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[c
                 if row["score"] is not None:
                     per_day.setdefault(dt.date.fromisoformat(row["date"]), []).append((row["score"], row["devices"]))
         return _daily_points(since, days, {d: _weighted(v) for d, v in per_day.items()})
-    gid = None if ctx.scope is None else ctx.scope[0]
-    rows = assessment.secure_score_history(s, gid, since=since)
+    one: int | None = None if ctx.scope is None else ctx.scope[0]
+    rows = assessment.secure_score_history(s, one, since=since)
     return _daily_points(since, days, {dt.date.fromisoformat(r["date"]): r["score"] for r in rows})
 
 
 # --- recommendations ----------------------------------------------------------------------
 
-def scoped_recommendations(ctx: Ctx) -> tuple[Select[Any], Any, Any]:
+def scoped_recommendations(ctx: Ctx) -> tuple[Any, Any, Any]:
     """(SELECT of recommendations with scoped figures, exposed expr, impact expr).
 
     Columns: Recommendation, exposed devices, exposure impact, installed devices.
     """
+    exposed: Any
+    impact: Any
     if ctx.scope is None:
         exposed = Recommendation.exposed_machines_count
         impact = Recommendation.exposure_impact
@@ -244,14 +256,6 @@ def recommendation_vulns(s: Session, rec: Recommendation, limit: int = 50) -> li
     return [{"v": v, "fixed": fixed} for v, fixed in rows]
 
 
-def _devices_page(s: Session, ctx: Ctx, device_ids: Any, limit: int) -> tuple[list[Device], int]:
-    cond = and_(Device.id.in_(device_ids), ctx.device_cond())
-    total = s.scalar(select(func.count()).select_from(Device).where(cond)) or 0
-    rows = list(s.scalars(select(Device).where(cond).order_by(Device.exposure_score.desc(), Device.computer_dns_name)
-                          .limit(limit)))
-    return rows, total
-
-
 def exposed_devices_select(s: Session, rec: Recommendation) -> Any | None:
     """SELECT of the ids of the devices exposed to ``rec`` (None: none)."""
     if rec.kind == "software":
@@ -268,45 +272,52 @@ def exposed_devices_select(s: Session, rec: Recommendation) -> Any | None:
 
 
 def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
+    """The most exposed devices of ``rec`` now, and how many the last prioritisation run counted in
+    the page's scope (the figure the list shows)."""
     stmt = exposed_devices_select(s, rec)
     if stmt is None:
         return [], 0
-    return _devices_page(s, ctx, stmt, limit)
+    rows = list(s.scalars(select(Device).where(Device.id.in_(stmt), ctx.device_cond())
+                          .order_by(Device.exposure_score.desc(), Device.computer_dns_name).limit(limit)))
+    if ctx.scope is None:
+        total = rec.exposed_machines_count
+    else:
+        total = s.scalar(select(func.sum(RecommendationGroup.exposed))
+                         .where(RecommendationGroup.recommendation_id == rec.id,
+                                RecommendationGroup.group_id.in_(ctx.scope))) or 0
+    return rows, max(int(total), len(rows))
 
 
 # --- software -----------------------------------------------------------------------------
 
-def _scoped_packages(ctx: Ctx) -> Any:
-    """device_packages of the devices in scope (subquery: device_id, package_version_id)."""
-    stmt = select(DevicePackage.device_id, DevicePackage.package_version_id)
-    if ctx.scope is not None:
-        stmt = stmt.join(Device, Device.id == DevicePackage.device_id).where(ctx.device_cond())
-    return stmt
+def _group_keys(ctx: Ctx) -> list[int] | None:
+    """Keys of the per-group count tables for the page's scope (None: every group of the tenant)."""
+    return None if ctx.scope is None else list(ctx.scope)
+
+
+def _in_groups(column: Any, keys: list[int] | None) -> Any:
+    return column.in_(keys) if keys is not None else literal(True)
 
 
 def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
-    """One row per software product installed in scope (cached per prioritisation run)."""
+    """One row per software product installed in scope, from the per-group counts that ingest keeps
+    (``tvm_group_software``, ``tvm_group_packages``); cached per tenant, scope and prioritisation run."""
     key = ("software", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _software_summary(s, ctx))
 
 
 def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
-    dp = _scoped_packages(ctx).subquery()
-    installed = dict(s.execute(
-        select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
-        .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
-        .group_by(PackageVersion.software_id)).all())
-    versions = dict(s.execute(
-        select(PackageVersion.software_id, func.count(func.distinct(PackageVersion.version)))
-        .where(PackageVersion.id.in_(select(dp.c.package_version_id)))
-        .group_by(PackageVersion.software_id)).all())
-    vulnerable_pvs = select(PackageVersionVuln.package_version_id)
-    exposed = dict(s.execute(
-        select(PackageVersion.software_id, func.count(func.distinct(dp.c.device_id)))
-        .join(PackageVersion, PackageVersion.id == dp.c.package_version_id)
-        .where(dp.c.package_version_id.in_(vulnerable_pvs))
-        .group_by(PackageVersion.software_id)).all())
-    present_pvs = select(dp.c.package_version_id).distinct()
+    keys = _group_keys(ctx)
+    counts = s.execute(select(GroupSoftwareCount.software_id, func.sum(GroupSoftwareCount.installed),
+                              func.sum(GroupSoftwareCount.exposed))
+                       .where(_in_groups(GroupSoftwareCount.group_id, keys))
+                       .group_by(GroupSoftwareCount.software_id)).all()
+    installed = {sid: (int(n or 0), int(e or 0)) for sid, n, e in counts if n}
+    present_pvs = (select(GroupPackageCount.package_version_id)
+                   .where(_in_groups(GroupPackageCount.group_id, keys), GroupPackageCount.devices > 0).distinct())
+    versions = dict(s.execute(select(PackageVersion.software_id, func.count(func.distinct(PackageVersion.version)))
+                              .where(PackageVersion.id.in_(present_pvs))
+                              .group_by(PackageVersion.software_id)).all())
     weak_rows = s.execute(
         select(PackageVersion.software_id, func.count(func.distinct(PackageVersionVuln.vulnerability_id)),
                func.max(case((Vulnerability.kev.is_(True), 1), else_=0)),
@@ -318,21 +329,22 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
         .group_by(PackageVersion.software_id)).all()
     weak = {r[0]: (r[1], bool(r[2]), bool(r[3]), r[4]) for r in weak_rows}
     impact: dict[str, float] = {}
-    for rec_id, details, rec_impact, exposed_n in s.execute(
-            select(Recommendation.id, Recommendation.details, Recommendation.exposure_impact,
-                   Recommendation.exposed_machines_count).where(Recommendation.kind == "software")):
+    for details, rec_impact in s.execute(select(Recommendation.details, Recommendation.exposure_impact)
+                                         .where(Recommendation.kind == "software")):
         for sid in (details or {}).get("softwareIds") or []:
             impact[sid] = max(impact.get(sid, 0.0), float(rec_impact or 0))
-    names = {r[0]: (r[1], r[2]) for r in s.execute(select(SoftwareProduct.id, SoftwareProduct.name,
-                                                           SoftwareProduct.vendor)
-                                                    .where(SoftwareProduct.id.in_(list(installed))))} \
-        if len(installed) < 30000 else {}
+    names: dict[str, tuple[str, str]] = {}
+    ids = sorted(installed)
+    for i in range(0, len(ids), 500):
+        names.update({r[0]: (r[1], r[2]) for r in s.execute(
+            select(SoftwareProduct.id, SoftwareProduct.name, SoftwareProduct.vendor)
+            .where(SoftwareProduct.id.in_(ids[i:i + 500])))})
     out = []
-    for sid, n in installed.items():
+    for sid, (n, exposed) in installed.items():
         name, vendor = names.get(sid, (sid.split("-_-", 1)[-1], sid.split("-_-", 1)[0]))
         w = weak.get(sid, (0, False, False, 0))
         out.append({"id": sid, "name": name, "vendor": vendor, "installed": n, "versions": versions.get(sid, 0),
-                    "exposed": exposed.get(sid, 0), "weaknesses": w[0], "kev": w[1], "exploit": w[2],
+                    "exposed": exposed, "weaknesses": w[0], "kev": w[1], "exploit": w[2],
                     "severity": w[3], "impact": impact.get(sid, 0.0)})
     return out
 
@@ -340,35 +352,37 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
 # --- weaknesses ---------------------------------------------------------------------------
 
 def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
-    """One row per vulnerability found in scope: exposed devices and the fields lists sort on
-    (cached per tenant, scope and prioritisation run)."""
+    """One row per vulnerability found in scope: exposed devices (``tvm_group_vulnerabilities``) and
+    the fields lists sort on; cached per tenant, scope and prioritisation run."""
     key = ("weaknesses", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _weakness_summary(s, ctx))
 
 
 def _weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
-    dp = _scoped_packages(ctx).subquery()
-    exposed = dict(s.execute(select(PackageVersionVuln.vulnerability_id, func.count(func.distinct(dp.c.device_id)))
-                             .join(dp, dp.c.package_version_id == PackageVersionVuln.package_version_id)
-                             .group_by(PackageVersionVuln.vulnerability_id)).all())
-    present_pvs = select(dp.c.package_version_id).distinct()
-    software: dict[str, list[str]] = {}
+    keys = _group_keys(ctx)
+    exposed = {vid: int(n or 0) for vid, n in s.execute(
+        select(GroupVulnerabilityCount.vulnerability_id, func.sum(GroupVulnerabilityCount.exposed))
+        .where(_in_groups(GroupVulnerabilityCount.group_id, keys))
+        .group_by(GroupVulnerabilityCount.vulnerability_id)) if n}
+    present_pvs = (select(GroupPackageCount.package_version_id)
+                   .where(_in_groups(GroupPackageCount.group_id, keys), GroupPackageCount.devices > 0).distinct())
+    software: dict[str, set[str]] = {}
     for vid, sid in s.execute(select(PackageVersionVuln.vulnerability_id, PackageVersion.software_id)
                               .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
-                              .where(PackageVersionVuln.package_version_id.in_(present_pvs)).distinct()):
-        software.setdefault(vid, []).append(sid)
+                              .where(PackageVersionVuln.package_version_id.in_(present_pvs))):
+        software.setdefault(vid, set()).add(sid)
     v = Vulnerability
-    rows = s.execute(select(v.id, v.severity, v.cvss_v3_score, v.epss, v.kev, v.public_exploit, v.exploit_verified,
-                            v.exploit_in_kit, v.published_on, v.updated_on)
-                     .where(v.id.in_(select(PackageVersionVuln.vulnerability_id)
-                                     .where(PackageVersionVuln.package_version_id.in_(present_pvs))))).all()
+    ids = sorted(exposed)
     out = []
-    for r in rows:
-        sws = sorted(software.get(r[0], []))
-        out.append({"id": r[0], "severity": r[1] or "Unknown", "severity_rank": SEVERITY_RANK.get(r[1] or "", 0),
-                    "cvss": r[2], "epss": r[3], "kev": bool(r[4]), "exploit": bool(r[5]), "verified": bool(r[6]),
-                    "kit": bool(r[7]), "published": r[8], "updated": r[9], "exposed": exposed.get(r[0], 0),
-                    "software": sws[:20], "software_count": len(sws)})
+    for i in range(0, len(ids), 500):
+        for r in s.execute(select(v.id, v.severity, v.cvss_v3_score, v.epss, v.kev, v.public_exploit,
+                                  v.exploit_verified, v.exploit_in_kit, v.published_on, v.updated_on)
+                           .where(v.id.in_(ids[i:i + 500]))):
+            sws = sorted(software.get(r[0], ()))
+            out.append({"id": r[0], "severity": r[1] or "Unknown", "severity_rank": SEVERITY_RANK.get(r[1] or "", 0),
+                        "cvss": r[2], "epss": r[3], "kev": bool(r[4]), "exploit": bool(r[5]), "verified": bool(r[6]),
+                        "kit": bool(r[7]), "published": r[8], "updated": r[9], "exposed": exposed[r[0]],
+                        "software": sws[:20], "software_count": len(sws)})
     return out
 
 
@@ -377,11 +391,17 @@ def vulnerability_package_versions(s: Session, vuln_id: str) -> list[int]:
 
 
 def vulnerability_devices(s: Session, ctx: Ctx, vuln_id: str, limit: int = 25) -> tuple[list[Any], int]:
+    """The most exposed devices with ``vuln_id``, and how many there are (the per-group counts)."""
     pvs = vulnerability_package_versions(s, vuln_id)
     if not pvs:
         return [], 0
-    return _devices_page(s, ctx, select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs)),
-                         limit)
+    total = s.scalar(select(func.sum(GroupVulnerabilityCount.exposed))
+                     .where(GroupVulnerabilityCount.vulnerability_id == vuln_id,
+                            _in_groups(GroupVulnerabilityCount.group_id, _group_keys(ctx)))) or 0
+    ids = select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs))
+    rows = list(s.scalars(select(Device).where(Device.id.in_(ids), ctx.device_cond())
+                          .order_by(Device.exposure_score.desc(), Device.computer_dns_name).limit(limit)))
+    return rows, max(int(total), len(rows))
 
 
 def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommendation]:
@@ -439,8 +459,8 @@ def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]
     except ModuleNotFoundError:
         return {"missing": "configuration assessment (garrison.tvm.assessment) is not installed"}
     rows = assessment.device_assessment(s, device.id)
-    order = {"fail": 0, "error": 1, "pass": 2, "not_applicable": 3}
-    out = []
+    order: dict[str, int] = {"fail": 0, "error": 1, "pass": 2, "not_applicable": 3}
+    out: list[dict[str, Any]] = []
     for r in rows:
         st = _status(r)
         ev = r.get("evidence") or {}
@@ -448,7 +468,7 @@ def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]
                     "category": r.get("category") or "", "impact": r.get("impact") or r.get("severity") or "",
                     "status": st, "evidence": ev.get("message") or ev.get("value") or "" if isinstance(ev, dict)
                     else str(ev)})
-    out.sort(key=lambda x: (order.get(x["status"], 9), -(x["impact"] if isinstance(x["impact"], int) else 0)))
+    out.sort(key=lambda x: (order.get(str(x["status"]), 9), -(x["impact"] if isinstance(x["impact"], int) else 0)))
     counts = {k: sum(1 for x in out if x["status"] == k) for k in order}
     state = None
     from garrison.store.models.assessment import DeviceAssessmentState
@@ -484,4 +504,3 @@ def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, An
     return {"rows": rows}
 
 
-__all__ = ["literal", "or_", "true"]

@@ -110,10 +110,12 @@ class DevicePackage(TenantScoped, Base):
     __tablename__ = "device_packages"
     # tenant_id leads the key: every query carries it (the session adds it), and SQLite, without
     # statistics, otherwise picks the tenant_id index and scans the tenant for one device's packages.
-    __table_args__ = (PrimaryKeyConstraint("tenant_id", "device_id", "package_version_id"),)
+    # The second index answers "which devices have these package versions" from the index alone.
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "device_id", "package_version_id"),
+                      Index("ix_device_packages_pv_devices", "package_version_id", "tenant_id", "device_id"))
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id"), index=True)
+    package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id"))
     path: Mapped[str] = mapped_column(String(1024), default="")  # evidence: where it was found
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used: Mapped[dt.datetime | None] = mapped_column(default=None)  # runtime context
@@ -131,6 +133,8 @@ class DeviceInventoryState(TenantScoped, Base):
     package_count: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(16), default="agent")  # agent | import
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The device group its packages are counted under in the tvm_group_* summaries (0: none).
+    counted_group: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SoftwareHistory(TenantScoped, Base):
@@ -161,6 +165,42 @@ class ResolvedFinding(TenantScoped, Base):
     resolved_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # updated (another version replaced it), uninstalled, knowledge_base (no longer listed)
     reason: Mapped[str] = mapped_column(String(32), default="updated")
+
+
+# --- summaries per device group (what the org-wide lists read) -----------------------------
+# Device counts are kept per (tenant, device group) so that a caller limited to some groups sums
+# the rows of those groups: a device is in exactly one group, so distinct counts add up. They are
+# maintained incrementally by ingest and re-matching and rebuilt by a job (garrison.tvm.findings).
+
+class GroupPackageCount(TenantScoped, Base):
+    __tablename__ = "tvm_group_packages"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "package_version_id"),)
+
+    group_id: Mapped[int] = mapped_column(Integer)
+    package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id", ondelete="CASCADE"),
+                                                    index=True)
+    devices: Mapped[int] = mapped_column(Integer, default=0)
+    in_use: Mapped[int] = mapped_column(Integer, default=0)  # devices that ran it within IN_USE_WINDOW
+
+
+class GroupSoftwareCount(TenantScoped, Base):
+    __tablename__ = "tvm_group_software"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "software_id"),)
+
+    group_id: Mapped[int] = mapped_column(Integer)
+    software_id: Mapped[str] = mapped_column(String(300), index=True)
+    installed: Mapped[int] = mapped_column(Integer, default=0)  # devices with any version
+    exposed: Mapped[int] = mapped_column(Integer, default=0)  # devices with a vulnerable version
+    in_use: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GroupVulnerabilityCount(TenantScoped, Base):
+    __tablename__ = "tvm_group_vulnerabilities"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "vulnerability_id"),)
+
+    group_id: Mapped[int] = mapped_column(Integer)
+    vulnerability_id: Mapped[str] = mapped_column(String(128), index=True)
+    exposed: Mapped[int] = mapped_column(Integer, default=0)  # devices with it, through any software
 
 
 # --- hunting views ----------------------------------------------------------------------

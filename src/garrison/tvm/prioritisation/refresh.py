@@ -164,7 +164,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
                    "SELECT dp.device_id, p.unit, MAX(p.hz), "
                    "MAX(CASE WHEN dp.last_used >= :since THEN 1 ELSE 0 END) "
                    "FROM prio_pv p JOIN device_packages dp ON dp.package_version_id = p.pv_id "
-                   "WHERE dp.tenant_id = :t GROUP BY dp.device_id, p.unit"),
+                   "WHERE dp.tenant_id + 0 = :t GROUP BY dp.device_id, p.unit"),
               {"since": now - findings.IN_USE_WINDOW, "t": tenant_id})
     mark("hazards")
 
@@ -296,6 +296,12 @@ def _ensure_exp(s: Session) -> None:
 
 
 # --- queries --------------------------------------------------------------------------------------
+# ``tenant_id + 0``: the tenant is a filter here, never the index to drive a scan by (the single-column
+# tenant index of a large table matches nearly every row; SQLite without statistics would pick it).
+
+def _tenant(table: Any, tenant_id: int) -> Any:
+    return table.c.tenant_id + 0 == tenant_id
+
 
 def _load_devices(s: Session, now: dt.datetime) -> dict[str, Dev]:
     has_data = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
@@ -313,7 +319,7 @@ def _package_version_hazards(tenant_id: int) -> Any:
     """Per vulnerable package version present in the tenant: unit key and the sum of its hazards."""
     DP = DevicePackage.__table__
     present = (select(DP.c.package_version_id)
-               .where(DP.c.package_version_id == PackageVersionVuln.package_version_id, DP.c.tenant_id == tenant_id)
+               .where(DP.c.package_version_id == PackageVersionVuln.package_version_id, _tenant(DP, tenant_id))
                .exists())
     return (select(PackageVersionVuln.package_version_id, PackageVersion.ecosystem, PackageVersion.manager,
                    PackageVersion.match_name, func.sum(exposure.hazard_expr(Vulnerability)))
@@ -416,7 +422,7 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
                      .where(~select(PackageVersionVuln.package_version_id)
                             .where(PackageVersionVuln.package_version_id == PackageVersion.id).exists(),
                             select(DP.c.package_version_id).where(DP.c.package_version_id == PackageVersion.id,
-                                                                  DP.c.tenant_id == tenant_id).exists())).all()
+                                                                  _tenant(DP, tenant_id)).exists())).all()
     rows = []
     for pv_id, eco, manager, match_name in safe:
         rec_id = recommendations.software_rec_id(recommendations.unit_of(eco, manager, match_name)[0])
@@ -429,7 +435,7 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
         s.execute(text("CREATE INDEX prio_du_device_unit ON prio_du (device_id, unit)"))
         for u, gkey, n in s.execute(text(
                 "SELECT ps.unit, d.gkey, COUNT(DISTINCT dp.device_id) FROM prio_safe ps "
-                "JOIN device_packages dp ON dp.package_version_id = ps.pv_id AND dp.tenant_id = :t "
+                "JOIN device_packages dp ON dp.package_version_id = ps.pv_id AND dp.tenant_id + 0 = :t "
                 "JOIN prio_dev d ON d.device_id = dp.device_id AND d.counts = 1 "
                 "WHERE NOT EXISTS (SELECT 1 FROM prio_du du WHERE du.device_id = dp.device_id AND du.unit = ps.unit) "
                 "GROUP BY ps.unit, d.gkey"), {"t": tenant_id}):

@@ -20,7 +20,6 @@ from garrison.server.web import session, tvmviews
 from garrison.server.web.common import back_to, page, redirect, router
 from garrison.server.web.pages.dashboard import visible_activities
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
-from garrison.store.models.core import Device
 from garrison.store.models.prioritisation import (
     Recommendation,
     RecommendationException,
@@ -245,4 +244,3 @@ async def cancel_exception(exception_id: str, request: Request,
     return await run_in_threadpool(run)
 
 
-__all__ = ["Device"]

@@ -4,7 +4,6 @@ and the status of the vulnerability feeds."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shlex
 from typing import Any
 
@@ -333,4 +332,3 @@ async def revoke_enrollment(secret_id: int, request: Request, principal: Princip
     return await _admin_form(request, principal, work, "/console/settings/enrollment")
 
 
-__all__ = ["json"]

@@ -70,12 +70,12 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
             min_pct = 0.0
         if min_pct > 0:
             conds.append(TimelineEvent.originally_impacted * 100.0 >= min_pct * func.nullif(TimelineEvent.total_devices, 0))
-        order = [TimelineEvent.at.desc(), TimelineEvent.id.desc()]
+        order: list[Any] = [TimelineEvent.at.desc(), TimelineEvent.id.desc()]
         if ctx.scope is None:
             total = s.scalar(select(func.count()).select_from(TimelineEvent).where(*conds)) or 0
             p = pager(ctx, total, default_size=50)
             events = list(s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(p.size).offset(p.offset)))
-            in_range = list(s.execute(select(TimelineEvent.kind, TimelineEvent.vulnerability_id, TimelineEvent.details)
+            in_range: list[Any] = list(s.execute(select(TimelineEvent.kind, TimelineEvent.vulnerability_id, TimelineEvent.details)
                                       .where(*conds)))
         else:
             # impacted devices per group live in a JSON map: filter the range's events in Python
@@ -96,7 +96,7 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
         chart = charts.line_chart(hist, title="Exposure score in this period", y_max=100, color="#c4314b",
                                   value_label="exposure score", events=event_dots(ctx, chart_events), width=1000,
                                   height=170)
-        panel = None
+        panel: dict[str, Any] | None = None
         open_id = ctx.param("open")
         if open_id and open_id.isdigit():
             e = s.get(TimelineEvent, int(open_id))

@@ -70,7 +70,7 @@ def weakness_list(request: Request, principal: Principal = require("analyst")) -
         rows.sort(key=_sort_value(sort.key), reverse=sort.desc)
         p = pager(ctx, len(rows))
         items = rows[p.offset:p.offset + p.size]
-        panel = None
+        panel: dict[str, Any] | None = None
         open_id = ctx.param("open")
         if open_id:
             v = s.get(Vulnerability, open_id[:128])
