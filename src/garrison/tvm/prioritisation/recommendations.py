@@ -165,7 +165,7 @@ def unit_metadata(s: Session, tenant_id: int) -> dict[str, UnitMeta]:
     """Per remediation unit in the tenant: its vulnerabilities, fixed versions, statuses, binaries."""
     DP = DevicePackage.__table__
     present = exists().where(DP.c.package_version_id == PackageVersionVuln.package_version_id,
-                             DP.c.tenant_id + 0 == tenant_id)  # filter, not the index to scan by
+                             DP.c.tenant_id == tenant_id)
     stmt = (select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name,
                    PackageVersion.software_id, PackageVersionVuln.vulnerability_id, PackageVersionVuln.fixed_version,
                    PackageVersionVuln.status)

@@ -164,7 +164,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
                    "SELECT dp.device_id, p.unit, MAX(p.hz), "
                    "MAX(CASE WHEN dp.last_used >= :since THEN 1 ELSE 0 END) "
                    "FROM prio_pv p JOIN device_packages dp ON dp.package_version_id = p.pv_id "
-                   "WHERE dp.tenant_id + 0 = :t GROUP BY dp.device_id, p.unit"),
+                   "WHERE dp.tenant_id = :t GROUP BY dp.device_id, p.unit"),
               {"since": now - findings.IN_USE_WINDOW, "t": tenant_id})
     mark("hazards")
 
@@ -296,11 +296,9 @@ def _ensure_exp(s: Session) -> None:
 
 
 # --- queries --------------------------------------------------------------------------------------
-# ``tenant_id + 0``: the tenant is a filter here, never the index to drive a scan by (the single-column
-# tenant index of a large table matches nearly every row; SQLite without statistics would pick it).
 
 def _tenant(table: Any, tenant_id: int) -> Any:
-    return table.c.tenant_id + 0 == tenant_id
+    return table.c.tenant_id == tenant_id
 
 
 def _load_devices(s: Session, now: dt.datetime) -> dict[str, Dev]:
@@ -435,7 +433,7 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
         s.execute(text("CREATE INDEX prio_du_device_unit ON prio_du (device_id, unit)"))
         for u, gkey, n in s.execute(text(
                 "SELECT ps.unit, d.gkey, COUNT(DISTINCT dp.device_id) FROM prio_safe ps "
-                "JOIN device_packages dp ON dp.package_version_id = ps.pv_id AND dp.tenant_id + 0 = :t "
+                "JOIN device_packages dp ON dp.package_version_id = ps.pv_id AND dp.tenant_id = :t "
                 "JOIN prio_dev d ON d.device_id = dp.device_id AND d.counts = 1 "
                 "WHERE NOT EXISTS (SELECT 1 FROM prio_du du WHERE du.device_id = dp.device_id AND du.unit = ps.unit) "
                 "GROUP BY ps.unit, d.gkey"), {"t": tenant_id}):
