@@ -19,7 +19,8 @@ from garrison.store import migrate
 from garrison.store.db import Store
 
 # Services that register upload kinds and jobs; imported for their side effects.
-SERVICE_MODULES = ("garrison.core.devices", "garrison.tvm.service", "garrison.tvm.assessment")
+SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.core.maintenance", "garrison.tvm.service",
+                   "garrison.tvm.assessment", "garrison.tvm.prioritisation")
 
 
 def load_services() -> None:
