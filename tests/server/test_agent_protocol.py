@@ -27,6 +27,13 @@ def test_enroll_gives_identity_and_reenroll_keeps_the_record(env: Env) -> None:
         assert s.get(Device, first["device_id"]).credential_hash != again["credential"]  # stored hashed
 
 
+def test_reinstalled_agent_starts_its_sequence_again(env: Env) -> None:
+    first = enroll(env.client, env.a.enroll_secret, "r" * 16, "box")
+    assert upload(env.client, first, "device", device_report("box"), seq=1).json()["status"] == "accepted"
+    again = enroll(env.client, env.a.enroll_secret, "r" * 16, "box")  # new install, new spool
+    assert upload(env.client, again, "device", device_report("box"), seq=1).json()["status"] == "accepted"
+
+
 def test_enrollment_secret_expiry_and_use_count(env: Env) -> None:
     with env.store.system() as s:
         _r, one_use = access.create_enrollment_secret(s, env.a.id, uses=1)
@@ -105,14 +112,16 @@ def test_action_channel_round_trip(env: Env) -> None:
     assert [a["type"] for a in reply["actions"]] == ["CollectInventory"]
     action_id = reply["actions"][0]["id"]
     assert env.client.get(f"/api/machineactions/{action_id}", headers=h).json()["status"] == "InProgress"
-    # delivered once only
+    # handed out again until its result arrives (a lost reply must not lose the action)
     again = env.client.post("/agent/v1/checkin", headers=device_headers(dev), json={"agent_version": "0.1.0"}).json()
-    assert again["actions"] == []
+    assert [a["id"] for a in again["actions"]] == [action_id]
     r = env.client.post(f"/agent/v1/actions/{action_id}/result", headers=device_headers(dev),
                         json={"id": action_id, "status": "Succeeded", "result": {"packages": 3}})
     assert r.status_code == 200
     got = env.client.get(f"/api/machineactions/{action_id}", headers=h).json()
     assert got["status"] == "Succeeded" and got["result"] == {"packages": 3}
+    after = env.client.post("/agent/v1/checkin", headers=device_headers(dev), json={"agent_version": "0.1.0"}).json()
+    assert after["actions"] == []
     # cancelling a finished action is refused; a pending one can be cancelled
     assert env.client.post(f"/api/machineactions/{action_id}/cancel", json={}, headers=h).status_code == 409
     other = env.client.post(f"/api/machines/{dev['device_id']}/runConfigurationAssessment", json={}, headers=h).json()

@@ -97,6 +97,10 @@ def test_health_status_states(env: Env) -> None:
         "agent_version": "0.1.0", "health": {"device": {"ok": True}}, "drops": {"device": 2}})
     assert env.client.get(f"/api/machines/{d['device_id']}",
                           headers=h).json()["healthStatus"] == "ImpairedCommunication"
+    # the agent's counters are cumulative: no new drop since the last heartbeat → healthy again
+    env.client.post("/agent/v1/checkin", headers=device_headers(d), json={
+        "agent_version": "0.1.0", "health": {"device": {"ok": True}}, "drops": {"device": 2}})
+    assert env.client.get(f"/api/machines/{d['device_id']}", headers=h).json()["healthStatus"] == "Active"
     with env.store.tenant(env.a.id) as s:
         s.get(Device, devs["web-2"]["device_id"]).last_seen -= dt.timedelta(days=8)
     inactive = env.client.get("/api/machines", params={"$filter": "healthStatus eq 'Inactive'"},

@@ -94,6 +94,11 @@ class CollectorState:
             return CollectorHealth(ok=False, error=self.reason[:4096], last_run=None)
         if not self.enabled:
             return CollectorHealth(ok=True, disabled=True, error=self.reason[:4096] or None)
+        # A collector may keep finer health of its own (e.g. "rpm not available", "running
+        # unprivileged: 97 processes not visible"); it counts when the run itself did not fail.
+        own = getattr(self.instance, "health", None)
+        if self.ok and isinstance(own, CollectorHealth):
+            return CollectorHealth(ok=own.ok, error=(own.error or "")[:4096] or None, last_run=self.last_run)
         return CollectorHealth(ok=self.ok, error=(self.error or "")[:4096] or None, last_run=self.last_run)
 
 
@@ -286,6 +291,11 @@ class Agent:
 
     def run_due_collectors(self, *, all_enabled: bool = False) -> None:
         now = time.monotonic()
+        # The sensor-health configuration checks read the agent's own state from here.
+        self.ctx.memory["collector_health"] = {n: st.health().model_dump(mode="json")
+                                               for n, st in self.collectors.items()}
+        if self.spool is not None:
+            self.ctx.memory["drops"] = self.spool.drops()
         for st in self.collectors.values():
             if self.stop_event.is_set():
                 return

@@ -44,15 +44,18 @@ def create(s: Session, device: Device, type_: str, requestor: str, comment: str 
 
 def pending_for_device(s: Session, device_id: str, now: dt.datetime) -> list[MachineAction]:
     """Actions to hand to the agent; expired ones time out instead. One indexed read per
-    check-in (the common case is no open action at all)."""
+    check-in (the common case is no open action at all). InProgress actions are handed out
+    again until their result arrives: a lost check-in reply must not lose the action, and the
+    agent runs each action id once."""
     handed: list[MachineAction] = []
     for a in s.scalars(select(MachineAction).where(
             MachineAction.device_id == device_id, MachineAction.status.in_(("Pending", "InProgress")))):
         if a.expires_at is not None and a.expires_at < now:
             a.status, a.last_update_time = "TimeOut", now
-        elif a.status == "Pending":
+            continue
+        if a.status == "Pending":
             a.status, a.last_update_time = "InProgress", now
-            handed.append(a)
+        handed.append(a)
     return handed
 
 

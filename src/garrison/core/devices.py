@@ -16,7 +16,7 @@ from garrison.core.ingest import IngestContext, register_upload
 from garrison.core.security import new_credential
 from garrison.protocol import DeviceReport
 from garrison.store.base import utcnow
-from garrison.store.models.core import Device, DeviceTag
+from garrison.store.models.core import AgentBatch, Device, DeviceTag
 
 INACTIVE_AFTER = dt.timedelta(days=7)
 DEVICE_VALUES = ("Low", "Normal", "High")
@@ -33,6 +33,10 @@ def enroll(s: Session, tenant_id: int, machine_key: str, hostname: str, agent_ve
     if device is None:
         device = Device(tenant_id=tenant_id, machine_key=machine_key, computer_dns_name=hostname.lower())
         s.add(device)
+    else:
+        # A re-installed agent starts a new spool at sequence 1: forget the old sequence numbers
+        # so that its first batches are not mistaken for duplicates.
+        s.execute(delete(AgentBatch).where(AgentBatch.device_id == device.id))
     device.credential_hash = digest
     device.agent_version = agent_version
     device.onboarding_status = "Onboarded"

@@ -33,10 +33,12 @@ class Beat:
     source_ip: str
 
 
-def sensor_state(health: dict[str, Any], drops: dict[str, int], recent_transport_errors: bool) -> str:
+def sensor_state(health: dict[str, Any], new_drops: int, recent_transport_errors: bool) -> str:
+    """``new_drops``: uploads the agent dropped since its previous heartbeat (its counters are
+    cumulative, so a drop long ago must not mark the device impaired for ever)."""
     enabled = [h for h in health.values() if not h.get("disabled")]
     no_data = bool(enabled) and not any(h.get("ok") for h in enabled)
-    impaired = recent_transport_errors or sum(drops.values()) > 0
+    impaired = recent_transport_errors or new_drops > 0
     if no_data and impaired:
         return "NoSensorDataImpairedCommunication"
     if no_data:
@@ -50,6 +52,7 @@ class HeartbeatBuffer:
     def __init__(self, store: Store, interval: float = 2.0) -> None:
         self.store, self.interval = store, interval
         self._beats: dict[str, Beat] = {}
+        self._drops_seen: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,12 +68,18 @@ class HeartbeatBuffer:
     def flush(self) -> int:
         with self._lock:
             beats, self._beats = self._beats, {}
+            new_drops = {}
+            for device_id, b in beats.items():
+                total = sum(b.drops.values())
+                previous = self._drops_seen.get(device_id)
+                new_drops[device_id] = total - previous if previous is not None and total > previous else 0
+                self._drops_seen[device_id] = total
         if not beats:
             return 0
         rows = [{
             "did": device_id, "last_seen": b.at, "agent_version": b.agent_version, "collector_health": b.health,
             "drop_counters": b.drops, "last_external_ip_address": b.source_ip,
-            "health_state": sensor_state(b.health, b.drops, b.transport_errors > 0),
+            "health_state": sensor_state(b.health, new_drops[device_id], b.transport_errors > 0),
         } for device_id, b in beats.items()]
         stmt = (update(Device.__table__).where(Device.__table__.c.id == bindparam("did"))
                 .values(last_seen=bindparam("last_seen"), agent_version=bindparam("agent_version"),

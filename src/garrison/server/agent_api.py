@@ -151,7 +151,7 @@ async def checkin(request: Request) -> CheckinResponse:
     resync = request.app.state.resync.pop(who.device_id, [])
     return CheckinResponse(actions=out, config_version=request.app.state.config_version,
                            checkin_interval=request.app.state.settings.checkin_interval,
-                           resync=resync, offboard=offboard and not out)
+                           resync=resync, offboard=offboard)
 
 
 @router.post("/batches", response_model=BatchAck)
