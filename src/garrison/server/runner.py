@@ -7,6 +7,7 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import uvicorn
@@ -35,11 +36,20 @@ def load_services() -> None:
 class _Uvicorn(uvicorn.Server):
     """Ctrl-C / SIGTERM stop the server cleanly with exit status 0 (uvicorn would re-raise them)."""
 
+    before_shutdown: list[Callable[[], None]]
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
             yield
             self._captured_signals.clear()
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Let in-process clients (the demo's agent) hang up first, so that the graceful
+        # shutdown does not wait for their keep-alive connections.
+        for hook in getattr(self, "before_shutdown", []):
+            hook()
+        await super().shutdown(sockets)
 
 
 class GarrisonServer:
@@ -60,6 +70,7 @@ class GarrisonServer:
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,
                                 timeout_graceful_shutdown=5, backlog=4096)
         self.server = _Uvicorn(config)
+        self.server.before_shutdown = []
 
     @property
     def started(self) -> bool:

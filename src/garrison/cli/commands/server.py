@@ -123,6 +123,7 @@ def demo(port: int, no_agent: bool, data_dir: Path, database_url: str | None, as
     srv = GarrisonServer(settings, store)
     agent_stop = threading.Event()
     agent_thread: threading.Thread | None = None
+    srv.server.before_shutdown.append(agent_stop.set)
 
     def ready() -> None:
         nonlocal agent_thread
@@ -139,13 +140,13 @@ def demo(port: int, no_agent: bool, data_dir: Path, database_url: str | None, as
         if as_json:
             print(json.dumps(info), flush=True)
         else:
-            console.print(f"\n[bold green]Garrison demo is running[/bold green] — Ctrl-C stops it\n"
+            print(f"\nGarrison demo is running — Ctrl-C stops it\n"
                           f"  console   {info['console']}\n  API       {info['api']}  (OpenAPI: {info['openapi']})\n"
                           f"  login     {info['username']} / {info['password']}\n"
                           f"  API key   {info['apiKey']}\n  TLS SHA-256 {info['fingerprint']}\n"
                           f"  data      {info['dataDir']}\n"
                           f"  try:      curl -sk -H 'Authorization: Bearer {info['apiKey']}' "
-                          f"{info['api']}/machines\n", highlight=False)
+                  f"{info['api']}/machines\n", flush=True)
 
     try:
         srv.run(on_ready=ready)

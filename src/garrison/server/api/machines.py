@@ -47,6 +47,7 @@ def machine_fields() -> dict[str, odata.Field]:
         "exposureScore": odata.Field(Device.exposure_score, float),
         "deviceValue": odata.Field(Device.device_value),
         "agentVersion": odata.Field(Device.agent_version),
+        "isAgentless": odata.Field(Device.agentless, bool),
         "machineTags": odata.Field(Device.tags, str, sortable=False, collection=True, element_predicate=odata.element_exists(DeviceTag.tag, DeviceTag.device_id == Device.id)),
     }
 
