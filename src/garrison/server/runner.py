@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import threading
@@ -52,6 +53,47 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def run_worker(db_url: str, stop: Any = None) -> None:
+    """The job loop of ``garrison worker`` (and of the server's own worker process)."""
+    import signal
+
+    load_services()
+    store = Store(db_url)
+    runner = JobRunner(store)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            runner.run_due()
+            stop.wait(1.0)
+    finally:
+        store.dispose()
+
+
+class WorkerProcess:
+    """The server's background jobs in a child process; stopped with the server."""
+
+    def __init__(self, db_url: str) -> None:
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = self._ctx.Event()
+        self._proc = self._ctx.Process(target=run_worker, args=(db_url, self._stop), name="garrison-worker",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self._proc.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+
+
 class GarrisonServer:
     def __init__(self, settings: ServerSettings, store: Store | None = None) -> None:
         self.settings = settings
@@ -64,7 +106,9 @@ class GarrisonServer:
         if not settings.insecure_http:
             cert, key = ensure_certificate(settings.data_dir, settings.tls_cert, settings.tls_key)
         self.app = create_app(settings, self.store, cert_path=cert)
-        self.jobs = JobRunner(self.store) if settings.run_jobs else None
+        # Jobs (matching, scores) are CPU-heavy Python: in a thread of this process they would
+        # hold the GIL against the fleet's check-ins, so they run in a worker process of their own.
+        self.jobs = WorkerProcess(settings.db_url) if settings.run_jobs else None
         config = uvicorn.Config(self.app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, ssl_certfile=str(cert) if cert else None,
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,
@@ -78,6 +122,11 @@ class GarrisonServer:
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until Ctrl-C / SIGTERM (uvicorn installs the handlers in the main thread)."""
+        # Long-lived start-up objects (the app, routes, models) need no collecting; full
+        # collections over them were the main source of check-in latency spikes.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         if self.jobs:
             self.jobs.start()
         if on_ready:

@@ -68,6 +68,21 @@ def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls
     srv.run(on_ready=ready)
 
 
+@click.command()
+@store_options
+@json_option
+def worker(data_dir: Path, database_url: str | None, as_json: bool) -> None:
+    """Run the background jobs (matching, scores, history) without serving; for scaling out
+    next to `garrison server --no-jobs`."""
+    from garrison.server.runner import run_worker
+
+    settings = settings_from(data_dir, database_url)
+    open_store(settings).dispose()  # upgrade the schema and fail early with a clear message
+    if as_json:
+        print(json.dumps({"worker": "running", "database": settings.db_url.split("@")[-1]}), flush=True)
+    run_worker(settings.db_url)
+
+
 # --- demo -------------------------------------------------------------------------------
 
 def _demo_identity(store: Store, data_dir: Path) -> dict[str, Any]:
@@ -163,4 +178,4 @@ def _run_local_agent(settings: Any, secret: str, fingerprint: str | None, stop: 
                   fingerprint=fingerprint, stop=stop, checkin_interval=settings.checkin_interval)
 
 
-COMMANDS = [server, demo]
+COMMANDS = [server, worker, demo]
