@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 41ef6f85c60e
+Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-24 01:42:10.364891
+Create Date: 2026-11-24 03:13:18.406205
 """
 from alembic import op
 import sqlalchemy as sa
 import garrison.store.base
 
 
-revision = '41ef6f85c60e'
+revision = '0001_initial'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -429,6 +429,7 @@ def upgrade() -> None:
     sa.Column('end_of_life', sa.Boolean(), nullable=False),
     sa.Column('priority_score', sa.Float(), nullable=False),
     sa.Column('explanation', sa.JSON(), nullable=False),
+    sa.Column('priority_reason', sa.String(length=1024), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('first_seen', garrison.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', garrison.store.base.UTCDateTime(timezone=True), nullable=False),
@@ -537,6 +538,32 @@ def upgrade() -> None:
         batch_op.create_index('ix_timeline_events_at', ['tenant_id', 'at'], unique=False)
         batch_op.create_index(batch_op.f('ix_timeline_events_tenant_id'), ['tenant_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_timeline_events_vulnerability_id'), ['vulnerability_id'], unique=False)
+
+    op.create_table('tvm_group_software',
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('software_id', sa.String(length=300), nullable=False),
+    sa.Column('installed', sa.Integer(), nullable=False),
+    sa.Column('exposed', sa.Integer(), nullable=False),
+    sa.Column('in_use', sa.Integer(), nullable=False),
+    sa.Column('tenant_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_tvm_group_software_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'group_id', 'software_id', name=op.f('pk_tvm_group_software'))
+    )
+    with op.batch_alter_table('tvm_group_software', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tvm_group_software_software_id'), ['software_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tvm_group_software_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('tvm_group_vulnerabilities',
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('vulnerability_id', sa.String(length=128), nullable=False),
+    sa.Column('exposed', sa.Integer(), nullable=False),
+    sa.Column('tenant_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_tvm_group_vulnerabilities_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'group_id', 'vulnerability_id', name=op.f('pk_tvm_group_vulnerabilities'))
+    )
+    with op.batch_alter_table('tvm_group_vulnerabilities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tvm_group_vulnerabilities_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tvm_group_vulnerabilities_vulnerability_id'), ['vulnerability_id'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -707,6 +734,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_remediation_tickets_activity_id'), ['activity_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_remediation_tickets_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('tvm_group_packages',
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('package_version_id', sa.Integer(), nullable=False),
+    sa.Column('devices', sa.Integer(), nullable=False),
+    sa.Column('in_use', sa.Integer(), nullable=False),
+    sa.Column('tenant_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['package_version_id'], ['package_versions.id'], name=op.f('fk_tvm_group_packages_package_version_id_package_versions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_tvm_group_packages_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'group_id', 'package_version_id', name=op.f('pk_tvm_group_packages'))
+    )
+    with op.batch_alter_table('tvm_group_packages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tvm_group_packages_package_version_id'), ['package_version_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tvm_group_packages_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('agent_batches',
     sa.Column('device_id', sa.String(length=40), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
@@ -785,6 +826,7 @@ def upgrade() -> None:
     sa.Column('package_count', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('updated_at', garrison.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('counted_group', sa.Integer(), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_inventory_state_device_id_devices'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_device_inventory_state_tenant_id_tenants'), ondelete='CASCADE'),
@@ -803,10 +845,10 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_packages_device_id_devices'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['package_version_id'], ['package_versions.id'], name=op.f('fk_device_packages_package_version_id_package_versions')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_device_packages_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('device_id', 'package_version_id', name=op.f('pk_device_packages'))
+    sa.PrimaryKeyConstraint('tenant_id', 'device_id', 'package_version_id', name=op.f('pk_device_packages'))
     )
     with op.batch_alter_table('device_packages', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_device_packages_package_version_id'), ['package_version_id'], unique=False)
+        batch_op.create_index('ix_device_packages_pv_devices', ['package_version_id', 'tenant_id', 'device_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_packages_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('device_tags',
@@ -960,7 +1002,7 @@ def downgrade() -> None:
     op.drop_table('device_tags')
     with op.batch_alter_table('device_packages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_packages_tenant_id'))
-        batch_op.drop_index(batch_op.f('ix_device_packages_package_version_id'))
+        batch_op.drop_index('ix_device_packages_pv_devices')
 
     op.drop_table('device_packages')
     with op.batch_alter_table('device_inventory_state', schema=None) as batch_op:
@@ -988,6 +1030,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_agent_batches_tenant_id'))
 
     op.drop_table('agent_batches')
+    with op.batch_alter_table('tvm_group_packages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tvm_group_packages_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_tvm_group_packages_package_version_id'))
+
+    op.drop_table('tvm_group_packages')
     with op.batch_alter_table('remediation_tickets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_remediation_tickets_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_remediation_tickets_activity_id'))
@@ -1024,6 +1071,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_users_tenant_id'))
 
     op.drop_table('users')
+    with op.batch_alter_table('tvm_group_vulnerabilities', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tvm_group_vulnerabilities_vulnerability_id'))
+        batch_op.drop_index(batch_op.f('ix_tvm_group_vulnerabilities_tenant_id'))
+
+    op.drop_table('tvm_group_vulnerabilities')
+    with op.batch_alter_table('tvm_group_software', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tvm_group_software_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_tvm_group_software_software_id'))
+
+    op.drop_table('tvm_group_software')
     with op.batch_alter_table('timeline_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_timeline_events_vulnerability_id'))
         batch_op.drop_index(batch_op.f('ix_timeline_events_tenant_id'))
