@@ -242,3 +242,14 @@ def bounded_raw(obj: Any, dumped: str | None = None) -> Any:
             if key in obj:
                 head[key] = obj[key]
     return json.loads(canonical_json(head))
+
+
+def json_object(data: bytes, origin: str) -> dict[str, Any] | RecordError:
+    """A feed file that must be one JSON object, or the error saying why it is not."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return RecordError(f"{origin}: not valid JSON: {str(exc)[:200]}")
+    if not isinstance(doc, dict):
+        return RecordError(f"{origin}: top level is not an object")
+    return doc

@@ -10,7 +10,6 @@ affected with no fix, or no_dsa / unimportant / end_of_life when the tracker say
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ from garrison.tvm.kb.records import (
     FieldError,
     Record,
     RecordError,
+    json_object,
     VulnInfo,
     bounded_raw,
 )
@@ -62,13 +62,9 @@ class DebianTrackerImporter(Importer):
         return re.match(rb'\s*\{\s*"[^"\\]{1,200}"\s*:\s*\{\s*"(?:CVE|TEMP)-', head) is not None
 
     def parse(self, data: bytes, origin: str) -> Iterator[Record]:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            yield RecordError(f"{origin}: not valid JSON: {str(exc)[:200]}")
-            return
-        if not isinstance(doc, dict):
-            yield RecordError(f"{origin}: top level is not an object")
+        doc = json_object(data, origin)
+        if isinstance(doc, RecordError):
+            yield doc
             return
         # package -> CVE becomes CVE -> packages: one advisory per CVE, like OSV's DEBIAN-CVE records.
         by_cve: dict[str, dict[str, Any]] = {}

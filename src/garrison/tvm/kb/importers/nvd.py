@@ -9,7 +9,6 @@ evidence for software no distro tracks); rejected CVEs are withdrawn advisories.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from garrison.tvm.kb.records import (
     FieldError,
     Record,
     RecordError,
+    json_object,
     VulnInfo,
     bounded_raw,
     opt_dict,
@@ -49,13 +49,9 @@ class NvdImporter(Importer):
         return page or bare
 
     def parse(self, data: bytes, origin: str) -> Iterator[Record]:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            yield RecordError(f"{origin}: not valid JSON: {str(exc)[:200]}")
-            return
-        if not isinstance(doc, dict):
-            yield RecordError(f"{origin}: top level is not an object")
+        doc = json_object(data, origin)
+        if isinstance(doc, RecordError):
+            yield doc
             return
         if "vulnerabilities" in doc:
             items = doc["vulnerabilities"]
