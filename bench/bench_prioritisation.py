@@ -51,7 +51,7 @@ from garrison.store.models.tvm import DevicePackage, PackageVersionVuln  # noqa:
 from garrison.tvm import matching  # noqa: E402
 from garrison.tvm.kb import import_paths  # noqa: E402
 from garrison.tvm.prioritisation import exceptions as exc_mod  # noqa: E402
-from garrison.tvm.prioritisation.refresh import refresh_tenant  # noqa: E402
+from garrison.tvm.prioritisation.engine import refresh_tenant  # noqa: E402
 
 KB = ROOT / "tests" / "data" / "kb"
 GROUPS = ("web", "db", "app", "lab")

@@ -1,8 +1,8 @@
 """One device's exposure, explained: which findings and failed checks contribute how much.
 
 Computed live from the device's findings with the same formula and the same rules as the refresh
-(per remediation unit the riskiest package version counts; risk-reducing exceptions of the
-device's group leave the score), so the contributions add up to the score.
+(binaries built from one source version count once; risk-reducing exceptions of the device's group
+leave the score), so the contributions add up to the score.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from garrison.store.models.prioritisation import DeviceVulnerabilityAlert
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersion, PackageVersionVuln
 from garrison.tvm import findings
 from garrison.tvm.prioritisation import config, exceptions, exposure, recommendations
+from garrison.tvm.prioritisation.engine import version_key
 
 
 def device_items(s: Session, device: Device, now: dt.datetime) -> list[dict[str, Any]]:
@@ -28,7 +29,7 @@ def device_items(s: Session, device: Device, now: dt.datetime) -> list[dict[str,
     rows = s.execute(select(PackageVersion.id, PackageVersion.ecosystem, PackageVersion.manager,
                             PackageVersion.match_name, PackageVersion.software_id, PackageVersion.name,
                             PackageVersion.version, DevicePackage.last_used, PackageVersionVuln.fixed_version,
-                            PackageVersionVuln.status, Vulnerability)
+                            PackageVersionVuln.status, Vulnerability, PackageVersion.source_version)
                      .select_from(DevicePackage)
                      .join(PackageVersionVuln, PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
                      .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
@@ -37,40 +38,45 @@ def device_items(s: Session, device: Device, now: dt.datetime) -> list[dict[str,
     alerts = set(s.scalars(select(DeviceVulnerabilityAlert.vulnerability_id)
                            .where(DeviceVulnerabilityAlert.device_id == device.id,
                                   DeviceVulnerabilityAlert.active.is_(True))))
-    # unit → package version → its findings
-    units: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    # unit → version key (binaries of one source version share findings) → package version → findings
+    units: dict[str, dict[tuple[Any, ...], dict[int, list[Any]]]] = defaultdict(lambda: defaultdict(dict))
     meta: dict[str, tuple[str, str]] = {}
     for r in rows:
         unit_id, vendor, name = recommendations.unit_of(r[1], r[2], r[3])
-        units[unit_id][r[0]].append(r)
+        key = version_key(r[0], r[1], r[3], r[11])
+        units[unit_id][key].setdefault(r[0], []).append(r)
         meta[unit_id] = (vendor, name)
     in_use_since = now - findings.IN_USE_WINDOW
     items: list[dict[str, Any]] = []
-    for unit_id, by_pv in units.items():
-        best_pv, best_h = None, -1.0
-        for pv_id, frs in by_pv.items():
-            h = sum(exposure.hazard(fr[10]) for fr in frs)
-            if h > best_h:
-                best_pv, best_h = pv_id, h
-        chosen = by_pv[best_pv]  # type: ignore[index]
+    for unit_id, by_key in units.items():
         vulns = []
-        for fr in sorted(chosen, key=lambda x: -exposure.hazard(x[10], x[10].id in alerts)):
-            v = fr[10]
-            alert = v.id in alerts
-            vulns.append({"id": v.id, "severity": v.severity, "cvssV3": v.cvss_v3_score, "cvssV4": v.cvss_v4_score,
-                          "epss": v.epss, "epssPercentile": v.epss_percentile, "kev": bool(v.kev),
-                          "publicExploit": bool(v.public_exploit), "exploitVerified": bool(v.exploit_verified),
-                          "exploitInKit": bool(v.exploit_in_kit), "activeAlert": alert,
-                          "fixedVersion": fr[8], "noFixYet": fr[8] is None, "status": fr[9],
-                          "impact": round(exposure.impact(v), 4), "likelihood": round(exposure.likelihood(v, alert), 4),
-                          "hazard": exposure.hazard(v, alert), "reason": exposure.threat_reason(v, alert)})
-        last_used = max((fr[7] for frs in by_pv.values() for fr in frs if fr[7] is not None), default=None)
+        last_used = None
+        software: set[str] = set()
+        for by_pv in by_key.values():
+            chosen = by_pv[min(by_pv)]  # the first binary of the source version counts, as in the refresh
+            for frs in by_pv.values():
+                for fr in frs:
+                    software.add(f"{fr[5]} {fr[6]}")
+                    if fr[7] is not None and (last_used is None or fr[7] > last_used):
+                        last_used = fr[7]
+            for fr in chosen:
+                v = fr[10]
+                alert = v.id in alerts
+                vulns.append({"id": v.id, "severity": v.severity, "cvssV3": v.cvss_v3_score,
+                              "cvssV4": v.cvss_v4_score, "epss": v.epss, "epssPercentile": v.epss_percentile,
+                              "kev": bool(v.kev), "publicExploit": bool(v.public_exploit),
+                              "exploitVerified": bool(v.exploit_verified), "exploitInKit": bool(v.exploit_in_kit),
+                              "activeAlert": alert, "fixedVersion": fr[8], "noFixYet": fr[8] is None,
+                              "status": fr[9], "impact": round(exposure.impact(v), 4),
+                              "likelihood": round(exposure.likelihood(v, alert), 4),
+                              "hazard": exposure.hazard(v, alert), "reason": exposure.threat_reason(v, alert)})
+        vulns.sort(key=lambda x: (-x["hazard"], x["id"]))
         if last_used is not None and last_used.tzinfo is None:
             last_used = last_used.replace(tzinfo=dt.UTC)
         items.append({"recommendationId": recommendations.software_rec_id(unit_id), "kind": "software",
                       "relatedComponent": meta[unit_id][1], "vendor": meta[unit_id][0],
-                      "software": sorted({f"{fr[5]} {fr[6]}" for frs in by_pv.values() for fr in frs}),
-                      "hazard": sum(v["hazard"] for v in vulns), "inUse": last_used is not None and last_used >= in_use_since,
+                      "software": sorted(software), "hazard": sum(v["hazard"] for v in vulns),
+                      "inUse": last_used is not None and last_used >= in_use_since,
                       "lastUsed": last_used, "vulnerabilities": vulns})
     for device_id, check_id, impact in config.failed_checks(s):
         if device_id != device.id:

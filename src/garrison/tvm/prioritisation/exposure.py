@@ -14,7 +14,7 @@ below are the ones it names. In short:
   data: Normal 1, Low 0.75, High ``max(1, devices / 10)``.
 
 The per-vulnerability hazard is also an SQL expression so that recomputing a fleet is a handful of
-aggregate queries (see :mod:`garrison.tvm.prioritisation.refresh`).
+aggregate queries (see :mod:`garrison.tvm.prioritisation.engine`).
 """
 
 from __future__ import annotations

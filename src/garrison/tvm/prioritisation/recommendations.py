@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, column, exists, select, table
 from sqlalchemy.orm import Session
 
 from garrison.store.models.core import Device
@@ -161,17 +161,24 @@ def vuln_info(v: Any) -> VulnInfo:
                     bool(v.exploit_verified), bool(v.exploit_in_kit), exposure.threat_reason(v))
 
 
-def unit_metadata(s: Session, tenant_id: int) -> dict[str, UnitMeta]:
-    """Per remediation unit in the tenant: its vulnerabilities, fixed versions, statuses, binaries."""
-    DP = DevicePackage.__table__
-    present = exists().where(DP.c.package_version_id == PackageVersionVuln.package_version_id,
-                             DP.c.tenant_id == tenant_id)
+def unit_metadata(s: Session, tenant_id: int, staged: bool = False) -> dict[str, UnitMeta]:
+    """Per remediation unit in the tenant: its vulnerabilities, fixed versions, statuses, binaries.
+
+    ``staged``: the refresh's staging table ``prio_pv`` lists the tenant's vulnerable package versions.
+    """
     stmt = (select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name,
                    PackageVersion.software_id, PackageVersionVuln.vulnerability_id, PackageVersionVuln.fixed_version,
                    PackageVersionVuln.status)
             .select_from(PackageVersionVuln)
-            .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
-            .where(present).distinct())
+            .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id))
+    if staged:
+        staging = table("prio_pv", column("pv_id"))
+        stmt = stmt.join(staging, staging.c.pv_id == PackageVersionVuln.package_version_id)
+    else:
+        DP = DevicePackage.__table__
+        stmt = stmt.where(exists().where(DP.c.package_version_id == PackageVersionVuln.package_version_id,
+                                         DP.c.tenant_id == tenant_id))
+    stmt = stmt.distinct()
     units: dict[str, UnitMeta] = {}
     vuln_ids: set[str] = set()
     rows = s.execute(stmt).all()
@@ -198,11 +205,16 @@ def unit_metadata(s: Session, tenant_id: int) -> dict[str, UnitMeta]:
     return units
 
 
+_VULN_COLUMNS = (Vulnerability.id, Vulnerability.severity, Vulnerability.cvss_v3_score, Vulnerability.cvss_v4_score,
+                 Vulnerability.epss, Vulnerability.epss_percentile, Vulnerability.kev, Vulnerability.kev_ransomware,
+                 Vulnerability.public_exploit, Vulnerability.exploit_verified, Vulnerability.exploit_in_kit)
+
+
 def _vuln_infos(s: Session, ids: Iterable[str]) -> dict[str, VulnInfo]:
     out: dict[str, VulnInfo] = {}
     id_list = sorted(ids)
-    for i in range(0, len(id_list), 500):
-        for v in s.scalars(select(Vulnerability).where(Vulnerability.id.in_(id_list[i : i + 500]))):
+    for i in range(0, len(id_list), 5000):
+        for v in s.execute(select(*_VULN_COLUMNS).where(Vulnerability.id.in_(id_list[i : i + 5000]))):
             out[v.id] = vuln_info(v)
     return out
 

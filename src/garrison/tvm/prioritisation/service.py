@@ -1,6 +1,6 @@
 """Entry points and background jobs of prioritisation.
 
-* ``tvm.prioritisation.refresh`` (every minute): recompute a tenant when anything its scores depend
+* ``tvm.prioritisation.engine`` (every minute): recompute a tenant when anything its scores depend
   on changed — inventories, findings, the knowledge base, devices, exceptions, alerts — and at
   least hourly (devices age out of the 30-day window, runtime context moves on).
 * ``tvm.prioritisation.timeline`` (every two minutes): derive timeline events and queue the
@@ -33,7 +33,7 @@ from garrison.store.models.prioritisation import (
 )
 from garrison.store.models.tvm import DeviceInventoryState, PackageVersion, PackageVersionVuln
 from garrison.tvm.prioritisation import notifications, remediation, timeline
-from garrison.tvm.prioritisation.refresh import RefreshStats, refresh_tenant
+from garrison.tvm.prioritisation.engine import RefreshStats, refresh_tenant
 
 log = logging.getLogger("garrison.tvm.prioritisation")
 
