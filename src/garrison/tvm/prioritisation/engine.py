@@ -26,9 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
+import sqlite3
 import time
 import zlib
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +62,8 @@ log = logging.getLogger("garrison.tvm.prioritisation")
 CHUNK = 1000
 TREND_DAYS = 7
 MAX_GROUP_COLUMNS = 48  # device groups aggregated side by side in pass 2; more: one sorted pass
+PARALLEL_WORKERS = min(4, os.cpu_count() or 1)  # SQLite: connections that share pass 2
+PARALLEL_MIN_DEVICES = 2000  # below this a second connection costs more than it saves
 TEMP_TABLES = ("prio_pv", "prio_sib", "prio_dev", "prio_red", "prio_safe", "prio_safe_sib")
 
 
@@ -90,6 +95,12 @@ class Dev:
     def pf(self) -> float:
         return recommendations.BUSINESS_VALUE.get(self.value, 1.0) * \
             (exposure.INTERNET_FACING_MULTIPLIER if self.internet else 1.0)
+
+    def row(self) -> dict[str, Any]:
+        """The device's ``prio_dev`` row."""
+        return {"d": self.id, "g": self.gkey, "m": self.multiplier, "mk": self.multiplier / exposure.SATURATION,
+                "w": self.w_nl, "hi": int(self.value == "High"), "lo": int(self.value == "Low"),
+                "net": int(self.internet), "pf": self.pf, "h": self.hazard, "e": self.e, "e100": 100.0 * self.e}
 
 
 @dataclass
@@ -160,6 +171,8 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
         lap[0] = t
 
     _lock(s, tenant_id)
+    if pg:  # hash the aggregates in memory rather than spill them (this transaction only)
+        s.execute(text("SET LOCAL work_mem = '256MB'"))
     exceptions.expire_due(s, now)
     eff = exceptions.effective(s, now)
     devs = _load_devices(s, now)
@@ -167,10 +180,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     _create_temp_tables(s)
     _ensure_exp(s)
     counting = [d for d in devs.values() if d.counts]
-    _insert(s, "INSERT INTO prio_dev (device_id, gkey, m, w_nl, is_high, is_low, internet, pf) "
-               "VALUES (:d, :g, :m, :w, :hi, :lo, :net, :pf)",
-            [{"d": d.id, "g": d.gkey, "m": d.multiplier, "w": d.w_nl, "hi": int(d.value == "High"),
-              "lo": int(d.value == "Low"), "net": int(d.internet), "pf": d.pf} for d in counting])
+    _insert(s, _DEV_INSERT, [d.row() for d in counting])
     mark("devices")
 
     # staging: vulnerable package versions with unit, rank among siblings and hazard
@@ -183,12 +193,14 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
         pv_hz[pv_id] = float(hz or 0.0)
         by_key[version_key(pv_id, eco, match_name, source_version)].append(pv_id)
     pv_rows, sib_rows = [], []
-    for pvs in by_key.values():
+    for vk_no, pvs in enumerate(by_key.values()):
         pvs.sort()
         for rank, pv_id in enumerate(pvs):
-            pv_rows.append({"p": pv_id, "u": pv_unit[pv_id], "r": rank, "n": len(pvs) - 1, "h": pv_hz[pv_id]})
-            sib_rows += [{"p": pv_id, "s": other, "l": int(j < rank)} for j, other in enumerate(pvs) if other != pv_id]
-    _insert(s, "INSERT INTO prio_pv (pv_id, unit, rnk, nsib, hz) VALUES (:p, :u, :r, :n, :h)", pv_rows)
+            pv_rows.append({"p": pv_id, "u": pv_unit[pv_id], "r": rank, "n": len(pvs) - 1, "h": pv_hz[pv_id],
+                            "k": vk_no})
+            sib_rows += [{"p": pv_id, "s": other, "l": int(j < rank)}
+                         for j, other in enumerate(pvs) if other != pv_id]
+    _insert(s, "INSERT INTO prio_pv (pv_id, unit, vk, rnk, nsib, hz) VALUES (:p, :u, :k, :r, :n, :h)", pv_rows)
     _insert(s, "INSERT INTO prio_sib (pv_id, sib, lower) VALUES (:p, :s, :l)", sib_rows)
     software_units = len(units.rec_ids)
     reduced = _reduced_pairs(s, eff, units)
@@ -199,10 +211,9 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     mark("staging")
 
     # pass 1: every device's hazard (software, minus risk-reduced units, plus alerts and checks)
-    rep = _REP
     for device_id, hz in s.execute(text(
             "SELECT dp.device_id, SUM(p.hz) FROM device_packages dp CROSS JOIN prio_pv p "
-            f"WHERE dp.tenant_id = :t AND p.pv_id = dp.package_version_id AND {rep} GROUP BY dp.device_id"),
+            f"WHERE dp.tenant_id = :t AND p.pv_id = dp.package_version_id AND {_REP} GROUP BY dp.device_id"),
             {"t": tenant_id}):
         dev = devs.get(device_id)
         if dev is not None:
@@ -211,7 +222,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
         for device_id, hz in s.execute(text(
                 "SELECT dp.device_id, SUM(p.hz) FROM prio_red r CROSS JOIN prio_pv p CROSS JOIN device_packages dp "
                 "CROSS JOIN prio_dev d WHERE p.unit = r.unit AND dp.package_version_id = p.pv_id "
-                f"AND dp.tenant_id = :t AND d.device_id = dp.device_id AND d.gkey = r.gkey AND {rep} "
+                f"AND dp.tenant_id = :t AND d.device_id = dp.device_id AND d.gkey = r.gkey AND {_REP} "
                 "GROUP BY dp.device_id"), {"t": tenant_id}):
             devs[device_id].hazard -= float(hz or 0.0)
     alerts = _alerts(s, units, now)
@@ -245,12 +256,12 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
             comps[dev.gkey].add_device(score, dev.value, level)
             stats.scored_devices += 1
             dev.e = math.exp(-dev.multiplier * dev.hazard / exposure.SATURATION)
-            hazards.append({"d": dev.id, "h": dev.hazard, "e": dev.e})
+            hazards.append({"d": dev.id, "h": dev.hazard, "e": dev.e, "e100": 100.0 * dev.e})
         else:
             score, level = 0.0, "None"
         if abs(score - (dev.old_score or 0.0)) > 1e-9 or level != dev.old_level:
             updates.append({"b_id": dev.id, "b_score": score, "b_level": level})
-    _insert(s, "UPDATE prio_dev SET h = :h, e = :e WHERE device_id = :d", hazards)
+    _insert(s, "UPDATE prio_dev SET h = :h, e = :e, e100 = :e100 WHERE device_id = :d", hazards)
     _update_devices(s, tenant_id, updates)
     org = exposure.Components()
     for c in comps.values():
@@ -261,8 +272,9 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     mark("scores")
 
     # pass 2: per package version and device group; Python sums them into recommendations
-    accs = _pass_by_package_version(s, tenant_id, units, pv_unit, pv_hz, sorted(comps), now)
-    _apply_sibling_use(s, tenant_id, units, pv_unit, pv_hz, accs, now)
+    stage = Staging(pv_rows, sib_rows, [d.row() for d in counting])
+    accs = _pass_by_package_version(s, tenant_id, units, pv_unit, pv_hz, sorted(comps), now, stage)
+    _apply_sibling_use(s, tenant_id, units, pv_unit, pv_hz, accs, sorted(comps), now)
     _apply_reduced(s, tenant_id, units, accs, reduced, now)
     _apply_alerts(alerts, devs, units, accs, reduced, pv_hz)
     _apply_checks(cfg_items, units, accs, reduced)
@@ -312,17 +324,76 @@ _REP = ("(p.rnk = 0 OR NOT EXISTS (SELECT 1 FROM prio_sib s CROSS JOIN device_pa
 
 # --- staging tables --------------------------------------------------------------------------------
 
+@dataclass
+class Staging:
+    """The staging rows, kept to give worker connections their own copy (SQLite, pass 2 in parallel)."""
+
+    pv: list[dict[str, Any]]
+    sib: list[dict[str, Any]]
+    devices: list[dict[str, Any]]
+
+
+def _sqlite_path(s: Session) -> str | None:
+    url = s.get_bind().url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:"):
+        return None
+    return url.database
+
+
+def _sqlite_time(t: dt.datetime) -> str:
+    """A time as SQLAlchemy stores it in SQLite (UTC, no offset), for raw-connection comparisons."""
+    return _aware(t).astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
+
+
+def _parallel(path: str, sql: str, params: dict[str, Any], stage: Staging) -> list[Any]:
+    """Run pass 2 on PARALLEL_WORKERS read-only connections, each over every n-th package version.
+
+    SQLite runs one statement on one core; the package versions are independent, so splitting them
+    across connections (each with its own copy of the small staging tables) divides the pass. The
+    workers read the last committed state of ``device_packages``, which a refresh does not change.
+    """
+    workers = PARALLEL_WORKERS
+
+    def work(part: int) -> list[Any]:
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA cache_size=-65536")
+            try:
+                conn.execute("SELECT exp(0.0)")
+            except sqlite3.OperationalError:
+                conn.create_function("exp", 1, math.exp, deterministic=True)
+            for name in ("prio_pv", "prio_sib", "prio_dev"):
+                clustered = " WITHOUT ROWID" if name in _CLUSTERED else ""
+                conn.execute(f"CREATE TEMPORARY TABLE {name} ({_DDL[name]}){clustered}")
+            conn.executemany("INSERT INTO prio_pv (pv_id, unit, vk, rnk, nsib, hz) VALUES (:p, :u, :k, :r, :n, :h)",
+                             stage.pv[part::workers])
+            conn.executemany("INSERT INTO prio_sib (pv_id, sib, lower) VALUES (:p, :s, :l)", stage.sib)
+            conn.executemany(_DEV_INSERT, stage.devices)
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="garrison-prio") as pool:
+        parts = list(pool.map(work, range(workers)))
+    return [row for part in parts for row in part]
+
+
 _DDL = {
-    "prio_pv": ("pv_id INTEGER PRIMARY KEY, unit INTEGER NOT NULL, rnk INTEGER NOT NULL, nsib INTEGER NOT NULL, "
-                "hz FLOAT NOT NULL"),
+    "prio_pv": ("pv_id INTEGER PRIMARY KEY, unit INTEGER NOT NULL, vk INTEGER NOT NULL, rnk INTEGER NOT NULL, "
+                "nsib INTEGER NOT NULL, hz FLOAT NOT NULL"),
     # siblings: the other package versions with the same findings; ``lower``: ranked before this one
     "prio_sib": "pv_id INTEGER NOT NULL, sib INTEGER NOT NULL, lower INTEGER NOT NULL, PRIMARY KEY (pv_id, sib)",
-    "prio_dev": ("device_id VARCHAR(40) PRIMARY KEY, gkey INTEGER, m FLOAT, w_nl FLOAT, is_high INTEGER, "
-                 "is_low INTEGER, internet INTEGER, pf FLOAT, h FLOAT DEFAULT 0, e FLOAT DEFAULT 1"),
+    "prio_dev": ("device_id VARCHAR(40) PRIMARY KEY, gkey INTEGER, m FLOAT, mk FLOAT, w_nl FLOAT, is_high INTEGER, "
+                 "is_low INTEGER, internet INTEGER, pf FLOAT, h FLOAT DEFAULT 0, e FLOAT DEFAULT 1, "
+                 "e100 FLOAT DEFAULT 100"),
     "prio_red": "unit INTEGER NOT NULL, gkey INTEGER NOT NULL, PRIMARY KEY (unit, gkey)",
     "prio_safe": "pv_id INTEGER PRIMARY KEY, unit INTEGER NOT NULL, rnk INTEGER NOT NULL",
     "prio_safe_sib": "pv_id INTEGER NOT NULL, sib INTEGER NOT NULL, PRIMARY KEY (pv_id, sib)",
 }
+_DEV_INSERT = ("INSERT INTO prio_dev (device_id, gkey, m, mk, w_nl, is_high, is_low, internet, pf, h, e, e100) "
+               "VALUES (:d, :g, :m, :mk, :w, :hi, :lo, :net, :pf, :h, :e, :e100)")
 _CLUSTERED = {"prio_sib", "prio_dev", "prio_red", "prio_safe_sib"}  # SQLite: WITHOUT ROWID, one lookup instead of two
 
 
@@ -442,38 +513,50 @@ def _acc(accs: dict[str, RecAcc], rec_id: str) -> RecAcc:
 
 
 def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: dict[int, int],
-                             pv_hz: dict[int, float], gkeys: list[int], now: dt.datetime) -> dict[str, RecAcc]:
+                             pv_hz: dict[int, float], gkeys: list[int], now: dt.datetime,
+                             stage: Staging | None = None) -> dict[str, RecAcc]:
     """Pass 2 (streams the package-version index): per package version and device group the exposed
     devices, in use, Σ weight × predicted drop (Normal/Low and High apart), priority; per package
     version the internet-facing, High- and Low-value devices. Drops use the not-excepted formula;
     :func:`_apply_reduced` corrects the excepted (unit, group) pairs."""
-    k = repr(float(exposure.SATURATION))
-    # Not excepted, the unit's hazard is part of the device's: s(H) − s(H − h) = 100 e (exp(m h / K) − 1).
-    drop = f"100.0 * d.e * (exp(d.m * p.hz / {k}) - 1.0)"
+    # Not excepted, the unit's hazard is part of the device's: s(H) − s(H − h) = 100 e (exp(m h / K) − 1);
+    # d.e100 = 100 e and d.mk = m / K are precomputed per device.
+    drop = "d.e100 * (exp(d.mk * p.hz) - 1.0)"
     used = "dp.last_used >= :since"
-    factor = f"CASE WHEN {used} THEN 1.0 ELSE {recommendations.NOT_IN_USE_LIKELIHOOD!r} END"
 
     def group_cols(g: str) -> list[str]:
-        # Normal/Low and High devices apart (the High weight depends on the caller's device count);
-        # each row evaluates one drop, in the one filter it matches
+        # Normal/Low and High devices apart (the High weight depends on the caller's device count); each
+        # row evaluates one drop, in the one filter it matches. Priority = hz × (Σ pf × 0.5 + Σ pf used × 0.5).
         return [f"COUNT(*) FILTER (WHERE {g})", f"COUNT(*) FILTER (WHERE {g} AND {used})",
                 f"SUM(d.w_nl * {drop}) FILTER (WHERE {g} AND d.is_high = 0)",
-                f"SUM({drop}) FILTER (WHERE {g} AND d.is_high = 1)", f"SUM(p.hz * d.pf * {factor}) FILTER (WHERE {g})"]
+                f"SUM({drop}) FILTER (WHERE {g} AND d.is_high = 1)",
+                f"SUM(d.pf) FILTER (WHERE {g})", f"SUM(d.pf) FILTER (WHERE {g} AND {used})"]
 
     head = "SUM(d.internet), SUM(d.is_high), SUM(d.is_low)"
-    side_by_side = 0 < len(gkeys) <= MAX_GROUP_COLUMNS
+    # SQLite aggregates by sorting unless the rows arrive in GROUP BY order: it gets one row per package
+    # version (the index order) with the groups side by side. PostgreSQL hashes (package version, group).
+    side_by_side = 0 < len(gkeys) <= MAX_GROUP_COLUMNS and s.get_bind().dialect.name == "sqlite"
     joins = ("FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
              f"WHERE dp.package_version_id = p.pv_id AND dp.tenant_id = :t AND d.device_id = dp.device_id AND {_REP}")
     if side_by_side:
         cols = ", ".join(c for g in gkeys for c in group_cols(f"d.gkey = {int(g)}"))
         sql = f"SELECT p.pv_id, {head}, {cols} {joins} GROUP BY p.pv_id"
     else:
-        sql = f"SELECT p.pv_id, d.gkey, {head}, {', '.join(group_cols('1 = 1'))} {joins} GROUP BY p.pv_id, d.gkey"
+        group_all = [c.replace(" FILTER (WHERE 1 = 1)", "").replace("WHERE 1 = 1 AND ", "WHERE ")
+                     for c in group_cols("1 = 1")]
+        sql = f"SELECT p.pv_id, d.gkey, {head}, {', '.join(group_all)} {joins} GROUP BY p.pv_id, d.gkey"
     metrics = group_cols("")
+    not_in_use = recommendations.NOT_IN_USE_LIKELIHOOD
     accs: dict[str, RecAcc] = {}
     params = {"t": tenant_id, "since": now - findings.IN_USE_WINDOW}
     n = len(metrics)
-    for row in s.execute(text(sql), params):
+    path = _sqlite_path(s)
+    if side_by_side and stage is not None and path and PARALLEL_WORKERS > 1 \
+            and len(stage.devices) >= PARALLEL_MIN_DEVICES:
+        rows: Any = _parallel(path, sql, {**params, "since": _sqlite_time(params["since"])}, stage)
+    else:
+        rows = s.execute(text(sql), params)
+    for row in rows:
         pv_id = row[0]
         acc = _acc(accs, units.rec_ids[pv_unit[pv_id]])
         if side_by_side:
@@ -485,7 +568,7 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
         acc.internet_facing += int(net or 0)
         acc.high_value += int(hi or 0)
         acc.low_value += int(lo or 0)
-        for g, (cnt, in_use, nl, high, prio) in parts:
+        for g, (cnt, in_use, nl, high, pf, pf_used) in parts:
             if not cnt:
                 continue
             grp = acc.group(g)
@@ -493,32 +576,65 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
             grp.in_use += int(in_use or 0)
             grp.nl_delta += float(nl or 0.0)
             grp.high_delta += float(high or 0.0)
-            grp.priority += float(prio or 0.0)
+            pf, pf_used = float(pf or 0.0), float(pf_used or 0.0)
+            grp.priority += pv_hz[pv_id] * (pf * not_in_use + pf_used * (1.0 - not_in_use))
             acc.in_use += int(in_use or 0)
             acc.threat += pv_hz[pv_id] * int(cnt)
     return accs
 
 
 def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[int, int], pv_hz: dict[int, float],
-                       accs: dict[str, RecAcc], now: dt.datetime) -> None:
-    """In use is per unit on a device: a counted row whose own package is idle but whose sibling
-    (another binary of the same source version) runs is in use too."""
-    sql = text(
-        "SELECT p.pv_id, d.gkey, COUNT(*), SUM(d.pf) FROM prio_pv p CROSS JOIN device_packages dp "
-        "CROSS JOIN prio_dev d WHERE p.nsib > 0 AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
-        f"AND d.device_id = dp.device_id AND {_REP} AND (dp.last_used IS NULL OR dp.last_used < :since) "
-        "AND EXISTS (SELECT 1 FROM prio_sib s CROSS JOIN device_packages d3 WHERE s.pv_id = p.pv_id "
-        "AND d3.package_version_id = s.sib AND d3.tenant_id = dp.tenant_id AND d3.device_id = dp.device_id "
-        "AND d3.last_used >= :since) GROUP BY p.pv_id, d.gkey")
+                       accs: dict[str, RecAcc], gkeys: list[int], now: dt.datetime) -> None:
+    """In use is per unit on a device: when the binary that counts for a source version is idle but
+    another binary of it runs (``libssl1.1`` mapped by a server, ``openssl`` idle), the unit is in use.
+    Such a device is found once, at its first running binary that is not the counted one."""
+    lower = ("SELECT 1 FROM prio_sib s CROSS JOIN device_packages d2 WHERE s.pv_id = p.pv_id AND s.lower = 1 "
+             "AND d2.package_version_id = s.sib AND d2.tenant_id = dp.tenant_id AND d2.device_id = dp.device_id")
+    joins = ("FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
+             "WHERE p.rnk > 0 AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+             "AND d.device_id = dp.device_id AND dp.last_used >= :since "
+             f"AND EXISTS ({lower}) AND NOT EXISTS ({lower} AND d2.last_used >= :since)")
+    params = {"t": tenant_id, "since": now - findings.IN_USE_WINDOW}
     lift = 1.0 - recommendations.NOT_IN_USE_LIKELIHOOD
-    for pv_id, g, n, pf in s.execute(sql, {"t": tenant_id, "since": now - findings.IN_USE_WINDOW}):
+    if s.get_bind().dialect.name == "postgresql":
+        # PostgreSQL hashes (device, source version) directly: any binary running, but not the counted one
+        sql = text(
+            "SELECT per.unit, d.gkey, COUNT(*), SUM(d.pf * per.hz) FROM ("
+            "SELECT dp.device_id, p.vk, MAX(p.unit) AS unit, MAX(p.hz) AS hz, MIN(p.rnk) AS r0, "
+            "MIN(p.rnk * 2 + CASE WHEN dp.last_used >= :since THEN 0 ELSE 1 END) AS code, "
+            "BOOL_OR(COALESCE(dp.last_used >= :since, FALSE)) AS any_used "
+            "FROM prio_pv p JOIN device_packages dp ON dp.package_version_id = p.pv_id "
+            "WHERE p.nsib > 0 AND dp.tenant_id = :t GROUP BY dp.device_id, p.vk) AS per "
+            "JOIN prio_dev d ON d.device_id = per.device_id "
+            "WHERE per.any_used AND per.code <> per.r0 * 2 GROUP BY per.unit, d.gkey")
+        for u, g, n, pf_hz in s.execute(sql, params):
+            acc = accs.get(units.rec_ids[u])
+            if acc is None or int(g) not in acc.groups:
+                continue
+            grp = acc.groups[int(g)]
+            grp.in_use += int(n)
+            acc.in_use += int(n)
+            grp.priority += float(pf_hz or 0.0) * lift
+        return
+    if 0 < len(gkeys) <= MAX_GROUP_COLUMNS:
+        cols = ", ".join(f"COUNT(*) FILTER (WHERE d.gkey = {int(g)}), SUM(d.pf) FILTER (WHERE d.gkey = {int(g)})"
+                         for g in gkeys)
+        result = [(r[0], [(g, r[1 + 2 * i], r[2 + 2 * i]) for i, g in enumerate(gkeys)])
+                  for r in s.execute(text(f"SELECT p.pv_id, {cols} {joins} GROUP BY p.pv_id"), params)]
+    else:
+        result = [(pv, [(int(g), n, pf)]) for pv, g, n, pf in s.execute(
+            text(f"SELECT p.pv_id, d.gkey, COUNT(*), SUM(d.pf) {joins} GROUP BY p.pv_id, d.gkey"), params)]
+    for pv_id, parts in result:
         acc = accs.get(units.rec_ids[pv_unit[pv_id]])
-        if acc is None or int(g) not in acc.groups:
+        if acc is None:
             continue
-        grp = acc.groups[int(g)]
-        grp.in_use += int(n)
-        acc.in_use += int(n)
-        grp.priority += pv_hz[pv_id] * float(pf or 0.0) * lift
+        for g, n, pf in parts:
+            if not n or g not in acc.groups:
+                continue
+            grp = acc.groups[g]
+            grp.in_use += int(n)
+            acc.in_use += int(n)
+            grp.priority += pv_hz[pv_id] * float(pf or 0.0) * lift
 
 
 def _apply_reduced(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc],
@@ -633,7 +749,7 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
                "AND d2.package_version_id = s.sib))")
         joins = ("FROM prio_safe ps CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
                  f"WHERE dp.package_version_id = ps.pv_id AND dp.tenant_id = :t AND d.device_id = dp.device_id AND {rep}")
-        if 0 < len(gkeys) <= MAX_GROUP_COLUMNS:
+        if 0 < len(gkeys) <= MAX_GROUP_COLUMNS and s.get_bind().dialect.name == "sqlite":
             cols = ", ".join(f"COUNT(*) FILTER (WHERE d.gkey = {int(g)})" for g in gkeys)
             result = [(pv, list(zip(gkeys, ns))) for pv, *ns in s.execute(
                 text(f"SELECT ps.pv_id, {cols} {joins} GROUP BY ps.pv_id"), {"t": tenant_id})]
