@@ -35,9 +35,8 @@ def snapshot(env: Env) -> tuple[dict, dict]:
     return recs, groups
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the parallel pass exists for SQLite only
 def test_parallel_pass_equals_serial(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    if env.store.dialect != "sqlite":
-        pytest.skip("the parallel pass is SQLite's")
     focal_kb(env)
     make_group(env, "web", "web-*")
     for i in range(3):
