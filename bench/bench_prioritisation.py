@@ -39,14 +39,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
-from sqlalchemy import func, select, text, update  # noqa: E402
-
 import bench_matching as bm  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
+
 from garrison.core import access  # noqa: E402
 from garrison.store.db import Store  # noqa: E402
 from garrison.store.models import metadata  # noqa: E402
 from garrison.store.models.core import Device, DeviceGroup, Setting  # noqa: E402
-from garrison.store.models.prioritisation import Recommendation  # noqa: E402
+from garrison.store.models.prioritisation import Recommendation, RecommendationException  # noqa: E402
 from garrison.store.models.tvm import DevicePackage, PackageVersionVuln  # noqa: E402
 from garrison.tvm import matching  # noqa: E402
 from garrison.tvm.kb import import_paths  # noqa: E402
@@ -167,13 +167,25 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--db", type=Path, default=None,
                     help="SQLite file to build the fleet in and keep; an existing one is reused as it is")
+    ap.add_argument("--url", default=None,
+                    help="database URL (e.g. an existing PostgreSQL database) to build the fleet in or reuse")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="garrison-bench-prio-"))
     pg = None
     reuse = False
-    if args.backend == "postgresql":
+    if args.url:
+        url = args.url
+        probe = Store(url)
+        try:
+            with probe.system() as s:
+                reuse = s.get(Setting, "bench.prioritisation") is not None
+        except Exception:  # noqa: BLE001 - an empty database: build
+            reuse = False
+        probe.dispose()
+        args.backend = probe.dialect
+    elif args.backend == "postgresql":
         from tests.pg import TempPostgres, create_database
 
         pg = TempPostgres()
@@ -239,8 +251,11 @@ def main() -> None:
         runs = []
         last = None
         for i in range(args.runs):
-            if i == 1 and not reuse:
-                add_exceptions(store, tenant_id, ctx["group_ids"])
+            if i == 1:
+                with store.tenant(tenant_id) as s:
+                    have = s.scalar(select(func.count()).select_from(RecommendationException))
+                if not have:
+                    add_exceptions(store, tenant_id, ctx["group_ids"])
             t0 = time.perf_counter()
             with store.tenant(tenant_id) as s:
                 last = refresh_tenant(s, tenant_id)

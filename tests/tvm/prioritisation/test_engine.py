@@ -3,6 +3,7 @@ one source version count once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 
 import pytest
@@ -67,3 +68,22 @@ def test_binaries_of_one_source_version_count_once(env: Env) -> None:
     assert len(ids) == len(set(ids))  # each CVE once, though two binaries carry it
     rec = api(env, "GET", "/api/recommendations/va-_-ubuntu-_-openssl")
     assert rec["exposedMachinesCount"] == 1 and rec["weaknesses"] == len(ids)
+
+
+def test_jobs_refresh_when_something_changed(env: Env) -> None:
+    from garrison.core.jobs import JOBS
+    from garrison.tvm.prioritisation import refresh_if_changed, service
+
+    focal_kb(env)
+    a = Agent(env, "web-1")
+    a.inventory(ga_packages())
+    JOBS["tvm.prioritisation.refresh"].run(env.store)
+    assert api(env, "GET", f"/api/machines/{a.id}")["exposureLevel"] == "High"
+    assert refresh_if_changed(env.store, env.a.id) is None  # nothing changed since
+    a.inventory(bump(ga_packages(), "sudo", "1.8.31-1ubuntu1.2"))
+    assert refresh_if_changed(env.store, env.a.id) is not None
+    later = dt.datetime.now(dt.UTC) + service.FORCED_EVERY
+    assert refresh_if_changed(env.store, env.a.id, later) is not None  # at least hourly
+    for name in ("tvm.prioritisation.timeline", "tvm.prioritisation.housekeeping", "integrations.notifications",
+                 "integrations.tickets"):
+        JOBS[name].run(env.store)  # and the other jobs run cleanly on a fleet

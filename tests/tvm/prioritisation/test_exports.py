@@ -8,7 +8,15 @@ import json
 import time
 
 from garrison.tvm.findings import open_findings
-from tests.tvm.prioritisation.conftest import Agent, Env, bump, focal_kb, ga_packages, make_group, scoped_headers
+from tests.tvm.prioritisation.conftest import (
+    Agent,
+    Env,
+    bump,
+    focal_kb,
+    ga_packages,
+    make_group,
+    scoped_headers,
+)
 
 
 def lines(env: Env, path: str, headers: dict[str, str] | None = None, **params: str) -> list[dict]:

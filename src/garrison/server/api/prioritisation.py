@@ -300,50 +300,30 @@ def rec_fields(agg: Any = None, comps: exposure.Components | None = None) -> dic
     }
 
 
-_TREND_MIN = 1
+def _columns(r: Any) -> dict[str, Any]:
+    """A recommendation (ORM object or list row) as its columns by name."""
+    if isinstance(r, Recommendation):
+        return {c.name: getattr(r, c.name) for c in Recommendation.__table__.c}
+    return dict(r._mapping)
 
 
-def _trend(now_exposed: int, week_ago: int | None) -> str:
-    if week_ago is None:
-        return "New"
-    if now_exposed > week_ago:
-        return "Rising"
-    if now_exposed < week_ago:
-        return "Falling"
-    return "Stable"
+def _dynamic(m: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+    if row:
+        return recommendations.dynamic_api(row["status"], row["impact"], row["impact_after"], row["total"],
+                                           row["exposed"], row["exposed_after"], row["in_use"], row["priority"])
+    return recommendations.dynamic_api(m["status"], m["exposure_impact"], m["exposure_impact_after_exceptions"],
+                                       m["total_machine_count"], m["exposed_machines_count"],
+                                       m["exposed_after_exceptions"], m["in_use_machines_count"], m["priority_score"])
 
 
-def rec_to_api(r: Recommendation, row: Any = None, full: bool = False) -> dict[str, Any]:
+def rec_to_api(r: Any, row: dict[str, Any] | None = None, full: bool = False) -> dict[str, Any]:
     """``row``: the values of the scoped columns (exposed, total, impact, …) when scoped."""
-    exposed = row["exposed"] if row else r.exposed_machines_count
-    out = {
-        "id": r.id, "productName": r.product_name, "recommendationName": r.name, "weaknesses": r.weaknesses,
-        "vendor": r.vendor, "recommendedVersion": r.recommended_version or None,
-        "recommendedVersions": r.recommended_versions, "recommendedProgram": r.recommended_program or None,
-        "recommendedVendor": r.recommended_vendor or None, "recommendationCategory": r.category,
-        "subCategory": r.sub_category, "severityScore": r.severity_score, "publicExploit": r.public_exploit,
-        "exploitVerified": r.exploit_verified, "exploitInKit": r.exploit_in_kit, "knownExploited": r.kev,
-        "activeAlert": r.active_alert, "associatedThreats": r.associated_threats,
-        "remediationType": r.remediation_type, "status": row["status"] if row else r.status,
-        "configScoreImpact": r.config_score_impact,
-        "exposureImpact": round(row["impact"], 4) if row else r.exposure_impact,
-        "exposureImpactAfterExceptions": round(row["impact_after"], 4) if row else r.exposure_impact_after_exceptions,
-        "totalMachineCount": row["total"] if row else r.total_machine_count,
-        "exposedMachinesCount": exposed,
-        "exposedMachinesAfterExceptions": row["exposed_after"] if row else r.exposed_after_exceptions,
-        "inUseMachinesCount": row["in_use"] if row else r.in_use_machines_count,
-        "nonProductivityImpactedAssets": 0,
-        "exposedMachinesTrend": _trend(r.exposed_machines_count, r.exposed_machines_week_ago),
-        "relatedComponent": r.related_component, "tags": r.tags, "zeroDay": r.zero_day,
-        "endOfSupport": r.end_of_life,
-        "priorityScore": round(row["priority"], 6) if row else r.priority_score,
-        "priorityExplanation": r.priority_reason,
-        "firstSeen": r.first_seen, "lastUpdated": r.updated_at,
-    }
+    m = _columns(r)
+    out = {**recommendations.static_api(m), **_dynamic(m, row)}
     if full:
-        out["explanation"] = r.explanation
-        out["softwareIds"] = (r.details or {}).get("softwareIds", [])
-        out["remediation"] = (r.details or {}).get("remediation")
+        out["explanation"] = m["explanation"]
+        out["softwareIds"] = (m["details"] or {}).get("softwareIds", [])
+        out["remediation"] = (m["details"] or {}).get("remediation")
     return out
 
 
@@ -389,12 +369,34 @@ def list_recommendations(request: Request, principal: Principal = require("analy
         stmt, agg, comps = _rec_select(principal, s, light=True)
         fields = rec_fields(agg, comps)
         default = [fields["priorityScore"].column.desc(), R.id]
+        q = parse_odata(request, fields, default)
+        if q.select is None:
+            return _fast_list(request, s, stmt, q, agg, comps)
         if agg is None:
             body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r), "Recommendations", default)
         else:
             body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r, _scoped_values(r, comps)),
                             "Recommendations", default)
     return _json(body)
+
+
+def _fast_list(request: Request, s: Session, stmt: Any, q: Any, agg: Any, comps: Any) -> Response:
+    """The list without $select: each row's stored JSON fragment plus its scoped figures, as text."""
+    count = None
+    if request.query_params.get("$count", "").lower() == "true":
+        filtered = stmt.where(q.filter) if q.filter is not None else stmt
+        count = s.scalar(select(func.count()).select_from(filtered.subquery()))
+    parts = []
+    for r in s.execute(odata.apply(stmt, q)):
+        m = r._mapping
+        fragment = m["api_json"] or recommendations.api_fragment(m)
+        dyn = _dynamic(m, _scoped_values(r, comps) if agg is not None else None)
+        parts.append(fragment + "," + json.dumps(dyn, separators=(",", ":"))[1:])
+    head: dict[str, Any] = {"@odata.context": f"{_base(request)}/api/$metadata#Recommendations"}
+    if count is not None:
+        head["@odata.count"] = count
+    text_ = json.dumps(head, separators=(",", ":"))[:-1] + ',"value":[' + ",".join(parts) + "]}"
+    return Response(text_, media_type="application/json")
 
 
 def _load_rec(s: Session, principal: Principal, rec_id: str) -> tuple[Recommendation, dict[str, Any] | None]:
@@ -595,7 +597,7 @@ def create_exception(body: ExceptionBody, request: Request,
                                 context=body.justificationContext, scope=body.scope, group_ids=body.rbacGroupIds,
                                 expires_on=body.expiresOn, duration_days=body.durationDays)
         exc_id = exc.id
-    service.refresh(store, principal.tenant_id)
+    service.refresh_after_change(store, principal.tenant_id)
     return _exception_out(store, principal, exc_id)
 
 
@@ -624,7 +626,7 @@ def cancel_exception(exception_id: str, body: CancelBody, request: Request,
         exc = exceptions.get(s, principal, exception_id)
         exceptions.cancel(s, principal, exc, body.rbacGroupIds)
         exc_id = exc.id
-    service.refresh(store, principal.tenant_id)
+    service.refresh_after_change(store, principal.tenant_id)
     return _exception_out(store, principal, exc_id)
 
 

@@ -136,6 +136,9 @@ class Recommendation(TenantScoped, Base):
     explanation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority_reason: Mapped[str] = mapped_column(String(1024), default="")  # explanation's one-line summary
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # software ids, ecosystems, names
+    # The API object's fields that do not depend on the caller's device groups, as JSON without the
+    # closing brace: list responses append the scoped figures and serialise nothing else.
+    api_json: Mapped[str] = mapped_column(Text, default="")
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -218,12 +218,15 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
         dev = devs.get(device_id)
         if dev is not None:
             dev.hazard += float(hz or 0.0)
-    if reduced:
+    reduced_units = {u for u, _g in reduced}
+    reduced_pvs = sorted(pv for pv, u in pv_unit.items() if u in reduced_units)
+    if reduced_pvs:  # driven by the excepted units' package versions (an index lookup each), never a scan
         for device_id, hz in s.execute(text(
-                "SELECT dp.device_id, SUM(p.hz) FROM prio_red r CROSS JOIN prio_pv p CROSS JOIN device_packages dp "
-                "CROSS JOIN prio_dev d WHERE p.unit = r.unit AND dp.package_version_id = p.pv_id "
-                f"AND dp.tenant_id = :t AND d.device_id = dp.device_id AND d.gkey = r.gkey AND {_REP} "
-                "GROUP BY dp.device_id"), {"t": tenant_id}):
+                "SELECT dp.device_id, SUM(p.hz) FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
+                "CROSS JOIN prio_red r WHERE p.pv_id IN :pvs AND dp.package_version_id = p.pv_id "
+                "AND dp.tenant_id = :t AND d.device_id = dp.device_id AND r.unit = p.unit AND r.gkey = d.gkey "
+                f"AND {_REP} GROUP BY dp.device_id").bindparams(bindparam("pvs", expanding=True)),
+                {"t": tenant_id, "pvs": reduced_pvs}):
             devs[device_id].hazard -= float(hz or 0.0)
     alerts = _alerts(s, units, now)
     for a in alerts:
@@ -275,7 +278,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     stage = Staging(pv_rows, sib_rows, [d.row() for d in counting])
     accs = _pass_by_package_version(s, tenant_id, units, pv_unit, pv_hz, sorted(comps), now, stage)
     _apply_sibling_use(s, tenant_id, units, pv_unit, pv_hz, accs, sorted(comps), now)
-    _apply_reduced(s, tenant_id, units, accs, reduced, now)
+    _apply_reduced(s, tenant_id, units, accs, reduced_pvs)
     _apply_alerts(alerts, devs, units, accs, reduced, pv_hz)
     _apply_checks(cfg_items, units, accs, reduced)
     mark("pass 2: recommendations")
@@ -637,10 +640,9 @@ def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[i
             grp.priority += pv_hz[pv_id] * float(pf or 0.0) * lift
 
 
-def _apply_reduced(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc],
-                   reduced: set[tuple[int, int]], now: dt.datetime) -> None:
+def _apply_reduced(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc], reduced_pvs: list[int]) -> None:
     """Excepted (unit, group) pairs: replace pass 2's drops by what the unit would add back."""
-    if not reduced:
+    if not reduced_pvs:
         return
     k = repr(float(exposure.SATURATION))
     sql = text(
@@ -649,10 +651,11 @@ def _apply_reduced(s: Session, tenant_id: int, units: Units, accs: dict[str, Rec
         f"SUM(d.is_high * 100.0 * d.e * (exp(d.m * p.hz / {k}) - 1.0)), "
         f"SUM(d.w_nl * 100.0 * d.e * (1.0 - exp(-d.m * p.hz / {k}))), "
         f"SUM(d.is_high * 100.0 * d.e * (1.0 - exp(-d.m * p.hz / {k}))) "
-        "FROM prio_red r CROSS JOIN prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-        "WHERE p.unit = r.unit AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
-        f"AND d.device_id = dp.device_id AND d.gkey = r.gkey AND {_REP} GROUP BY p.unit, d.gkey")
-    for u, g, nl_wrong, hi_wrong, nl_right, hi_right in s.execute(sql, {"t": tenant_id}):
+        "FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d CROSS JOIN prio_red r "
+        "WHERE p.pv_id IN :pvs AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+        f"AND d.device_id = dp.device_id AND r.unit = p.unit AND r.gkey = d.gkey AND {_REP} "
+        "GROUP BY p.unit, d.gkey").bindparams(bindparam("pvs", expanding=True))
+    for u, g, nl_wrong, hi_wrong, nl_right, hi_right in s.execute(sql, {"t": tenant_id, "pvs": reduced_pvs}):
         acc = accs.get(units.rec_ids[u])
         if acc is None or int(g) not in acc.groups:
             continue
@@ -874,6 +877,7 @@ def _write_recommendations(s: Session, tenant_id: int, accs: dict[str, RecAcc],
             "first_seen": first_seen.get(rec_id, now),
             "updated_at": now,
         })
+        row["api_json"] = recommendations.api_fragment(row)
         rec_rows.append(row)
         for gk, g in sorted(acc.groups.items()):
             j = e.justification(None if gk == ORG else gk) if e else None

@@ -19,6 +19,7 @@ Ranking: ``priorityScore`` = Σ over exposed devices of threat × breach likelih
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -353,6 +354,56 @@ def explanation(row: Mapping[str, Any], acc: RecAcc) -> dict[str, Any]:
                           "factors": BUSINESS_VALUE},
         "activeAlert": acc.active_alert,
     }
+
+
+# --- the API view ------------------------------------------------------------------------------
+
+def trend(now_exposed: int, week_ago: int | None) -> str:
+    if week_ago is None:
+        return "New"
+    if now_exposed > week_ago:
+        return "Rising"
+    if now_exposed < week_ago:
+        return "Falling"
+    return "Stable"
+
+
+def _iso(t: Any) -> Any:
+    return t.isoformat() if isinstance(t, (dt.datetime, dt.date)) else t
+
+
+def static_api(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a recommendation (Defender's names) that do not depend on the caller's groups;
+    ``m``: the row's columns by name."""
+    return {
+        "id": m["id"], "productName": m["product_name"], "recommendationName": m["name"],
+        "weaknesses": m["weaknesses"], "vendor": m["vendor"], "recommendedVersion": m["recommended_version"] or None,
+        "recommendedVersions": m["recommended_versions"], "recommendedProgram": m["recommended_program"] or None,
+        "recommendedVendor": m["recommended_vendor"] or None, "recommendationCategory": m["category"],
+        "subCategory": m["sub_category"], "severityScore": m["severity_score"], "publicExploit": m["public_exploit"],
+        "exploitVerified": m["exploit_verified"], "exploitInKit": m["exploit_in_kit"], "knownExploited": m["kev"],
+        "activeAlert": m["active_alert"], "associatedThreats": m["associated_threats"],
+        "remediationType": m["remediation_type"], "configScoreImpact": m["config_score_impact"],
+        "nonProductivityImpactedAssets": 0,
+        "exposedMachinesTrend": trend(m["exposed_machines_count"], m["exposed_machines_week_ago"]),
+        "relatedComponent": m["related_component"], "tags": m["tags"], "zeroDay": m["zero_day"],
+        "endOfSupport": m["end_of_life"], "priorityExplanation": m["priority_reason"],
+        "firstSeen": _iso(m["first_seen"]), "lastUpdated": _iso(m["updated_at"]),
+    }
+
+
+def dynamic_api(status: str, impact: float, impact_after: float, total: int, exposed: int, exposed_after: int,
+                in_use: int, priority: float) -> dict[str, Any]:
+    """The fields that depend on the device groups counted (the whole tenant, or the caller's)."""
+    return {"status": status, "exposureImpact": round(float(impact), 4),
+            "exposureImpactAfterExceptions": round(float(impact_after), 4), "totalMachineCount": int(total),
+            "exposedMachinesCount": int(exposed), "exposedMachinesAfterExceptions": int(exposed_after),
+            "inUseMachinesCount": int(in_use), "priorityScore": round(float(priority), 6)}
+
+
+def api_fragment(m: Mapping[str, Any]) -> str:
+    """:func:`static_api` as JSON without its closing brace (see ``Recommendation.api_json``)."""
+    return json.dumps(static_api(m), separators=(",", ":"), default=str)[:-1]
 
 
 # --- exposed devices of one recommendation ----------------------------------------------------

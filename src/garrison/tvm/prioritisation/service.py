@@ -38,8 +38,11 @@ from garrison.tvm.prioritisation.engine import RefreshStats, refresh_tenant
 log = logging.getLogger("garrison.tvm.prioritisation")
 
 FORCED_EVERY = dt.timedelta(hours=1)
+BUSY_SHARE = 30  # automatic refreshes at most every 30 × the last one's duration (≤ ~3 % of the time)
+BUSY_MIN_SECONDS = 1.0  # … for tenants whose refresh takes this long; smaller ones refresh on every change
 TOKEN = "refresh.token"
 LAST = "refresh.at"
+DURATION = "refresh.seconds"
 
 
 def change_token(s: Session, now: dt.datetime) -> str:
@@ -73,6 +76,7 @@ def refresh(store: Store, tenant_id: int, now: dt.datetime | None = None) -> Ref
         stats = refresh_tenant(s, tenant_id, now)
         timeline.set_cursor(s, tenant_id, TOKEN, change_token(s, now), now)
         timeline.set_cursor(s, tenant_id, LAST, now.isoformat(), now)
+        timeline.set_cursor(s, tenant_id, DURATION, f"{stats.seconds:.3f}", now)
     log.info("prioritisation refresh of tenant %s: %s", tenant_id, stats.as_dict())
     return stats
 
@@ -83,13 +87,34 @@ def refresh_if_changed(store: Store, tenant_id: int, now: dt.datetime | None = N
         token = change_token(s, now)
         last_token = timeline.get_cursor(s, TOKEN, "")
         last_at = timeline.get_cursor(s, LAST, "")
+        last_seconds = timeline.get_cursor(s, DURATION, "0")
     try:
-        stale = not last_at or now - dt.datetime.fromisoformat(last_at) >= FORCED_EVERY
+        since = now - dt.datetime.fromisoformat(last_at) if last_at else None
+        cost = float(last_seconds)
+        busy = dt.timedelta(seconds=BUSY_SHARE * cost if cost >= BUSY_MIN_SECONDS else 0)
     except ValueError:
-        stale = True
-    if token == last_token and not stale:
-        return None
+        since, busy = None, dt.timedelta(0)
+    if since is not None and since < FORCED_EVERY and (token == last_token or since < busy):
+        return None  # nothing changed, or changes keep coming and the last refresh was recent for its cost
     return refresh(store, tenant_id, now)
+
+
+INLINE_MAX_SECONDS = 2.0
+
+
+def refresh_after_change(store: Store, tenant_id: int) -> bool:
+    """After a change made through the API (an exception): recompute now when that is quick for this
+    tenant (its last refresh took under INLINE_MAX_SECONDS), else leave it to the job, which sees the
+    change within a minute. Returns whether it recomputed."""
+    with store.tenant(tenant_id) as s:
+        last = timeline.get_cursor(s, DURATION, "0")
+    try:
+        quick = float(last) < INLINE_MAX_SECONDS
+    except ValueError:
+        quick = True
+    if quick:
+        refresh(store, tenant_id)
+    return quick
 
 
 def tenant_ids(store: Store) -> list[int]:

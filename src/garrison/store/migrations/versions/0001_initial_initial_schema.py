@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-24 03:13:18.406205
+Create Date: 2026-11-24 03:53:53.071940
 """
 from alembic import op
 import sqlalchemy as sa
@@ -431,6 +431,7 @@ def upgrade() -> None:
     sa.Column('explanation', sa.JSON(), nullable=False),
     sa.Column('priority_reason', sa.String(length=1024), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('api_json', sa.Text(), nullable=False),
     sa.Column('first_seen', garrison.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', garrison.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
