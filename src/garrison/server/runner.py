@@ -22,7 +22,7 @@ from garrison.store.db import Store
 
 # Services that register upload kinds and jobs; imported for their side effects.
 SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.core.maintenance", "garrison.tvm.service",
-                   "garrison.tvm.assessment", "garrison.tvm.prioritisation")
+                   "garrison.tvm.assessment", "garrison.tvm.prioritisation", "garrison.integrations.service")
 
 
 def load_services() -> None:

@@ -112,7 +112,8 @@ class DevicePackage(TenantScoped, Base):
     # statistics, otherwise picks the tenant_id index and scans the tenant for one device's packages.
     # The second index answers "which devices have these package versions" from the index alone.
     __table_args__ = (PrimaryKeyConstraint("tenant_id", "device_id", "package_version_id"),
-                      Index("ix_device_packages_pv_devices", "package_version_id", "tenant_id", "device_id"))
+                      Index("ix_device_packages_pv_devices", "package_version_id", "tenant_id", "device_id",
+                            "last_used"))
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id"))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-24 03:53:53.071940
+Create Date: 2026-11-24 04:02:10.101886
 """
 from alembic import op
 import sqlalchemy as sa
@@ -849,7 +849,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'device_id', 'package_version_id', name=op.f('pk_device_packages'))
     )
     with op.batch_alter_table('device_packages', schema=None) as batch_op:
-        batch_op.create_index('ix_device_packages_pv_devices', ['package_version_id', 'tenant_id', 'device_id'], unique=False)
+        batch_op.create_index('ix_device_packages_pv_devices', ['package_version_id', 'tenant_id', 'device_id', 'last_used'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_packages_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('device_tags',
