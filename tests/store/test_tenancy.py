@@ -42,9 +42,8 @@ def test_new_rows_are_stamped_and_foreign_rows_refused(store: Store) -> None:
         s.add(d)
         s.flush()
         assert d.tenant_id == a
-    with pytest.raises(TenantScopeError):
-        with store.tenant(a) as s:
-            s.add(Device(computer_dns_name="sneaky", tenant_id=b))
+    with pytest.raises(TenantScopeError), store.tenant(a) as s:
+        s.add(Device(computer_dns_name="sneaky", tenant_id=b))
 
 
 def test_unscoped_sessions_refuse_tenant_data(store: Store) -> None:

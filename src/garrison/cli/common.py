@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from garrison.core.errors import GarrisonError
 from garrison.cli.output import UserError
+from garrison.core.errors import GarrisonError
 from garrison.server.settings import DEFAULT_DATA_DIR, ServerSettings
 from garrison.store import migrate
 from garrison.store.db import Store
@@ -34,7 +34,7 @@ def open_store(settings: ServerSettings, upgrade: bool = True) -> Store:
         if upgrade:
             migrate.upgrade(store.engine)
         return store
-    except Exception as exc:  # noqa: BLE001 — turn driver errors into one line
+    except Exception as exc:
         if isinstance(exc, GarrisonError):
             raise
         raise UserError(f"cannot open the state store {safe_url(settings.db_url)}: {first_line(exc)}") from None

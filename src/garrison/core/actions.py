@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from garrison.core.errors import Conflict, Invalid, NotFound
 from garrison.core.jobs import register_job
-from garrison.store.db import Store
 from garrison.store.base import utcnow
+from garrison.store.db import Store
 from garrison.store.models.core import ACTION_STATES, Device, MachineAction
 
 ACTION_TIMEOUT = dt.timedelta(days=3)

@@ -98,7 +98,6 @@ def apply_device_report(s: Session, device: Device, report: DeviceReport, ctx: I
     if ctx.source_ip:
         device.last_external_ip_address = ctx.source_ip
     access.assign_group(s, device)
-    return None
 
 
 def _arch_bits(arch: str) -> str:

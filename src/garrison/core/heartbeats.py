@@ -110,5 +110,5 @@ class HeartbeatBuffer:
         while not self._stop.wait(self.interval):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 — keep flushing; the next flush carries newer beats
+            except Exception:
                 log.exception("heartbeat flush failed")

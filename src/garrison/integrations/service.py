@@ -120,7 +120,7 @@ def _attempt_create(store: Store, tenant_id: int, ticket_id: int, client_factory
             ref = get_connector(kind)(config, secrets, c).create(req)
     except IntegrationError as exc:
         error = exc
-    except Exception as exc:  # noqa: BLE001 - a connector bug must be recorded, not lost
+    except Exception as exc:
         log.exception("ticket connector %s failed", kind)
         error = IntegrationError(f"{type(exc).__name__}: {exc}", retryable=False)
     now = utcnow()
@@ -187,7 +187,7 @@ def sync_tickets(store: Store, tenant_id: int, now: dt.datetime | None = None,
     for tid in ids:
         try:
             sync_ticket(store, tenant_id, tid, client_factory)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("ticket %s sync failed", tid)
     return len(ids)
 
@@ -285,7 +285,7 @@ def notifications_job(store: Store) -> None:
     for tid in _tenants(store):
         try:
             deliver_pending(store, tid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("notification delivery for tenant %s failed", tid)
 
 
@@ -294,5 +294,5 @@ def tickets_job(store: Store) -> None:
     for tid in _tenants(store):
         try:
             sync_tickets(store, tid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("ticket sync for tenant %s failed", tid)

@@ -1,3 +1,3 @@
 """Wire models shared by the agent and the server."""
 
-from garrison.protocol.models import *  # noqa: F401,F403
+from garrison.protocol.models import *

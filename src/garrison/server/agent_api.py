@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from garrison.core import access, actions, audit, devices
 from garrison.core.errors import GarrisonError, Invalid, Unauthorized
@@ -198,9 +198,8 @@ async def action_result(action_id: str, request: Request) -> dict[str, str]:
 
 
 def setup_state(app: Any) -> None:
-    from garrison.server.ratelimit import RateLimiter
-
     from garrison.core.heartbeats import HeartbeatBuffer
+    from garrison.server.ratelimit import RateLimiter
 
     app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}

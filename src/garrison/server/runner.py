@@ -8,8 +8,8 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -146,7 +146,7 @@ class GarrisonServer:
         if self.server.started:
             try:
                 on_ready()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logging.getLogger("garrison").exception("start-up step failed")
 
     def stop(self) -> None:

@@ -63,5 +63,5 @@ class TenantScoped:
     """Mixin for rows owned by one tenant; filtered automatically by the session."""
 
     @declared_attr
-    def tenant_id(cls) -> Mapped[int]:  # noqa: N805
+    def tenant_id(cls) -> Mapped[int]:
         return mapped_column(Integer, ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=False)

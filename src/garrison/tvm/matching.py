@@ -165,9 +165,7 @@ def evaluate(entry: Entry, version: str) -> Verdict:
         for key, kind, _raw in rng.events:  # the spec's loop, word for word
             if kind == "introduced" and vkey >= key:
                 vulnerable = True
-            elif kind == "fixed" and vkey >= key:
-                vulnerable = False
-            elif kind == "last_affected" and vkey > key:
+            elif kind == "fixed" and vkey >= key or kind == "last_affected" and vkey > key:
                 vulnerable = False
         if vulnerable:
             affected = True

@@ -12,8 +12,16 @@ import httpx
 
 from garrison.integrations.httpclient import IntegrationError
 
-__all__ = ["IntegrationError", "TicketConnector", "TicketRef", "TicketRequest", "TicketState", "register_connector",
-           "CONNECTORS", "get_connector"]
+__all__ = [
+    "CONNECTORS",
+    "IntegrationError",
+    "TicketConnector",
+    "TicketRef",
+    "TicketRequest",
+    "TicketState",
+    "get_connector",
+    "register_connector",
+]
 
 
 @dataclass

@@ -104,7 +104,7 @@ def list_machines(request: Request, principal: Principal = require("analyst")) -
 
 
 @router.get("/machines/findbytag")
-def find_by_tag(request: Request, tag: str, useStartsWithFilter: bool = False,  # noqa: N803
+def find_by_tag(request: Request, tag: str, useStartsWithFilter: bool = False,
                 principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -284,4 +284,4 @@ for _type, _path in AGENT_ACTIONS.items():
     _make_action_route(_type, _path)
 
 
-__all__ = ["router", "machine_to_api", "machine_fields", "load_device", "Depends"]
+__all__ = ["Depends", "load_device", "machine_fields", "machine_to_api", "router"]

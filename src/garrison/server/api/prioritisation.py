@@ -136,7 +136,7 @@ def exposure_score_by_groups(request: Request, principal: Principal = require("a
 
 @router.get("/exposureScore/history")
 def exposure_score_history(request: Request, days: int = Query(default=30, ge=1, le=3660),
-                           rbacGroupId: int | None = None,  # noqa: N803
+                           rbacGroupId: int | None = None,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     since = (utcnow() - dt.timedelta(days=days - 1)).date()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -808,8 +808,8 @@ def _event_scope(principal: Principal) -> Any:
 
 
 @router.get("/eventTimeline")
-def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,  # noqa: N803
-                toDate: str | None = None, minImpactedPercentage: float | None = None,  # noqa: N803
+def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,
+                toDate: str | None = None, minImpactedPercentage: float | None = None,
                 principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -1145,7 +1145,7 @@ def software_vulnerabilities_by_machine(request: Request, principal: Principal =
 
 
 @export_router.get("/machines/SoftwareVulnerabilityChangesByMachine")
-def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,  # noqa: N803
+def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,
                                               principal: Principal = require("analyst")) -> dict[str, Any]:
     since = _since(sinceTime, True)
     assert since is not None
@@ -1163,7 +1163,7 @@ def software_vulnerabilities_export(request: Request, principal: Principal = req
 
 
 @export_router.get("/machines/SoftwareVulnerabilityChangesExport")
-def software_vulnerability_changes_export(request: Request, sinceTime: str,  # noqa: N803
+def software_vulnerability_changes_export(request: Request, sinceTime: str,
                                           principal: Principal = require("analyst")) -> StreamingResponse:
     since = _since(sinceTime, True)
     assert since is not None
@@ -1171,7 +1171,7 @@ def software_vulnerability_changes_export(request: Request, sinceTime: str,  # n
 
 
 @export_router.get("/machines/SecureConfigurationsAssessmentExport")
-def secure_configurations_export(request: Request, sinceTime: str | None = None,  # noqa: N803
+def secure_configurations_export(request: Request, sinceTime: str | None = None,
                                  principal: Principal = require("analyst")) -> StreamingResponse:
     since = _since(sinceTime, False)
     if not config.available():

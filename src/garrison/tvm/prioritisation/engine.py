@@ -793,7 +793,7 @@ def _write_components(s: Session, tenant_id: int, comps: dict[int, exposure.Comp
 def _config_score(s: Session, group_ids: list[int] | None) -> float | None:
     try:
         res = config.secure_score(s, group_ids)
-    except Exception:  # noqa: BLE001 - a failing optional provider must not stop the refresh
+    except Exception:
         log.exception("secure score provider failed")
         return None
     if res is None:

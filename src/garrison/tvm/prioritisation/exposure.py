@@ -61,7 +61,7 @@ LEVELS = ("None", "Low", "Medium", "High")
 
 # --- SQL helpers ---------------------------------------------------------------------------
 
-class greatest(FunctionElement[Any]):  # noqa: N801 - SQL function name
+class greatest(FunctionElement[Any]):
     """GREATEST(a, b, …) on PostgreSQL, the multi-argument MAX(a, b, …) on SQLite."""
 
     type = Float()

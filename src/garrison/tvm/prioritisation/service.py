@@ -147,7 +147,7 @@ def refresh_job(store: Store) -> None:
     for tid in tenant_ids(store):
         try:
             refresh_if_changed(store, tid)
-        except Exception:  # noqa: BLE001 - one tenant's failure must not starve the others
+        except Exception:
             log.exception("prioritisation refresh of tenant %s failed", tid)
 
 
@@ -156,7 +156,7 @@ def timeline_job(store: Store) -> None:
     for tid in tenant_ids(store):
         try:
             derive_events(store, tid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("timeline derivation of tenant %s failed", tid)
 
 

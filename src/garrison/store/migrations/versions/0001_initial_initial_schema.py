@@ -4,10 +4,10 @@ Revision ID: 0001_initial
 Revises: 
 Create Date: 2026-11-24 04:02:10.101886
 """
-from alembic import op
 import sqlalchemy as sa
-import garrison.store.base
+from alembic import op
 
+import garrison.store.base
 
 revision = '0001_initial'
 down_revision = None

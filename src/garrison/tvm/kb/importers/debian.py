@@ -24,9 +24,9 @@ from garrison.tvm.kb.records import (
     FieldError,
     Record,
     RecordError,
-    json_object,
     VulnInfo,
     bounded_raw,
+    json_object,
 )
 from garrison.tvm.kb.registry import Importer, register_importer
 
