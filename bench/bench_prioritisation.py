@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import shutil
 import statistics
@@ -39,27 +38,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
-import bench_matching as bm  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+import bench_matching as bm
+from common import add_fleet_arguments, pct, report
+from sqlalchemy import func, select, text
 
-from garrison.core import access  # noqa: E402
-from garrison.store.db import Store  # noqa: E402
-from garrison.store.models import metadata  # noqa: E402
-from garrison.store.models.core import Device, DeviceGroup, Setting  # noqa: E402
-from garrison.store.models.prioritisation import Recommendation, RecommendationException  # noqa: E402
-from garrison.store.models.tvm import DevicePackage, PackageVersionVuln  # noqa: E402
-from garrison.tvm import matching  # noqa: E402
-from garrison.tvm.kb import import_paths  # noqa: E402
-from garrison.tvm.prioritisation import exceptions as exc_mod  # noqa: E402
-from garrison.tvm.prioritisation.engine import refresh_tenant  # noqa: E402
+from garrison.core import access
+from garrison.store.db import Store
+from garrison.store.models import metadata
+from garrison.store.models.core import Device, DeviceGroup, Setting
+from garrison.store.models.prioritisation import Recommendation, RecommendationException
+from garrison.store.models.tvm import DevicePackage, PackageVersionVuln
+from garrison.tvm import matching
+from garrison.tvm.kb import import_paths
+from garrison.tvm.prioritisation import exceptions as exc_mod
+from garrison.tvm.prioritisation.engine import refresh_tenant
 
 KB = ROOT / "tests" / "data" / "kb"
 GROUPS = ("web", "db", "app", "lab")
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def business_context(store: Store, tenant_id: int, ids: list[str], rng: random.Random) -> dict[str, int]:
@@ -155,16 +150,9 @@ def measure_api(store: Store, tenant_id: int, group_id: int, requests: int) -> l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--packages", type=int, default=600)
-    ap.add_argument("--advisories", type=int, default=200_000)
-    ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    ap.add_argument("--pypa", type=Path, default=bm.DEFAULT_PYPA if bm.DEFAULT_PYPA.is_dir() else None)
-    ap.add_argument("--lang-pool", type=int, default=1500)
+    add_fleet_arguments(ap)
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", action="store_true")
     ap.add_argument("--db", type=Path, default=None,
                     help="SQLite file to build the fleet in and keep; an existing one is reused as it is")
     ap.add_argument("--url", default=None,
@@ -266,8 +254,8 @@ def main() -> None:
         rows.append(("RECOMPUTE: device scores + org/group scores + recommendations (budget 10 s)",
                      ", ".join(f"{x:.2f} s" for x in runs) + f" (median {statistics.median(runs):.2f} s)"))
         rows.append(("  breakdown of the last run", ", ".join(f"{k} {v:.2f}" for k, v in last.timings.items())))
-        rows.append(("  result", f"{last.scored_devices:,} devices scored, {last.recommendations:,} recommendations, "
-                                 f"organisation score {last.organisation_score:.1f}"))
+        rows.append(("  result", (f"{last.scored_devices:,} devices scored, {last.recommendations:,} recommendations, "
+                                  f"organisation score {last.organisation_score:.1f}")))
         with store.tenant(tenant_id) as s:
             levels = dict(s.execute(select(Device.exposure_level, func.count()).group_by(Device.exposure_level)).all())
         rows.append(("  device exposure levels", ", ".join(f"{k} {v:,}" for k, v in sorted(levels.items()))))
@@ -283,15 +271,7 @@ def main() -> None:
         if pg:
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    results["table"] = rows
-    if args.json:
-        print(json.dumps(results, indent=2, default=str))
-        return
-    width = max(len(k) for k, _ in rows)
-    print(f"\nGarrison prioritisation benchmark — {args.backend}, {dt.date.today()}, {os.cpu_count()} CPUs")
-    print("-" * (width + 60))
-    for k, v in rows:
-        print(f"{k.ljust(width)}  {v}")
+    report(f"Garrison prioritisation benchmark — {args.backend}", results, rows, args.json)
 
 
 if __name__ == "__main__":

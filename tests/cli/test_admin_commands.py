@@ -14,7 +14,7 @@ import pytest
 
 def garrison(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     r = subprocess.run([sys.executable, "-m", "garrison.cli.main", *args], capture_output=True, text=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+                       timeout=120, stdin=subprocess.DEVNULL, check=False)
     if ok:
         assert r.returncode == 0, r.stderr + r.stdout
     return r

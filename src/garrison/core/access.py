@@ -228,9 +228,7 @@ def group_matches(rules: dict[str, Any], device: Device) -> bool:
         return False
     if "os" in rules and not fnmatch.fnmatchcase(device.os_platform.lower(), rules["os"].lower()):
         return False
-    if "tags" in rules and not set(rules["tags"]) <= set(device.tags or []):
-        return False
-    return True
+    return "tags" not in rules or set(rules["tags"]) <= set(device.tags or [])
 
 
 def assign_group(s: Session, device: Device, groups: list[DeviceGroup] | None = None) -> None:

@@ -74,7 +74,7 @@ def test_risk_reducing_group_exception_lowers_exposure(env: Env) -> None:
 
 
 def test_risk_accepted_changes_no_score(env: Env) -> None:
-    web, db, w, d = fleet(env)
+    web, _db, w, _d = fleet(env)
     before = score(env, w)
     exc = except_(env, "Risk accepted", [web])  # the portal's wording is accepted too
     assert exc["justification"] == "RiskAccepted" and not exc["riskReduced"]
@@ -87,7 +87,7 @@ def test_risk_accepted_changes_no_score(env: Env) -> None:
 
 
 def test_global_exception_suspends_group_exceptions(env: Env) -> None:
-    web, db, w, d = fleet(env)
+    web, _db, w, _d = fleet(env)
     before = score(env, w)
     group_exc = except_(env, "ThirdPartyControl", [web])
     reduced = score(env, w)
@@ -109,7 +109,7 @@ def test_global_exception_suspends_group_exceptions(env: Env) -> None:
 
 
 def test_exceptions_expire(env: Env) -> None:
-    web, db, w, d = fleet(env)
+    web, db, w, _d = fleet(env)
     before = score(env, w)
     exc = except_(env, "AlternateMitigation", [web], durationDays=1)
     assert score(env, w) < before
@@ -123,7 +123,7 @@ def test_exceptions_expire(env: Env) -> None:
 
 
 def test_cancel_per_group_or_all(env: Env) -> None:
-    web, db, w, d = fleet(env)
+    web, db, _w, _d = fleet(env)
     exc = except_(env, "ThirdPartyControl", [web, db])
     assert api(env, "GET", f"/api/recommendations/{SUDO}")["status"] == "Exception"
     one = api(env, "POST", f"/api/recommendationExceptions/{exc['id']}/cancel", role="security_operator",
@@ -139,7 +139,7 @@ def test_cancel_per_group_or_all(env: Env) -> None:
 
 
 def test_group_limited_callers(env: Env) -> None:
-    web, db, w, d = fleet(env)
+    web, db, _w, _d = fleet(env)
     exc_db = except_(env, "RiskAccepted", [db])
     h = scoped_headers(env, "security_operator", [web])
     r = env.client.get(f"/api/recommendationExceptions/{exc_db['id']}", headers=h)

@@ -33,8 +33,9 @@ from tests.tvm.prioritisation.conftest import (
 
 
 def vuln(**kw: object) -> SimpleNamespace:
-    base = dict(id="X", cvss_v3_score=None, cvss_v4_score=None, severity="Unknown", epss=None, kev=False,
-                kev_ransomware="", public_exploit=False, exploit_verified=False, exploit_in_kit=False)
+    base = {"id": "X", "cvss_v3_score": None, "cvss_v4_score": None, "severity": "Unknown", "epss": None,
+            "kev": False, "kev_ransomware": "", "public_exploit": False, "exploit_verified": False,
+            "exploit_in_kit": False}
     base.update(kw)
     return SimpleNamespace(**base)
 

@@ -124,7 +124,7 @@ def find_by_ip(args: str, request: Request, principal: Principal = require("anal
     at = None
     if m.group(2):
         try:
-            at = dt.datetime.fromisoformat(m.group(2).replace("Z", "+00:00"))
+            at = dt.datetime.fromisoformat(m.group(2))
         except ValueError:
             raise Invalid(f"invalid timestamp {m.group(2)!r}") from None
     now = utcnow()

@@ -138,12 +138,33 @@ def _aggregate(
     return rows, int(n_devices or 0)
 
 
-def _score(rows: list[Any], exceptions: Exceptions | None) -> _Sums:
+def _secure_score(
+    session: Session,
+    now: dt.datetime | None,
+    excepted_check_ids: Exceptions | None,
+    *,
+    group_ids: Iterable[int] | None = None,
+    device_ids: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The score of the active devices selected as in ``_aggregate``."""
+    now = now or utcnow()
+    rows, n = _aggregate(session, group_ids=group_ids, device_ids=device_ids, now=now)
+    if excepted_check_ids is None:
+        excepted_check_ids = risk_reduced_exceptions(session, now)
     sums = _Sums()
     for category, check_id, impact, group_id, status, count in rows:
-        passed = status == "pass" or _covered(exceptions, check_id, group_id)
+        passed = status == "pass" or _covered(excepted_check_ids, check_id, group_id)
         sums.add(category, impact, count, passed)
-    return sums
+    overall = _pct(sums.points, sums.possible)
+    return {
+        "time": now,
+        "overall": overall,
+        "score": overall,  # the name /api/configurationScore uses
+        "categories": {c: _pct(p, m) for c, (p, m) in sums.by_cat.items()},
+        "points": round(sums.points, 2),
+        "max_points": round(sums.possible, 2),
+        "devices": n,
+    }
 
 
 def secure_score(
@@ -157,21 +178,7 @@ def secure_score(
 
     Scores are percentages (0-100, higher is better); None when nothing applicable was assessed.
     """
-    now = now or utcnow()
-    rows, n = _aggregate(session, group_ids=group_ids, now=now)
-    if excepted_check_ids is None:
-        excepted_check_ids = risk_reduced_exceptions(session, now)
-    sums = _score(rows, excepted_check_ids)
-    overall = _pct(sums.points, sums.possible)
-    return {
-        "time": now,
-        "overall": overall,
-        "score": overall,  # the name /api/configurationScore uses
-        "categories": {c: _pct(p, m) for c, (p, m) in sums.by_cat.items()},
-        "points": round(sums.points, 2),
-        "max_points": round(sums.possible, 2),
-        "devices": n,
-    }
+    return _secure_score(session, now, excepted_check_ids, group_ids=group_ids)
 
 
 def device_secure_score(
@@ -182,21 +189,7 @@ def device_secure_score(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The same score for one device."""
-    now = now or utcnow()
-    rows, n = _aggregate(session, device_ids=[device_id], now=now)
-    if excepted_check_ids is None:
-        excepted_check_ids = risk_reduced_exceptions(session, now)
-    sums = _score(rows, excepted_check_ids)
-    overall = _pct(sums.points, sums.possible)
-    return {
-        "time": now,
-        "overall": overall,
-        "score": overall,  # the name /api/configurationScore uses
-        "categories": {c: _pct(p, m) for c, (p, m) in sums.by_cat.items()},
-        "points": round(sums.points, 2),
-        "max_points": round(sums.possible, 2),
-        "devices": n,
-    }
+    return _secure_score(session, now, excepted_check_ids, device_ids=[device_id])
 
 
 def configuration_score(

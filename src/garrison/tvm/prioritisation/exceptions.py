@@ -214,7 +214,7 @@ def cancel(s: Session, principal: Principal, exc: RecommendationException, group
         wanted = {int(g) for g in group_ids}
         unknown = wanted - {g.group_id for g in allowed}
         if unknown:
-            raise NotFound(f"exception {exc.id} has no active device group {sorted(unknown)[0]}")
+            raise NotFound(f"exception {exc.id} has no active device group {min(unknown)}")
         allowed = [g for g in allowed if g.group_id in wanted]
     for g in allowed:
         g.status, g.cancelled_at, g.cancelled_by = "Cancelled", now, principal.actor

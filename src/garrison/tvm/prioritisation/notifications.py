@@ -70,7 +70,7 @@ def validate(s: Session, principal: Principal, *, name: str, events: Iterable[st
             raise NotFound("no such device group")
         found = set(s.scalars(select(DeviceGroup.id).where(DeviceGroup.id.in_(group_ids))))
         if set(group_ids) - found:
-            raise NotFound(f"no device group with id {sorted(set(group_ids) - found)[0]}")
+            raise NotFound(f"no device group with id {min(set(group_ids) - found)}")
     elif principal.group_ids is not None:
         group_ids = sorted(principal.group_ids)  # only a caller who sees every group covers all
     return {"name": name, "events": ev, "min_severity": min_severity, "group_ids": group_ids, "emails": addrs,

@@ -49,9 +49,13 @@ class AccountsParams(ProbeParams):
     exempt: list[str] = Field(default_factory=list, max_length=64)
 
 
-def _dupes(values: list[tuple[object, int]]) -> list[tuple[object, int]]:
+def _no_duplicates(what: str, values: list[tuple[object, int]], file: str, ok: str) -> Outcome:
+    """Fail on the first value (with the line of its last occurrence) that ``values`` repeats."""
     counts = Counter(v for v, _ in values)
-    return [(v, n) for v, n in values if counts[v] > 1]
+    d = [(v, n) for v, n in values if counts[v] > 1]
+    if d:
+        return Outcome.bad(f"duplicate {what} {d[0][0]}", value=str(d[0][0]), file=file, line=d[-1][1])
+    return Outcome.ok(ok, file=file)
 
 
 @register_probe
@@ -104,28 +108,22 @@ class Accounts(Probe[AccountsParams]):
                     )
             return Outcome.ok("every account uses the shadow file", file="/etc/passwd")
         if fact in ("unique_uids", "unique_usernames"):
-            key = (lambda u: u.uid) if fact == "unique_uids" else (lambda u: u.name)
-            d = _dupes([(key(u), u.line) for u in users])
-            if d:
-                return Outcome.bad(
-                    f"duplicate {'UID' if fact == 'unique_uids' else 'user name'} {d[0][0]}",
-                    value=str(d[0][0]),
-                    file="/etc/passwd",
-                    line=d[-1][1],
-                )
-            return Outcome.ok(f"{len(users)} accounts, no duplicates", file="/etc/passwd")
+            by_uid = fact == "unique_uids"
+            return _no_duplicates(
+                "UID" if by_uid else "user name",
+                [(u.uid if by_uid else u.name, u.line) for u in users],
+                "/etc/passwd",
+                f"{len(users)} accounts, no duplicates",
+            )
         if fact in ("unique_gids", "unique_group_names"):
             groups = [g for g in facts.group(env) if not g.name.startswith(("+", "-"))]
-            key2 = (lambda g: g.gid) if fact == "unique_gids" else (lambda g: g.name)
-            d = _dupes([(key2(g), g.line) for g in groups])
-            if d:
-                return Outcome.bad(
-                    f"duplicate {'GID' if fact == 'unique_gids' else 'group name'} {d[0][0]}",
-                    value=str(d[0][0]),
-                    file="/etc/group",
-                    line=d[-1][1],
-                )
-            return Outcome.ok(f"{len(groups)} groups, no duplicates", file="/etc/group")
+            by_gid = fact == "unique_gids"
+            return _no_duplicates(
+                "GID" if by_gid else "group name",
+                [(g.gid if by_gid else g.name, g.line) for g in groups],
+                "/etc/group",
+                f"{len(groups)} groups, no duplicates",
+            )
         if fact == "passwd_groups_exist":
             gids = {g.gid for g in facts.group(env)}
             for u in users:

@@ -9,6 +9,7 @@ commands the agent may run are a fixed list in :mod:`garrison.agent.assessment.s
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -68,3 +69,16 @@ def load_probes() -> dict[str, type[Probe[Any]]]:
 def if_missing(kind: IfMissing, message: str, file: str | None = None) -> Outcome:
     """The outcome a check asked for when the thing to examine does not exist."""
     return Outcome(kind, file=file, message=message)
+
+
+def glob_files(env: Env, path: str | list[str], missing: IfMissing) -> list[str] | Outcome:
+    """The files ``path`` (a glob or a list of them) names; the ``missing`` outcome when none exists."""
+    patterns = path if isinstance(path, list) else [path]
+    files = [f for p in patterns for f in env.glob(p)]
+    return files or if_missing(missing, f"{', '.join(patterns)} does not exist", patterns[0])
+
+
+def stat_file(env: Env, file: str, missing: IfMissing) -> os.stat_result | Outcome:
+    """The status of a file :func:`glob_files` found; the ``missing`` outcome for a dangling link."""
+    st = env.stat(file)
+    return st if st is not None else if_missing(missing, f"{file} is a dangling link", file)

@@ -12,8 +12,9 @@ from garrison.agent.assessment.probes.base import (
     IfMissing,
     Probe,
     ProbeParams,
-    if_missing,
+    glob_files,
     register_probe,
+    stat_file,
 )
 
 Octal = str
@@ -36,18 +37,17 @@ class FileMode(Probe[FileModeParams]):
     Params = FileModeParams
 
     def run(self, env: Env, params: FileModeParams) -> Outcome:
-        patterns = params.path if isinstance(params.path, list) else [params.path]
-        files = [f for p in patterns for f in env.glob(p)]
-        if not files:
-            return if_missing(params.missing, f"{', '.join(patterns)} does not exist", patterns[0])
+        files = glob_files(env, params.path, params.missing)
+        if isinstance(files, Outcome):
+            return files
         allowed = _octal(params.max_mode) if params.max_mode else 0o7777
         required = _octal(params.require) if params.require else 0
         bad: list[tuple[str, int]] = []
         last_mode = 0
         for f in files:
-            st = env.stat(f)
-            if st is None:  # dangling symlink
-                return if_missing(params.missing, f"{f} is a dangling link", f)
+            st = stat_file(env, f, params.missing)
+            if isinstance(st, Outcome):
+                return st
             mode = stat.S_IMODE(st.st_mode)
             last_mode = mode
             if mode & ~allowed or mode & required != required:

@@ -11,8 +11,9 @@ from garrison.agent.assessment.probes.base import (
     IfMissing,
     Probe,
     ProbeParams,
-    if_missing,
+    glob_files,
     register_probe,
+    stat_file,
 )
 
 
@@ -41,18 +42,17 @@ class FileOwner(Probe[FileOwnerParams]):
     Params = FileOwnerParams
 
     def run(self, env: Env, params: FileOwnerParams) -> Outcome:
-        patterns = params.path if isinstance(params.path, list) else [params.path]
-        files = [f for p in patterns for f in env.glob(p)]
-        if not files:
-            return if_missing(params.missing, f"{', '.join(patterns)} does not exist", patterns[0])
+        files = glob_files(env, params.path, params.missing)
+        if isinstance(files, Outcome):
+            return files
         users, groups = _names(env)
         ok_users = {str(u) for u in params.user}
         ok_groups = {str(g) for g in params.group} if params.group else None
         seen = ""
         for f in files:
-            st = env.stat(f)
-            if st is None:
-                return if_missing(params.missing, f"{f} is a dangling link", f)
+            st = stat_file(env, f, params.missing)
+            if isinstance(st, Outcome):
+                return st
             user = users.get(st.st_uid, str(st.st_uid))
             grp = groups.get(st.st_gid, str(st.st_gid))
             seen = f"{user}:{grp}"
