@@ -24,13 +24,13 @@ def test_debian_sid_without_version_id_takes_codename_from_pretty_name(data: Pat
     os = parse_os_release((data / "debian-sid-riscv64.os-release").read_text())
     assert os.version_id == ""
     assert os.codename == "bookworm"
-    assert ecosystem_for(os) == "Debian:12"
+    assert ecosystem_for(os) == "Debian:unstable"  # testing/sid, not the bookworm stable release
 
 
-def test_plain_sid_is_plain_debian() -> None:
+def test_plain_sid_is_debian_unstable() -> None:
     os = parse_os_release('PRETTY_NAME="Debian GNU/Linux sid"\nNAME="Debian GNU/Linux"\nID=debian\n')
     assert os.codename == "sid"
-    assert ecosystem_for(os) == "Debian"
+    assert ecosystem_for(os) == "Debian:unstable"
 
 
 @pytest.mark.parametrize(

@@ -109,9 +109,14 @@ def ecosystem_for(os: OsIdentity) -> str:
     os_id = os.id.lower()
     vid = os.version_id
     if os_id == "debian":
-        # testing/sid: no VERSION_ID; use the release the codename names (bookworm/sid → 12).
-        # Plain "sid" (or nothing known) has no release number: plain "Debian".
-        major = _major(vid) or DEBIAN_CODENAMES.get(os.codename, "")
+        if vid:
+            return f"Debian:{_major(vid)}"
+        # testing and unstable carry no VERSION_ID (PRETTY_NAME "Debian GNU/Linux bookworm/sid"). Their
+        # packages run ahead of the stable release the codename names, so they are matched against the
+        # tracker's sid data: testing only holds versions that were in sid first, so sid's fix is testing's.
+        if os.codename == "sid" or "/sid" in os.pretty_name:
+            return "Debian:unstable"
+        major = DEBIAN_CODENAMES.get(os.codename, "")  # a release named by codename only (SBOM, by hand)
         return f"Debian:{major}" if major else "Debian"
     if os_id == "ubuntu":
         if not vid:

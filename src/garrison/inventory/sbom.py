@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from garrison.inventory.common import make_package, split_epoch
+from garrison.inventory.cpe import CpeError, parse_cpe
 from garrison.inventory.errors import InventoryParseError
 from garrison.inventory.osrelease import ecosystem_for, os_from_distro_qualifier
 from garrison.inventory.purl import build_purl, parse_purl
@@ -68,8 +69,14 @@ def sbom_package(
     os: OsIdentity | None,
     source_info: tuple[str, str] | None = None,
     path: str = "",
+    cpe: str = "",
 ) -> SoftwarePackage | None:
     """One component as a package; None for components that are not software packages."""
+    if cpe:
+        try:
+            parse_cpe(cpe)
+        except CpeError as exc:
+            raise InventoryParseError(str(exc), fmt=fmt, field=f"{where}.cpe") from None
     arch = epoch = ""
     qualifiers: dict[str, str] = {}
     if purl:
@@ -129,6 +136,7 @@ def sbom_package(
         epoch=epoch,
         purl=purl,
         path=path,
+        cpe=cpe,
     )
 
 

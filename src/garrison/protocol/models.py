@@ -155,6 +155,9 @@ class SoftwarePackage(Wire):
     vendor: Name = ""
     purl: LongStr = ""
     path: LongStr = ""  # evidence: where it was found
+    # CPE name (2.3 or 2.2 URI) as an SBOM states it; used only for software no distro or package
+    # database tracks (see garrison.tvm.software).
+    cpe: Annotated[str, StringConstraints(max_length=512, pattern=r"^(cpe:.*)?$")] = ""
 
 
 class InventoryReport(Wire):

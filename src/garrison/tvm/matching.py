@@ -6,7 +6,8 @@ docs/matching.md for the rules; in short:
 
 * A package is looked up by (ecosystem, name) with string equality on the ecosystem — a device on
   ``Ubuntu:20.04:LTS`` is matched against advisories for exactly that release, never another release,
-  never ``Ubuntu:Pro:…``, and never by NVD/CPE. Debian/Ubuntu/Alpine advisories name the *source*
+  never ``Ubuntu:Pro:…``, and never by NVD/CPE: only software no distro or package database tracks has
+  the ``CPE`` ecosystem (garrison.tvm.software). Debian/Ubuntu/Alpine advisories name the *source*
   package, so a binary is matched through its source package (Debian/Ubuntu: at the source version).
 * Versions are ordered by the ecosystem's own scheme (dpkg, apk, rpm, PEP 440, SemVer…).
 * OSV ranges are evaluated exactly as the OSV schema's ``IsVulnerable`` pseudocode says (events
@@ -69,6 +70,7 @@ class _Range:
     events: list[tuple[Any, str, str]]  # (sort key, kind, raw version), sorted as the spec says
     limits: list[Any]  # keys of limit events ("*" = infinity is dropped: it never limits)
     has_limit: bool
+    excluded: Any = None  # key of an exclusive start (NVD versionStartExcluding), which is not affected
 
 
 @dataclass
@@ -139,7 +141,10 @@ def prepare_entry(ecosystem: str, advisory_id: str, source: str, status: str, ra
             else:
                 events.append((key, ev_kind, raw))
         events.sort(key=lambda e: e[0])  # stable: events at the same version keep the record's order
-        entry.ranges.append(_Range(scheme, events, limits, has_limit))
+        excluded = None
+        if rng.get("start_excluded") is True:
+            excluded = next((key for key, kind, _raw in events if kind == "introduced"), None)
+        entry.ranges.append(_Range(scheme, events, limits, has_limit, excluded))
     return entry
 
 
@@ -161,6 +166,8 @@ def evaluate(entry: Entry, version: str) -> Verdict:
             continue  # the range cannot order this version; only the versions list can match it
         if rng.has_limit and not any(lim is None or vkey < lim for lim in rng.limits):
             continue  # not before any limit
+        if rng.excluded is not None and vkey == rng.excluded:
+            continue
         vulnerable = False
         for key, kind, _raw in rng.events:  # the spec's loop, word for word
             if kind == "introduced" and vkey >= key:

@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from garrison.inventory.cpe import Cpe, CpeError, parse_cpe
 from garrison.protocol import SoftwarePackage
 
 # Package managers of language ecosystems: their packages carry no distro, so the ecosystem
@@ -36,6 +37,12 @@ SOURCE_KEYED = frozenset({"Debian", "Ubuntu", "Alpine", "Mageia", "openEuler", "
 BOTH_NAMES = frozenset({"Red Hat", "Rocky Linux", "AlmaLinux", "CentOS", "Fedora", "Photon OS", "Wolfi",
                         "Chainguard"})
 
+# Package managers of a distro: an empty ecosystem means "the device's distro release".
+DISTRO_MANAGERS = frozenset({"dpkg", "rpm", "apk", "kernel"})
+# Software no distro or package database tracks (an SBOM's binary or application component with a CPE)
+# is matched against NVD's CPE configurations, stored under this pseudo-ecosystem as "vendor:product".
+CPE_ECOSYSTEM = "CPE"
+
 _PYPI_RUN = re.compile(r"[-_.]+")
 _ID_UNSAFE = re.compile(r"[^a-z0-9._+\-]+")
 
@@ -45,12 +52,25 @@ def ecosystem_base(ecosystem: str) -> str:
 
 
 def package_ecosystem(pkg: SoftwarePackage, distro_ecosystem: str) -> str:
-    """The package's OSV ecosystem: as reported, else from its manager, else the device's distro."""
+    """The package's OSV ecosystem: as reported, else from its manager, else the device's distro for
+    distro packages; other software with a CPE is matched by CPE, the rest by nothing."""
     if pkg.ecosystem:
         return pkg.ecosystem
     if pkg.manager in MANAGER_ECOSYSTEMS:
         return MANAGER_ECOSYSTEMS[pkg.manager]
-    return distro_ecosystem
+    if pkg.manager in DISTRO_MANAGERS:
+        return distro_ecosystem
+    return CPE_ECOSYSTEM if _application_cpe(pkg.cpe) else ""
+
+
+def _application_cpe(text: str) -> Cpe | None:
+    if not text:
+        return None
+    try:
+        cpe = parse_cpe(text)
+    except CpeError:
+        return None
+    return cpe if cpe.part == "a" else None
 
 
 def normalise_name(ecosystem: str, name: str) -> str:
@@ -61,7 +81,7 @@ def normalise_name(ecosystem: str, name: str) -> str:
 
 def match_name(ecosystem: str, name: str, source_name: str) -> str:
     """The package name the ecosystem's advisories use for this package."""
-    if ecosystem_base(ecosystem) in SOURCE_KEYED:
+    if ecosystem_base(ecosystem) in SOURCE_KEYED or ecosystem == CPE_ECOSYSTEM:
         return source_name or name
     return normalise_name(ecosystem, name)
 
@@ -70,8 +90,15 @@ def _id_part(text: str) -> str:
     return _ID_UNSAFE.sub("_", text.strip().lower()).strip("_") or "unknown"
 
 
-def vendor_of(ecosystem: str, manager: str) -> str:
+def product_of(cpe_key: str) -> str:
+    """``postgresql:postgresql`` (a CPE-matched package's match name) → ``postgresql``."""
+    return _id_part(cpe_key.split(":", 1)[-1])
+
+
+def vendor_of(ecosystem: str, manager: str, source_name: str = "") -> str:
     base = ecosystem_base(ecosystem)
+    if base == CPE_ECOSYSTEM:
+        return _id_part(source_name.split(":", 1)[0])  # the CPE's vendor, as Defender names software
     return DISTRO_VENDORS.get(base) or LANGUAGE_VENDORS.get(base) or _id_part(base or manager)
 
 
@@ -100,10 +127,12 @@ class PackageIdentity:
 
     @property
     def vendor(self) -> str:
-        return vendor_of(self.ecosystem, self.manager)
+        return vendor_of(self.ecosystem, self.manager, self.source_name)
 
     @property
     def software_name(self) -> str:
+        if self.ecosystem == CPE_ECOSYSTEM:
+            return product_of(self.source_name)
         return _id_part(normalise_name(self.ecosystem, self.name))
 
     @property
@@ -114,12 +143,16 @@ class PackageIdentity:
 def identity_of(pkg: SoftwarePackage, distro_ecosystem: str) -> PackageIdentity:
     ecosystem = package_ecosystem(pkg, distro_ecosystem)
     name = normalise_name(ecosystem, pkg.name)
+    source_name = pkg.source_name or name
+    cpe = _application_cpe(pkg.cpe) if ecosystem == CPE_ECOSYSTEM else None
+    if cpe is not None:
+        source_name = cpe.product_key  # what NVD's configurations name
     return PackageIdentity(
         ecosystem=ecosystem,
         manager=pkg.manager,
         name=name,
         version=pkg.version,
-        source_name=pkg.source_name or name,
+        source_name=source_name,
         source_version=pkg.source_version or pkg.version,
         arch=pkg.arch,
     )

@@ -99,6 +99,7 @@ def parse_cyclonedx_json(
             props=_json_props(comp, where),
             os=use_os,
             path=path,
+            cpe=_str(comp, "cpe", where),
         )
         if pkg is not None:
             out.append(pkg)
@@ -169,7 +170,7 @@ def parse_cyclonedx_xml(
             continue
         pkg = sbom_package(
             FMT_XML, where, name=text(comp, "name"), version=text(comp, "version"), purl=text(comp, "purl"),
-            props=props(comp), os=use_os, path=path,
+            props=props(comp), os=use_os, path=path, cpe=text(comp, "cpe"),
         )
         if pkg is not None:
             packages.append(pkg)

@@ -54,19 +54,20 @@ def parse_spdx_json(
         name = _str(pkg, "name", where)
         if not name:
             raise InventoryParseError("missing", fmt=FMT, field=f"{where}.name")
-        purl = ""
+        purl = cpe = ""
         for j, ref in enumerate(expect(pkg.get("externalRefs", []), list, FMT, f"{where}.externalRefs")):
             ref = expect(ref, dict, FMT, f"{where}.externalRefs[{j}]")
-            if ref.get("referenceType") == "purl":
-                purl = expect(ref.get("referenceLocator", ""), str, FMT, f"{where}.externalRefs[{j}].referenceLocator")
-                break
+            kind = ref.get("referenceType")
+            if kind == "purl" and not purl or kind in ("cpe23Type", "cpe22Type") and not cpe:
+                locator = expect(ref.get("referenceLocator", ""), str, FMT, f"{where}.externalRefs[{j}].referenceLocator")
+                purl, cpe = (locator, cpe) if kind == "purl" else (purl, locator)
         source_info = None
         m = _SOURCE_INFO.match(_str(pkg, "sourceInfo", where))
         if m:
             source_info = (m.group(1), m.group(2))
         p = sbom_package(
             FMT, where, name=name, version=_str(pkg, "versionInfo", where), purl=purl, props={},
-            os=use_os, source_info=source_info, path=path,
+            os=use_os, source_info=source_info, path=path, cpe=cpe,
         )
         if p is not None:
             out.append(p)

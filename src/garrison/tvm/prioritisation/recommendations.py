@@ -35,7 +35,7 @@ from garrison.store.models.prioritisation import Recommendation
 from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln
 from garrison.tvm import findings
 from garrison.tvm.prioritisation import config, exposure
-from garrison.tvm.software import vendor_of
+from garrison.tvm.software import CPE_ECOSYSTEM, product_of, vendor_of
 from garrison.tvm.versions import InvalidVersion, UnknownEcosystemError, scheme_for_ecosystem
 
 SOFTWARE_PREFIX = "va-_-"
@@ -55,8 +55,8 @@ def _id_part(text: str) -> str:
 
 def unit_of(ecosystem: str, manager: str, match_name: str) -> tuple[str, str, str]:
     """(unit id ``vendor-_-name``, vendor, name) of a package version."""
-    vendor = vendor_of(ecosystem, manager)
-    name = _id_part(match_name)
+    vendor = vendor_of(ecosystem, manager, match_name)
+    name = product_of(match_name) if ecosystem == CPE_ECOSYSTEM else _id_part(match_name)
     return f"{vendor}-_-{name}"[:280], vendor, name
 
 

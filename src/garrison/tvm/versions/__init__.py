@@ -8,7 +8,7 @@
 Each scheme module registers itself on import; see docs/versions.md for how each was chosen.
 """
 
-from . import apk, cran, dpkg, hackage, maven, nuget, packagist, pep440, pub, rpm, rubygems, semver  # noqa: F401
+from . import apk, cran, dpkg, generic, hackage, maven, nuget, packagist, pep440, pub, rpm, rubygems, semver  # noqa: F401
 from ._base import (
     InvalidVersion,
     SortKey,

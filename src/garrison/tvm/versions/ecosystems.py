@@ -40,6 +40,8 @@ ECOSYSTEM_SCHEMES: dict[str, str] = {
     "CRAN": "cran",
     "Hackage": "hackage",
     "Pub": "pub",
+    # software matched by NVD CPE configurations (garrison.tvm.software.CPE_ECOSYSTEM)
+    "CPE": "generic",
 }
 
 # OSV names are case-sensitive, but feeds and users are not always careful.

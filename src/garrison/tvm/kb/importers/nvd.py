@@ -4,7 +4,8 @@ object as the API nests it (as mirrors such as fkie-cad/nvd-json-data-feeds stor
 
 NVD is the best-ranked source for a CVE's description, CVSS (v3.1/v3.0 and v4.0, Primary NVD metric
 first), CWEs and dates. Each CVE is also kept as an advisory ``NVD-CVE-…`` (its CPE configurations are
-evidence for software no distro tracks); rejected CVEs are withdrawn advisories.
+evidence, and the CPE-matched entries for software no distro tracks: ``cpe_affected``); rejected CVEs are
+withdrawn advisories.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from garrison.inventory.cpe import ANY, CpeError, parse_cpe
 from garrison.tvm.kb.cvss import CvssError, base_score_v3
 from garrison.tvm.kb.records import (
     CVE_RE,
     MAX_TEXT,
     RANK_NVD,
+    MAX_LIST,
+    Affected,
     AdvisoryRecord,
     FieldError,
     Record,
@@ -30,6 +34,7 @@ from garrison.tvm.kb.records import (
     req_str,
 )
 from garrison.tvm.kb.registry import Importer, register_importer
+from garrison.tvm.software import CPE_ECOSYSTEM
 
 MAX_PAGE = 100_000
 
@@ -126,6 +131,7 @@ def parse_cve(cve: dict[str, Any]) -> AdvisoryRecord:
         description=description, cvss_v3_vector=v3_vector, cvss_v3_score=v3_score, cvss_v4_vector=v4_vector,
         cvss_v4_score=v4_score, cwes=cwes[:50], published=published, modified=modified, references=refs[:200],
     )
+    affected, cpe_warnings = cpe_affected(cve)
     return AdvisoryRecord(
         id=f"NVD-{cid}",
         source="nvd",
@@ -137,5 +143,74 @@ def parse_cve(cve: dict[str, Any]) -> AdvisoryRecord:
         raw=bounded_raw(cve),
         vulnerabilities=[cid],
         info={cid: info},
+        affected=affected,
         rank=RANK_NVD,
+        warnings=[f"{cid}: {w}" for w in cpe_warnings],
     )
+
+
+def _bound(match: dict[str, Any], key: str, path: str) -> str | None:
+    value = match.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise FieldError(f"{path}.{key}", "not a version string")
+    return value
+
+
+def cpe_affected(cve: dict[str, Any]) -> tuple[list[Affected], list[str]]:
+    """NVD's vulnerable CPE matches for applications, as affected entries of the ``CPE`` ecosystem.
+
+    Only these are ever matched, and only for software no distro or package database tracks
+    (garrison.tvm.software). ``versionStart/End{In,Ex}cluding`` become introduced/fixed/last_affected
+    events (``start_excluded`` marks an exclusive start, which OSV events cannot say); a criteria with a
+    version and no bounds is that exact version; operating systems and hardware (parts o/h) are ignored,
+    and so is the platform half of "application on platform" configurations (its matches are not
+    vulnerable), as NVD's own matching for an application does.
+    """
+    by_product: dict[str, Affected] = {}
+    warnings: list[str] = []
+    seen = 0
+    for ci, config in enumerate(opt_list(cve, "configurations", "")):
+        nodes = config.get("nodes") if isinstance(config, dict) else None
+        for ni, node in enumerate(nodes if isinstance(nodes, list) else []):
+            if not isinstance(node, dict) or node.get("negate") is True:
+                continue
+            matches = node.get("cpeMatch")
+            for mi, match in enumerate(matches if isinstance(matches, list) else []):
+                path = f"configurations[{ci}].nodes[{ni}].cpeMatch[{mi}]"
+                if not isinstance(match, dict) or match.get("vulnerable") is not True:
+                    continue
+                seen += 1
+                if seen > MAX_LIST:
+                    warnings.append(f"more than {MAX_LIST} CPE matches: the rest ignored")
+                    return list(by_product.values()), warnings
+                try:
+                    cpe = parse_cpe(str(match.get("criteria", "")))
+                except CpeError as exc:
+                    warnings.append(f"{path}.criteria: ignored: {exc}")
+                    continue
+                if cpe.part != "a":
+                    continue
+                start_in, start_ex = (_bound(match, k, path) for k in ("versionStartIncluding", "versionStartExcluding"))
+                end_ex, end_in = (_bound(match, k, path) for k in ("versionEndExcluding", "versionEndIncluding"))
+                rng: dict[str, Any] = {"type": "ECOSYSTEM", "events": []}
+                if start_in or start_ex or end_ex or end_in:
+                    rng["events"].append({"introduced": start_in or start_ex or "0"})
+                    if start_ex:
+                        rng["start_excluded"] = True
+                    if end_ex:
+                        rng["events"].append({"fixed": end_ex})
+                    elif end_in:
+                        rng["events"].append({"last_affected": end_in})
+                elif cpe.version == ANY:
+                    rng["events"].append({"introduced": "0"})  # every version
+                elif cpe.full_version:
+                    exact = cpe.full_version
+                    rng["events"] += [{"introduced": exact}, {"last_affected": exact}]
+                else:
+                    continue  # NA: the product has no versions
+                entry = by_product.setdefault(cpe.product_key, Affected(ecosystem=CPE_ECOSYSTEM, package=cpe.product_key))
+                if rng not in entry.ranges:
+                    entry.ranges.append(rng)
+    return list(by_product.values()), warnings

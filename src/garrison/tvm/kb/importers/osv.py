@@ -53,6 +53,12 @@ _FIX_ADVISORY_RE = re.compile(r"^(RLSA|RLBA|ALSA|ALBA|ALEA|RHSA|RHBA|RHEA|ELSA|S
 _EVENT_KEYS = ("introduced", "fixed", "last_affected", "limit")
 _RANGE_TYPES = ("ECOSYSTEM", "SEMVER", "GIT")
 _PRIORITY_ORDER = ["negligible", "low", "medium", "high", "critical"]
+# Red Hat files advisories under product streams ("Red Hat:enterprise_linux:9::appstream",
+# "…:9::baseos", RHEL 10: "…:10.1"), hosts know only their release ("Red Hat:9", from os-release).
+# The main RHEL streams of a major release become that release; EUS/AUS/E4S/TUS/ELS streams
+# ("Red Hat:rhel_eus:9.2::baseos") and other products stay as they are: they apply only to hosts
+# with that subscription, which an inventory cannot tell.
+_RHEL_STREAM_RE = re.compile(r"^Red Hat:enterprise_linux:(\d+)(?:\.\d+)?(?:::?[A-Za-z0-9_.-]*)*$")
 
 ECOSYSTEMS = (
     "AlmaLinux", "Alpine", "Bitnami", "Chainguard", "crates.io", "Debian", "Go", "Hex", "Mageia", "Maven", "npm",
@@ -175,6 +181,12 @@ def _ranges(raw: list[Any], path: str) -> list[dict[str, Any]]:
     return out
 
 
+def host_ecosystem(ecosystem: str) -> str:
+    """The ecosystem a host reports for the packages an advisory's ``affected`` entry names."""
+    m = _RHEL_STREAM_RE.match(ecosystem)
+    return f"Red Hat:{m.group(1)}" if m else ecosystem
+
+
 def parse_record(obj: dict[str, Any], origin: str) -> AdvisoryRecord:
     rid = req_str(obj, "id", "", max_len=128)
     if not ADVISORY_ID_RE.match(rid):
@@ -217,7 +229,7 @@ def parse_record(obj: dict[str, Any], origin: str) -> AdvisoryRecord:
             continue  # GIT-only entries name no package
         if not isinstance(pkg, dict):
             raise FieldError(f"{p}.package", "not an object")
-        ecosystem = req_str(pkg, "ecosystem", f"{p}.package.", max_len=128)
+        ecosystem = host_ecosystem(req_str(pkg, "ecosystem", f"{p}.package.", max_len=128))
         name = req_str(pkg, "name", f"{p}.package.", max_len=512)
         base = ecosystem.split(":", 1)[0]
         ecosystems.append(base)
@@ -255,8 +267,9 @@ def parse_record(obj: dict[str, Any], origin: str) -> AdvisoryRecord:
         elif base == "Debian":
             urgency = eco_specific.get("urgency")
             pkg_sev = urgency[:32] if isinstance(urgency, str) else None
-        affected.append(Affected(ecosystem=ecosystem, package=name, ranges=ranges, versions=versions,
-                                 severity=pkg_sev))
+        entry = Affected(ecosystem=ecosystem, package=name, ranges=ranges, versions=versions, severity=pkg_sev)
+        if entry not in affected:  # Red Hat repeats a package per stream (appstream, baseos…)
+            affected.append(entry)
         for j, entry in enumerate(opt_list(aff, "severity", f"{p}.")):
             _severity_entries([entry], f"{p}.severity", record_info, warnings)
 
