@@ -4,7 +4,8 @@
     python scripts/build_starter_kb.py [--shared ../shared/data]
 
 Contents (see the PROVENANCE.md it writes): the Ubuntu focal USNs, the Alpine secdb files, the
-Debian tracker JSON sample and DSA/DLA lists, the PyPA advisories, the KEV catalog, and the EPSS rows
+Debian tracker JSON sample and DSA/DLA lists, the PyPA advisories, three Red Hat errata and two NVD
+records (from tests/data/tvm), the KEV catalog, and the EPSS rows
 of every CVE those records name. Records are copied as given; YAML records are stored as JSON arrays
 (same content, faster to load) and everything is gzip-compressed.
 """
@@ -40,6 +41,8 @@ content).
 | `alpine-secdb-v3.N-{{main,community}}.yaml.gz` | `vuln/alpine-secdb/v3.3…v3.11/*.yaml`, unchanged | alpinelinux/alpine-secdb @ 06f6e960194f (2020-06-08) | Alpine's published secfixes (no licence file in the repo) |
 | `debian-tracker.json.gz` | `vuln/debian-tracker/json-samples/debian.json`, unchanged | anchore/vunnel test fixture of the tracker's `/tracker/data/json` | Debian security tracker data (public); fixture repo Apache-2.0 |
 | `debian-dsa-list.gz`, `debian-dla-list.gz` | `vuln/debian-tracker/{{DSA,DLA}}/list`, unchanged | Debian security tracker `data/DSA/list`, `data/DLA/list` @ 32127b7f220c (2023-04-02) | Debian security tracker data (public) |
+| `osv-redhat.json.gz` | not in shared/: `tests/data/tvm/redhat/RHSA-*.json` of this repository (3 Red Hat errata written in the layout of Red Hat's OSV feed, facts transcribed from the errata; see tests/data/tvm/PROVENANCE.md) | access.redhat.com/errata | Red Hat security data, CC BY 4.0 |
+| `nvd-cves.json.gz` | not in shared/: `tests/data/tvm/nvd/CVE-*.json` of this repository (2 NVD CVE API 2.0 records, trimmed as tests/data/tvm/PROVENANCE.md says), wrapped in the API's response envelope | fkie-cad/nvd-json-data-feeds | NVD: US Government public domain |
 | `kev.json.gz` | `vuln/kev/known_exploited_vulnerabilities.json`, unchanged (catalog 2025.08.25) | cisagov/kev-data @ eacf03ec6637 | CC0 1.0 |
 | `epss.csv.gz` | `vuln/epss/epss_scores.csv.gz`: the {epss} rows of the {cves} CVEs the files above name | FIRST EPSS via EMBA-support-repos/EPSS-data, score date 2026-08-16 | EPSS © FIRST.org, free to use under FIRST's EPSS terms |
 
@@ -104,6 +107,18 @@ def main() -> int:
                       (tracker / "DSA" / "list", "debian-dsa-list.gz"),
                       (tracker / "DLA" / "list", "debian-dla-list.gz")):
         data = src.read_bytes()
+        named |= set(CVE.findall(data))
+        sizes[name] = _gz(name, data)
+
+    # Records the shared data set lacks, kept with their provenance in tests/data/tvm/PROVENANCE.md:
+    # Red Hat errata in the OSV layout and NVD records with CPE configurations.
+    own = ROOT / "tests" / "data" / "tvm"
+    for folder, name in ((own / "redhat", "osv-redhat.json.gz"), (own / "nvd", "nvd-cves.json.gz")):
+        records = [json.loads(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+        if folder.name == "nvd":
+            records = {"resultsPerPage": len(records), "startIndex": 0, "totalResults": len(records),
+                       "format": "NVD_CVE", "version": "2.0", "vulnerabilities": [{"cve": r} for r in records]}
+        data = _json(records)
         named |= set(CVE.findall(data))
         sizes[name] = _gz(name, data)
 

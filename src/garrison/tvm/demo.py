@@ -39,6 +39,9 @@ FLEET = (
                              pretty_name="Ubuntu 18.04 LTS")),
     DemoDevice("demo-debian-riscv64", "debian-sid-riscv64.dpkg-status", "debian-sid-riscv64.os-release"),
     DemoDevice("demo-alpine", "alpine-3.14.0.apk-installed", "alpine-3.14.0.os-release"),
+    # SBOMs name their operating system themselves.
+    DemoDevice("demo-centos7", "centos-7.trivy.cdx.json"),
+    DemoDevice("demo-postgres-container", "postgres-stretch.cdx.xml"),
 )
 
 
