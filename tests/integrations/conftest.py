@@ -1,13 +1,58 @@
 """A tenant with a real remediation activity (real KB records, real Ubuntu 20.04 inventory) and the
-local servers each connector talks to."""
+local servers each connector talks to.
+
+The fake services listen on 127.0.0.1, which integrations refuse by default: the app here is made
+with the operator's setting that allows it (``integrations_allowed_networks``), as a site with an
+internal Jira would be.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
-from tests.server.conftest import Env, env  # noqa: F401
+import pytest
+from fastapi.testclient import TestClient
+
+from garrison.integrations import settings as integration_settings
+from garrison.server.app import create_app
+from garrison.server.runner import load_services
+from garrison.server.settings import ServerSettings
+from garrison.store.db import Store
+from tests.server.conftest import Env, make_tenant
 from tests.tvm.prioritisation.conftest import Agent, api, focal_kb, ga_packages, recompute
+
+LOCAL = ["127.0.0.0/8"]
+
+
+def make_env(store: Store, settings: ServerSettings) -> Iterator[Env]:
+    load_services()
+    app = create_app(settings, store)
+    a, b = make_tenant(store, "alpha"), make_tenant(store, "bravo")
+    try:
+        with TestClient(app, base_url="https://testserver") as client:
+            yield Env(store, client, a, b, app)
+    finally:
+        integration_settings.configure(integration_settings.IntegrationSettings())  # back to the defaults
+
+
+def settings_for(tmp_path: Any, allowed: list[str] | None = None, **extra: Any) -> ServerSettings:
+    return ServerSettings(data_dir=tmp_path, rate_limit_per_minute=100_000, run_jobs=False, heartbeat_interval=0,
+                          integrations_allowed_networks=LOCAL if allowed is None else allowed, **extra)
+
+
+@pytest.fixture
+def env(store: Store, tmp_path: Any) -> Iterator[Env]:
+    yield from make_env(store, settings_for(tmp_path))
+
+
+@pytest.fixture
+def local_integrations(tmp_path: Any) -> Iterator[None]:
+    """For tests that call senders directly (no app): this process configured as the server would be."""
+    integration_settings.configure(settings_for(tmp_path).integrations())
+    yield
+    integration_settings.configure(integration_settings.IntegrationSettings())
 
 SUDO = "va-_-ubuntu-_-sudo"
 

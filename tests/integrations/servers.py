@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -39,11 +40,13 @@ Handler = Callable[[Recorded], Reply]
 
 
 class HttpService:
-    """``handler(request) -> Reply`` behind a real HTTP server on 127.0.0.1; ``requests`` records all."""
+    """``handler(request) -> Reply`` behind a real HTTP server on 127.0.0.1 (or ``host``); ``requests`` records all."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.requests: list[Recorded] = []
+        self.server_names: list[str | None] = []  # TLS SNI of each handshake
+        self.tls = tls
         service = self
 
         class _H(BaseHTTPRequestHandler):
@@ -73,15 +76,18 @@ class HttpService:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.server = ThreadingHTTPServer((host, 0), _H)
+        if tls is not None:
+            tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)  # type: ignore[assignment]
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
-    def __enter__(self) -> HttpService:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -127,7 +133,7 @@ class SmtpServer:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
 
-    def __enter__(self) -> SmtpServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         fut = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._client, "127.0.0.1", 0), self.loop)
         self._server = fut.result(5)

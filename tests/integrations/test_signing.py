@@ -25,6 +25,7 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     assert not signing.verify("k", "soon", body, h["X-Garrison-Signature"])
 
 
+@pytest.mark.usefixtures("local_integrations")
 def test_smtp_login_header_injection_and_refusal() -> None:
     with SmtpServer(username="u", password="p", refuse={"x@example.org"}) as smtp:
         cfg = SmtpConfig("127.0.0.1", smtp.port, "garrison@example.org", starttls=False, username="u", password="p")

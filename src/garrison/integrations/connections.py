@@ -1,7 +1,9 @@
 """Configured connections of a tenant: ticket connectors, SMTP and webhooks.
 
 ``config`` is shown through the API; ``secrets`` (tokens, passwords, HMAC keys) are write-only:
-the API shows which secret keys are set, never their values.
+the API shows which secret keys are set, never their values, and the row keeps them encrypted
+(``integrations.secretbox``). URLs and the SMTP host must be destinations ``integrations.egress``
+allows.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def validate(kind: str, name: str, config: dict[str, Any], secrets: dict[str, An
         raise ValueError("configuration too large")
     for k, v in secrets.items():
         if not isinstance(v, str):
-            raise ValueError(f"secrets.{k} must be a string")
+            raise ValueError(f"secrets.{k} must be a string")  # noqa: TRY004 - ValueError is the API's 400
     if kind == "smtp":
         return SmtpConfig.validate(config, secrets)
     out = CONNECTORS[kind].validate(config, secrets)

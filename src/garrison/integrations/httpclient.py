@@ -1,13 +1,16 @@
-"""HTTP for connectors: bounded time, bounded response size, no redirects, JSON in and out."""
+"""HTTP for connectors: bounded time, bounded response size, no redirects, JSON in and out, and
+connections only to destinations ``integrations.egress`` allows (checked on every connection)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import httpcore
 import httpx
 
 from garrison import __version__
+from garrison.integrations import egress
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_RESPONSE = 1024 * 1024
@@ -23,8 +26,38 @@ class IntegrationError(Exception):
         self.status = status
 
 
+class _CheckedBackend(httpcore.SyncBackend):
+    """Opens TCP connections to an address ``egress`` checked; TLS still verifies the host name."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        try:
+            addresses = egress.resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from None
+        error: Exception = httpcore.ConnectError(f"{host} has no address")
+        for _family, ip in addresses:
+            try:
+                return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)
+        # httpx has no option for the network backend: the same pool, built with ours. The CA
+        # bundle may still come from SSL_CERT_FILE / SSL_CERT_DIR (internal CAs).
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=True),
+                                             max_connections=100, max_keepalive_connections=20,
+                                             keepalive_expiry=5.0, network_backend=_CheckedBackend())
+
+
 def client(**kw: Any) -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": USER_AGENT}, **kw)
+    # trust_env=False: no proxy from the environment (it would reach what egress refuses)
+    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": USER_AGENT},
+                        transport=_CheckedTransport(), trust_env=False, **kw)
 
 
 def check_url(url: str, what: str = "url") -> str:
@@ -36,6 +69,7 @@ def check_url(url: str, what: str = "url") -> str:
         raise ValueError(f"{what}: use an http:// or https:// URL")
     if parsed.userinfo:
         raise ValueError(f"{what}: put credentials in the connection's secrets, not in the URL")
+    egress.check_destination(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), what)
     return str(parsed).rstrip("/")
 
 
@@ -54,11 +88,16 @@ def request(c: httpx.Client, method: str, url: str, *, json_body: Any = None, co
                 if len(data) > MAX_RESPONSE:
                     raise IntegrationError(f"{method} {_show(url)}: response larger than {MAX_RESPONSE} bytes",
                                            retryable=False)
-            status = r.status_code
+            status, location = r.status_code, r.headers.get("location", "")
+    except egress.Refused as exc:
+        raise IntegrationError(f"{method} {_show(url)}: {exc}", retryable=False) from None
     except httpx.TimeoutException:
         raise IntegrationError(f"{method} {_show(url)}: timed out") from None
     except httpx.HTTPError as exc:
         raise IntegrationError(f"{method} {_show(url)}: {type(exc).__name__}: {exc}") from None
+    if 300 <= status < 400 and status not in expect:
+        raise IntegrationError(f"{method} {_show(url)} answered {status}, a redirect to {_show(location)}: "
+                               "redirects are not followed, configure the final URL", retryable=False, status=status)
     if status not in expect:
         detail = data[:300].decode("utf-8", "replace").strip()
         raise IntegrationError(f"{method} {_show(url)} answered {status}: {detail}",

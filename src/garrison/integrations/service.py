@@ -10,6 +10,11 @@ Jobs:
 * ``integrations.notifications`` (every 30 s): send the notification outbox.
 * ``integrations.tickets`` (every 5 min): open tickets whose first attempt failed, and read the
   state of open tickets back.
+* ``integrations.secrets`` (at start, then hourly): encrypt connection secrets stored in plaintext
+  by earlier versions, and re-encrypt those of a rotated-out key (see ``integrations.secretbox``).
+
+Secrets are decrypted only for the call that needs them; a missing or wrong key is recorded as
+that call's error.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from garrison.core.jobs import register_job
-from garrison.integrations import httpclient
+from garrison.integrations import httpclient, secretbox
 from garrison.integrations.httpclient import IntegrationError
 from garrison.integrations.notify.email import SmtpConfig, render_text, send_email
 from garrison.integrations.notify.webhook import send_webhook
@@ -51,6 +56,14 @@ ClientFactory = Callable[[], httpx.Client]
 
 def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=BACKOFF[min(attempts, len(BACKOFF)) - 1])
+
+
+def _unseal(tenant_id: int, stored: dict[str, Any]) -> dict[str, str]:
+    """A connection's secrets in clear; a missing or wrong key is the call's (retryable) error."""
+    try:
+        return secretbox.unseal(tenant_id, stored)
+    except secretbox.SecretsError as exc:
+        raise IntegrationError(str(exc)) from None
 
 
 # --- tickets ---------------------------------------------------------------------------------------
@@ -112,10 +125,11 @@ def _attempt_create(store: Store, tenant_id: int, ticket_id: int, client_factory
         if conn is None or act is None:
             return
         req = ticket_request(s, act)
-        kind, config, secrets = conn.kind, dict(conn.config), dict(conn.secrets)
+        kind, config, stored = conn.kind, dict(conn.config), dict(conn.secrets)
     error: IntegrationError | None = None
     ref = None
     try:
+        secrets = _unseal(tenant_id, stored)
         with client_factory() as c:
             ref = get_connector(kind)(config, secrets, c).create(req)
     except IntegrationError as exc:
@@ -149,7 +163,7 @@ def sync_ticket(store: Store, tenant_id: int, ticket_id: int,
         pending = not ticket.external_id
         conn = s.get(IntegrationConnection, ticket.connection_id) if ticket.connection_id else None
         kind = conn.kind if conn else ""
-        config, secrets = (dict(conn.config), dict(conn.secrets)) if conn else ({}, {})
+        config, stored = (dict(conn.config), dict(conn.secrets)) if conn else ({}, {})
         external_id = ticket.external_id
     if pending:
         _attempt_create(store, tenant_id, ticket_id, client_factory)
@@ -157,6 +171,7 @@ def sync_ticket(store: Store, tenant_id: int, ticket_id: int,
         state = None
         error: Exception | None = None
         try:
+            secrets = _unseal(tenant_id, stored)
             with client_factory() as c:
                 state = get_connector(kind)(config, secrets, c).fetch(external_id)
         except IntegrationError as exc:
@@ -222,12 +237,13 @@ def deliver_pending(store: Store, tenant_id: int, now: dt.datetime | None = None
                 if channel == "email":
                     if smtp is None:
                         raise IntegrationError("no SMTP connection is configured")
-                    send_email(SmtpConfig.from_connection(*smtp), target, subject, render_text(body))
+                    send_email(SmtpConfig.from_connection(smtp[0], _unseal(tenant_id, smtp[1])), target, subject,
+                               render_text(body))
                 else:
                     conn = conns.get(int(target))
                     if conn is None or conn[0] != "webhook" or not conn[3]:
                         raise IntegrationError(f"webhook connection {target} is gone or disabled", retryable=False)
-                    send_webhook(c, conn[1]["url"], conn[2].get("secret", ""), body)
+                    send_webhook(c, conn[1]["url"], _unseal(tenant_id, conn[2]).get("secret", ""), body)
                 outcomes.append((did, "Sent", ""))
             except IntegrationError as exc:
                 outcomes.append((did, "Retry" if exc.retryable else "Failed", str(exc)))
@@ -256,8 +272,9 @@ def check_connection(store: Store, tenant_id: int, connection_id: int, to: str |
     """Try a connection: an e-mail to ``to`` (SMTP), a signed ping (webhook), a read (ticket systems)."""
     with store.tenant(tenant_id) as s:
         conn = connection(s, tenant_id, connection_id)
-        kind, config, secrets = conn.kind, dict(conn.config), dict(conn.secrets)
+        kind, config, stored = conn.kind, dict(conn.config), dict(conn.secrets)
     try:
+        secrets = _unseal(tenant_id, stored)
         if kind == "smtp":
             if not to:
                 return {"ok": False, "error": "give an address to send the test message to"}
@@ -287,6 +304,37 @@ def notifications_job(store: Store) -> None:
             deliver_pending(store, tid)
         except Exception:
             log.exception("notification delivery for tenant %s failed", tid)
+
+
+def encrypt_stored_secrets(store: Store) -> int:
+    """Encrypt secrets saved in plaintext (before encryption at rest existed) or under a key that is no
+    longer the first (rotation); returns the rows changed. Rows whose secrets cannot be decrypted are
+    left as they are (logged)."""
+    changed = 0
+    with store.system() as s:
+        rows = list(s.scalars(select(IntegrationConnection).order_by(IntegrationConnection.id)))
+        values = [v for c in rows for v in (c.secrets or {}).values()]
+        if not values:
+            return 0
+        # a new key file only while no secret is encrypted yet: a missing key file is not a lost key to replace
+        kid = secretbox.current_key_id(create=not any(secretbox.is_encrypted(v) for v in values))
+        for conn in rows:
+            if all(secretbox.key_id_of(v) == kid for v in (conn.secrets or {}).values()):
+                continue
+            try:
+                conn.secrets = secretbox.reseal(conn.tenant_id, conn.secrets)
+            except secretbox.SecretsError as exc:
+                log.warning("integration connection %s: %s", conn.id, exc)
+                continue
+            changed += 1
+    if changed:
+        log.info("encrypted the secrets of %d integration connections", changed)
+    return changed
+
+
+@register_job("integrations.secrets", interval=3600)
+def secrets_job(store: Store) -> None:
+    encrypt_stored_secrets(store)
 
 
 @register_job("integrations.tickets", interval=300)

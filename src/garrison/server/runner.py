@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from garrison.core.jobs import JobRunner
+from garrison.integrations import settings as integration_settings
 from garrison.server.app import create_app
 from garrison.server.settings import ServerSettings
 from garrison.server.tls import ensure_certificate
@@ -53,11 +54,14 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run_worker(db_url: str, stop: Any = None) -> None:
+def run_worker(db_url: str, stop: Any = None,
+               integrations: integration_settings.IntegrationSettings | None = None) -> None:
     """The job loop of ``garrison worker`` (and of the server's own worker process)."""
     import signal
 
     load_services()
+    if integrations is not None:  # the jobs send tickets and notifications
+        integration_settings.configure(integrations)
     store = Store(db_url)
     runner = JobRunner(store)
     stop = stop or threading.Event()
@@ -75,13 +79,13 @@ def run_worker(db_url: str, stop: Any = None) -> None:
 class WorkerProcess:
     """The server's background jobs in a child process; stopped with the server."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, integrations: integration_settings.IntegrationSettings | None = None) -> None:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = self._ctx.Event()
-        self._proc = self._ctx.Process(target=run_worker, args=(db_url, self._stop), name="garrison-worker",
-                                       daemon=True)
+        self._proc = self._ctx.Process(target=run_worker, args=(db_url, self._stop, integrations),
+                                       name="garrison-worker", daemon=True)
 
     def start(self) -> None:
         self._proc.start()
@@ -108,7 +112,7 @@ class GarrisonServer:
         self.app = create_app(settings, self.store, cert_path=cert)
         # Jobs (matching, scores) are CPU-heavy Python: in a thread of this process they would
         # hold the GIL against the fleet's check-ins, so they run in a worker process of their own.
-        self.jobs = WorkerProcess(settings.db_url) if settings.run_jobs else None
+        self.jobs = WorkerProcess(settings.db_url, settings.integrations()) if settings.run_jobs else None
         config = uvicorn.Config(self.app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, ssl_certfile=str(cert) if cert else None,
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,

@@ -1,4 +1,9 @@
-"""Server settings: command-line flags over environment (GARRISON_*) over defaults."""
+"""Server settings: command-line flags over environment (GARRISON_*) over defaults.
+
+Integrations (see docs/integrations.md): ``GARRISON_INTEGRATIONS_ALLOWED_NETWORKS`` (comma-separated
+CIDRs of internal ticket systems, mail or webhook receivers the server may reach) and
+``GARRISON_SECRETS_KEY`` (key of the connection secrets; default ``<data-dir>/secrets.key``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from garrison.integrations.settings import IntegrationSettings
 from garrison.store.db import sqlite_url
 
 DEFAULT_DATA_DIR = Path(os.environ.get("GARRISON_DATA_DIR", "~/.local/share/garrison")).expanduser()
@@ -29,6 +35,9 @@ class ServerSettings:
     heartbeat_interval: float = 2.0  # seconds between buffered heartbeat writes (0 = write through)
     run_jobs: bool = True
     session_secret: str | None = None
+    # non-public networks integrations may reach (internal Jira, mail relay…); others are refused
+    integrations_allowed_networks: list[str] = field(default_factory=list)
+    secrets_key: str | None = None  # connection secrets key(s), base64; else data_dir/secrets.key
 
     @property
     def db_url(self) -> str:
@@ -45,6 +54,11 @@ class ServerSettings:
     def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
+    def integrations(self) -> IntegrationSettings:
+        """Raises ValueError for a malformed network or key (the server does not start)."""
+        return IntegrationSettings.build(self.integrations_allowed_networks, self.secrets_key,
+                                         Path(self.data_dir).expanduser() / "secrets.key")
+
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
         s = cls()
@@ -53,6 +67,11 @@ class ServerSettings:
             s.database_url = env["GARRISON_DATABASE_URL"]
         if "GARRISON_TRUSTED_PROXIES" in env:
             s.trusted_proxies = [p.strip() for p in env["GARRISON_TRUSTED_PROXIES"].split(",") if p.strip()]
+        if "GARRISON_INTEGRATIONS_ALLOWED_NETWORKS" in env:
+            s.integrations_allowed_networks = [p.strip() for p in env["GARRISON_INTEGRATIONS_ALLOWED_NETWORKS"]
+                                               .split(",") if p.strip()]
+        if env.get("GARRISON_SECRETS_KEY"):
+            s.secrets_key = env["GARRISON_SECRETS_KEY"]
         if "GARRISON_RATE_LIMIT" in env:
             s.rate_limit_per_minute = int(env["GARRISON_RATE_LIMIT"])
         for key, value in overrides.items():

@@ -31,7 +31,7 @@ def prioritisation_ids(env: Env, dev: dict[str, Any]) -> dict[str, str]:
     assert r.status_code == 201, r.text
     task_id = r.json()["id"]
     r = env.client.post("/api/integrationConnections", headers=h, json={
-        "name": "hook", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}, "secrets": {"secret": "s3cr3t"}})
+        "name": "hook", "kind": "webhook", "config": {"url": "https://hooks.example.org/hook"}, "secrets": {"secret": "s3cr3t"}})
     assert r.status_code == 201, r.text
     conn_id = r.json()["id"]
     r = env.client.post("/api/notificationRules", headers=h, json={

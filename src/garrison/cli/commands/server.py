@@ -80,7 +80,7 @@ def worker(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     open_store(settings).dispose()  # upgrade the schema and fail early with a clear message
     if as_json:
         print(json.dumps({"worker": "running", "database": settings.db_url.split("@")[-1]}), flush=True)
-    run_worker(settings.db_url)
+    run_worker(settings.db_url, integrations=settings.integrations())
 
 
 # --- demo -------------------------------------------------------------------------------

@@ -1,14 +1,19 @@
-"""E-mail over SMTP (standard library ``smtplib``): plain text, STARTTLS or implicit TLS, optional login."""
+"""E-mail over SMTP (standard library ``smtplib``): plain text, STARTTLS or implicit TLS, optional login.
+
+The SMTP host is checked like every integration destination (``integrations.egress``).
+"""
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from garrison.integrations import egress
 from garrison.integrations.httpclient import IntegrationError
 
 TIMEOUT = 15.0
@@ -46,7 +51,19 @@ class SmtpConfig:
             raise ValueError("smtp: config.sender must be an e-mail address")
         if out.get("username") and not secrets.get("password"):
             raise ValueError("smtp: a username needs secrets.password")
+        egress.check_destination(str(out["host"]).strip(), port, "smtp: config.host")
         return out
+
+
+class _CheckedSMTP(smtplib.SMTP):
+    """Connects to an address ``egress`` checked; STARTTLS verifies the host name as given."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return egress.connect(host, port, timeout, self.source_address)  # type: ignore[arg-type]
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL, _CheckedSMTP):
+    """Implicit TLS over the checked connection (``SMTP_SSL._get_socket`` wraps ours)."""
 
 
 def _header(value: str) -> str:
@@ -93,9 +110,9 @@ def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
         context.verify_mode = ssl.CERT_NONE
     try:
         if cfg.ssl:
-            server: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=TIMEOUT, context=context)
+            server: smtplib.SMTP = _CheckedSMTPSSL(cfg.host, cfg.port, timeout=TIMEOUT, context=context)
         else:
-            server = smtplib.SMTP(cfg.host, cfg.port, timeout=TIMEOUT)
+            server = _CheckedSMTP(cfg.host, cfg.port, timeout=TIMEOUT)
         with server:
             server.ehlo()
             if cfg.starttls and not cfg.ssl:
@@ -104,6 +121,8 @@ def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
             if cfg.username:
                 server.login(cfg.username, cfg.password)
             refused = server.send_message(msg)
+    except egress.Refused as exc:
+        raise IntegrationError(f"SMTP {cfg.host}:{cfg.port}: {exc}", retryable=False) from None
     except smtplib.SMTPRecipientsRefused as exc:
         raise IntegrationError(f"SMTP refused the recipient {to}: {exc.recipients}", retryable=False) from None
     except smtplib.SMTPAuthenticationError as exc:

@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, aliased
 from garrison.core.access import Principal
 from garrison.core.errors import Conflict, Invalid, NotFound
 from garrison.integrations import connections as conn_mod
+from garrison.integrations import secretbox
 from garrison.integrations import service as integrations
+from garrison.integrations import settings as integration_settings
 from garrison.server import odata
 from garrison.server.api.common import device_scope, odata_list, parse_odata, run_list
 from garrison.server.auth import require
@@ -1017,7 +1019,8 @@ def create_connection(body: ConnectionBody, request: Request, principal: Princip
     with _store(request).tenant(principal.tenant_id) as s:
         if s.scalar(select(IntegrationConnection.id).where(IntegrationConnection.name == body.name)):
             raise Conflict(f"a connection named {body.name!r} exists")
-        conn = IntegrationConnection(name=body.name, kind=body.kind, config=cfg, secrets=dict(body.secrets),
+        conn = IntegrationConnection(name=body.name, kind=body.kind, config=cfg,
+                                     secrets=secretbox.seal(principal.tenant_id, {}, body.secrets),
                                      enabled=body.enabled, created_by=principal.actor)
         s.add(conn)
         s.flush()
@@ -1036,6 +1039,7 @@ def update_connection(connection_id: str, body: ConnectionPatch, request: Reques
     with _store(request).tenant(principal.tenant_id) as s:
         conn = _connection(s, principal, connection_id)
         name = body.name or conn.name
+        # which secrets will be set (stored values stay encrypted: validation only needs their presence)
         secrets = {**(conn.secrets or {}), **(body.secrets or {})}
         try:
             cfg = conn_mod.validate(conn.kind, name, body.config if body.config is not None else conn.config, secrets)
@@ -1043,7 +1047,9 @@ def update_connection(connection_id: str, body: ConnectionPatch, request: Reques
             raise Invalid(str(exc)) from None
         if name != conn.name and s.scalar(select(IntegrationConnection.id).where(IntegrationConnection.name == name)):
             raise Conflict(f"a connection named {name!r} exists")
-        conn.name, conn.config, conn.secrets = name, cfg, secrets
+        # every write re-encrypts: new values, and values stored in plaintext by earlier versions
+        conn.name, conn.config = name, cfg
+        conn.secrets = secretbox.seal(principal.tenant_id, conn.secrets, body.secrets)
         if body.enabled is not None:
             conn.enabled = body.enabled
         s.flush()
@@ -1181,7 +1187,9 @@ def secure_configurations_export(request: Request, sinceTime: str | None = None,
 
 
 def setup(app: FastAPI) -> None:
-    """Put the export routes ahead of ``/api/machines/{machine_id}``."""
+    """Put the export routes ahead of ``/api/machines/{machine_id}``; apply the server's integration
+    settings (allowed networks, secrets key) to this process."""
+    integration_settings.configure(app.state.settings.integrations())
     routes = app.router.routes
     before = len(routes)
     app.include_router(export_router)
