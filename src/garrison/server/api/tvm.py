@@ -9,11 +9,29 @@ whole knowledge base (what Defender's list returns), with exposedMachines 0 wher
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from fastapi import APIRouter, Request
+import pydantic_core
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import ColumnElement, Select, case, distinct, false, func, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    case,
+    cast,
+    distinct,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
@@ -23,6 +41,7 @@ from garrison.server import odata
 from garrison.server.api.common import device_scope, odata_list, run_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
+from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.tvm import (
@@ -43,10 +62,36 @@ Group = aliased(DeviceGroup)
 DP, PV, PVV, SP, V = DevicePackage, PackageVersion, PackageVersionVuln, SoftwareProduct, Vulnerability
 GPC, GSC, GVC = GroupPackageCount, GroupSoftwareCount, GroupVulnerabilityCount
 MAX_ID = 300
+# A machine's vulnerabilities page binds up to this many ids to fetch their details; a longer page reads
+# all the machine's findings instead (one index range, ~30 ms for a dense machine).
+FEW_IDS = 200
 
 
 def _exploit_expr() -> ColumnElement[bool]:
     return or_(V.public_exploit, V.kev, V.exploit_in_kit, V.exploit_verified)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a large page is built. A dense machine's vulnerabilities are
+    ~100,000 new objects (rows, dicts, lists), none in cycles; the collections they triggered walked
+    the whole heap each time and were 40% of the request. Reference counting still frees everything.
+    Of overlapping requests, the one that found collection enabled enables it again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    """``body`` as JSON, serialised by pydantic-core as FastAPI's own response serialisation does (same
+    datetime format: ``2024-05-01T12:00:00Z``) but in one call, without FastAPI's validation and
+    ``jsonable_encoder`` walks over every value, which took more than the queries on a large page (a
+    dense machine's 4 MB of vulnerabilities; docs/matching.md, Performance)."""
+    return Response(pydantic_core.to_json(body), media_type="application/json")
 
 
 # --- vulnerabilities ------------------------------------------------------------------------
@@ -79,14 +124,36 @@ def _exposed(principal: Principal, *where: Any, among: Any = None) -> Any:
             .group_by(PVV.vulnerability_id).subquery())
 
 
+def _json_text(column: Any) -> Any:
+    return cast(column, Text).label(column.key)
+
+
+def _json_list(text: str | None) -> list[Any]:
+    """A JSON list column read as text (see VULN_COLUMNS); most are empty."""
+    if not text or text == "[]":
+        return []
+    return json.loads(text) or []  # 'null' -> []
+
+
+# The columns vulnerability_to_api reads: plain rows instead of ORM objects, no unused columns, and
+# the JSON lists as text, parsed only when not empty — a dense machine has thousands of
+# vulnerabilities and parsing 20,000 mostly empty lists was a fifth of building its page.
+VULN_COLUMNS = (V.id, V.description, V.severity, V.cvss_v3_score, V.cvss_v3_vector, V.cvss_v4_score,
+                V.cvss_v4_vector, _json_text(V.cwes), V.published_on, V.updated_on, V.public_exploit,
+                V.exploit_verified, V.exploit_in_kit, _json_text(V.exploit_types), _json_text(V.exploit_uris),
+                V.epss, V.epss_percentile, V.kev, V.kev_date_added, V.kev_due_date, V.kev_ransomware,
+                _json_text(V.references), _json_text(V.sources))
+
+
 def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any, among: Any = None) -> tuple[Select[Any], Any]:
+    """Rows of VULN_COLUMNS + ``exposed``."""
     exposed = _exposed(principal, *where, among=among)
     if all_kb:
         count = func.coalesce(exposed.c.n, 0)
-        stmt = select(V, count).outerjoin(exposed, exposed.c.vid == V.id)
+        stmt = select(*VULN_COLUMNS, count.label("exposed")).outerjoin(exposed, exposed.c.vid == V.id)
     else:
         count = exposed.c.n
-        stmt = select(V, count).join(exposed, exposed.c.vid == V.id)
+        stmt = select(*VULN_COLUMNS, count.label("exposed")).join(exposed, exposed.c.vid == V.id)
     return stmt, count
 
 
@@ -105,18 +172,22 @@ def vulnerability_fields(count: Any) -> dict[str, odata.Field]:
     }
 
 
-def vulnerability_to_api(v: Vulnerability, exposed: int) -> dict[str, Any]:
+def vulnerability_to_api(r: Any) -> dict[str, Any]:
+    """A row of _vuln_stmt (unpacked by position: thousands per page)."""
+    (vid, description, severity, cvss_v3, cvss_v3_vector, cvss_v4, cvss_v4_vector, cwes, published_on, updated_on,
+     public_exploit, exploit_verified, exploit_in_kit, exploit_types, exploit_uris, epss, epss_percentile, kev,
+     kev_date_added, kev_due_date, kev_ransomware, references, sources, exposed) = r
     return {
-        "id": v.id, "name": v.id, "description": v.description, "severity": v.severity,
-        "cvssV3": v.cvss_v3_score, "cvssVector": v.cvss_v3_vector, "cvssV4": v.cvss_v4_score,
-        "cvssV4Vector": v.cvss_v4_vector, "cwes": v.cwes or [], "exposedMachines": int(exposed or 0),
-        "publishedOn": v.published_on, "updatedOn": v.updated_on,
-        "publicExploit": v.public_exploit, "exploitVerified": v.exploit_verified, "exploitInKit": v.exploit_in_kit,
-        "exploitTypes": v.exploit_types or [], "exploitUris": v.exploit_uris or [],
-        "epss": v.epss, "epssPercentile": v.epss_percentile,
-        "kev": v.kev, "kevDateAdded": v.kev_date_added, "kevDueDate": v.kev_due_date,
-        "kevRansomware": v.kev_ransomware or None, "references": (v.references or [])[:50],
-        "sources": v.sources or [],
+        "id": vid, "name": vid, "description": description, "severity": severity,
+        "cvssV3": cvss_v3, "cvssVector": cvss_v3_vector, "cvssV4": cvss_v4,
+        "cvssV4Vector": cvss_v4_vector, "cwes": _json_list(cwes), "exposedMachines": int(exposed or 0),
+        "publishedOn": published_on, "updatedOn": updated_on,
+        "publicExploit": public_exploit, "exploitVerified": exploit_verified, "exploitInKit": exploit_in_kit,
+        "exploitTypes": _json_list(exploit_types), "exploitUris": _json_list(exploit_uris),
+        "epss": epss, "epssPercentile": epss_percentile,
+        "kev": kev, "kevDateAdded": kev_date_added, "kevDueDate": kev_due_date,
+        "kevRansomware": kev_ransomware or None, "references": _json_list(references)[:50],
+        "sources": _json_list(sources),
     }
 
 
@@ -128,12 +199,12 @@ def _scope_all(request: Request) -> bool:
 
 
 @router.get("/vulnerabilities")
-def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     all_kb = _scope_all(request)
     with request.app.state.store.tenant(principal.tenant_id) as s:
         stmt, count = _vuln_stmt(principal, all_kb)
-        return run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
-                        "Vulnerabilities", default_order=[V.id])
+        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
+                                      "Vulnerabilities", default_order=[V.id]))
 
 
 def machine_vuln_fields() -> dict[str, odata.Field]:
@@ -156,7 +227,7 @@ def _machine_vuln_to_api(r: Any) -> dict[str, Any]:
 
 
 @router.get("/vulnerabilities/machinesVulnerabilities")
-def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     """One row per (machine, CVE, software version): Defender's "list vulnerabilities by machine and
     software"; ``fixingKbId`` is the fixed version (None: no fix yet)."""
     stmt = (tvm_findings.findings_select(DP.device_id, PVV.vulnerability_id, SP.name, SP.vendor, PV.version,
@@ -165,23 +236,24 @@ def machines_vulnerabilities(request: Request, principal: Principal = require("a
             .join(SP, SP.id == PV.software_id).join(V, V.id == PVV.vulnerability_id)
             .join(Device, Device.id == DP.device_id).where(device_scope(principal)))
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        return run_list(s, request, stmt, machine_vuln_fields(), _machine_vuln_to_api, "MachineVulnerabilities",
-                        default_order=[DP.device_id, DP.package_version_id, PVV.vulnerability_id])
+        return json_response(run_list(s, request, stmt, machine_vuln_fields(), _machine_vuln_to_api,
+                                      "MachineVulnerabilities",
+                                      default_order=[DP.device_id, DP.package_version_id, PVV.vulnerability_id]))
 
 
-def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: bool) -> tuple[Vulnerability, int]:
+def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: bool) -> Any:
+    """The row of _vuln_stmt for one vulnerability."""
     stmt, _count = _vuln_stmt(principal, all_kb, among=[cve_id[:MAX_ID]])
     row = s.execute(stmt.where(V.id == cve_id[:MAX_ID])).first() if cve_id else None
     if row is None:
         raise NotFound(f"no vulnerability {cve_id[:128]!r}" + ("" if all_kb else " affects your devices"))
-    return row[0], int(row[1] or 0)
+    return row
 
 
 @router.get("/vulnerabilities/{cve_id}")
 def get_vulnerability(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        v, exposed = _load_vulnerability(s, principal, cve_id, _scope_all(request))
-        return vulnerability_to_api(v, exposed)
+        return vulnerability_to_api(_load_vulnerability(s, principal, cve_id, _scope_all(request)))
 
 
 def reference_fields() -> dict[str, odata.Field]:
@@ -226,7 +298,7 @@ def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str
 @router.get("/vulnerabilities/{cve_id}/machineReferences")
 def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        v, _ = _load_vulnerability(s, principal, cve_id, _scope_all(request))
+        v = _load_vulnerability(s, principal, cve_id, _scope_all(request))
         pvs = select(PVV.package_version_id).where(PVV.vulnerability_id == v.id)
         devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
         return _references(s, request, principal, devices, "MachineReferences",
@@ -248,15 +320,23 @@ def _software_stats(principal: Principal, software_id: str | None) -> tuple[Any,
             .group_by(GSC.software_id).having(installed > 0).subquery())
     devices = func.sum(GPC.devices)
     per_pv = (select(GPC.package_version_id.label("pv"), devices.label("n"))
-              .join(PV, PV.id == GPC.package_version_id)
-              .where(group_scope(principal, GPC.group_id), *one_pv)
-              .group_by(GPC.package_version_id).having(devices > 0).subquery())
-    vul = (select(PV.software_id.label("sid"), func.count(distinct(PVV.vulnerability_id)).label("weaknesses"),
-                  func.sum(per_pv.c.n * tvm_findings.cvss_weight_expr()).label("impact"),
+              .where(group_scope(principal, GPC.group_id))
+              .group_by(GPC.package_version_id).having(devices > 0))
+    if software_id is not None:
+        per_pv = per_pv.join(PV, PV.id == GPC.package_version_id).where(*one_pv)
+    per_pv = per_pv.subquery()
+    # (software, vulnerability) first, with the devices of its versions summed: ~5x fewer rows than
+    # (package version, vulnerability) pairs to join with the vulnerabilities, and no count(DISTINCT).
+    # Impact is the same sum (devices x weight) grouped differently.
+    per_sv = (select(PV.software_id.label("sid"), PVV.vulnerability_id.label("vid"), func.sum(per_pv.c.n).label("n"))
+              .select_from(per_pv).join(PV, PV.id == per_pv.c.pv)
+              .join(PVV, PVV.package_version_id == per_pv.c.pv)
+              .group_by(PV.software_id, PVV.vulnerability_id).subquery())
+    vul = (select(per_sv.c.sid, func.count().label("weaknesses"),
+                  func.sum(per_sv.c.n * tvm_findings.cvss_weight_expr()).label("impact"),
                   func.max(case((_exploit_expr(), 1), else_=0)).label("exploit"))
-           .select_from(per_pv).join(PV, PV.id == per_pv.c.pv)
-           .join(PVV, PVV.package_version_id == per_pv.c.pv).join(V, V.id == PVV.vulnerability_id)
-           .group_by(PV.software_id).subquery())
+           .select_from(per_sv).join(V, V.id == per_sv.c.vid)
+           .group_by(per_sv.c.sid).subquery())
     return inst, vul
 
 
@@ -268,7 +348,8 @@ def _software_stmt(principal: Principal, software_id: str | None = None) -> tupl
         "exploit": func.coalesce(vul.c.exploit, 0) > 0,
         "installed": inst.c.installed, "in_use": inst.c.in_use,
     }
-    stmt = (select(SP, *cols.values()).join(inst, inst.c.sid == SP.id).outerjoin(vul, vul.c.sid == SP.id))
+    stmt = (select(SP.id, SP.name, SP.vendor, *cols.values())
+            .join(inst, inst.c.sid == SP.id).outerjoin(vul, vul.c.sid == SP.id))
     return stmt, cols
 
 
@@ -283,19 +364,19 @@ def software_fields(cols: dict[str, Any]) -> dict[str, odata.Field]:
 
 
 def software_to_api(r: Any) -> dict[str, Any]:
-    sp, weaknesses, exposed, impact, exploit, installed, in_use = r
-    return {"id": sp.id, "name": sp.name, "vendor": sp.vendor, "weaknesses": int(weaknesses),
+    sid, name, vendor, weaknesses, exposed, impact, exploit, installed, in_use = r
+    return {"id": sid, "name": name, "vendor": vendor, "weaknesses": int(weaknesses),
             "publicExploit": bool(exploit), "activeAlert": False, "exposedMachines": int(exposed or 0),
             "impactScore": round(float(impact or 0), 2), "installedMachines": int(installed),
             "inUseMachines": int(in_use or 0), "inUse": int(in_use or 0) > 0}
 
 
 @router.get("/Software")
-def list_software(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_software(request: Request, principal: Principal = require("analyst")) -> Response:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         stmt, cols = _software_stmt(principal)
-        return run_list(s, request, stmt, software_fields(cols), software_to_api, "Software",
-                        default_order=[SP.id])
+        return json_response(run_list(s, request, stmt, software_fields(cols), software_to_api, "Software",
+                                      default_order=[SP.id]))
 
 
 def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
@@ -315,7 +396,7 @@ def get_software(software_id: str, request: Request, principal: Principal = requ
 @router.get("/Software/{software_id}/machineReferences")
 def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        sid = _load_software(s, principal, software_id)[0].id
+        sid = _load_software(s, principal, software_id)[0]
         pvs = select(PV.id).where(PV.software_id == sid)
         devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
         return _references(s, request, principal, devices, "MachineReferences",
@@ -324,12 +405,12 @@ def software_machines(software_id: str, request: Request, principal: Principal =
 
 @router.get("/Software/{software_id}/vulnerabilities")
 def software_vulnerabilities(software_id: str, request: Request,
-                             principal: Principal = require("analyst")) -> dict[str, Any]:
+                             principal: Principal = require("analyst")) -> Response:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        sid = _load_software(s, principal, software_id)[0].id
+        sid = _load_software(s, principal, software_id)[0]
         stmt, count = _vuln_stmt(principal, False, PV.software_id == sid)
-        return run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
-                        "Vulnerabilities", default_order=[V.id])
+        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
+                                      "Vulnerabilities", default_order=[V.id]))
 
 
 @router.get("/Software/{software_id}/distributions")
@@ -337,7 +418,7 @@ def software_distributions(software_id: str, request: Request,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        sid = _load_software(s, principal, software_id)[0].id
+        sid = _load_software(s, principal, software_id)[0]
         vulns = (select(PVV.package_version_id.label("pv"), func.count().label("n"))
                  .group_by(PVV.package_version_id).subquery())
         devices = func.sum(GPC.devices)
@@ -361,14 +442,17 @@ def machine_software_fields() -> dict[str, odata.Field]:
 
 
 @router.get("/machines/{machine_id}/software")
-def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Software installed on the machine, one entry per installed version, with its weaknesses on this
     machine, the evidence (where it was found, by which package manager) and its runtime context."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
+        # Counted for this machine's package versions only, not for every version of the fleet.
         counts = (select(PVV.package_version_id.label("pv"), func.count().label("n"),
                          func.max(case((_exploit_expr(), 1), else_=0)).label("x"))
-                  .join(V, V.id == PVV.vulnerability_id).group_by(PVV.package_version_id).subquery())
+                  .join(V, V.id == PVV.vulnerability_id)
+                  .where(PVV.package_version_id.in_(select(DP.package_version_id).where(DP.device_id == device.id)))
+                  .group_by(PVV.package_version_id).subquery())
         stmt = (select(SP, PV, DP.path, DP.first_seen, DP.last_used, func.coalesce(counts.c.n, 0),
                        func.coalesce(counts.c.x, 0))
                 .select_from(DP).join(PV, PV.id == DP.package_version_id).join(SP, SP.id == PV.software_id)
@@ -383,42 +467,51 @@ def machine_software(machine_id: str, request: Request, principal: Principal = r
                                  "architecture": pv.arch, "ecosystem": pv.ecosystem, "purl": pv.purl},
                     "firstSeen": first_seen, "lastUsed": last_used, "inUse": tvm_findings.in_use(last_used)}
 
-        return run_list(s, request, stmt, machine_software_fields(), to_api, "Software",
-                        default_order=[SP.id, PV.id])
+        return json_response(run_list(s, request, stmt, machine_software_fields(), to_api, "Software",
+                                      default_order=[SP.id, PV.id]))
 
 
 @router.get("/machines/{machine_id}/vulnerabilities")
-def machine_vulnerabilities(machine_id: str, request: Request,
-                            principal: Principal = require("analyst")) -> dict[str, Any]:
+def machine_vulnerabilities(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Vulnerabilities of the machine (each once), with exposedMachines across the caller's devices and,
     per CVE, the affected software on this machine with fixed versions and runtime context."""
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with gc_paused(), request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         on_device = (select(PVV.vulnerability_id).join(DP, DP.package_version_id == PVV.package_version_id)
                      .where(DP.device_id == device.id))
         stmt, count = _vuln_stmt(principal, False, among=on_device)
-        body = run_list(s, request, stmt, vulnerability_fields(count), lambda r: vulnerability_to_api(r[0], r[1]),
+        body = run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
                         "Vulnerabilities", default_order=[V.id])
         ids = [v["id"] for v in body["value"] if "id" in v]
         if ids:
-            details: dict[str, list[dict[str, Any]]] = {}
-            for r in s.execute(tvm_findings.findings_select(
-                    PVV.vulnerability_id, SP.id, SP.name, PV.version, PVV.fixed_version, PVV.advisory_ids,
-                    PVV.status, tvm_findings.first_seen_expr(), DP.last_used)
-                    .join(SP, SP.id == PV.software_id)
-                    .where(DP.device_id == device.id, PVV.vulnerability_id.in_(ids))
-                    .order_by(PVV.vulnerability_id, SP.id)):
-                details.setdefault(r[0], []).append({
-                    "softwareId": r[1], "productName": r[2], "productVersion": r[3], "fixedVersion": r[4],
-                    "advisoryIds": r[5] or [], "status": r[6], "firstSeen": r[7], "lastUsed": r[8],
-                    "inUse": tvm_findings.in_use(r[8])})
+            details = _machine_findings(s, device.id, ids)
             for v in body["value"]:
                 if "id" in v:
                     sw = details.get(v["id"], [])
                     v["software"] = sw
                     v["inUse"] = any(x["inUse"] for x in sw)
                     v["firstSeen"] = min((x["firstSeen"] for x in sw), default=None)
-        return body
+        return json_response(body)
+
+
+def _machine_findings(s: Session, device_id: str, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The machine's findings of (at least) the vulnerabilities ``ids``, per vulnerability. A short page
+    binds its ids; a longer one reads all the machine's findings (one index range) rather than binding
+    thousands of ids."""
+    stmt = (tvm_findings.findings_select(PVV.vulnerability_id, SP.id, SP.name, PV.version, PVV.fixed_version,
+                                         PVV.advisory_ids, PVV.status, tvm_findings.first_seen_expr(), DP.last_used)
+            .join(SP, SP.id == PV.software_id).where(DP.device_id == device_id)
+            .order_by(PVV.vulnerability_id, SP.id, PV.version))
+    if len(ids) <= FEW_IDS:
+        stmt = stmt.where(PVV.vulnerability_id.in_(ids))
+    now = utcnow()
+    details: dict[str, list[dict[str, Any]]] = {}
+    for vid, sw, name, version, fixed, advisories, status, first_seen, last_used in s.execute(stmt):
+        details.setdefault(vid, []).append({
+            "softwareId": sw, "productName": name, "productVersion": version, "fixedVersion": fixed,
+            "advisoryIds": advisories or [], "status": status, "firstSeen": first_seen, "lastUsed": last_used,
+            "inUse": tvm_findings.in_use(last_used, now)})
+    return details
 
 
 # --- agentless import and feeds ----------------------------------------------------------------

@@ -175,7 +175,11 @@ class ResolvedFinding(TenantScoped, Base):
 
 class GroupPackageCount(TenantScoped, Base):
     __tablename__ = "tvm_group_packages"
-    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "package_version_id"),)
+    # The second index serves the per-version sums of the Software list (GROUP BY package version
+    # within a tenant) from the index alone, in order.
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "package_version_id"),
+                      Index("ix_tvm_group_packages_tenant_pv", "tenant_id", "package_version_id", "group_id",
+                            "devices"))
 
     group_id: Mapped[int] = mapped_column(Integer)
     package_version_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id", ondelete="CASCADE"),
@@ -197,7 +201,11 @@ class GroupSoftwareCount(TenantScoped, Base):
 
 class GroupVulnerabilityCount(TenantScoped, Base):
     __tablename__ = "tvm_group_vulnerabilities"
-    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "vulnerability_id"),)
+    # The second index looks up a machine's thousands of vulnerabilities within the tenant (SQLite
+    # otherwise scans the tenant's rows through the tenant_id index).
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "vulnerability_id"),
+                      Index("ix_tvm_group_vulnerabilities_tenant_vuln", "tenant_id", "vulnerability_id",
+                            "group_id", "exposed"))
 
     group_id: Mapped[int] = mapped_column(Integer)
     vulnerability_id: Mapped[str] = mapped_column(String(128), index=True)
