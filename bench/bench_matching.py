@@ -26,7 +26,6 @@ feed update followed by rematch_changed. Prints a table (and --json).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import os
@@ -42,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
+from common import add_fleet_arguments, pct, report
 from sqlalchemy import func, insert, select, text
 
 from garrison.core import access
@@ -61,7 +61,6 @@ from garrison.tvm.software import identity_of
 
 INV = ROOT / "tests" / "data" / "inventories"
 TVM = ROOT / "tests" / "data" / "tvm"
-DEFAULT_PYPA = Path("/work/shared/data/vuln/osv/pypa/vulns")
 
 # (name, weight, inventory file, os identity)
 TEMPLATES = [
@@ -395,23 +394,11 @@ def measure_api(store: Store, tenant_id: int, device_id: str) -> list[tuple[str,
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--packages", type=int, default=600)
-    ap.add_argument("--advisories", type=int, default=200_000)
-    ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    ap.add_argument("--pypa", type=Path, default=DEFAULT_PYPA if DEFAULT_PYPA.is_dir() else None)
-    ap.add_argument("--lang-pool", type=int, default=1500, help="distinct PyPI names to draw from")
+    add_fleet_arguments(ap)
     ap.add_argument("--deltas", type=int, default=200)
     ap.add_argument("--snapshots", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite database (printed) for inspection")
     ap.add_argument("--phase", choices=["all", "match"], default="all")
     ap.add_argument("--url", default=None, help=argparse.SUPPRESS)
@@ -506,16 +493,7 @@ def main() -> None:
     load = os.getloadavg()
     timings.append(("machine load average at the end (1/5/15 min; other work shares these CPUs)",
                     f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"))
-    results["table"] = timings
-    if args.json:
-        print(json.dumps(results, indent=2, default=str))
-        return
-    width = max(len(k) for k, _ in timings)
-    print(f"\nGarrison matching benchmark — {args.backend}, {dt.date.today()}, {os.cpu_count()} CPUs")
-    print("-" * (width + 50))
-    for k, v in timings:
-        print(f"{k.ljust(width)}  {v}")
-
+    report(f"Garrison matching benchmark — {args.backend}", results, timings, args.json)
 
 if __name__ == "__main__":
     main()
