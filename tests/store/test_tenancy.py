@@ -54,3 +54,21 @@ def test_unscoped_sessions_refuse_tenant_data(store: Store) -> None:
             s.scalars(select(Device)).all()
     finally:
         s.close()
+
+
+def test_plain_tables_in_a_tenant_session_must_name_the_tenant(store: Store) -> None:
+    # The criteria reach tables only through ORM entities: Device.__table__ columns would see every
+    # tenant's rows, so a tenant session refuses them unless the statement filters on its own tenant.
+    a, b = _two_tenants(store)
+    t = Device.__table__
+    with store.tenant(a) as s:
+        for stmt in (select(t.c.computer_dns_name),
+                     select(t.c.computer_dns_name).order_by(Device.computer_dns_name),
+                     select(t.c.computer_dns_name).where(t.c.tenant_id == b),
+                     update(t).values(device_value="High")):
+            with pytest.raises(TenantScopeError, match="devices"):
+                s.execute(stmt)
+        assert s.execute(select(t.c.computer_dns_name).where(t.c.tenant_id == a)).scalars().all() == ["a-host"]
+        assert s.get(Device, "no-such-id") is None  # get() builds plain key columns of a loaded entity: fine
+    with store.system() as s:  # system sessions span tenants on purpose
+        assert sorted(s.execute(select(t.c.computer_dns_name)).scalars()) == ["a-host", "b-host"]

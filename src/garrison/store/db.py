@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import operators, visitors
 
-from garrison.store.base import TenantScoped
+from garrison.store.base import Base, TenantScoped
 
 SYSTEM = "system"
 
@@ -73,9 +74,57 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
         if _touches_tenant_tables(state):
             raise TenantScopeError("query on tenant data outside a tenant or system scope")
         return
+    _refuse_unscoped_tables(state, scope)
     state.statement = state.statement.options(
         with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == scope, include_aliases=True)
     )
+
+
+def _tenant_tables() -> dict[Any, str]:
+    if not _TENANT_TABLES:
+        for mapper in Base.registry.mappers:
+            if issubclass(mapper.class_, TenantScoped):
+                _TENANT_TABLES.update({t: t.name for t in mapper.tables})
+    return _TENANT_TABLES
+
+
+_TENANT_TABLES: dict[Any, str] = {}
+
+
+def _refuse_unscoped_tables(state: ORMExecuteState, scope: int) -> None:
+    """The tenant criteria reach tables only through their ORM entities. A statement that uses a tenant
+    table's plain columns (``Model.__table__.c``) or updates/deletes the plain table must say
+    ``tenant_id = <this session's tenant>`` for that table itself; otherwise it is refused, as it would
+    see every tenant's rows. (System sessions may do anything on purpose.)"""
+    tables = _tenant_tables()
+    stmt = state.statement
+    plain: set[Any] = set()
+    scoped: set[Any] = set()
+    target = getattr(stmt, "table", None) if (state.is_update or state.is_delete) else None
+    if target is not None and target in tables and "parententity" not in target._annotations:
+        plain.add(target)
+    for el in visitors.iterate(stmt):
+        kind = el.__visit_name__
+        if kind == "column" and "parententity" not in el._annotations:
+            table = getattr(el, "table", None)
+            if table is not None and table in tables:
+                plain.add(table)
+        elif kind == "binary" and el.operator is operators.eq:
+            for col, other in ((el.left, el.right), (el.right, el.left)):
+                if (getattr(col, "key", None) == "tenant_id" and getattr(col, "table", None) in tables
+                        and getattr(other, "__visit_name__", "") == "bindparam" and other.effective_value == scope):
+                    scoped.add(col.table)
+    loose = plain - scoped
+    if loose and state.is_select:
+        # Plain key columns of an entity the statement loads are fine (session.get builds those): the
+        # criteria filter that entity's rows. An entity only in ORDER BY/WHERE filters nothing.
+        for desc in stmt.column_descriptions:
+            entity = desc.get("entity")
+            if entity is not None and desc.get("expr") is entity:
+                loose -= set(inspect(entity).tables)
+    if loose:
+        raise TenantScopeError(f"tenant table(s) {', '.join(sorted(tables[t] for t in loose))} used as plain "
+                               "tables in a tenant session without tenant_id = this tenant: use the ORM entity")
 
 
 def _touches_tenant_tables(state: ORMExecuteState) -> bool:

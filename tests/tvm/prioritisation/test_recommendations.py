@@ -68,6 +68,9 @@ def test_one_recommendation_per_source_package_with_defender_fields(env: Env) ->
         assert r["exposedMachinesCount"] == 2 and r["totalMachineCount"] == 2
         assert r["recommendationCategory"] == "Application" and r["configScoreImpact"] == 0
         assert r["exposureImpact"] > 0
+    # Another tenant sees none of them (the list reads plain rows; the tenant filter must still apply).
+    assert api(env, "GET", "/api/recommendations", tenant="b")["value"] == []
+    assert api(env, "GET", "/api/recommendations?$count=true&$select=id", tenant="b")["@odata.count"] == 0
     sudo = got["va-_-ubuntu-_-sudo"]
     assert sudo["publicExploit"] and sudo["knownExploited"] and sudo["exploitVerified"]
     assert sudo["associatedThreats"][:2] == ["KnownExploited", "VerifiedExploit"]

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Text, and_, case, cast, distinct, func, literal, or_, select
+from sqlalchemy import Text, and_, case, cast, distinct, func, inspect, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
@@ -339,7 +339,9 @@ def _scoped_values(row: Any, comps: exposure.Components) -> dict[str, Any]:
             "exposed_after": int(m["exposed_after"] or 0), "priority": float(m["priority"] or 0.0), "status": status}
 
 
-_LIST_COLUMNS = [c for c in Recommendation.__table__.c if c.name not in ("explanation", "details")]
+# ORM attributes, not Recommendation.__table__ columns: the tenant filter reaches tables only through them.
+_LIST_COLUMNS = [p.class_attribute for p in inspect(Recommendation).column_attrs
+                 if p.key not in ("explanation", "details")]
 
 
 def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[Any, Any, exposure.Components | None]:
