@@ -21,6 +21,7 @@ docs/matching.md for the rules; in short:
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class _Range:
     limits: list[Any]  # keys of limit events ("*" = infinity is dropped: it never limits)
     has_limit: bool
     excluded: Any = None  # key of an exclusive start (NVD versionStartExcluding), which is not affected
+    epoch: str = ""  # rpm: the epoch the range's versions carry (lent to an installed version without one)
+    module_stream: str = ""  # rpm: the module stream (upstream major.minor) of a module build's fix
 
 
 @dataclass
@@ -144,7 +147,12 @@ def prepare_entry(ecosystem: str, advisory_id: str, source: str, status: str, ra
         excluded = None
         if rng.get("start_excluded") is True:
             excluded = next((key for key, kind, _raw in events if kind == "introduced"), None)
-        entry.ranges.append(_Range(scheme, events, limits, has_limit, excluded))
+        prepared = _Range(scheme, events, limits, has_limit, excluded)
+        if scheme.name == "rpm":
+            raws = [raw for _key, kind, raw in events if raw != "0"]
+            prepared.epoch = next((e for e in (_rpm_epoch(r) for r in raws) if e), "")
+            prepared.module_stream = next((_module_stream(r) for r in raws if _is_module_build(r)), "")
+        entry.ranges.append(prepared)
     return entry
 
 
@@ -159,9 +167,12 @@ def evaluate(entry: Entry, version: str) -> Verdict:
     affected = version in entry.versions
     fixes: list[str] = []
     matched_ranges: list[tuple[_Range, Any]] = []
+    vulnerable_ranges: list[tuple[_Range, Any]] = []
     for rng in entry.ranges:
+        if rng.module_stream and rng.module_stream != _installed_stream(version):
+            continue  # a module stream's build (ruby:3.3) says nothing about another stream's package
         try:
-            vkey = (1, rng.scheme.key(version))
+            vkey = (1, rng.scheme.key(_with_epoch(version, rng.epoch)))
         except InvalidVersion:
             continue  # the range cannot order this version; only the versions list can match it
         if rng.has_limit and not any(lim is None or vkey < lim for lim in rng.limits):
@@ -176,11 +187,55 @@ def evaluate(entry: Entry, version: str) -> Verdict:
                 vulnerable = False
         if vulnerable:
             affected = True
+            vulnerable_ranges.append((rng, vkey))
         matched_ranges.append((rng, vkey))
     if affected:
-        for rng, vkey in matched_ranges:
+        # The fixes of the ranges that found the version vulnerable (another range's fix may lie in a
+        # vulnerable stretch); affected through the versions list only: any fix above the version.
+        for rng, vkey in vulnerable_ranges or matched_ranges:
             fixes.extend(raw for key, kind, raw in rng.events if kind == "fixed" and key > vkey)
     return Verdict(affected, fixes)
+
+
+_RPM_EPOCH = re.compile(r"^(\d+):")
+_MODULE_BUILD = re.compile(r"\.module[+_]")
+
+
+def _rpm_epoch(version: str) -> str:
+    m = _RPM_EPOCH.match(version)
+    return m.group(1) if m else ""
+
+
+def _with_epoch(version: str, epoch: str) -> str:
+    """An rpm version without an epoch (plain ``rpm -qa`` does not print it) takes the advisory's:
+    ``mariadb-server-10.3.39-1.module_el8…`` is ALSA's ``3:10.3.39-1.module_el8…``, not older than it."""
+    return f"{epoch}:{version}" if epoch and not _RPM_EPOCH.match(version) else version
+
+
+def _is_module_build(version: str) -> bool:
+    return _MODULE_BUILD.search(version) is not None
+
+
+def _module_stream(version: str) -> str:
+    """``3:10.3.39-1.module_el8.8.0+…`` → ``10.3`` (modules are streams of an upstream major.minor)."""
+    upstream = _RPM_EPOCH.sub("", version).split("-", 1)[0]
+    return ".".join(upstream.split(".")[:2])
+
+
+def _installed_stream(version: str) -> str:
+    return _module_stream(version) if _is_module_build(version) else ""
+
+
+def _first_fix(ecosystem: str, fixes: Iterable[str], entries: list[Entry]) -> str | None:
+    """The lowest fixed version that every advisory reporting the vulnerability agrees is fixed (a DSA's
+    early fix that the tracker says is still affected is not the fix); the lowest one when none is."""
+    candidates = list(fixes)
+    while candidates:
+        best = smallest_version(ecosystem, candidates)
+        if best is None or not any(evaluate(e, best).affected for e in entries):
+            return best
+        candidates.remove(best)
+    return smallest_version(ecosystem, fixes)
 
 
 def smallest_version(ecosystem: str, versions: Iterable[str]) -> str | None:
@@ -308,7 +363,8 @@ class Matcher:
                     continue
                 for vid in self.vulns_of.get(entry.advisory_id, ()):
                     acc = per_vuln.setdefault(vid, {"fixes": {}, "advisories": [], "sources": set(),
-                                                    "status": entry.status})
+                                                    "status": entry.status, "entries": []})
+                    acc["entries"].append(entry)
                     if entry.advisory_id not in acc["advisories"]:
                         acc["advisories"].append(entry.advisory_id)
                     acc["sources"].add(entry.source)
@@ -318,7 +374,7 @@ class Matcher:
                         acc["status"] = entry.status
         out: dict[str, Finding] = {}
         for vid, acc in per_vuln.items():
-            fixed = smallest_version(target.ecosystem, acc["fixes"]) if acc["fixes"] else None
+            fixed = _first_fix(target.ecosystem, acc["fixes"], acc["entries"]) if acc["fixes"] else None
             advisories = sorted(acc["advisories"])
             out[vid] = Finding(vid, fixed, acc["fixes"][fixed] if fixed else advisories[0], advisories,
                                ",".join(sorted(acc["sources"])), acc["status"])

@@ -115,8 +115,31 @@ def test_pep440_order() -> None:
 
 def test_rpm_epoch() -> None:
     e = entry("Rocky Linux:8", [{"introduced": "0"}, {"fixed": "1:11.0.13.0.8-1.el8_4"}])
-    assert vulnerable(e, "1:11.0.12.0.7-0.el8_4") and vulnerable(e, "11.0.99-1.el8")
-    assert not vulnerable(e, "1:11.0.13.0.8-1.el8_4")
+    assert vulnerable(e, "1:11.0.12.0.7-0.el8_4") and vulnerable(e, "0:11.0.99-1.el8")
+    assert not vulnerable(e, "1:11.0.13.0.8-1.el8_4") and not vulnerable(e, "2:1.0-1.el8")
+
+
+def test_rpm_version_without_epoch_takes_the_advisorys() -> None:
+    # Plain `rpm -qa` prints no epoch: java-11-openjdk-11.0.13.0.8-1.el8_4 *is* the fixed build
+    # (RLSA-2021:3891, epoch 1), not an epoch-0 build older than every epoch-1 one.
+    e = entry("Rocky Linux:8", [{"introduced": "0"}, {"fixed": "1:11.0.13.0.8-1.el8_4"}])
+    assert not vulnerable(e, "11.0.13.0.8-1.el8_4") and vulnerable(e, "11.0.12.0.7-0.el8_4")
+
+
+def test_rpm_module_stream_fix_applies_to_its_stream_only() -> None:
+    # RLSA-2024:3671 (ruby:3.3 module) must not reach the default non-modular ruby 3.0 of Rocky 9.
+    e = entry("Rocky Linux:9", [{"introduced": "0"}, {"fixed": "0:3.3.1-2.module+el9.4.0+20012+8d1c8b0a"}])
+    assert not vulnerable(e, "3.0.7-165.el9_5")
+    assert vulnerable(e, "3.3.0-1.module+el9.3.0+1000+aaaaaaaa")
+    assert not vulnerable(e, "3.1.4-1.module+el9.2.0+1000+aaaaaaaa")  # the ruby:3.1 stream
+
+
+def test_fix_of_a_range_that_did_not_match_is_not_the_fix() -> None:
+    # NVD-style overlapping ranges: <=3.0 and [1.0, 1.4); 0.9 is only in the first, which has no fix.
+    e = prepare_entry("CPE", "T", "nvd", "affected", [
+        {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"last_affected": "3.0"}]},
+        {"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "1.4"}]}], [])
+    assert evaluate(e, "0.9").affected and evaluate(e, "0.9").fixes == []
 
 
 # --- robustness -------------------------------------------------------------------------------
@@ -139,3 +162,15 @@ def test_smallest_fix_over_several_candidates() -> None:
     assert smallest_version("Ubuntu:20.04:LTS", ["2.31-0ubuntu9.7", "2.31-0ubuntu9.2", "2.31-0ubuntu9.10"]) == \
         "2.31-0ubuntu9.2"
     assert smallest_version("PyPI", ["1.26.18", "1.26.5", "2.0.7"]) == "1.26.5"
+
+
+def test_the_fix_is_one_every_advisory_agrees_on() -> None:
+    from garrison.tvm.matching import _first_fix
+
+    dsa = entry("Debian:12", [{"introduced": "0"}, {"fixed": "1.2-1+deb12u1"}])
+    tracker = entry("Debian:12", [{"introduced": "0"}, {"fixed": "1.2-1+deb12u2"}])  # u1 was incomplete
+    fixes = {"1.2-1+deb12u1": "DSA", "1.2-1+deb12u2": "DEBIAN-CVE"}
+    assert _first_fix("Debian:12", fixes, [dsa, tracker]) == "1.2-1+deb12u2"
+    assert _first_fix("Debian:12", fixes, [dsa]) == "1.2-1+deb12u1"
+    open_entry = entry("Debian:12", [{"introduced": "0"}])  # no fix anywhere: the lowest one is still named
+    assert _first_fix("Debian:12", fixes, [dsa, tracker, open_entry]) == "1.2-1+deb12u1"

@@ -21,7 +21,7 @@ from garrison.tvm.versions import (
 )
 from tests.tvm.versions.version_vectors import EXPECTED, FILE_SCHEMES, load, versions
 
-ALL_SCHEMES = ["apk", "cran", "dpkg", "go", "hackage", "maven", "nuget", "packagist", "pep440", "pub", "rpm",
+ALL_SCHEMES = ["apk", "cran", "dpkg", "generic", "go", "hackage", "maven", "nuget", "packagist", "pep440", "pub", "rpm",
                "rubygems", "semver"]  # fmt: skip
 
 
