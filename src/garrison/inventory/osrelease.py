@@ -124,14 +124,18 @@ def ecosystem_for(os: OsIdentity) -> str:
         release = _major_minor(vid)
         return f"Ubuntu:{release}:LTS" if _ubuntu_is_lts(os, release) else f"Ubuntu:{release}"
     if os_id == "alpine":
+        if "_alpha" in vid or "edge" in os.pretty_name.lower():
+            return "Alpine:edge"  # edge's VERSION_ID names the next release (3.21.0_alpha20240807)
         return f"Alpine:v{_major_minor(vid)}" if vid else "Alpine"
     majors = {
         "rhel": "Red Hat",
+        "redhat": "Red Hat",  # Trivy's name for RHEL (SBOM OS components, purl distro qualifiers)
         # CentOS Linux rebuilds RHEL sources with the same package versions; there is no
         # OSV CentOS ecosystem, so its packages are matched against Red Hat's advisories.
         "centos": "Red Hat",
         "rocky": "Rocky Linux",
         "almalinux": "AlmaLinux",
+        "alma": "AlmaLinux",  # Trivy's name
         "mageia": "Mageia",
     }
     if os_id in majors:

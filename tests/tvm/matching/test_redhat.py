@@ -56,3 +56,19 @@ def test_streams_are_stored_once_per_release(fleet: Fleet) -> None:
     with fleet.store.system() as s:
         rows = s.execute(select(AP.ecosystem, AP.package).where(AP.advisory_id == "RHSA-2019:2304")).all()
     assert [tuple(r) for r in rows] == [("Red Hat:7", "openssl")]
+
+
+def test_plain_rpm_qa_is_imported_with_a_warning(fleet: Fleet) -> None:
+    # `rpm -qa` without --queryformat: no source rpm names, no epochs. Made from the CentOS 7 packages
+    # of Red Hat's errata above, plus enough others to look like a host.
+    lines = ["openssl-libs-1.0.2k-16.el7.x86_64", "bash-4.2.46-31.el7.x86_64"]
+    lines += [f"pkg{i}-1.0-1.el7.x86_64" for i in range(20)]
+    out = inventory.import_agentless(fleet.store, fleet.tenant_id, "plain", "\n".join(lines).encode(),
+                                     os_ident=inventory.read_os_release(b'ID="centos"\nVERSION_ID="7"\n'))
+    assert any("rpm -qa --queryformat" in w for w in out["warnings"])
+
+
+def test_unknown_distro_is_named_in_a_warning(fleet: Fleet) -> None:
+    out = inventory.import_agentless(fleet.store, fleet.tenant_id, "amzn", b"bash-4.2.46-34.amzn2.x86_64\n",
+                                     os_ident=inventory.read_os_release(b'ID="amzn"\nVERSION_ID="2"\n'))
+    assert any("amzn 2" in w and "matched against nothing" in w for w in out["warnings"])

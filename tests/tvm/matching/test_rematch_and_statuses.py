@@ -131,3 +131,20 @@ def test_debian_tracker_records(fleet: Fleet) -> None:
                                      os_ident=inventory.parse_os_arg("debian:12"))
     assert {(f.package, f.vulnerability_id, f.fixed_version) for f in findings(fleet, out["machineId"])} == \
         {("libsope1", "CVE-2025-53603", "5.8.0-1+deb12u1")}
+
+
+def test_an_advisory_that_names_another_cve_is_rematched(fleet: Fleet) -> None:
+    # USN-4705-1 (sudo) re-published naming only one of its two CVEs, then as published: the packages
+    # are the same both times, the findings are not.
+    record = json.loads((FOCAL / "USN-4705-1.json").read_text())
+    first = {**record, "upstream": [c for c in record["upstream"] if not c.endswith("CVE-2021-23239")]}
+    import_bytes(fleet.store, json.dumps(first).encode(), "USN-4705-1.json")
+    device = _ga(fleet)
+    assert {f.vulnerability_id for f in findings(fleet, device) if f.package == "sudo"} == {"CVE-2021-3156"}
+
+    record["modified"] = "2026-05-01T00:00:00Z"
+    result = import_bytes(fleet.store, json.dumps(record).encode(), "USN-4705-1.json")
+    assert ("Ubuntu:20.04:LTS", "sudo") in result.changed_packages
+    matching.rematch_changed(fleet.store, result.changed_packages)
+    assert {f.vulnerability_id for f in findings(fleet, device) if f.package == "sudo"} == \
+        {"CVE-2021-3156", "CVE-2021-23239"}

@@ -483,6 +483,10 @@ class _Writer:
                 diff = set(old_keys) | set(new_keys)
             elif active_now and old_keys != new_keys:
                 diff = set(old_keys) ^ set(new_keys)
+            elif active_now and old_links.get(r.id, set()) != set(vids):
+                # Same packages, other CVEs (secdb adds CVEs to a fixed version, an alias appears):
+                # every package of the advisory now has other findings.
+                diff = set(old_keys) | set(new_keys)
             else:
                 diff = set()
             self.result.changed_packages.update((k[0], k[1]) for k in diff)
