@@ -126,6 +126,26 @@ def test_device_groups_scope_what_a_key_sees(env: Env) -> None:
     assert bad.status_code == 400
 
 
+def test_an_admin_limited_to_some_groups_cannot_widen_its_reach(env: Env) -> None:
+    h = env.a.headers("admin")
+    group = env.client.post("/api/deviceGroups", json={"name": "Web", "rank": 1, "rules": {"name": "web-*"}},
+                            headers=h).json()
+    limited = env.client.post("/api/apiKeys", json={"role": "admin", "deviceGroupIds": [group["id"]]},
+                              headers=h).json()["key"]
+    lh = {"Authorization": f"Bearer {limited}"}
+    attempts = [
+        ("POST", "/api/apiKeys", {"role": "admin", "deviceGroupIds": None}),  # a key for every group
+        ("POST", "/api/users", {"username": "mallory", "password": "a long enough password 1!", "role": "admin"}),
+        ("PATCH", f"/api/deviceGroups/{group['id']}", {"rules": {"name": "*"}, "rank": 0}),  # pull in every device
+        ("DELETE", f"/api/deviceGroups/{group['id']}", None),
+        ("POST", "/api/enrollmentSecrets", {}),
+    ]
+    for method, path, body in attempts:
+        r = env.client.request(method, path, json=body, headers=lh)
+        assert r.status_code == 403 and "every device group" in r.text, (method, path, r.text)
+    assert env.client.get("/api/deviceGroups", headers=lh).status_code == 200  # reading stays allowed
+
+
 def test_audit_log_records_state_changes(env: Env) -> None:
     devs = _fleet(env)
     h = env.a.headers("security_operator")

@@ -90,7 +90,10 @@ def _limit(request: Request, key: str, probe: bool = False) -> None:
         raise RateLimited(wait)
 
 
-def require(least_role: str) -> Any:
+def require(least_role: str, *, all_groups: bool = False) -> Any:
+    """The caller, if it has at least ``least_role``; ``all_groups``: and access to every device group
+    (tenant administration: users, keys, enrollment, group rules — an admin limited to some groups
+    could otherwise give itself the rest)."""
     if least_role not in access.ROLE_RANK:
         raise ValueError(least_role)
 
@@ -99,6 +102,8 @@ def require(least_role: str) -> Any:
         _limit(request, f"{principal.actor_type}:{principal.actor}")
         if not principal.allows(least_role):
             raise Forbidden(f"this operation needs the {least_role} role (you are {principal.role})")
+        if all_groups and principal.group_ids is not None:
+            raise Forbidden("this operation needs access to every device group (you are limited to some)")
         return principal
 
     dependency.garrison_role = least_role  # type: ignore[attr-defined]

@@ -64,7 +64,7 @@ def list_users(request: Request, principal: Principal = require("admin")) -> dic
 
 
 @router.post("/users", status_code=201)
-def create_user(body: UserCreate, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def create_user(body: UserCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _check_groups(s, body.deviceGroupIds)
         user = access.create_user(s, principal.tenant_id, body.username, body.password, body.role, body.email,
@@ -74,7 +74,7 @@ def create_user(body: UserCreate, request: Request, principal: Principal = requi
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def delete_user(user_id: int, request: Request, principal: Principal = require("admin")) -> None:
+def delete_user(user_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         user = _get(s, User, user_id, "user")
         if user.username == principal.actor and principal.actor_type == "user":
@@ -108,7 +108,7 @@ def list_api_keys(request: Request, principal: Principal = require("admin")) -> 
 
 
 @router.post("/apiKeys", status_code=201)
-def create_api_key(body: ApiKeyCreate, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def create_api_key(body: ApiKeyCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _check_groups(s, body.deviceGroupIds)
         key, secret = access.create_api_key(s, principal.tenant_id, body.role, body.name, principal.actor,
@@ -117,7 +117,7 @@ def create_api_key(body: ApiKeyCreate, request: Request, principal: Principal = 
 
 
 @router.delete("/apiKeys/{key_id}", status_code=204)
-def revoke_api_key(key_id: int, request: Request, principal: Principal = require("admin")) -> None:
+def revoke_api_key(key_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _get(s, ApiKey, key_id, "API key").revoked = True
     request.app.state.key_cache.clear()
@@ -144,7 +144,7 @@ def list_enrollment(request: Request, principal: Principal = require("admin")) -
 
 @router.post("/enrollmentSecrets", status_code=201)
 def create_enrollment(body: EnrollmentCreate, request: Request,
-                      principal: Principal = require("admin")) -> dict[str, Any]:
+                      principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     expires = access.parse_duration(body.expires) if body.expires else None
     with request.app.state.store.tenant(principal.tenant_id) as s:
         row, secret = access.create_enrollment_secret(s, principal.tenant_id, expires, body.uses)
@@ -155,7 +155,7 @@ def create_enrollment(body: EnrollmentCreate, request: Request,
 
 
 @router.delete("/enrollmentSecrets/{secret_id}", status_code=204)
-def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin")) -> None:
+def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _get(s, EnrollmentSecret, secret_id, "enrollment secret").revoked = True
 
@@ -189,7 +189,7 @@ def list_groups(request: Request, principal: Principal = require("analyst")) -> 
 
 
 @router.post("/deviceGroups", status_code=201)
-def create_group(body: GroupCreate, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def create_group(body: GroupCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return group_to_api(access.create_group(s, body.name, body.rank, body.rules, body.description))
 
@@ -205,7 +205,7 @@ def get_group(group_id: int, request: Request, principal: Principal = require("a
 
 @router.patch("/deviceGroups/{group_id}")
 def update_group(group_id: int, body: GroupUpdate, request: Request,
-                 principal: Principal = require("admin")) -> dict[str, Any]:
+                 principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         group = _get(s, DeviceGroup, group_id, "device group")
         if body.rules is not None:
@@ -223,7 +223,7 @@ def update_group(group_id: int, body: GroupUpdate, request: Request,
 
 
 @router.delete("/deviceGroups/{group_id}", status_code=204)
-def delete_group(group_id: int, request: Request, principal: Principal = require("admin")) -> None:
+def delete_group(group_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         group = _get(s, DeviceGroup, group_id, "device group")
         if group.is_default:

@@ -106,7 +106,7 @@ async def _admin_form(request: Request, principal: Principal, work: Any, back: s
 
 
 @router.post("/settings/groups")
-async def create_group(request: Request, principal: Principal = require("admin")) -> Response:
+async def create_group(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         rules = _rules_from(form)
         if not rules:
@@ -119,7 +119,7 @@ async def create_group(request: Request, principal: Principal = require("admin")
 
 
 @router.post("/settings/groups/{group_id}")
-async def update_group(group_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+async def update_group(group_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         group = _get(s, DeviceGroup, group_id, "device group", principal.tenant_id)
         if form.get("action") == "delete":
@@ -191,7 +191,7 @@ def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
 
 
 @router.post("/settings/users")
-async def create_user(request: Request, principal: Principal = require("admin")) -> Response:
+async def create_user(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     multi = await session.checked_multi_form(request)
     groups = [v for k, v in multi if k == "groups"]
 
@@ -204,7 +204,7 @@ async def create_user(request: Request, principal: Principal = require("admin"))
 
 
 @router.post("/settings/users/{user_id}")
-async def update_user(user_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+async def update_user(user_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         user = _get(s, User, user_id, "user", principal.tenant_id)
         action = form.get("action")
@@ -241,7 +241,7 @@ def _apikeys_page(s: Session, ctx: Ctx, new_key: str | None = None, new_name: st
 
 
 @router.post("/settings/apikeys")
-async def create_apikey(request: Request, principal: Principal = require("admin")) -> Response:
+async def create_apikey(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
     groups = [v for k, v in multi if k == "groups"]
@@ -261,7 +261,7 @@ async def create_apikey(request: Request, principal: Principal = require("admin"
 
 
 @router.post("/settings/apikeys/{key_id}")
-async def revoke_apikey(key_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+async def revoke_apikey(key_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         key = _get(s, ApiKey, key_id, "API key", principal.tenant_id)
         key.revoked = True
@@ -304,7 +304,7 @@ def _enrollment_page(s: Session, ctx: Ctx, new_secret: str | None = None, comman
 
 
 @router.post("/settings/enrollment")
-async def create_enrollment(request: Request, principal: Principal = require("admin")) -> Response:
+async def create_enrollment(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     form = await session.checked_form(request)
 
     def run() -> Response:
@@ -323,7 +323,7 @@ async def create_enrollment(request: Request, principal: Principal = require("ad
 
 
 @router.post("/settings/enrollment/{secret_id}")
-async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin")) -> Response:
+async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         row = _get(s, EnrollmentSecret, secret_id, "enrollment secret", principal.tenant_id)
         row.revoked = True
