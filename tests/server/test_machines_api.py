@@ -158,3 +158,12 @@ def test_audit_log_records_state_changes(env: Env) -> None:
     assert any(x["action"] == "enroll_device" for x in entries)
     # analysts cannot read the audit log
     assert env.client.get("/api/auditLogs", headers=env.a.headers("analyst")).status_code == 403
+
+
+def test_a_user_name_taken_in_another_tenant_is_a_clear_conflict(env: Env) -> None:
+    body = {"username": "alice", "password": "a long enough password 1!", "role": "analyst"}
+    assert env.client.post("/api/users", json=body, headers=env.a.headers("admin")).status_code == 201
+    r = env.client.post("/api/users", json=body, headers=env.b.headers("admin"))
+    assert r.status_code == 409 and "not available" in r.text  # not a 500
+    r = env.client.post("/api/users", json=body, headers=env.a.headers("admin"))
+    assert r.status_code == 409 and "not available" in r.text

@@ -20,6 +20,7 @@ from garrison.core.security import (
     verify_password,
 )
 from garrison.store.base import utcnow
+from garrison.store.db import SYSTEM
 from garrison.store.models.core import (
     ROLES,
     ApiKey,
@@ -95,8 +96,9 @@ def create_user(s: Session, tenant_id: int, username: str, password: str, role: 
     check_role(role)
     if len(password) < 12:
         raise Invalid("password too short: at least 12 characters")
-    if s.scalar(select(User.id).where(User.username == username)):
-        raise Conflict(f"user {username!r} already exists")
+    if _username_taken(s, username):
+        # User names are unique across tenants (sign-in finds the tenant by them); say no more than that.
+        raise Conflict(f"user name {username!r} is not available")
     user = User(tenant_id=tenant_id, username=username, email=email, role=role,
                 password_hash=hash_password(password), device_group_ids=group_ids)
     s.add(user)
@@ -104,11 +106,25 @@ def create_user(s: Session, tenant_id: int, username: str, password: str, role: 
     return user
 
 
+def _username_taken(s: Session, username: str) -> bool:
+    """Whether any tenant has the name; read in a system session of the same database, since the
+    caller's tenant session sees only its own users."""
+    with Session(s.get_bind(), info={"tenant": SYSTEM}) as everyone:
+        return everyone.scalar(select(User.id).where(User.username == username)) is not None
+
+
+_DUMMY_HASH: list[str] = []
+
+
 def authenticate_user(s: Session, username: str, password: str) -> User:
     """Check a password; lock the account for a while after repeated failures (system session)."""
     user = s.scalar(select(User).where(User.username == username))
     now = utcnow()
     if user is None or user.disabled:
+        # The same Argon2 work as for a real user, so the time taken does not tell which names exist.
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hash_password("garrison: no such user"))
+        verify_password(_DUMMY_HASH[0], password)
         raise Unauthorized("invalid user name or password")
     if user.locked_until and user.locked_until > now:
         raise Unauthorized("account locked after repeated failures; try again later")
