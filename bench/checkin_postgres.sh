@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check-in benchmark on PostgreSQL: a throw-away cluster (tests/pg.py), a server on it, the
-# simulator in two phases (enroll + upload, then check-ins only). Usage: bench/checkin_postgres.sh N
+# simulator in two phases (enroll + upload, then check-ins only). Usage: [RAMP=S] bench/checkin_postgres.sh N
+# (RAMP: seconds phase 1 spreads the enrollments over, default 60)
 set -euo pipefail
 N=${1:-2000}
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ GARRISON_RATE_LIMIT=1000000 garrison server --database-url "$URL" --data-dir "$W
 SRVPID=$!
 sleep 6
 INV=tests/data/inventories/alpine-3.14.0.apk-installed
-garrison simulate --server https://127.0.0.1:19444 --enroll "$SECRET" --agents "$N" --interval 60 --ramp 60 --duration 0 \
+garrison simulate --server https://127.0.0.1:19444 --enroll "$SECRET" --agents "$N" --interval 60 --ramp "${RAMP:-60}" --duration 0 \
   --forwarded-for --inventory "$INV" --state "$WORK/agents.json" --json > "$WORK/phase1.json"
 garrison simulate --server https://127.0.0.1:19444 --enroll "$SECRET" --agents "$N" --interval 10 --ramp 10 --duration 60 \
   --forwarded-for --state "$WORK/agents.json" --json > "$WORK/phase2.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ class HeartbeatBuffer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Other small periodic chores of the server process, run by the same thread after each flush.
+        self.hooks: list[Callable[[], None]] = []
 
     def note(self, device_id: str, req: CheckinRequest, source_ip: str, at: dt.datetime) -> None:
         beat = Beat(at, req.agent_version, {k: v.model_dump(mode="json") for k, v in req.health.items()},
@@ -112,3 +115,8 @@ class HeartbeatBuffer:
                 self.flush()
             except Exception:
                 log.exception("heartbeat flush failed")
+            for hook in self.hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("periodic task %s failed", hook)

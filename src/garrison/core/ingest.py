@@ -7,15 +7,23 @@ assessment registers ``assessment``, EDR will register its telemetry kinds.
 
 from __future__ import annotations
 
+import gzip
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Invalid
-from garrison.store.models.core import Device
+from garrison.protocol import Batch
+from garrison.store.db import Store
+from garrison.store.models.core import AgentUpload, Device
+
+log = logging.getLogger("garrison.ingest")
 
 
 @dataclass
@@ -48,14 +56,131 @@ def register_upload(kind: str, model: type[BaseModel]) -> Callable[[Handler], Ha
     return deco
 
 
-def ingest(session: Session, device: Device, kind: str, payload: dict[str, Any], ctx: IngestContext) -> dict[str, Any] | None:
+def validate(kind: str, payload: dict[str, Any]) -> BaseModel:
+    """The payload parsed by its kind's model; ``Invalid`` names the kind and the first bad field."""
     entry = UPLOAD_KINDS.get(kind)
     if entry is None:
         raise Invalid(f"unknown upload kind {kind!r}")
     try:
-        parsed = entry.model.model_validate(payload)
+        return entry.model.model_validate(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise Invalid(f"invalid {kind} payload at {where or '(root)'}: {first.get('msg')}") from None
-    return entry.handler(session, device, parsed, ctx)
+
+
+def ingest(session: Session, device: Device, kind: str, payload: dict[str, Any] | BaseModel,
+           ctx: IngestContext) -> dict[str, Any] | None:
+    parsed = payload if isinstance(payload, BaseModel) else validate(kind, payload)
+    return UPLOAD_KINDS[kind].handler(session, device, parsed, ctx)
+
+
+# --- the upload queue ----------------------------------------------------------------------
+# The agent endpoint stores an accepted batch here (committed before the acknowledgement) and
+# the worker process applies it: heavy uploads (an inventory snapshot) then cost the server a
+# single short insert, and their SQL runs outside the process that answers the fleet.
+
+MAX_ATTEMPTS = 5  # a batch failing this often is parked (state "failed"), not dropped
+
+
+def read_body(raw: bytes) -> bytes:
+    """A queued body as JSON (bodies are stored as received, gzip-compressed or not)."""
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+
+
+def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None] | None = None) -> int:
+    """Apply up to ``limit`` queued uploads, oldest first; returns how many were taken off the queue.
+
+    Each upload is applied and deleted in one transaction, so a crash at any point leaves it
+    queued (applied again from scratch) or done - never half applied, never twice. A device's
+    uploads are applied in order: after a failure its later uploads wait for the next pass.
+    ``pause(seconds)`` is called after each upload with the time it took (the SQLite worker
+    gives the server's writers a turn at the single write lock).
+    """
+    with store.system() as s:
+        heads = s.execute(select(AgentUpload.id, AgentUpload.tenant_id, AgentUpload.device_id)
+                          .where(AgentUpload.state == "queued").order_by(AgentUpload.id).limit(limit)).all()
+    blocked: set[str] = set()
+    done = 0
+    for upload_id, tenant_id, device_id in heads:
+        if device_id in blocked:
+            continue
+        started = time.monotonic()
+        try:
+            done += _apply_one(store, tenant_id, upload_id)
+        except _Rejected as exc:
+            done += 1
+            _failed(store, tenant_id, upload_id, exc, park=True)
+        except Exception as exc:  # noqa: BLE001 - one bad upload must not stop the others
+            blocked.add(device_id)
+            _failed(store, tenant_id, upload_id, exc)
+        if pause is not None:
+            pause(time.monotonic() - started)
+    return done
+
+
+def _apply_one(store: Store, tenant_id: int, upload_id: int) -> int:
+    with store.tenant(tenant_id) as s:
+        row = s.get(AgentUpload, upload_id)
+        if row is None or row.state != "queued":  # another worker was faster
+            return 0
+        if row.kind not in UPLOAD_KINDS:
+            # Accepted by a server that knew the kind: this worker runs other code. Retried, then parked.
+            raise LookupError(f"upload kind {row.kind!r} is not registered in the worker")
+        device = s.get(Device, row.device_id)
+        reply = None
+        if device is not None:
+            try:
+                batch = Batch.model_validate_json(read_body(row.body))
+                reply = ingest(s, device, row.kind, batch.payload, IngestContext(
+                    source_ip=row.source_ip, received_at=row.received_at, seq=row.seq))
+            except (Invalid, ValidationError, OSError) as exc:
+                # Checked when accepted, so only a handler's own verdict lands here: retrying will
+                # not change it. Raised so that the session rolls back whatever the handler wrote.
+                raise _Rejected(str(exc)) from None
+        if reply and reply.get("resync"):
+            # The server passes this on at the device's next check-in (see take_resync).
+            row.state, row.body, row.error = "resync", b"", ",".join(reply["resync"])
+        else:
+            s.delete(row)
+    return 1
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _failed(store: Store, tenant_id: int, upload_id: int, exc: Exception, park: bool = False) -> None:
+    """Count the attempt; a rejected upload, or one failing too often, is parked (kept, not retried)."""
+    if park:
+        log.warning("upload %s rejected: %s", upload_id, exc)
+    else:
+        log.exception("applying upload %s failed", upload_id, exc_info=exc)
+    try:
+        with store.tenant(tenant_id) as s:
+            row = s.get(AgentUpload, upload_id)
+            if row is not None:
+                row.attempts += 1
+                row.error = f"{type(exc).__name__}: {exc}"[:2000]
+                if park or row.attempts >= MAX_ATTEMPTS:
+                    row.state = "failed"
+    except Exception:  # the store itself is failing: the next pass tries again
+        log.exception("could not record the failure of upload %s", upload_id)
+
+
+def take_resync(store: Store) -> dict[str, list[str]]:
+    """Device id -> kinds the worker found out of step (to be sent in full); taken off the queue."""
+    out: dict[str, list[str]] = {}
+    with store.system() as s:
+        rows = s.execute(select(AgentUpload.id, AgentUpload.device_id, AgentUpload.error)
+                         .where(AgentUpload.state == "resync")).all()
+        if not rows:
+            return out
+        for _id, device_id, kinds in rows:
+            for kind in (kinds or "").split(","):
+                if kind and kind not in out.setdefault(device_id, []):
+                    out[device_id].append(kind)
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), 500):
+            s.execute(delete(AgentUpload).where(AgentUpload.id.in_(ids[i : i + 500])))
+    return out

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from garrison.core import access, actions, audit, devices
 from garrison.core.errors import GarrisonError, Invalid, Unauthorized
-from garrison.core.ingest import IngestContext, ingest
+from garrison.core.ingest import IngestContext, ingest, take_resync, validate
 from garrison.core.security import secret_matches
 from garrison.protocol import (
     ActionOut,
@@ -29,7 +30,12 @@ from garrison.protocol import (
 )
 from garrison.server.auth import RateLimited, client_ip
 from garrison.store.base import utcnow
-from garrison.store.models.core import AgentBatch, Device, Tenant
+from garrison.store.models.core import AgentBatch, AgentUpload, Device, MachineAction, Tenant
+
+WRITERS = 4
+_MA = MachineAction.__table__
+_OPEN_ACTION = (select(_MA.c.id).where(_MA.c.tenant_id == bindparam("t"), _MA.c.device_id == bindparam("d"),
+                                       _MA.c.status.in_(("Pending", "InProgress"))).limit(1))
 
 router = APIRouter(prefix="/agent/v1", tags=["agent"], include_in_schema=True)
 
@@ -53,7 +59,10 @@ def _device_auth(fn: Any) -> Any:
 
 async def _json_body(request: Request, model: Any) -> Any:
     """Read (optionally gzip) JSON and validate it; decompression is bounded like the raw body."""
-    raw = await request.body()
+    return _validated(model, _inflate(request, await request.body()))
+
+
+def _inflate(request: Request, raw: bytes) -> bytes:
     limit = request.app.state.settings.agent_max_body_bytes
     if request.headers.get("content-encoding", "").lower() == "gzip":
         try:
@@ -63,6 +72,10 @@ async def _json_body(request: Request, model: Any) -> Any:
                 raise PayloadTooLarge(f"decompressed body over {limit} bytes")
         except (zlib.error, gzip.BadGzipFile) as exc:
             raise Invalid(f"bad gzip body: {exc}") from None
+    return raw
+
+
+def _validated(model: Any, raw: bytes) -> Any:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -116,6 +129,11 @@ async def enroll(request: Request) -> EnrollResponse:
 
 
 def _enroll(request: Request, body: EnrollRequest, ip: str) -> EnrollResponse:
+    with request.app.state.writers:
+        return _enroll_device(request, body, ip)
+
+
+def _enroll_device(request: Request, body: EnrollRequest, ip: str) -> EnrollResponse:
     store = request.app.state.store
     with store.system() as s:
         secret = access.consume_enrollment_secret(s, body.secret)
@@ -143,9 +161,16 @@ async def checkin(request: Request) -> CheckinResponse:
     body: CheckinRequest = await _json_body(request, CheckinRequest)
     now = utcnow()
     # The fast path of the whole fleet: one indexed read, no write (heartbeats are buffered).
-    with request.app.state.store.tenant(who.tenant_id) as s:
-        pending = actions.pending_for_device(s, who.device_id, now)
-        out = [ActionOut(id=a.id, type=a.type, params=a.params) for a in pending]
+    # Most devices have no open action: a plain Core read says so at a fraction of the cost of
+    # an ORM session; only a device that has one goes through actions.pending_for_device.
+    out: list[ActionOut] = []
+    store = request.app.state.store
+    with store.engine.connect() as conn:
+        has_open = conn.execute(_OPEN_ACTION, {"t": who.tenant_id, "d": who.device_id}).first() is not None
+    if has_open:
+        with store.tenant(who.tenant_id) as s:
+            pending = actions.pending_for_device(s, who.device_id, now)
+            out = [ActionOut(id=a.id, type=a.type, params=a.params) for a in pending]
     request.app.state.heartbeats.note(who.device_id, body, client_ip(request), now)
     offboard = who.offboarded
     resync = request.app.state.resync.pop(who.device_id, [])
@@ -158,17 +183,40 @@ async def checkin(request: Request) -> CheckinResponse:
 @_device_auth
 async def upload_batch(request: Request) -> BatchAck:
     who = authenticate_device(request)
-    batch: Batch = await _json_body(request, Batch)
-    # Ingesting a batch can take a while (an inventory snapshot): keep it off the event loop
-    # so that check-ins of the rest of the fleet are not held up.
+    received = await request.body()
+    batch: Batch = _validated(Batch, _inflate(request, received))
+    # Off the event loop, so that check-ins of the rest of the fleet are not held up.
+    if request.app.state.upload_queue:
+        return await run_in_threadpool(_queue_batch, request, who, batch, received)
     return await run_in_threadpool(_ingest_batch, request, who, batch)
 
 
+def _queue_batch(request: Request, who: DeviceAuth, batch: Batch, received: bytes) -> BatchAck:
+    """Validate and store the batch for the worker; the ack means it is committed (see core.ingest)."""
+    try:
+        validate(batch.kind, batch.payload)
+    except Invalid as exc:
+        raise _Unprocessable(str(exc)) from None
+    try:
+        with request.app.state.writers, request.app.state.store.tenant(who.tenant_id) as s:
+            if s.get(AgentBatch, (who.device_id, batch.seq)) is not None:
+                return BatchAck(seq=batch.seq, status="duplicate")
+            # The body is kept as it came (gzip or not): no second serialisation on the hot path.
+            s.add(AgentUpload(device_id=who.device_id, seq=batch.seq, kind=batch.kind, body=received,
+                              source_ip=client_ip(request)[:64], tenant_id=who.tenant_id))
+            s.add(AgentBatch(device_id=who.device_id, seq=batch.seq, kind=batch.kind, tenant_id=who.tenant_id))
+            s.flush()
+    except IntegrityError:
+        return BatchAck(seq=batch.seq, status="duplicate")  # the same batch raced in twice
+    return BatchAck(seq=batch.seq, status="accepted")
+
+
 def _ingest_batch(request: Request, who: DeviceAuth, batch: Batch) -> BatchAck:
+    """Without a worker process (``--no-jobs``, tests): the batch is applied in the request."""
     store = request.app.state.store
     ctx = IngestContext(source_ip=client_ip(request), received_at=None, seq=batch.seq)
     try:
-        with store.tenant(who.tenant_id) as s:
+        with request.app.state.writers, store.tenant(who.tenant_id) as s:
             if s.get(AgentBatch, (who.device_id, batch.seq)) is not None:
                 return BatchAck(seq=batch.seq, status="duplicate")
             device = devices.get_device(s, who.device_id)
@@ -197,6 +245,13 @@ async def action_result(action_id: str, request: Request) -> dict[str, str]:
     return {"status": "recorded"}
 
 
+def pass_on_resync(app: Any) -> None:
+    """Full re-sends the worker asked for, handed to the devices at their next check-in."""
+    for device_id, kinds in take_resync(app.state.store).items():
+        pending = app.state.resync.setdefault(device_id, [])
+        pending.extend(k for k in kinds if k not in pending)
+
+
 def setup_state(app: Any) -> None:
     from garrison.core.heartbeats import HeartbeatBuffer
     from garrison.server.ratelimit import RateLimiter
@@ -204,6 +259,15 @@ def setup_state(app: Any) -> None:
     app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}
     app.state.resync = {}
+    # Writes (enrollments, uploads) wait here rather than in the connection pool: waiting for the
+    # database's write lock they would hold every pooled connection, and the check-ins, which read
+    # on the event loop, would stall the whole loop waiting for one. More concurrent writers than
+    # this buy nothing (SQLite has one write lock).
+    app.state.writers = threading.BoundedSemaphore(WRITERS)
+    # With a worker process, uploads are queued and applied there; without one, in the request.
+    app.state.upload_queue = app.state.settings.run_jobs
+    if app.state.upload_queue:
+        app.state.heartbeats.hooks.append(lambda: pass_on_resync(app))
     app.state.config_version = 1
     # an agent checks in every minute and uploads a few batches; 120/min leaves room for catching up
     app.state.device_limiter = RateLimiter(600, burst=300)

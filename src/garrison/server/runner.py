@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from garrison.core import ingest
 from garrison.core.jobs import JobRunner
 from garrison.integrations import settings as integration_settings
 from garrison.server.app import create_app
@@ -68,12 +69,31 @@ def run_worker(db_url: str, stop: Any = None,
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Queued agent uploads have a thread of their own, so a long job does not hold them up.
+    uploads = threading.Thread(target=drain_uploads, args=(store, stop), name="garrison-uploads", daemon=True)
+    uploads.start()
     try:
         while not stop.is_set():
             runner.run_due()
             stop.wait(1.0)
     finally:
+        uploads.join(timeout=30)
         store.dispose()
+
+
+def drain_uploads(store: Store, stop: Any, idle: float = 0.5) -> None:
+    """Apply queued agent uploads until ``stop`` is set."""
+    # SQLite has one write lock: after each upload the worker leaves it to the server (enrollments,
+    # new uploads, heartbeats) for as long as it held it, so that their waits stay short.
+    share = (lambda took: stop.wait(min(took, 0.25))) if store.dialect == "sqlite" else None
+    while not stop.is_set():
+        try:
+            done = ingest.process_queue(store, pause=share)
+        except Exception:
+            logging.getLogger("garrison.ingest").exception("upload queue pass failed")
+            done = 0
+        if not done:
+            stop.wait(idle)
 
 
 class WorkerProcess:

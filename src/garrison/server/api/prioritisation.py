@@ -100,7 +100,7 @@ def _parse_when(value: str | None, what: str) -> dt.datetime | None:
     if value is None or value == "":
         return None
     try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = dt.datetime.fromisoformat(value)  # 3.11 reads "Z"
     except ValueError:
         raise Invalid(f"{what}: expected an ISO 8601 date or time, got {value[:40]!r}") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

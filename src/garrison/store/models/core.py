@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.store.base import Base, TenantScoped, new_hex_id, utcnow
@@ -134,6 +134,26 @@ class AgentBatch(TenantScoped, Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AgentUpload(TenantScoped, Base):
+    """An accepted upload waiting for the worker. The upload is acknowledged once this row (and its
+    ``agent_batches`` row) is committed; the worker applies it and deletes the row in one transaction,
+    device by device in ``id`` order. ``state``: queued, resync (the handler asked the agent for a
+    full upload: the server passes it on at the next check-in), failed (kept for the operator)."""
+
+    __tablename__ = "agent_upload_queue"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the request body as received (JSON, maybe gzip)
+    source_ip: Mapped[str] = mapped_column(String(64), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    __table_args__ = (Index("ix_agent_upload_queue_state_id", "state", "id"),)
 
 
 ACTION_STATES = ("Pending", "InProgress", "Succeeded", "Failed", "TimeOut", "Cancelled")

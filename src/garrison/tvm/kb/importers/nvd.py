@@ -17,11 +17,11 @@ from garrison.inventory.cpe import ANY, CpeError, parse_cpe
 from garrison.tvm.kb.cvss import CvssError, base_score_v3
 from garrison.tvm.kb.records import (
     CVE_RE,
+    MAX_LIST,
     MAX_TEXT,
     RANK_NVD,
-    MAX_LIST,
-    Affected,
     AdvisoryRecord,
+    Affected,
     FieldError,
     Record,
     RecordError,
