@@ -140,6 +140,11 @@ def test_offboarding_tells_the_agent_to_stop(env: Env) -> None:
     assert m["onboardingStatus"] == "Offboarded" and m["healthStatus"] == "Inactive"
     reply = env.client.post("/agent/v1/checkin", headers=device_headers(dev), json={"agent_version": "1"}).json()
     assert reply["offboard"] is True
+    # Its credential can no longer write: no renaming the device, no inventory.
+    r = upload(env.client, dev, "device", device_report("renamed-by-attacker"))
+    assert r.status_code == 200 and r.json()["status"] == "discarded"
+    m = env.client.get(f"/api/machines/{dev['device_id']}", headers=env.a.headers()).json()
+    assert m["computerDnsName"] != "renamed-by-attacker.corp.example"
 
 
 def test_actions_time_out(env: Env) -> None:

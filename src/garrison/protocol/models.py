@@ -99,7 +99,8 @@ class Batch(Wire):
 
 class BatchAck(Wire):
     seq: int
-    status: Literal["accepted", "duplicate"]
+    # discarded: the device was offboarded; its reports are dropped (the agent learns at its next check-in)
+    status: Literal["accepted", "duplicate", "discarded"]
 
 
 class LoggedOnUser(Wire):
