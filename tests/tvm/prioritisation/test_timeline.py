@@ -128,3 +128,17 @@ def test_events_are_scoped_by_device_group(env: Env) -> None:
     assert seen[0]["originallyImpactedPercentage"] is None  # the organisation's share is not theirs to see
     assert env.client.get("/api/eventTimeline", headers=db_only).json()["value"] == []
     assert env.client.get(f"/api/eventTimeline/{seen[0]['id']}", headers=db_only).status_code == 404
+
+
+def test_event_impact_uses_fresh_scores_even_after_a_slow_refresh(env: Env) -> None:
+    from garrison.tvm.prioritisation import service, timeline
+
+    load_kb(env, FOCAL / "USN-4359-1.json")
+    Agent(env, "web-1").inventory(ga_packages())
+    assert derive(env)["events"] == 0
+    with env.store.tenant(env.a.id) as s:  # as if the last refresh had taken 10 s on a busy machine
+        timeline.set_cursor(s, env.a.id, service.DURATION, "10")
+    load_kb(env, FOCAL)
+    derive(env)
+    baron = {e["vulnerabilityId"]: e for e in events(env, eventType="NewVulnerability")}["CVE-2021-3156"]
+    assert baron["scoreTrend"] == "Raised" and baron["scoreImpact"] > 0

@@ -81,7 +81,9 @@ def refresh(store: Store, tenant_id: int, now: dt.datetime | None = None) -> Ref
     return stats
 
 
-def refresh_if_changed(store: Store, tenant_id: int, now: dt.datetime | None = None) -> RefreshStats | None:
+def refresh_if_changed(store: Store, tenant_id: int, now: dt.datetime | None = None, *,
+                       throttle: bool = True) -> RefreshStats | None:
+    """Recompute when something changed; ``throttle``: not more often than the last refresh's cost allows."""
     now = now or utcnow()
     with store.tenant(tenant_id) as s:
         token = change_token(s, now)
@@ -94,7 +96,7 @@ def refresh_if_changed(store: Store, tenant_id: int, now: dt.datetime | None = N
         busy = dt.timedelta(seconds=BUSY_SHARE * cost if cost >= BUSY_MIN_SECONDS else 0)
     except ValueError:
         since, busy = None, dt.timedelta(0)
-    if since is not None and since < FORCED_EVERY and (token == last_token or since < busy):
+    if since is not None and since < FORCED_EVERY and (token == last_token or throttle and since < busy):
         return None  # nothing changed, or changes keep coming and the last refresh was recent for its cost
     return refresh(store, tenant_id, now)
 
@@ -135,7 +137,9 @@ def derive_events(store: Store, tenant_id: int, now: dt.datetime | None = None) 
     """Derive timeline events and queue notifications; scores are brought up to date first, since an
     event's score impact is estimated from the devices' current scores."""
     now = now or utcnow()
-    refresh_if_changed(store, tenant_id, now)
+    # Unthrottled: an event's impact read from stale scores would be wrong (0 for a new finding), and
+    # this runs every 2 minutes at most.
+    refresh_if_changed(store, tenant_id, now, throttle=False)
     with store.tenant(tenant_id) as s:
         events = timeline.derive(s, tenant_id, now)
         queued = notifications.evaluate(s, tenant_id, now)
