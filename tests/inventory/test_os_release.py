@@ -40,6 +40,8 @@ def test_plain_sid_is_debian_unstable() -> None:
         ('ID=ubuntu\nVERSION_ID="21.04"\nPRETTY_NAME="Ubuntu 21.04"\n', "Ubuntu:21.04"),
         ('ID=alpine\nVERSION_ID=3.21.0_alpha20240807\nPRETTY_NAME="Alpine Linux edge"\n', "Alpine:edge"),
         ('ID=redhat\nVERSION_ID="8.9"\n', "Red Hat:8"),  # Trivy's OS family names
+        ('ID=debian\nVERSION_ID=sid\n', "Debian:unstable"),  # as `--os debian:sid` gives it
+        ('ID=debian\nVERSION_ID=bookworm\n', "Debian:12"),
         ('ID=alma\nVERSION_ID="9.3"\n', "AlmaLinux:9"),
         # 22.04 is LTS even where the pretty name does not say so (even year, April release).
         ('ID=ubuntu\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.3"\n', "Ubuntu:22.04:LTS"),

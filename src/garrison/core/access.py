@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +114,9 @@ def _username_taken(s: Session, username: str) -> bool:
         return everyone.scalar(select(User.id).where(User.username == username)) is not None
 
 
-_DUMMY_HASH: list[str] = []
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("garrison: no such user")
 
 
 def authenticate_user(s: Session, username: str, password: str) -> User:
@@ -122,9 +125,7 @@ def authenticate_user(s: Session, username: str, password: str) -> User:
     now = utcnow()
     if user is None or user.disabled:
         # The same Argon2 work as for a real user, so the time taken does not tell which names exist.
-        if not _DUMMY_HASH:
-            _DUMMY_HASH.append(hash_password("garrison: no such user"))
-        verify_password(_DUMMY_HASH[0], password)
+        verify_password(_dummy_hash(), password)
         raise Unauthorized("invalid user name or password")
     if user.locked_until and user.locked_until > now:
         raise Unauthorized("account locked after repeated failures; try again later")

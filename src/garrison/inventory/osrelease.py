@@ -109,14 +109,15 @@ def ecosystem_for(os: OsIdentity) -> str:
     os_id = os.id.lower()
     vid = os.version_id
     if os_id == "debian":
-        if vid:
+        if vid[:1].isdigit():
             return f"Debian:{_major(vid)}"
         # testing and unstable carry no VERSION_ID (PRETTY_NAME "Debian GNU/Linux bookworm/sid"). Their
         # packages run ahead of the stable release the codename names, so they are matched against the
         # tracker's sid data: testing only holds versions that were in sid first, so sid's fix is testing's.
-        if os.codename == "sid" or "/sid" in os.pretty_name:
+        name = (vid or os.codename).lower()  # `--os debian:sid` / `debian:bookworm` give it as the version
+        if name in ("sid", "unstable", "testing") or "/sid" in os.pretty_name:
             return "Debian:unstable"
-        major = DEBIAN_CODENAMES.get(os.codename, "")  # a release named by codename only (SBOM, by hand)
+        major = DEBIAN_CODENAMES.get(name, "")  # a release named by codename only (SBOM, by hand)
         return f"Debian:{major}" if major else "Debian"
     if os_id == "ubuntu":
         if not vid:

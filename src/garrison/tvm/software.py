@@ -6,6 +6,7 @@ Everything here is a pure function of the package's identity, so that the global
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ def package_ecosystem(pkg: SoftwarePackage, distro_ecosystem: str) -> str:
     return CPE_ECOSYSTEM if _application_cpe(pkg.cpe) else ""
 
 
+@functools.lru_cache(maxsize=4096)  # package_ecosystem and identity_of both ask, per package
 def _application_cpe(text: str) -> Cpe | None:
     if not text:
         return None

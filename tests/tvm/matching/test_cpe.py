@@ -119,3 +119,12 @@ def test_nvd_platforms_and_exact_versions() -> None:
     pg = prepare_entry("CPE", "NVD-CVE-2021-23214", "nvd", "affected", entries["postgresql:postgresql"].ranges, [])
     assert {v: evaluate(pg, v).affected for v in ("9.6.23", "9.6.24", "11.13", "11.14", "14.0", "14.1")} == {
         "9.6.23": True, "9.6.24": False, "11.13": True, "11.14": False, "14.0": True, "14.1": False}
+
+
+def test_a_bad_nvd_bound_costs_that_match_not_the_record() -> None:
+    cve = _nvd_match(versionEndExcluding="2.4")
+    cve["configurations"][0]["nodes"][0]["cpeMatch"].append(
+        {"vulnerable": True, "criteria": "cpe:2.3:a:acme:other:*:*:*:*:*:*:*:*", "versionEndExcluding": 5})
+    entries, warnings = cpe_affected(cve)
+    assert [e.package for e in entries] == ["acme:tool"]
+    assert len(warnings) == 1 and "versionEndExcluding" in warnings[0]

@@ -28,7 +28,7 @@ from garrison.integrations import secretbox
 from garrison.integrations import service as integrations
 from garrison.integrations import settings as integration_settings
 from garrison.server import odata
-from garrison.server.api.common import device_scope, odata_list, parse_odata, run_list
+from garrison.server.api.common import device_scope, json_response, odata_list, parse_odata, run_list
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup
@@ -356,17 +356,6 @@ def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[
     return stmt, agg, comps
 
 
-def _json(body: dict[str, Any]) -> Response:
-    """Serialise a large list body directly (FastAPI's generic encoder is slow on thousands of rows)."""
-    return Response(json.dumps(body, default=_encode, separators=(",", ":")), media_type="application/json")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 @router.get("/recommendations")
 def list_recommendations(request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -381,7 +370,7 @@ def list_recommendations(request: Request, principal: Principal = require("analy
         else:
             body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r, _scoped_values(r, comps)),
                             "Recommendations", default)
-    return _json(body)
+    return json_response(body)
 
 
 def _fast_list(request: Request, s: Session, stmt: Any, q: Any, agg: Any, comps: Any) -> Response:

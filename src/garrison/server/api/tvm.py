@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import (
@@ -38,7 +37,7 @@ from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
 from garrison.inventory import FORMATS
 from garrison.server import odata
-from garrison.server.api.common import device_scope, odata_list, run_list
+from garrison.server.api.common import device_scope, json_response, odata_list, run_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 from garrison.store.base import utcnow
@@ -84,14 +83,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def json_response(body: dict[str, Any]) -> Response:
-    """``body`` as JSON, serialised by pydantic-core as FastAPI's own response serialisation does (same
-    datetime format: ``2024-05-01T12:00:00Z``) but in one call, without FastAPI's validation and
-    ``jsonable_encoder`` walks over every value, which took more than the queries on a large page (a
-    dense machine's 4 MB of vulnerabilities; docs/matching.md, Performance)."""
-    return Response(pydantic_core.to_json(body), media_type="application/json")
 
 
 # --- vulnerabilities ------------------------------------------------------------------------

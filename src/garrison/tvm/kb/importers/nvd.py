@@ -149,6 +149,9 @@ def parse_cve(cve: dict[str, Any]) -> AdvisoryRecord:
     )
 
 
+_BOUNDS = ("versionStartIncluding", "versionStartExcluding", "versionEndExcluding", "versionEndIncluding")
+
+
 def _bound(match: dict[str, Any], key: str, path: str) -> str | None:
     value = match.get(key)
     if value is None:
@@ -192,8 +195,11 @@ def cpe_affected(cve: dict[str, Any]) -> tuple[list[Affected], list[str]]:
                     continue
                 if cpe.part != "a":
                     continue
-                start_in, start_ex = (_bound(match, k, path) for k in ("versionStartIncluding", "versionStartExcluding"))
-                end_ex, end_in = (_bound(match, k, path) for k in ("versionEndExcluding", "versionEndIncluding"))
+                try:
+                    start_in, start_ex, end_ex, end_in = (_bound(match, k, path) for k in _BOUNDS)
+                except FieldError as exc:  # one bad match costs that match, not the CVE's record
+                    warnings.append(f"ignored: {exc}")
+                    continue
                 rng: dict[str, Any] = {"type": "ECOSYSTEM", "events": []}
                 if start_in or start_ex or end_ex or end_in:
                     rng["events"].append({"introduced": start_in or start_ex or "0"})
