@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import tracemalloc
+import zlib
 
 from garrison.core import access
 from garrison.store.models.core import AgentBatch, Device
@@ -92,6 +94,46 @@ def test_gzip_bodies_and_size_limits(env: Env) -> None:
     assert r.status_code == 413
     r = env.client.post("/api/deviceGroups", content=b"x" * (2 * 1024 * 1024), headers=env.a.headers())
     assert r.status_code == 413
+
+
+def spaces_member(n_bytes: int) -> bytes:
+    """One gzip member of ``n_bytes`` spaces (about 1000:1 on the wire)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b" " * (1 << 20)
+    return b"".join([c.compress(chunk) for _ in range(n_bytes >> 20)] + [c.flush()])
+
+
+def test_every_gzip_member_counts_against_one_limit(env: Env) -> None:
+    """A valid batch followed by a second gzip member of 100 MB of spaces: refused, and never inflated."""
+    dev = enroll(env.client, env.a.enroll_secret)
+    body = json.dumps({"seq": 1, "kind": "device", "created_at": "2026-11-24T00:00:00Z",
+                       "payload": device_report("gz-host")}).encode()
+    limit = env.app.state.settings.agent_max_body_bytes
+    bomb = gzip.compress(body) + spaces_member(100 << 20)
+    assert len(bomb) < limit // 100  # small on the wire
+    tracemalloc.start()
+    try:
+        r = env.client.post("/agent/v1/batches", content=bomb,
+                            headers={**device_headers(dev), "Content-Encoding": "gzip"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 413, r.text
+    assert peak < 2 * limit + (8 << 20)  # the inflating stopped at the limit (+ one copy), not at 100 MB
+    # two members within the limit are one body (RFC 1952); data after the last member is refused
+    half = len(body) // 2
+    two = gzip.compress(body[:half]) + gzip.compress(body[half:])
+    r = env.client.post("/agent/v1/batches", content=two, headers={**device_headers(dev), "Content-Encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    for tail in (b"garbage", b"\x1f\x8b"):
+        r = env.client.post("/agent/v1/batches", content=gzip.compress(body.replace(b'"seq": 1', b'"seq": 2')) + tail,
+                            headers={**device_headers(dev), "Content-Encoding": "gzip"})
+        assert r.status_code == 400 and "bad gzip body" in r.json()["error"]["message"], tail
+    truncated = gzip.compress(body.replace(b'"seq": 1', b'"seq": 3'))[:-8]  # the trailer is missing
+    r = env.client.post("/agent/v1/batches", content=truncated, headers={**device_headers(dev), "Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    with env.store.system() as s:
+        assert [b.seq for b in s.query(AgentBatch)] == [1]
 
 
 def test_device_authentication(env: Env) -> None:

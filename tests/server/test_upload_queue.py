@@ -169,3 +169,36 @@ def test_invalid_uploads_are_refused_before_they_are_queued(store: Store, queued
     assert queue_states(store) == []
     with store.system() as s:
         assert s.scalar(select(func.count()).select_from(AgentBatch)) == 0
+
+
+def test_the_worker_inflates_a_queued_body_under_the_same_limit(store: Store, queued: tuple[TestClient, Any]) -> None:
+    """A multi-member gzip bomb is refused before it is queued; one queued before that fix is parked by the
+    worker after inflating no more than the limit."""
+    import gzip
+    import json
+    import tracemalloc
+
+    from garrison.protocol import MAX_BATCH_BYTES
+    from tests.server.test_agent_protocol import spaces_member
+
+    client, tenant = queued
+    dev = enroll(client, tenant.enroll_secret)
+    body = json.dumps({"seq": 1, "kind": "inventory", "created_at": "2026-11-24T00:00:00Z",
+                       "payload": snapshot(1, pkg("bash", "5.2-1"))}).encode()
+    bomb = gzip.compress(body) + spaces_member(100 << 20)
+    r = client.post("/agent/v1/batches", content=bomb, headers={**device_headers(dev), "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert queue_states(store) == []
+    with store.tenant(tenant.id) as s:  # as the old server queued it
+        s.add(AgentUpload(device_id=dev["device_id"], seq=1, kind="inventory", body=bomb, tenant_id=tenant.id))
+    tracemalloc.start()
+    try:
+        assert process_queue(store) == 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * MAX_BATCH_BYTES + (16 << 20)
+    with store.system() as s:
+        parked = s.execute(select(AgentUpload.state, AgentUpload.error)).one()
+    assert parked[0] == "failed" and "over" in parked[1]
+    assert packages_of(store, dev["device_id"]) == set()

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Conflict, Invalid, NotFound, Unauthorized
@@ -186,15 +186,21 @@ def create_enrollment_secret(s: Session, tenant_id: int, expires: dt.timedelta |
 def consume_enrollment_secret(s: Session, presented: str) -> EnrollmentSecret:
     """Validate and use once (system session; the row's tenant is the device's tenant)."""
     prefix = split_prefixed_secret(presented, "ge")
-    row = s.scalar(select(EnrollmentSecret).where(EnrollmentSecret.prefix == prefix).with_for_update()) \
-        if prefix else None
+    row = s.scalar(select(EnrollmentSecret).where(EnrollmentSecret.prefix == prefix)) if prefix else None
     if row is None or row.revoked or not secret_matches(row.secret_hash, presented):
         raise Unauthorized("invalid enrollment secret")
-    if row.expires_at and row.expires_at < utcnow():
+    now = utcnow()
+    if row.expires_at and row.expires_at < now:
         raise Unauthorized("enrollment secret expired")
-    if row.max_uses is not None and row.uses >= row.max_uses:
+    # One conditional UPDATE decides, in the database: parallel enrollments cannot all read
+    # "uses < max_uses" and each add one (SQLite has no row lock to take before the read).
+    es = EnrollmentSecret
+    taken = s.execute(update(es).where(es.id == row.id, es.revoked.is_(False),
+                                       or_(es.max_uses.is_(None), es.uses < es.max_uses),
+                                       or_(es.expires_at.is_(None), es.expires_at >= now))
+                      .values(uses=es.uses + 1).execution_options(synchronize_session=False))
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
         raise Unauthorized("enrollment secret used up")
-    row.uses += 1
     return row
 
 

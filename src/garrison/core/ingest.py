@@ -7,9 +7,9 @@ assessment registers ``assessment``, EDR will register its telemetry kinds.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Invalid
-from garrison.protocol import Batch
+from garrison.protocol import MAX_BATCH_BYTES, Batch
 from garrison.store.db import Store
 from garrison.store.models.core import AgentUpload, Device
 
@@ -81,11 +81,46 @@ def ingest(session: Session, device: Device, kind: str, payload: dict[str, Any] 
 # single short insert, and their SQL runs outside the process that answers the fleet.
 
 MAX_ATTEMPTS = 5  # a batch failing this often is parked (state "failed"), not dropped
+MAX_GZIP_MEMBERS = 16  # a gzip stream may be several members; an agent sends one
+
+
+class BodyTooLarge(Invalid):
+    status = 413
+    code = "RequestTooLarge"
+
+
+def inflate(raw: bytes, limit: int) -> bytes:
+    """A gzip body inflated: every member, under ONE limit for all of them together.
+
+    At most ``limit + 1`` bytes are ever produced: past the limit ``BodyTooLarge``, for a
+    truncated or corrupt stream (or data after the last member that is not gzip) ``Invalid``.
+    The agent endpoint accepts a body only through this, and the worker reads a queued body
+    through it again, so the worker uses exactly the bytes that were validated.
+    """
+    parts: list[bytes] = []
+    total = 0
+    rest = raw
+    try:
+        for _ in range(MAX_GZIP_MEMBERS):
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = d.decompress(rest, limit - total + 1)
+            total += len(part)
+            if total > limit:
+                raise BodyTooLarge(f"decompressed body over {limit} bytes")
+            if not d.eof:
+                raise Invalid("bad gzip body: truncated stream")
+            parts.append(part)
+            rest = d.unused_data
+            if not rest:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+    except zlib.error as exc:
+        raise Invalid(f"bad gzip body: {exc}") from None
+    raise Invalid(f"bad gzip body: more than {MAX_GZIP_MEMBERS} members")
 
 
 def read_body(raw: bytes) -> bytes:
     """A queued body as JSON (bodies are stored as received, gzip-compressed or not)."""
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    return inflate(raw, MAX_BATCH_BYTES) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None] | None = None) -> int:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core import access, actions, audit, devices
 from garrison.core.errors import GarrisonError, Invalid, Unauthorized
-from garrison.core.ingest import IngestContext, ingest, take_resync, validate
+from garrison.core.ingest import IngestContext, inflate, ingest, take_resync, validate
 from garrison.core.security import secret_matches
 from garrison.protocol import (
     ActionOut,
@@ -40,11 +38,6 @@ _OPEN_ACTION = (select(_MA.c.id).where(_MA.c.tenant_id == bindparam("t"), _MA.c.
 router = APIRouter(prefix="/agent/v1", tags=["agent"], include_in_schema=True)
 
 
-class PayloadTooLarge(GarrisonError):
-    status = 413
-    code = "RequestTooLarge"
-
-
 @dataclass(frozen=True)
 class DeviceAuth:
     device_id: str
@@ -63,15 +56,8 @@ async def _json_body(request: Request, model: Any) -> Any:
 
 
 def _inflate(request: Request, raw: bytes) -> bytes:
-    limit = request.app.state.settings.agent_max_body_bytes
     if request.headers.get("content-encoding", "").lower() == "gzip":
-        try:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            raw = d.decompress(raw, limit + 1)
-            if len(raw) > limit or d.unconsumed_tail:
-                raise PayloadTooLarge(f"decompressed body over {limit} bytes")
-        except (zlib.error, gzip.BadGzipFile) as exc:
-            raise Invalid(f"bad gzip body: {exc}") from None
+        return inflate(raw, request.app.state.settings.agent_max_body_bytes)
     return raw
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from garrison.integrations.settings import IntegrationSettings
+from garrison.protocol import MAX_BATCH_BYTES
 from garrison.store.db import sqlite_url
 
 DEFAULT_DATA_DIR = Path(os.environ.get("GARRISON_DATA_DIR", "~/.local/share/garrison")).expanduser()
@@ -30,7 +31,7 @@ class ServerSettings:
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For we believe
     rate_limit_per_minute: int = 1200  # per API key / user / device
     max_body_bytes: int = 1 * 1024 * 1024  # API requests
-    agent_max_body_bytes: int = 32 * 1024 * 1024  # agent uploads, after gzip decoding too
+    agent_max_body_bytes: int = MAX_BATCH_BYTES  # agent uploads, after gzip decoding too (the worker's bound)
     checkin_interval: int = 60
     heartbeat_interval: float = 2.0  # seconds between buffered heartbeat writes (0 = write through)
     run_jobs: bool = True
