@@ -19,6 +19,12 @@ Precedence (lowest first): defaults → TOML file → environment → explicit o
     [collectors.intervals]
     device = 300
 
+    [sensors]           # behaviour telemetry (garrison.agent.sensors)
+    enabled = true
+    rate_limit = 2000   # events/s per device; bursts up to `burst`; the excess is dropped and counted
+    file_paths = ["/etc", "/tmp"]
+    exclusions = [{column = "FolderPath", op = "startswith", value = "/var/cache/"}]
+
 Environment variables use the upper-cased key: ``GARRISON_AGENT_SERVER``,
 ``GARRISON_AGENT_CHECKIN_INTERVAL``, ``GARRISON_AGENT_COLLECTORS_DISABLED=runtime,assessment``,
 ``GARRISON_AGENT_COLLECTOR_INTERVALS=device=60,inventory=3600``.
@@ -65,6 +71,12 @@ class AgentConfig:
     backoff_base: float = 1.0  # seconds; retries wait uniform(0, min(cap, base·2^n))
     backoff_cap: float = 300.0
     request_timeout: float = 30.0
+    # Behaviour sensors: enabled, rate_limit, burst, queue_size, file_paths, exclusions ([sensors]).
+    sensors: dict[str, Any] = field(default_factory=lambda: {"enabled": True})
+
+    @property
+    def sensors_enabled(self) -> bool:
+        return bool(self.sensors.get("enabled", True))
 
     def collector_enabled(self, name: str) -> bool:
         if name in self.collectors_disabled:
@@ -95,7 +107,37 @@ class AgentConfig:
             if seconds < 1:
                 raise ConfigError(f"collector interval of {name!r} must be at least 1 second")
         self.state_dir = Path(self.state_dir).expanduser()
+        self.sensors = _sensor_settings(self.sensors)
         return self
+
+
+_SENSOR_KEYS = {"enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int,
+                "file_paths": list, "exclusions": list, "audit_backlog": int}
+
+
+def _sensor_settings(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[sensors] must be a table")
+    out: dict[str, Any] = {"enabled": True}
+    for key, value in raw.items():
+        kind = _SENSOR_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"unknown key sensors.{key}")
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(f"sensors.{key}: invalid value {value!r}")
+        if key in ("rate_limit", "burst", "queue_size", "audit_backlog") and value < 1:
+            raise ConfigError(f"sensors.{key} must be at least 1")
+        if key == "file_paths" and not all(isinstance(p, str) and p.startswith("/") for p in value):
+            raise ConfigError("sensors.file_paths must be absolute paths")
+        if key == "exclusions":
+            for ex in value:
+                if not (isinstance(ex, dict) and isinstance(ex.get("column"), str)
+                        and isinstance(ex.get("value"), str)
+                        and ex.get("op", "equals") in ("equals", "startswith", "contains")):
+                    raise ConfigError(f"sensors.exclusions: invalid exclusion {ex!r} "
+                                      "(column, value, op = equals|startswith|contains, table)")
+        out[key] = value
+    return out
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
@@ -125,6 +167,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError
             return {str(k): int(v) for k, v in value.items()}
+        if key == "sensors":
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
         if key == "state_dir":
             return Path(str(value))
         if key == "fingerprint":
@@ -148,6 +194,10 @@ def _from_toml(data: dict[str, Any], source: str) -> dict[str, Any]:
                 if name is None:
                     raise ConfigError(f"{source}: unknown key collectors.{sub}")
                 flat[name] = _coerce(name, subval, source)
+        elif key == "sensors":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [sensors] must be a table")
+            flat["sensors"] = dict(value)
         elif key in _FIELDS:
             flat[key] = _coerce(key, value, source)
         else:
@@ -158,6 +208,8 @@ def _from_toml(data: dict[str, Any], source: str) -> dict[str, Any]:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key in _FIELDS:
+        if key == "sensors":
+            continue
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is not None:
             flat[key] = _coerce(key, raw, ENV_PREFIX + key.upper())
@@ -184,6 +236,10 @@ def load_agent_config(
             raise ConfigError(f"{p} is not valid TOML: {exc}") from None
         values.update(_from_toml(data, str(p)))
     values.update(_from_env(os.environ if env is None else env))
+    switch = (os.environ if env is None else env).get(ENV_PREFIX + "SENSORS")
+    if switch is not None:  # GARRISON_AGENT_SENSORS=off: no behaviour telemetry
+        values["sensors"] = {**values.get("sensors", {}), "enabled": switch.strip().lower() not in
+                             ("0", "off", "false", "no")}
     for key, value in (overrides or {}).items():
         if key not in _FIELDS:
             raise ConfigError(f"unknown setting {key!r}")

@@ -136,16 +136,19 @@ class Server:
 
 
 def write_agent_config(path: Path, server: Server, state_dir: Path, **extra: Any) -> Path:
-    """An agent.toml for tests: only the device collector unless told otherwise, fast retries."""
+    """An agent.toml for tests: only the device collector, no sensors unless told otherwise, fast retries."""
     values: dict[str, Any] = {"server": server.url, "enroll_secret": server.secret, "state_dir": str(state_dir),
                               "backoff_base": 0.2, "backoff_cap": 1.0, "log_level": "info"}
     collectors = {"enabled": extra.pop("enabled", ["device"]), "intervals": extra.pop("intervals", {})}
+    sensors = extra.pop("sensors", {"enabled": False})
     values.update(extra)
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     lines.append("[collectors]")
     lines.append(f"enabled = {json.dumps(collectors['enabled'])}")
     lines.append("[collectors.intervals]")
     lines += [f"{k} = {v}" for k, v in collectors["intervals"].items()]
+    lines.append("[sensors]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in sensors.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

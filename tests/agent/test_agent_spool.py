@@ -95,7 +95,7 @@ def test_full_spool_drops_recreatable_kinds_first_and_counts(tmp_path: Path) -> 
     inv2 = spool.put("inventory", _big_payload(8000))
     assert spool.drops() == {}
     for _ in range(4):
-        spool.put("events", _big_payload(8000))
+        spool.put("other", _big_payload(8000))
     # 10 batches of ~8 KB do not fit in 64 KB: the device batches went first, oldest first.
     left = {b.seq: b.kind for b in spool.pending()}
     assert inv in left and inv2 in left
@@ -105,11 +105,30 @@ def test_full_spool_drops_recreatable_kinds_first_and_counts(tmp_path: Path) -> 
     assert spool.pending_bytes() <= 64 * 1024
     # Once no re-creatable kind is left, the oldest batch of any kind goes.
     for _ in range(6):
-        spool.put("events", _big_payload(8000))
+        spool.put("other", _big_payload(8000))
     left = {b.seq: b.kind for b in spool.pending()}
     assert "device" not in left.values() and inv not in left
     assert spool.drops()["device"] == 4 and spool.drops()["inventory"] >= 1
     assert spool.pending_bytes() <= 64 * 1024
+    spool.close()
+
+
+def test_a_telemetry_flood_evicts_only_telemetry_never_inventory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)  # events quota: half, 32 KB
+    inv = [spool.put("inventory", _big_payload(8000)) for _ in range(3)]
+    events = [spool.put("events", _big_payload(8000)) for _ in range(40)]
+    left = {b.seq: b.kind for b in spool.pending()}
+    assert all(s in left for s in inv)
+    assert spool.drops() == {"events": sum(1 for s in events if s not in left)}
+    kept = [s for s in events if s in left]
+    assert kept == events[-len(kept):] and 2 <= len(kept) <= 4  # the newest, within 32 KB
+    assert sum(b.size for b in spool.pending() if b.kind == "events") <= 32 * 1024
+    # Telemetry goes before other kinds when the whole spool is full.
+    for _ in range(2):
+        spool.put("other", _big_payload(8000))
+    assert [b.kind for b in spool.pending()].count("events") < len(kept)
+    left = {b.seq: b.kind for b in spool.pending()}
+    assert all(s in left for s in inv)
     spool.close()
 
 

@@ -3,7 +3,9 @@
 One thread does everything, in this order each cycle: run the collectors that are due
 → check in when due (heartbeat, health, drop counters, spool size) → run the actions the
 check-in brought → post their results → send what the spool holds (oldest first, each
-batch deleted only on its ack). Failed calls back off (exponential, full jitter) per
+batch deleted only on its ack). The behaviour sensors (garrison.agent.sensors) run in
+threads of their own beside this loop (``run_forever`` only) and spool their events
+themselves; each check-in carries their health and drop counters. Failed calls back off (exponential, full jitter) per
 kind — check-ins and uploads — and the collectors keep collecting meanwhile. A signal
 sets ``stop``; the request in flight finishes, then the spool is closed.
 """
@@ -29,6 +31,7 @@ from garrison.agent import actions as action_registry
 from garrison.agent.collectors import base as collector_base
 from garrison.agent.collectors.base import AgentContext, Collector
 from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
+from garrison.agent.sensors.manager import SensorManager
 from garrison.agent.spool import Spool, SpoolError, enrollment_floor
 from garrison.agent.transport import (
     Backoff,
@@ -175,6 +178,7 @@ class Agent:
         self.transport: Transport | None = None
         self.spool: Spool | None = None
         self.collectors: dict[str, CollectorState] = {}
+        self.sensors: SensorManager | None = None
         self._offboard = False
         self._stop_requested = False
         self.report = RunReport()
@@ -223,7 +227,17 @@ class Agent:
         except (OSError, ValueError, TypeError):
             pass
 
+    def start_sensors(self) -> None:
+        """Start the behaviour sensors (their own threads); what cannot run says so in health."""
+        if self.spool is None or not self.config.sensors_enabled or self.sensors is not None:
+            return
+        self.sensors = SensorManager(self.spool.put, settings=self.config.sensors, state_dir=str(self.state_dir))
+        self.sensors.start()
+
     def close(self) -> None:
+        if self.sensors is not None:
+            self.sensors.stop()  # before the spool closes: the last events are spooled
+            self.sensors = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -324,10 +338,15 @@ class Agent:
 
     def checkin(self) -> CheckinResponse:
         assert self.spool is not None and self.transport is not None
+        health = {name: st.health() for name, st in self.collectors.items()}
+        drops = self.spool.drops()
+        if self.sensors is not None:
+            health.update(self.sensors.health())
+            drops.update(self.sensors.drops())
         request = CheckinRequest(
             agent_version=__version__,
-            health={name: st.health() for name, st in self.collectors.items()},
-            drops=self.spool.drops(),
+            health=health,
+            drops=drops,
             spool_pending=self.spool.pending_count(),
             transport_errors=self.transport_errors,
         )
@@ -337,6 +356,8 @@ class Agent:
             self.checkin_interval = response.checkin_interval
         for kind in response.resync:
             self.request_resync(kind)
+        if self.sensors is not None and response.sensor_exclusions is not None:
+            self.sensors.apply_server_settings([e.model_dump() for e in response.sensor_exclusions])
         if response.offboard:
             self.request_stop(offboard=True)
         self._write_status(ok=True)
@@ -489,6 +510,7 @@ class Agent:
                 if self.stop_event.wait(delay):
                     return EXIT_OK
         self.checkin_gate.backoff.reset()
+        self.start_sensors()
         log.info("agent %s running as device %s (server %s, check-in every %ss)",
                  __version__, self.report.device_id, self.report.server, self.checkin_interval)
         code = EXIT_OK

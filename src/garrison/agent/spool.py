@@ -20,6 +20,11 @@ state the collectors report again in full on their next run (device facts, runti
 use, assessment results, heartbeat-like data) — then the oldest of any kind. Every drop
 is counted per kind (``drops``); the counters are cumulative and reported in each
 check-in. Inventory is dropped last because a lost delta forces a full resync.
+
+Telemetry kinds (``events``) have a quota of their own (half the spool by default): a new
+events batch over the quota evicts the oldest *events* batches, never another kind's, so a
+flood of telemetry during an outage cannot push inventories out. When the whole spool is
+full, telemetry goes after the re-creatable kinds and before everything else.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from typing import Any
 from garrison.protocol import Batch
 
 RECREATABLE_KINDS = frozenset({"device", "runtime", "assessment", "heartbeat"})
+TELEMETRY_KINDS = frozenset({"events"})
+DEFAULT_TELEMETRY_SHARE = 0.5  # of max_bytes, per telemetry kind
 REJECTED = "rejected"  # drop counter of batches the server refused for good (413/422)
 
 _SCHEMA = """
@@ -84,9 +91,13 @@ class SpoolError(RuntimeError):
 class Spool:
     """SQLite (WAL) store of pending batches; safe to share between threads of one process."""
 
-    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024,
+                 quotas: dict[str, int] | None = None) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        # kind → most bytes its pending batches may hold (telemetry by default)
+        self.quotas = quotas if quotas is not None else {
+            k: int(max_bytes * DEFAULT_TELEMETRY_SHARE) for k in TELEMETRY_KINDS}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -113,9 +124,12 @@ class Spool:
             doc = Batch(seq=seq, kind=kind, created_at=created, payload=payload)
             raw = doc.model_dump_json().encode()
             body = gzip.compress(raw, compresslevel=6, mtime=0)
-            if len(body) > self.max_bytes:
+            quota = self.quotas.get(kind)
+            if len(body) > self.max_bytes or (quota is not None and len(body) > quota):
                 self._count_drop(db, kind, 1)
                 return None
+            if quota is not None:
+                self._within_quota(db, kind, quota, len(body))
             self._make_room(db, len(body))
             db.execute(
                 "INSERT INTO batches(seq, kind, created_at, raw_size, size, body) VALUES (?,?,?,?,?,?)",
@@ -242,16 +256,32 @@ class Spool:
             (kind, n, n),
         )
 
+    def _within_quota(self, db: sqlite3.Connection, kind: str, quota: int, needed: int) -> None:
+        """Drop the oldest batches of ``kind`` until ``needed`` more bytes fit in its quota."""
+        used = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM batches WHERE kind = ?", (kind,)).fetchone()[0])
+        if used + needed <= quota:
+            return
+        dropped = []
+        for seq, size in db.execute("SELECT seq, size FROM batches WHERE kind = ? ORDER BY seq", (kind,)):
+            if used + needed <= quota:
+                break
+            dropped.append(seq)
+            used -= size
+        for seq in dropped:
+            db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+        self._count_drop(db, kind, len(dropped))
+
     def _make_room(self, db: sqlite3.Connection, needed: int) -> None:
         used = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0])
         if used + needed <= self.max_bytes:
             return
         recreatable = tuple(sorted(RECREATABLE_KINDS))
-        marks = ",".join("?" * len(recreatable))
-        # Candidates in drop order: re-creatable kinds oldest first, then the rest, oldest first.
+        telemetry = tuple(sorted(TELEMETRY_KINDS | set(self.quotas)))
+        marks, tmarks = ",".join("?" * len(recreatable)), ",".join("?" * len(telemetry))
+        # Candidates in drop order: re-creatable kinds oldest first, then telemetry, then the rest.
         victims = db.execute(
-            f"SELECT seq, kind, size FROM batches ORDER BY (kind IN ({marks})) DESC, seq",
-            recreatable,
+            f"SELECT seq, kind, size FROM batches ORDER BY (kind IN ({marks})) DESC, (kind IN ({tmarks})) DESC, seq",
+            recreatable + telemetry,
         )
         dropped: list[tuple[int, str]] = []
         for seq, kind, size in victims:

@@ -69,8 +69,19 @@ class ActionOut(Wire):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SensorExclusion(Wire):
+    """Event rows the agent's sensors must not record (column op value, in one table or all)."""
+
+    column: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    value: LongStr
+    op: Literal["equals", "startswith", "contains"] = "equals"
+    table: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
 class CheckinResponse(Wire):
     actions: list[ActionOut] = Field(default_factory=list)
+    # None: keep what the agent has; a list (maybe empty) replaces the server's exclusions.
+    sensor_exclusions: list[SensorExclusion] | None = Field(default=None, max_length=1000)
     config_version: int = 0
     checkin_interval: int = 60
     resync: list[str] = Field(default_factory=list)  # upload kinds the server wants in full again
