@@ -43,7 +43,8 @@ from typing import Any
 from garrison.protocol import Batch
 
 RECREATABLE_KINDS = frozenset({"device", "runtime", "assessment", "heartbeat"})
-TELEMETRY_KINDS = frozenset({"events"})
+EVENTS_KIND = "events"  # behaviour telemetry (garrison.agent.sensors), sent to /agent/v1/events
+TELEMETRY_KINDS = frozenset({EVENTS_KIND})
 DEFAULT_TELEMETRY_SHARE = 0.5  # of max_bytes, per telemetry kind
 REJECTED = "rejected"  # drop counter of batches the server refused for good (413/422)
 

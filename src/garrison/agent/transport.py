@@ -33,7 +33,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from garrison import __version__
-from garrison.agent.spool import SpooledBatch
+from garrison.agent.spool import EVENTS_KIND, SpooledBatch
 from garrison.protocol import (
     ActionResult,
     BatchAck,
@@ -320,6 +320,8 @@ class Transport:
         return self._parse(resp, CheckinResponse)
 
     def send_batch(self, batch: SpooledBatch) -> BatchAck:
+        if batch.kind == EVENTS_KIND:
+            return self._send_events(batch)
         if batch.raw_size > GZIP_ABOVE:
             resp = self._post("/batches", batch.body, gzipped=True, permanent=BATCH_REFUSED)
         else:
@@ -328,6 +330,18 @@ class Transport:
         if ack.seq != batch.seq:
             raise TransportError(f"server acknowledged batch {ack.seq} for batch {batch.seq}")
         return ack
+
+    def _send_events(self, batch: SpooledBatch) -> BatchAck:
+        """Telemetry goes to ``/events`` as an ``EventBatch`` (garrison.protocol.events), same seq."""
+        from garrison.protocol.events import EventAck  # only agents with sensors pay for the table models
+
+        doc = batch.document()
+        body = json.dumps({"seq": batch.seq, "sent_at": doc["created_at"],
+                           "events": doc["payload"].get("events", [])}, separators=(",", ":")).encode()
+        ack = self._parse(self._post("/events", body, permanent=BATCH_REFUSED), EventAck)
+        if ack.seq != batch.seq:
+            raise TransportError(f"server acknowledged event batch {ack.seq} for batch {batch.seq}")
+        return BatchAck(seq=ack.seq, status=ack.status)
 
     def post_result(self, result: ActionResult) -> None:
         action_id = urllib.parse.quote(result.id, safe="")

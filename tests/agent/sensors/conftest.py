@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from garrison.agent.sensors.manager import SensorManager
+from garrison.protocol.events import EventBatch
 
 LOCK = "/tmp/garrison-audit-sensor.lock"
 Row = dict[str, Any]
@@ -30,6 +31,8 @@ class Recorder:
         self.lock = threading.Lock()
 
     def put(self, kind: str, payload: dict[str, Any]) -> int:
+        assert kind == "events"
+        EventBatch(seq=1, events=payload["events"])  # every batch is valid on the wire (the server's model)
         with self.lock:
             self.batches.append({"kind": kind, **payload})
             return len(self.batches)

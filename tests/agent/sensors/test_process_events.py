@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,7 @@ def test_a_short_lived_process_is_recorded_with_image_user_and_parent(start_sens
     assert row["SHA256"] == _sha256(true_path)
     assert row["FileSize"] == os.path.getsize(true_path)
     assert len(row["SHA1"]) == 40 and len(row["MD5"]) == 32
-    assert row["AccountName"] == "root" and row["AccountSid"] == "S-1-22-1-0"
+    assert row["AccountName"] == "root" and row["AccountSid"] == "0"
     assert row["ProcessId"] > 0 and row["ProcessCreationTime"].endswith("Z")
     # The initiating process is the shell (seen at its own exec), and its parent is pytest.
     assert row["InitiatingProcessFileName"] in ("sh", "dash", "bash")
@@ -40,7 +39,7 @@ def test_a_short_lived_process_is_recorded_with_image_user_and_parent(start_sens
     assert row["InitiatingProcessSHA256"] == _sha256(os.path.realpath("/bin/sh"))
     assert row["InitiatingProcessParentId"] == os.getpid()
     assert row["InitiatingProcessParentFileName"] == os.path.basename(os.path.realpath(sys.executable))
-    assert json.loads(row["AdditionalFields"])["CurrentDirectory"] == os.getcwd()
+    assert row["AdditionalFields"]["CurrentDirectory"] == os.getcwd()
 
 
 def test_a_burst_of_short_lived_processes_is_recorded_in_full_and_each_image_hashed_once(start_sensor) -> None:

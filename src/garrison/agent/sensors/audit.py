@@ -19,7 +19,6 @@ import ctypes
 import datetime as dt
 import errno
 import glob
-import json
 import logging
 import os
 import socket
@@ -381,7 +380,7 @@ def device_event(file_row: Row, action: str) -> Row:
     keep = {k: v for k, v in file_row.items() if k.startswith("InitiatingProcess")}
     return {"Timestamp": file_row["Timestamp"], "ActionType": action, "FileName": file_row["FileName"],
             "FolderPath": file_row["FolderPath"], "SHA256": file_row.get("SHA256", ""),
-            "AdditionalFields": json.dumps({"FileAction": file_row["ActionType"]}), **keep}
+            "AdditionalFields": {"FileAction": file_row["ActionType"]}, **keep}
 
 
 def _syscall_ids(f: dict[str, str]) -> tuple[int, int, int]:
@@ -435,7 +434,7 @@ def process_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
         "AccountDomain": short_hostname(), "AccountName": ctx.users.name(euid), "AccountSid": account_sid(euid),
         "LogonId": _int(f.get("ses"), -1),
         **initiating_columns(parent, ctx.processes, ctx.hashes, ctx.users),
-        "AdditionalFields": json.dumps(extra),
+        "AdditionalFields": extra,
     }
     if parent is None:
         row["InitiatingProcessId"] = ppid
@@ -507,7 +506,7 @@ def _emit_net(sensor: AuditSensor, ev: AuditEvent, pid: int, action: str, proto:
     if remote is not None:
         row.update(RemoteIP=remote[0], RemotePort=remote[1], RemoteIPType=ip_type(remote[0]))
     if exit_code < 0:
-        row["AdditionalFields"] = json.dumps({"Error": errno.errorcode.get(-exit_code, str(-exit_code))})
+        row["AdditionalFields"] = ({"Error": errno.errorcode.get(-exit_code, str(-exit_code))})
     row.update(sensor.initiating(pid))
     sensor.emit("DeviceNetworkEvents", row)
 
@@ -617,7 +616,7 @@ def logon(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
                 "IsLocalAdmin": uid == 0, "LogonId": _int(f.get("ses"), -1)}
     if res != "success":
         row["FailureReason"] = "InvalidUserNameOrPassword" if ev.kind == an.USER_AUTH else "UnknownFailure"
-    row["AdditionalFields"] = json.dumps({"Terminal": unhex(f.get("terminal", "")), "Op": unhex(f.get("op", "")),
+    row["AdditionalFields"] = ({"Terminal": unhex(f.get("terminal", "")), "Op": unhex(f.get("op", "")),
                                           "Program": exe})
     row.update(sensor.initiating(pid))
     if not row.get("InitiatingProcessFileName"):
@@ -648,7 +647,7 @@ def account_change(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> No
         return
     acct = unhex(f.get("acct", "")) if "acct" in f else ctx.users.name(_int(f.get("id"), -1))
     row: Row = {"Timestamp": iso(ev.time), "ActionType": ACCOUNT_ACTIONS[ev.kind], "AccountName": acct,
-                "AccountDomain": short_hostname(), "AdditionalFields": json.dumps({"Op": unhex(f.get("op", ""))}),
+                "AccountDomain": short_hostname(), "AdditionalFields": {"Op": unhex(f.get("op", ""))},
                 **sensor.initiating(pid)}
     if not row.get("InitiatingProcessFileName"):
         exe = unhex(f.get("exe", ""))
@@ -671,7 +670,7 @@ def module_load(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
         extra["Error"] = errno.errorcode.get(-_int(f.get("exit")), f.get("exit", ""))
     sensor.emit("DeviceEvents", {"Timestamp": iso(ev.time), "ActionType": "KernelModuleLoaded" if ok
                                  else "KernelModuleLoadAttempted", "FileName": name,
-                                 "AdditionalFields": json.dumps(extra), **sensor.initiating(pid)})
+                                 "AdditionalFields": extra, **sensor.initiating(pid)})
 
 
 @on_key("garrison_ptrace")
@@ -686,7 +685,7 @@ def ptrace_attach(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> Non
     row: Row = {"Timestamp": iso(ev.time), "ActionType": "PtraceAttach", "ProcessId": target,
                 "FileName": info.name if info else "", "FolderPath": folder_of(info.path) if info else "",
                 "ProcessCommandLine": info.cmdline if info else "",
-                "AdditionalFields": json.dumps({"Success": f.get("success") == "yes",
+                "AdditionalFields": ({"Success": f.get("success") == "yes",
                                                 "Request": "PTRACE_SEIZE" if _int(f.get("a0"), 0, 16) ==
                                                 PTRACE_SEIZE else "PTRACE_ATTACH"}),
                 **sensor.initiating(pid)}
@@ -705,7 +704,7 @@ def signal_to_agent(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
         return
     sensor.emit("DeviceEvents", {"Timestamp": iso(ev.time), "ActionType": "TamperingAttempt",
                                  "ProcessId": _int(f.get("a0"), 0, 16),
-                                 "AdditionalFields": json.dumps({"Operation": "Signal", "Signal": sig,
+                                 "AdditionalFields": ({"Operation": "Signal", "Signal": sig,
                                                                  "Success": f.get("success") == "yes"}),
                                  **sensor.initiating(pid)})
 
@@ -722,7 +721,7 @@ def state_written(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> Non
     sensor.emit("DeviceEvents", {"Timestamp": iso(ev.time), "ActionType": "TamperingAttempt",
                                  "FileName": names[0].rsplit("/", 1)[-1] if names else "",
                                  "FolderPath": folder_of(names[0]) if names else "",
-                                 "AdditionalFields": json.dumps({"Operation": "AgentStateWritten",
+                                 "AdditionalFields": ({"Operation": "AgentStateWritten",
                                                                  "Paths": names[:8]}),
                                  **sensor.initiating(pid)})
 
@@ -741,7 +740,7 @@ def audit_config_changed(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str])
         return
     pid = _int(f.get("pid"), -1)
     row: Row = {"Timestamp": iso(ev.time), "ActionType": "TamperingAttempt",
-                "AdditionalFields": json.dumps({"Operation": "AuditConfigurationChanged", "Op": op, "Key": key})}
+                "AdditionalFields": ({"Operation": "AuditConfigurationChanged", "Op": op, "Key": key})}
     if pid > 0:
         row.update(sensor.initiating(pid))
     sensor.emit("DeviceEvents", row)

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from garrison.agent.sensors.procinfo import HashCache, ProcessTable, UserNames
+from garrison.agent.spool import EVENTS_KIND
 from garrison.protocol import CollectorHealth
 
 log = logging.getLogger("garrison.agent.sensors")
 
-EVENTS_KIND = "events"
 Row = dict[str, Any]
 SpoolPut = Callable[[str, dict[str, Any]], "int | None"]
 
@@ -73,8 +73,10 @@ class Exclusion:
 
 
 def to_payload(rows: list[tuple[str, Row]]) -> dict[str, Any]:
-    """The adapter to the wire: one spooled upload of kind ``events``."""
-    return {"events": [{"Table": table, **row} for table, row in rows]}
+    """One spooled upload of kind ``events``: the rows as ``garrison.protocol.events`` wants them
+    (``{"Table": …, column: value}``, unknown values left out rather than sent as null)."""
+    return {"events": [{"Table": table, **{k: v for k, v in row.items() if v is not None and v != ""}}
+                       for table, row in rows]}
 
 
 class EventSink:

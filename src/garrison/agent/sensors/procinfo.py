@@ -107,8 +107,8 @@ class UserNames:
 
 
 def account_sid(uid: int | None) -> str:
-    """The SID Samba and Windows give a Unix account (``S-1-22-1-<uid>``)."""
-    return "" if uid is None or uid < 0 else f"S-1-22-1-{uid}"
+    """Linux ``AccountSid``: the uid as a string (the events contract; MDE for Linux does the same)."""
+    return "" if uid is None or uid < 0 else str(uid)
 
 
 _BOOT: float | None = None
