@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +19,8 @@ from garrison.core import access, actions, audit, devices
 from garrison.core.errors import GarrisonError, Invalid, Unauthorized
 from garrison.core.ingest import IngestContext, inflate, ingest, take_resync, validate
 from garrison.core.security import secret_matches
+from garrison.edr.events import BatchIn
+from garrison.edr.events.ingest import WriterBusy
 from garrison.protocol import (
     ActionOut,
     ActionResult,
@@ -26,6 +31,7 @@ from garrison.protocol import (
     EnrollRequest,
     EnrollResponse,
 )
+from garrison.protocol.events import EventAck, EventBatch
 from garrison.server.auth import RateLimited, client_ip
 from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, AgentUpload, Device, MachineAction, Tenant
@@ -224,6 +230,71 @@ def _ingest_batch(request: Request, who: DeviceAuth, batch: Batch) -> BatchAck:
     return BatchAck(seq=batch.seq, status="accepted")
 
 
+class _StoreBusy(GarrisonError):
+    status = 503
+    code = "ServiceUnavailable"
+
+
+MAX_FUTURE = dt.timedelta(days=1)  # a sensor clock further ahead than this is wrong: the batch is refused
+NAME_TTL = 300.0
+
+
+@router.post("/events", response_model=EventAck)
+@_device_auth
+async def upload_events(request: Request) -> EventAck:
+    """Behaviour telemetry (garrison.protocol.events): acknowledged once durable in the event store,
+    idempotent on (device, seq). It does not touch the state store's upload queue."""
+    who = authenticate_device(request)
+    received = await request.body()
+    batch, rows = await run_in_threadpool(_event_rows, request, received)
+    if batch.device_id is not None and batch.device_id != who.device_id:
+        raise _Unprocessable("device_id in the body is not the authenticated device")
+    if who.offboarded:
+        return EventAck(seq=batch.seq, status="discarded")
+    name = await run_in_threadpool(_device_name, request, who)
+    try:
+        fut = request.app.state.events.writer.submit(BatchIn(
+            who.tenant_id, who.device_id, name, batch.seq, rows, drops=sum(batch.drops.values())))
+    except WriterBusy as exc:
+        raise _StoreBusy(str(exc)) from None
+    stored = await asyncio.wrap_future(fut)
+    return EventAck(seq=batch.seq, status=stored.status, stored=stored.stored)  # type: ignore[arg-type]
+
+
+def _event_rows(request: Request, received: bytes) -> tuple[EventBatch, list[dict[str, Any]]]:
+    """Validate (CPU work: off the event loop) and turn the events into rows of their tables."""
+    batch: EventBatch = _validated(EventBatch, _inflate(request, received))
+    latest = dt.datetime.now(dt.UTC) + MAX_FUTURE
+    rows = []
+    for i, ev in enumerate(batch.events):
+        values = ev.__dict__
+        row = {k: values[k] for k in ev.model_fields_set}
+        ts = row["Timestamp"]
+        if ts.tzinfo is None:
+            row["Timestamp"] = ts = ts.replace(tzinfo=dt.UTC)
+        if ts > latest:
+            raise _Unprocessable(f"invalid body at events.{i}.Timestamp: more than a day in the future")
+        row["Table"] = ev.Table
+        rows.append(row)
+    return batch, rows
+
+
+def _device_name(request: Request, who: DeviceAuth) -> str:
+    """``DeviceName`` of the events: the device record's name (cached for a few minutes)."""
+    cache: dict[str, tuple[float, str]] = request.app.state.event_device_names
+    hit = cache.get(who.device_id)
+    now = time.monotonic()
+    if hit and hit[0] > now:
+        return hit[1]
+    with request.app.state.store.tenant(who.tenant_id) as s:
+        device = s.get(Device, who.device_id)
+        name = (device.computer_dns_name if device else "") or ""
+    if len(cache) > 500_000:
+        cache.clear()
+    cache[who.device_id] = (now + NAME_TTL, name)
+    return name
+
+
 @router.post("/actions/{action_id}/result")
 @_device_auth
 async def action_result(action_id: str, request: Request) -> dict[str, str]:
@@ -249,6 +320,7 @@ def setup_state(app: Any) -> None:
 
     app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}
+    app.state.event_device_names = {}
     app.state.resync = {}
     # Writes (enrollments, uploads) wait here rather than in the connection pool: waiting for the
     # database's write lock they would hold every pooled connection, and the check-ins, which read

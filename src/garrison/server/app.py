@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 
 from garrison import __version__
 from garrison.core.errors import GarrisonError
+from garrison.edr.events.service import EventService
 from garrison.server import api
 from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_role
 from garrison.server.middleware import AuditLog, BodyLimit
@@ -36,6 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.heartbeats.stop()
+        app.state.events.close()
 
 
 def create_app(settings: ServerSettings, store: Store | None = None, cert_path: Path | None = None) -> FastAPI:
@@ -43,6 +45,8 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
                   redoc_url=None)
     app.state.settings = settings
     app.state.store = store or Store(settings.db_url)
+    # Telemetry has its own store (not the state store): this process owns it (see docs/architecture.md).
+    app.state.events = EventService(settings.events_db_url, settings.events_retention_days, settings.hunting_days)
     app.state.proxy_networks = settings.proxy_networks()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.auth_fail_limiter = RateLimiter(60, burst=20)

@@ -39,10 +39,18 @@ class ServerSettings:
     # non-public networks integrations may reach (internal Jira, mail relay…); others are refused
     integrations_allowed_networks: list[str] = field(default_factory=list)
     secrets_key: str | None = None  # connection secrets key(s), base64; else data_dir/secrets.key
+    # Behaviour telemetry: duckdb:///<data-dir>/events.duckdb by default, or clickhouse://… (see edr.events)
+    events_url: str | None = None
+    events_retention_days: int = 180  # the timeline's reach
+    hunting_days: int = 30  # advanced hunting's window
 
     @property
     def db_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def events_db_url(self) -> str:
+        return self.events_url or f"duckdb:///{Path(self.data_dir).expanduser().resolve() / 'events.duckdb'}"
 
     @property
     def scheme(self) -> str:
@@ -73,6 +81,8 @@ class ServerSettings:
                                                .split(",") if p.strip()]
         if env.get("GARRISON_SECRETS_KEY"):
             s.secrets_key = env["GARRISON_SECRETS_KEY"]
+        if env.get("GARRISON_EVENTS_URL"):
+            s.events_url = env["GARRISON_EVENTS_URL"]
         if "GARRISON_RATE_LIMIT" in env:
             s.rate_limit_per_minute = int(env["GARRISON_RATE_LIMIT"])
         for key, value in overrides.items():
