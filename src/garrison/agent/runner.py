@@ -58,6 +58,7 @@ from garrison.protocol import (
     CollectorHealth,
     EnrollRequest,
 )
+from garrison.protocol.limits import HOSTNAME_LEN
 
 log = logging.getLogger("garrison.agent")
 
@@ -253,7 +254,7 @@ class Agent:
             raise EnrollError("not enrolled yet: give the server URL (--server) and an enrollment secret (--enroll)")
         host, fqdn = hostname_and_fqdn(self.ctx)
         request = EnrollRequest(secret=cfg.enroll_secret, machine_key=machine_key(self.ctx),
-                                hostname=(fqdn or host or "localhost")[:256], agent_version=__version__)
+                                hostname=(fqdn or host or "localhost")[:HOSTNAME_LEN], agent_version=__version__)
         identity, pem = enroll(cfg.server, request, fingerprint=cfg.fingerprint, timeout=cfg.request_timeout)
         save_identity(self.state_dir, identity, pem)
         assert self.spool is not None

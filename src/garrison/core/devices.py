@@ -15,6 +15,7 @@ from garrison.core.errors import Invalid, NotFound
 from garrison.core.ingest import IngestContext, register_upload
 from garrison.core.security import new_credential
 from garrison.protocol import DeviceReport
+from garrison.protocol.limits import HOSTNAME_LEN
 from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, Device, DeviceTag
 
@@ -31,7 +32,8 @@ def enroll(s: Session, tenant_id: int, machine_key: str, hostname: str, agent_ve
     device = s.scalar(select(Device).where(Device.tenant_id == tenant_id, Device.machine_key == machine_key))
     credential, digest = new_credential()
     if device is None:
-        device = Device(tenant_id=tenant_id, machine_key=machine_key, computer_dns_name=hostname.lower())
+        # lower() can lengthen a name (Unicode): cut to the column, whose size the protocol shares
+        device = Device(tenant_id=tenant_id, machine_key=machine_key, computer_dns_name=hostname.lower()[:HOSTNAME_LEN])
         s.add(device)
     else:
         # A re-installed agent starts a new spool at sequence 1: forget the old sequence numbers
@@ -79,7 +81,7 @@ def health_expr(now: dt.datetime | None = None) -> ColumnElement[str]:
 
 @register_upload("device", DeviceReport)
 def apply_device_report(s: Session, device: Device, report: DeviceReport, ctx: IngestContext) -> None:
-    device.computer_dns_name = (report.fqdn or report.hostname).lower()[:255]
+    device.computer_dns_name = (report.fqdn or report.hostname).lower()[:HOSTNAME_LEN]
     device.os_platform = report.os_platform or "Linux"
     device.os_version = report.os_version
     device.os_build = report.os_build

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy.exc import DBAPIError
 
 from garrison.protocol import CheckinRequest
 from garrison.store.db import Store
@@ -90,12 +91,28 @@ class HeartbeatBuffer:
                         last_external_ip_address=bindparam("last_external_ip_address"),
                         health_state=bindparam("health_state")))
         errors = [{"did": d, "at": b.at} for d, b in beats.items() if b.transport_errors]
+        try:
+            self._write(stmt, rows, errors)
+        except DBAPIError:
+            # One device's row must never cost the others theirs: each row again on its own.
+            log.exception("heartbeat write of %d devices failed; writing them one by one", len(rows))
+            failed = 0
+            error_of = {e["did"]: [e] for e in errors}
+            for row in rows:
+                try:
+                    self._write(stmt, [row], error_of.get(row["did"], []))
+                except DBAPIError as exc:
+                    failed += 1
+                    log.warning("heartbeat of device %s refused: %s", row["did"], exc.orig)
+            return len(rows) - failed
+        return len(rows)
+
+    def _write(self, stmt: Any, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
         with self.store.engine.begin() as conn:
             conn.execute(stmt, rows)
             if errors:
                 conn.execute(update(Device.__table__).where(Device.__table__.c.id == bindparam("did"))
                              .values(last_error_at=bindparam("at")), errors)
-        return len(rows)
 
     def start(self) -> None:
         if self.interval > 0 and self._thread is None:

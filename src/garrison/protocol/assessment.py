@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from garrison.protocol.models import LongStr, ShortStr, Wire
+from garrison.protocol.limits import CHECKS_VERSION_LEN, OS_FAMILY_LEN
+from garrison.protocol.models import LongStr, Wire
 
 KIND = "assessment"
 MAX_CHECKS = 5_000
@@ -46,8 +47,8 @@ class AssessmentReport(Wire):
     generation: Annotated[int, Field(ge=1)]
     base_generation: Annotated[int, Field(ge=1)] | None = None  # delta: the generation it applies to
     assessed_at: dt.datetime
-    checks_version: ShortStr = ""  # digest of the check definitions the agent evaluated
-    os_family: ShortStr = ""
+    checks_version: Annotated[str, StringConstraints(max_length=CHECKS_VERSION_LEN)] = ""  # digest of the checks
+    os_family: Annotated[str, StringConstraints(max_length=OS_FAMILY_LEN)] = ""
     results: list[CheckResult] = Field(default_factory=list, max_length=MAX_CHECKS)
     removed: list[CheckId] = Field(default_factory=list, max_length=MAX_CHECKS)  # delta: checks gone
     duration_ms: Annotated[int, Field(ge=0)] = 0

@@ -12,12 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, MACHINE_KEY_LEN, OS_FIELD_LEN
+
 PROTOCOL_VERSION = 1
 
 Name = Annotated[str, StringConstraints(max_length=256)]
 ShortStr = Annotated[str, StringConstraints(max_length=128)]
 LongStr = Annotated[str, StringConstraints(max_length=4096)]
 Secret = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+# Values stored in sized columns: their lengths come from garrison.protocol.limits.
+HostName = Annotated[str, StringConstraints(max_length=HOSTNAME_LEN)]
+AgentVersion = Annotated[str, StringConstraints(max_length=AGENT_VERSION_LEN)]
+OsField = Annotated[str, StringConstraints(max_length=OS_FIELD_LEN)]
 
 MAX_PACKAGES = 200_000
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -31,9 +37,9 @@ class Wire(BaseModel):
 
 class EnrollRequest(Wire):
     secret: Secret
-    machine_key: Annotated[str, StringConstraints(min_length=8, max_length=64)]
-    hostname: Name
-    agent_version: ShortStr
+    machine_key: Annotated[str, StringConstraints(min_length=8, max_length=MACHINE_KEY_LEN)]
+    hostname: HostName
+    agent_version: AgentVersion
 
 
 class EnrollResponse(Wire):
@@ -56,7 +62,7 @@ class CollectorHealth(Wire):
 
 
 class CheckinRequest(Wire):
-    agent_version: ShortStr
+    agent_version: AgentVersion
     health: dict[ShortStr, CollectorHealth] = Field(default_factory=dict, max_length=256)
     drops: dict[ShortStr, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=256)
     spool_pending: Annotated[int, Field(ge=0)] = 0
@@ -124,23 +130,23 @@ class LoggedOnUser(Wire):
 class DeviceReport(Wire):
     """Payload of kind ``device``: what the device collector sees."""
 
-    hostname: Name
-    fqdn: Name = ""
-    machine_key: Annotated[str, StringConstraints(max_length=64)] = ""
-    os_platform: ShortStr = ""
-    os_version: ShortStr = ""
-    os_build: ShortStr = ""
-    os_id: ShortStr = ""
-    os_version_id: ShortStr = ""
-    os_codename: ShortStr = ""
-    kernel: ShortStr = ""
-    architecture: ShortStr = ""
-    processor: ShortStr = ""
+    hostname: HostName
+    fqdn: HostName = ""
+    machine_key: Annotated[str, StringConstraints(max_length=MACHINE_KEY_LEN)] = ""
+    os_platform: OsField = ""
+    os_version: OsField = ""
+    os_build: OsField = ""
+    os_id: OsField = ""
+    os_version_id: OsField = ""
+    os_codename: OsField = ""
+    kernel: OsField = ""
+    architecture: OsField = ""
+    processor: OsField = ""
     ip_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
     mac_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
     boot_time: dt.datetime | None = None
     logged_on_users: list[LoggedOnUser] = Field(default_factory=list, max_length=1024)
-    agent_version: ShortStr = ""
+    agent_version: AgentVersion = ""
     running_as_root: bool = False
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from garrison.agent.collectors.base import AgentContext, Collector, register_collector
 from garrison.protocol import DeviceReport, LoggedOnUser
+from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, OS_FIELD_LEN
 
 MACHINE_ID_FILE = "machine-id"  # in state_dir: fallback identity when the OS has none
 
@@ -244,10 +245,10 @@ def _processor(ctx: AgentContext) -> str:
         for line in ctx.path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
             if key.strip() in ("model name", "Model", "cpu model", "Processor"):
-                return value.strip()[:128]
+                return value.strip()[:OS_FIELD_LEN]
     except OSError:
         pass
-    return (platform.processor() if ctx.root == Path("/") else "")[:128]
+    return (platform.processor() if ctx.root == Path("/") else "")[:OS_FIELD_LEN]
 
 
 def hostname_and_fqdn(ctx: AgentContext) -> tuple[str, str]:
@@ -272,23 +273,23 @@ def device_report(ctx: AgentContext) -> DeviceReport:
     kernel, arch = _uname(ctx)
     host, fqdn = hostname_and_fqdn(ctx)
     return DeviceReport(
-        hostname=(host or "localhost")[:256],
-        fqdn=fqdn[:256],
+        hostname=(host or "localhost")[:HOSTNAME_LEN],
+        fqdn=fqdn[:HOSTNAME_LEN],
         machine_key=machine_key(ctx),
         os_platform="Linux",
-        os_version=(osr.get("VERSION_ID") or osr.get("VERSION") or "")[:128],
-        os_build=(osr.get("BUILD_ID") or osr.get("VERSION") or osr.get("PRETTY_NAME") or "")[:128],
-        os_id=osr.get("ID", "")[:128],
-        os_version_id=osr.get("VERSION_ID", "")[:128],
-        os_codename=(osr.get("VERSION_CODENAME") or osr.get("UBUNTU_CODENAME") or "")[:128],
-        kernel=kernel[:128],
-        architecture=arch[:128],
+        os_version=(osr.get("VERSION_ID") or osr.get("VERSION") or "")[:OS_FIELD_LEN],
+        os_build=(osr.get("BUILD_ID") or osr.get("VERSION") or osr.get("PRETTY_NAME") or "")[:OS_FIELD_LEN],
+        os_id=osr.get("ID", "")[:OS_FIELD_LEN],
+        os_version_id=osr.get("VERSION_ID", "")[:OS_FIELD_LEN],
+        os_codename=(osr.get("VERSION_CODENAME") or osr.get("UBUNTU_CODENAME") or "")[:OS_FIELD_LEN],
+        kernel=kernel[:OS_FIELD_LEN],
+        architecture=arch[:OS_FIELD_LEN],
         processor=_processor(ctx),
         ip_addresses=ip_addresses(ctx)[:512],
         mac_addresses=mac_addresses(ctx)[:512],
         boot_time=boot_time(ctx),
         logged_on_users=logged_on_users(ctx),
-        agent_version=ctx.agent_version[:128],
+        agent_version=ctx.agent_version[:AGENT_VERSION_LEN],
         running_as_root=ctx.is_root,
     )
 

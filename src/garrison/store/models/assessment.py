@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from garrison.protocol.limits import CHECKS_VERSION_LEN, OS_FAMILY_LEN
 from garrison.store.base import Base, TenantScoped, utcnow
 
 
@@ -60,8 +61,8 @@ class DeviceAssessmentState(TenantScoped, Base):
     __tablename__ = "device_assessment_state"
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    checks_version: Mapped[str] = mapped_column(String(128), default="")
-    os_family: Mapped[str] = mapped_column(String(32), default="")
+    checks_version: Mapped[str] = mapped_column(String(CHECKS_VERSION_LEN), default="")  # sized by the protocol
+    os_family: Mapped[str] = mapped_column(String(OS_FAMILY_LEN), default="")
     assessed_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     needs_resync: Mapped[bool] = mapped_column(Boolean, default=False)

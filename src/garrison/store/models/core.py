@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, MACHINE_KEY_LEN, OS_FIELD_LEN
 from garrison.store.base import Base, TenantScoped, new_hex_id, utcnow
 
 ROLES = ("admin", "security_operator", "analyst")
@@ -82,18 +83,19 @@ class Device(TenantScoped, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "machine_key"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_hex_id)
     # Stable identity of the physical machine (hash of /etc/machine-id); None for agentless devices.
-    machine_key: Mapped[str | None] = mapped_column(String(64))
+    machine_key: Mapped[str | None] = mapped_column(String(MACHINE_KEY_LEN))
     credential_hash: Mapped[str | None] = mapped_column(String(128))
-    computer_dns_name: Mapped[str] = mapped_column(String(255), default="", index=True)
-    os_platform: Mapped[str] = mapped_column(String(64), default="")
-    os_version: Mapped[str] = mapped_column(String(64), default="")
-    os_build: Mapped[str] = mapped_column(String(128), default="")
-    os_processor: Mapped[str] = mapped_column(String(32), default="")
-    os_architecture: Mapped[str] = mapped_column(String(32), default="")
-    os_id: Mapped[str] = mapped_column(String(64), default="")  # os-release ID
-    os_codename: Mapped[str] = mapped_column(String(64), default="")
-    kernel: Mapped[str] = mapped_column(String(128), default="")
-    agent_version: Mapped[str] = mapped_column(String(32), default="")
+    # Columns the agent fills: sized by garrison.protocol.limits, as the wire models are.
+    computer_dns_name: Mapped[str] = mapped_column(String(HOSTNAME_LEN), default="", index=True)
+    os_platform: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    os_version: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    os_build: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    os_processor: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    os_architecture: Mapped[str] = mapped_column(String(32), default="")  # 64-bit / 32-bit (derived)
+    os_id: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")  # os-release ID
+    os_codename: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    kernel: Mapped[str] = mapped_column(String(OS_FIELD_LEN), default="")
+    agent_version: Mapped[str] = mapped_column(String(AGENT_VERSION_LEN), default="")
     last_ip_address: Mapped[str] = mapped_column(String(64), default="", index=True)
     last_external_ip_address: Mapped[str] = mapped_column(String(64), default="")
     ip_addresses: Mapped[list[Any]] = mapped_column(JSON, default=list)
