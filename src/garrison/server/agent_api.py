@@ -130,7 +130,7 @@ def _enroll_device(request: Request, body: EnrollRequest, ip: str) -> EnrollResp
     with store.system() as s:
         secret = access.consume_enrollment_secret(s, body.secret)
         tenant_id = secret.tenant_id
-        tenant_name = s.get(Tenant, tenant_id).name  # type: ignore[union-attr]
+        tenant_name = s.get(Tenant, tenant_id).name
     with store.tenant(tenant_id) as s:
         device, credential = devices.enroll(s, tenant_id, body.machine_key, body.hostname, body.agent_version)
         audit.record(s, tenant_id, f"device:{device.id}", "device", "enroll_device", target=device.id,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, TypeDecorator
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, Table, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 NAMING = {
@@ -57,6 +57,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+    if TYPE_CHECKING:  # every model here is mapped to a Table (SQLAlchemy types it as any FromClause)
+        __table__: ClassVar[Table]
 
 
 class TenantScoped:

@@ -97,7 +97,8 @@ def _refuse_unscoped_tables(state: ORMExecuteState, scope: int) -> None:
     ``tenant_id = <this session's tenant>`` for that table itself; otherwise it is refused, as it would
     see every tenant's rows. (System sessions may do anything on purpose.)"""
     tables = _tenant_tables()
-    stmt = state.statement
+    stmt: Any = state.statement
+    el: Any  # visited clause elements: columns, binary expressions, bind parameters
     plain: set[Any] = set()
     scoped: set[Any] = set()
     target = getattr(stmt, "table", None) if (state.is_update or state.is_delete) else None

@@ -224,11 +224,15 @@ def _add(s: Session, table: Any, keys: tuple[str, ...], counters: tuple[str, ...
     if not rows:
         return
     dialect = s.get_bind().dialect.name
+    stmt: Any
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
     stmt = stmt.on_conflict_do_update(index_elements=list(keys),
                                       set_={c: table.c[c] + stmt.excluded[c] for c in counters})
     for i in range(0, len(rows), 2000):

@@ -306,11 +306,11 @@ def apply_runtime(s: Session, device: Device, report: RuntimeReport) -> dict[str
                      .where(DevicePackage.device_id == device.id)).all()
     updates: list[tuple[int, dt.datetime]] = []
     for pv, manager, name, last_used in rows:
-        at = seen.get((manager, name))
-        if at is None and manager == "python":
-            at = seen.get((manager, re.sub(r"[-_.]+", "-", name).lower()))
-        if at is not None and (last_used is None or at > last_used):
-            updates.append((pv, at))
+        used = seen.get((manager, name))
+        if used is None and manager == "python":
+            used = seen.get((manager, re.sub(r"[-_.]+", "-", name).lower()))
+        if used is not None and (last_used is None or used > last_used):
+            updates.append((pv, used))
     if not updates:
         return {"runtime": {"updated": 0}}
     info = _pv_info(s, {pv for pv, _ in updates})

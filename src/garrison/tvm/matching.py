@@ -434,12 +434,12 @@ def match_package_versions(s: Session, ids: Sequence[int], *, matcher: Matcher |
                 updates.append(row)
         gone.extend(r for vid, r in old.items() if vid not in new)
     stats.added, stats.changed, stats.removed = len(inserts), len(updates), len(gone)
-    for r in inserts:
-        stats.changed_pvs.add(r["package_version_id"])
-        stats.changed_vulns.add(r["vulnerability_id"])
-    for r in gone:
-        stats.changed_pvs.add(r.package_version_id)
-        stats.changed_vulns.add(r.vulnerability_id)
+    for ins in inserts:
+        stats.changed_pvs.add(ins["package_version_id"])
+        stats.changed_vulns.add(ins["vulnerability_id"])
+    for g in gone:
+        stats.changed_pvs.add(g.package_version_id)
+        stats.changed_vulns.add(g.vulnerability_id)
 
     if gone:
         if resolve_removed:

@@ -150,7 +150,7 @@ class Env:
         """File content, ``None`` when it does not exist; ProbeError when it cannot be read."""
         key = ("read", device_path)
         if key in self._cache:
-            return self._cache[key]  # type: ignore[no-any-return]
+            return self._cache[key]
         self.touch(device_path)
         p = self.path(device_path)
         try:
@@ -193,7 +193,7 @@ class Env:
             hit = self._cache[key]
             if isinstance(hit, ProbeError):
                 raise hit
-            return hit  # type: ignore[no-any-return]
+            return hit
         try:
             value = fn()
         except ProbeError as exc:

@@ -41,7 +41,7 @@ def device_scope(principal: Principal) -> ColumnElement[bool]:
     return Device.group_id.in_(principal.group_ids)
 
 
-def run_list(s: Session, request: Request, stmt: Select[Any], fields: Mapping[str, odata.Field],
+def run_list(s: Session, request: Request, stmt: Select[*tuple[Any, ...]], fields: Mapping[str, odata.Field],
              to_api: Callable[[Any], dict[str, Any]], entity: str,
              default_order: list[Any] | None = None) -> dict[str, Any]:
     q = parse_odata(request, fields, default_order)

@@ -267,6 +267,7 @@ def _tags_predicate(op: str, value: Any) -> Any:
 
 
 def rec_fields(agg: Any = None, comps: exposure.Components | None = None) -> dict[str, odata.Field]:
+    status: Any
     if agg is None:
         exposed, total, impact = R.exposed_machines_count, R.total_machine_count, R.exposure_impact
         exposed_after, impact_after, prio, status = (R.exposed_after_exceptions, R.exposure_impact_after_exceptions,
@@ -368,7 +369,9 @@ def list_recommendations(request: Request, principal: Principal = require("analy
         if agg is None:
             body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r), "Recommendations", default)
         else:
-            body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r, _scoped_values(r, comps)),
+            assert comps is not None
+            scope = comps
+            body = run_list(s, request, stmt, fields, lambda r: rec_to_api(r, _scoped_values(r, scope)),
                             "Recommendations", default)
     return json_response(body)
 
@@ -381,7 +384,7 @@ def _fast_list(request: Request, s: Session, stmt: Any, q: Any, agg: Any, comps:
         count = s.scalar(select(func.count()).select_from(filtered.subquery()))
     parts = []
     for r in s.execute(odata.apply(stmt, q)):
-        m = r._mapping
+        m: Any = r._mapping
         fragment = m["api_json"] or recommendations.api_fragment(m)
         dyn = _dynamic(m, _scoped_values(r, comps) if agg is not None else None)
         parts.append(fragment + "," + json.dumps(dyn, separators=(",", ":"))[1:])

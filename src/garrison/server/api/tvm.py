@@ -315,13 +315,13 @@ def _software_stats(principal: Principal, software_id: str | None) -> tuple[Any,
               .group_by(GPC.package_version_id).having(devices > 0))
     if software_id is not None:
         per_pv = per_pv.join(PV, PV.id == GPC.package_version_id).where(*one_pv)
-    per_pv = per_pv.subquery()
+    pv_sq = per_pv.subquery()
     # (software, vulnerability) first, with the devices of its versions summed: ~5x fewer rows than
     # (package version, vulnerability) pairs to join with the vulnerabilities, and no count(DISTINCT).
     # Impact is the same sum (devices x weight) grouped differently.
-    per_sv = (select(PV.software_id.label("sid"), PVV.vulnerability_id.label("vid"), func.sum(per_pv.c.n).label("n"))
-              .select_from(per_pv).join(PV, PV.id == per_pv.c.pv)
-              .join(PVV, PVV.package_version_id == per_pv.c.pv)
+    per_sv = (select(PV.software_id.label("sid"), PVV.vulnerability_id.label("vid"), func.sum(pv_sq.c.n).label("n"))
+              .select_from(pv_sq).join(PV, PV.id == pv_sq.c.pv)
+              .join(PVV, PVV.package_version_id == pv_sq.c.pv)
               .group_by(PV.software_id, PVV.vulnerability_id).subquery())
     vul = (select(per_sv.c.sid, func.count().label("weaknesses"),
                   func.sum(per_sv.c.n * tvm_findings.cvss_weight_expr()).label("impact"),

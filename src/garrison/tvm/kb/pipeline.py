@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -52,11 +52,11 @@ MAX_ERRORS = 1000
 MAX_LIST_COLUMN = 100  # exploit_uris/exploit_types entries kept per vulnerability
 EPSS_NOTABLE = 0.1  # an EPSS move at least this large is a timeline event
 
-V = cast(Table, Vulnerability.__table__)
-A = cast(Table, Advisory.__table__)
-AV = cast(Table, AdvisoryVulnerability.__table__)
-AP = cast(Table, AffectedPackage.__table__)
-CH = cast(Table, KbChange.__table__)
+V = Vulnerability.__table__
+A = Advisory.__table__
+AV = AdvisoryVulnerability.__table__
+AP = AffectedPackage.__table__
+CH = KbChange.__table__
 
 # Columns a record's VulnInfo can set, with the VulnInfo attribute that feeds each.
 _INFO_COLUMNS = {

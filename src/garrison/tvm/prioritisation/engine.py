@@ -337,7 +337,7 @@ class Staging:
 
 
 def _sqlite_path(s: Session) -> str | None:
-    url = s.get_bind().url
+    url = s.get_bind().engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
             or url.database.startswith("file:"):
         return None
@@ -551,12 +551,13 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
     metrics = group_cols("")
     not_in_use = recommendations.NOT_IN_USE_LIKELIHOOD
     accs: dict[str, RecAcc] = {}
-    params = {"t": tenant_id, "since": now - findings.IN_USE_WINDOW}
+    since = now - findings.IN_USE_WINDOW
+    params = {"t": tenant_id, "since": since}
     n = len(metrics)
     path = _sqlite_path(s)
     if side_by_side and stage is not None and path and PARALLEL_WORKERS > 1 \
             and len(stage.devices) >= PARALLEL_MIN_DEVICES:
-        rows: Any = _parallel(path, sql, {**params, "since": _sqlite_time(params["since"])}, stage)
+        rows: Any = _parallel(path, sql, {**params, "since": _sqlite_time(since)}, stage)
     else:
         rows = s.execute(text(sql), params)
     for row in rows:
@@ -761,12 +762,12 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
                 text(f"SELECT ps.pv_id, d.gkey, COUNT(*) {joins} GROUP BY ps.pv_id, d.gkey"), {"t": tenant_id})]
         for pv_id, parts in result:
             acc = accs[units.rec_ids[unit_of_pv[pv_id]]]
-            for g, n in parts:
-                if n:
-                    acc.group(g).installed += int(n)
+            for g, count in parts:
+                if count:
+                    acc.group(g).installed += int(count)
     for acc in accs.values():
-        for g in acc.groups.values():
-            g.installed += g.exposed
+        for grp in acc.groups.values():
+            grp.installed += grp.exposed
 
 
 def _update_devices(s: Session, tenant_id: int, updates: list[dict[str, Any]]) -> None:

@@ -75,7 +75,7 @@ class Effective:
 
 def expire_due(s: Session, now: dt.datetime | None = None) -> int:
     now = now or utcnow()
-    res = s.execute(update(RecommendationException)
+    res: Any = s.execute(update(RecommendationException)
                     .where(RecommendationException.status == "Active", RecommendationException.expires_at <= now)
                     .values(status="Expired", status_changed_at=now, status_changed_by="System")
                     .execution_options(synchronize_session=False))

@@ -79,7 +79,7 @@ def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
     return f"MAX({compiler.process(element.clauses, **kw)})"
 
 
-def impact_expr(v: Any = Vulnerability) -> ColumnElement[float]:
+def impact_expr(v: Any = Vulnerability) -> ColumnElement[Any]:
     by_severity = case(*((v.severity == k, x) for k, x in SEVERITY_IMPACT.items()), else_=UNKNOWN_IMPACT)
     return cast(func.coalesce(v.cvss_v3_score, v.cvss_v4_score, by_severity), Float) / 10.0
 

@@ -188,7 +188,7 @@ def update_progress(s: Session, now: dt.datetime, exposed: Mapping[str, set[str]
 
 def purge_completed(s: Session, now: dt.datetime | None = None) -> int:
     now = now or utcnow()
-    res = s.execute(delete(RemediationActivity)
+    res: Any = s.execute(delete(RemediationActivity)
                     .where(RemediationActivity.status == "Completed", RemediationActivity.completed_on < now - RETENTION)
                     .execution_options(synchronize_session=False))
     return int(res.rowcount or 0)

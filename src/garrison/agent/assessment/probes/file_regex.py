@@ -39,7 +39,7 @@ class FileRegex(Probe[FileRegexParams]):
         if not files and params.missing != "empty":
             return Outcome(
                 params.missing,
-                file=patterns[0],  # type: ignore[arg-type] # "empty" handled above
+                file=patterns[0],  # "empty" handled above
                 message=f"{', '.join(patterns)} does not exist",
             )
         rx = re.compile(params.pattern, re.IGNORECASE if params.ignore_case else 0)

@@ -114,7 +114,7 @@ class Sudoers(Probe[SudoersParams]):
                     f"Defaults {p.fact} is set", value=str(hit[0]), file=where.file, line=where.line
                 )
             where_kw = {"file": hit[1].file, "line": hit[1].line} if hit else {"file": "/etc/sudoers"}
-            return Outcome.bad(f"Defaults {p.fact} is not set", value="unset", **where_kw)  # type: ignore[arg-type]
+            return Outcome.bad(f"Defaults {p.fact} is not set", value="unset", **where_kw)
         if p.fact == "no_nopasswd":
             for ln in lines:
                 if not ln.text.startswith("Defaults") and re.search(r"\bNOPASSWD\s*:", ln.text):

@@ -5,13 +5,14 @@ data set by ``scripts/build_starter_kb.py``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from importlib import resources
 from pathlib import Path
 
 from garrison.store.db import Store
 from garrison.store.models.kb import FeedSource
-from garrison.tvm.kb.pipeline import ImportResult, import_paths
+from garrison.tvm.kb.pipeline import ImportResult, Progress, import_paths
 
 FEED = "starter"
 
@@ -28,7 +29,7 @@ def _digest(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def load_starter(store: Store, progress=None, *, force: bool = False) -> ImportResult:
+def load_starter(store: Store, progress: Progress | None = None, *, force: bool = False) -> ImportResult:
     """Import the bundled records. Idempotent: when this exact starter set was loaded before, nothing
     is read again (``force`` re-imports, which is still a no-op for unchanged records)."""
     files = sorted(p for p in starter_dir().iterdir() if p.is_file() and p.suffix in (".gz", ".json"))
@@ -50,7 +51,7 @@ def load_starter(store: Store, progress=None, *, force: bool = False) -> ImportR
     return result
 
 
-def _now():
+def _now() -> dt.datetime:
     from garrison.store.base import utcnow
 
     return utcnow()
