@@ -35,7 +35,13 @@ from garrison.store.models.core import (
 DEFAULT_GROUP = "Ungrouped devices"
 # Higher number = more rights. A route names the least role it needs.
 ROLE_RANK = {"analyst": 1, "security_operator": 2, "admin": 3}
-LOCKOUT_AFTER = 5
+# Failed sign-ins: each address may fail SOURCE_FAILURES times at once, then one more every
+# 60/SOURCE_FAILURES_PER_HOUR minutes (the console refuses it before checking any password); an account
+# is locked after LOCKOUT_AFTER failures in a row from any addresses. One address alone therefore needs
+# more than an hour to lock someone out; the owner's successful sign-in resets the count.
+SOURCE_FAILURES = 5
+SOURCE_FAILURES_PER_HOUR = 12
+LOCKOUT_AFTER = 20
 LOCKOUT_FOR = dt.timedelta(minutes=15)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}$")
 
@@ -120,24 +126,42 @@ def _dummy_hash() -> str:
 
 
 def authenticate_user(s: Session, username: str, password: str) -> User:
-    """Check a password; lock the account for a while after repeated failures (system session)."""
+    """Check a password (system session).
+
+    Every refusal — unknown or disabled name, locked account, wrong password — gives the same answer
+    after the same Argon2 work, so neither the reply nor its time tells which names exist or which
+    accounts are locked. ``LOCKOUT_AFTER`` failures in a row lock the account for ``LOCKOUT_FOR``: the
+    counter is incremented in the database and the decision is taken on the value the increment
+    returns, so parallel guesses cannot overwrite each other's counts. (Per-address throttling of
+    failed sign-ins, which comes first, is the console's: ``garrison.server.web.routes``.)
+    """
     user = s.scalar(select(User).where(User.username == username))
-    now = utcnow()
     if user is None or user.disabled:
-        # The same Argon2 work as for a real user, so the time taken does not tell which names exist.
         verify_password(_dummy_hash(), password)
-        raise Unauthorized("invalid user name or password")
+        raise Unauthorized(BAD_SIGN_IN)
+    correct = verify_password(user.password_hash, password)
+    now = utcnow()
     if user.locked_until and user.locked_until > now:
-        raise Unauthorized("account locked after repeated failures; try again later")
-    if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= LOCKOUT_AFTER:
-            user.locked_until = now + LOCKOUT_FOR
-            user.failed_logins = 0
-        raise Unauthorized("invalid user name or password")
-    user.failed_logins = 0
-    user.locked_until = None
+        raise Unauthorized(BAD_SIGN_IN)
+    if not correct:
+        _count_failure(s, user.id, now)
+        raise Unauthorized(BAD_SIGN_IN)
+    if user.failed_logins or user.locked_until:
+        user.failed_logins = 0
+        user.locked_until = None
     return user
+
+
+BAD_SIGN_IN = "invalid user name or password"
+
+
+def _count_failure(s: Session, user_id: int, now: dt.datetime) -> None:
+    """One more failure, atomically (the UPDATE holds the row until commit); lock at the limit."""
+    failed = s.execute(update(User).where(User.id == user_id).values(failed_logins=User.failed_logins + 1)
+                       .returning(User.failed_logins).execution_options(synchronize_session=False)).scalar_one()
+    if failed >= LOCKOUT_AFTER:
+        s.execute(update(User).where(User.id == user_id).values(failed_logins=0, locked_until=now + LOCKOUT_FOR)
+                  .execution_options(synchronize_session=False))
 
 
 def user_principal(user: User) -> Principal:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from garrison import __version__
+from garrison.core import access
 from garrison.core.errors import GarrisonError
 from garrison.edr.events.service import EventService
 from garrison.server import api
@@ -50,6 +51,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     app.state.proxy_networks = settings.proxy_networks()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.auth_fail_limiter = RateLimiter(60, burst=20)
+    app.state.sign_in_limiter = RateLimiter(access.SOURCE_FAILURES_PER_HOUR / 60, burst=access.SOURCE_FAILURES)
     app.state.key_cache = KeyCache()
     app.state.session_resolver = None
     app.state.cert_pem = cert_path.read_text() if cert_path else None

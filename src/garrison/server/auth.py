@@ -70,9 +70,14 @@ def resolve_principal(request: Request) -> Principal:
         token = header[7:].strip()
         principal = request.app.state.key_cache.get(token)
         if principal is None:
-            _limit(request, "auth-fail:" + client_ip(request), probe=True)
-            with store.system() as s:
-                principal = access.authenticate_api_key(s, token)
+            # A key is checked whatever the address's failure budget (a valid key is never refused for
+            # someone else's failures); only a failure is charged, and one past the budget is a 429.
+            try:
+                with store.system() as s:
+                    principal = access.authenticate_api_key(s, token)
+            except Unauthorized:
+                _limit(request, "auth-fail:" + request.state.client_ip, probe=True)
+                raise
             request.app.state.key_cache.put(token, principal)
     else:
         session_resolver: Callable[[Request], Principal | None] | None = request.app.state.session_resolver

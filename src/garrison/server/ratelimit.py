@@ -7,9 +7,9 @@ import time
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, burst: int | None = None, max_keys: int = 200_000) -> None:
+    def __init__(self, per_minute: float, burst: int | None = None, max_keys: int = 200_000) -> None:
         self.rate = per_minute / 60.0
-        self.burst = float(burst if burst is not None else max(10, per_minute // 6))
+        self.burst = float(burst if burst is not None else max(10, int(per_minute) // 6))
         self.max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
@@ -27,3 +27,11 @@ class RateLimiter:
                 self._buckets.clear()  # crude bound on memory; buckets refill anyway
             self._buckets[key] = (tokens - cost, now)
             return 0.0
+
+    def refund(self, key: str, cost: float = 1.0) -> None:
+        """Give back what :meth:`hit` took, for budgets that charge only failures: taking first and
+        refunding a success leaves no window for parallel attempts to pass a check all at once."""
+        with self._lock:
+            hit = self._buckets.get(key)
+            if hit is not None:
+                self._buckets[key] = (min(self.burst, hit[0] + cost), hit[1])

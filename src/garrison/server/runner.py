@@ -136,7 +136,9 @@ class GarrisonServer:
         config = uvicorn.Config(self.app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, ssl_certfile=str(cert) if cert else None,
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,
-                                timeout_graceful_shutdown=5, backlog=4096)
+                                timeout_graceful_shutdown=5, backlog=4096,
+                                # X-Forwarded-* only from --trusted-proxy networks: server.auth.client_ip
+                                proxy_headers=False)
         self.server = _Uvicorn(config)
         self.server.before_shutdown = []
 

@@ -111,15 +111,19 @@ async def login(request: Request) -> Response:
         session.check_origin(request)
     except GarrisonError as exc:
         return _login_page(request, 403, error=str(exc), username=username, next_url=next_url)
-    wait = request.app.state.auth_fail_limiter.hit("console-login:" + client_ip(request))
-    if wait > 0:
-        raise RateLimited(wait)
     if not username or not password:
         return _login_page(request, 401, error="Enter your user name and password.", username=username,
                            next_url=next_url)
+    # Failed sign-ins are budgeted per address before any account is locked (core.access): the attempt
+    # takes from the budget first, so parallel guesses cannot all slip past, and a success gives it back.
+    limiter, source = request.app.state.sign_in_limiter, "sign-in:" + client_ip(request)
+    wait = limiter.hit(source)
+    if wait > 0:
+        raise RateLimited(wait)
     token, error = await run_in_threadpool(_sign_in, request, username, password)
     if token is None:
         return _login_page(request, 401, error=error, username=username, next_url=next_url)
+    limiter.refund(source)
     resp = RedirectResponse(safe_next(next_url), status_code=303)
     resp.set_cookie(COOKIE, token, path=PREFIX, httponly=True, samesite="lax", secure=session.is_secure(request),
                     max_age=int(session.LIFETIME.total_seconds()))
