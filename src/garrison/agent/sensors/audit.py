@@ -107,8 +107,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 SYS_PIDFD_GETFD = 438
 
 
-def peek_socket(pid: int, fd: int) -> tuple[str, str, int] | None:
-    """(protocol, local address, local port) of another process's socket (pidfd_getfd), None if gone."""
+def peek_socket(pid: int, fd: int, *, peer: tuple[str, int] | None = None,
+                local: tuple[str, int] | None = None, listening: bool = False) -> tuple[str, str, int] | None:
+    """(protocol, local address, local port) of another process's socket (pidfd_getfd).
+
+    The process may have closed the fd and reused the number by now: the socket counts only
+    when its peer (or bound local end) is the one the audit record names.
+    """
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
@@ -123,18 +128,32 @@ def peek_socket(pid: int, fd: int) -> tuple[str, str, int] | None:
             os.close(dup)
             return None
         try:
+            if s.family not in (socket.AF_INET, socket.AF_INET6):
+                return None
             proto = {socket.SOCK_STREAM: "Tcp", socket.SOCK_DGRAM: "Udp"}.get(s.type, "")
-            try:
-                name = s.getsockname()
-            except OSError:
-                return proto, "", 0
-            if s.family in (socket.AF_INET, socket.AF_INET6):
-                return proto, str(name[0]), int(name[1])
+            name = s.getsockname()
+            if peer is not None:
+                try:
+                    got = s.getpeername()
+                except OSError:
+                    return None
+                if (_norm(str(got[0])), int(got[1])) != (_norm(peer[0]), peer[1]):
+                    return None
+            if local is not None and local[1] and int(name[1]) != local[1]:
+                return None
+            if listening and not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                return None
+            return proto, str(name[0]), int(name[1])
+        except OSError:
             return None
         finally:
             s.close()
     finally:
         os.close(pidfd)
+
+
+def _norm(addr: str) -> str:
+    return addr.removeprefix("::ffff:")
 
 
 @register_sensor
@@ -154,6 +173,8 @@ class AuditSensor(Sensor):
         self._threads: list[threading.Thread] = []
         self.lost_at_start = 0
         self.kernel_lost = 0
+        self.sockets: collections.OrderedDict[tuple[int, int], str] = collections.OrderedDict()  # (pid, fd) → proto
+        self.listeners: collections.OrderedDict[tuple[int, int], tuple[str, int]] = collections.OrderedDict()
         self.binds: collections.OrderedDict[tuple[int, int], tuple[str, int]] = collections.OrderedDict()
         self.pending_files: collections.OrderedDict[tuple[str, str, int], tuple[float, Row]] = \
             collections.OrderedDict()
@@ -175,6 +196,9 @@ class AuditSensor(Sensor):
         rules = [
             Rule("garrison_exec", ("execve", "execveat"), ((an.F_SUCCESS, an.OP_EQUAL, 1),) + not_me),
             Rule("garrison_net", ("connect", "accept", "accept4", "bind", "listen"), not_me),
+            # socket() of AF_INET/AF_INET6 only: the type (TCP/UDP) of the fd the later calls use
+            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET),) + not_me),
+            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET6),) + not_me),
             Rule("garrison_mod", ("init_module", "finit_module"), not_me),
             Rule("garrison_ptrace", ("ptrace",), ((an.F_A0, an.OP_EQUAL, PTRACE_ATTACH),) + not_me),
             Rule("garrison_ptrace", ("ptrace",), ((an.F_A0, an.OP_EQUAL, PTRACE_SEIZE),) + not_me),
@@ -443,37 +467,55 @@ def process_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
 
 # --- DeviceNetworkEvents ------------------------------------------------------------------
 
+@on_key("garrison_sock")
+def socket_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
+    pid, _, _ = _syscall_ids(f)
+    fd = _int(f.get("exit"), -1)
+    if fd < 0:
+        return
+    kind = _int(f.get("a1"), 0, 16) & 0xF
+    sensor.sockets[(pid, fd)] = {socket.SOCK_STREAM: "Tcp", socket.SOCK_DGRAM: "Udp"}.get(kind, "")
+    sensor.sockets.move_to_end((pid, fd))
+    while len(sensor.sockets) > 65536:
+        sensor.sockets.popitem(last=False)
+
+
 @on_key("garrison_net")
 def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
     ctx = sensor.ctx
     assert ctx is not None
     pid, ppid, nr = _syscall_ids(f)
-    name = an.SYSCALL_NAMES.get(nr, "")
-    text = ev.first(an.SOCKADDR)
-    addr = parse_sockaddr(parse_fields(text).get("saddr", "")) if text is not None else None
-    exit_code = _int(f.get("exit"))
-    fd = _int(f.get("a0"), -1, 16)
     if ctx.is_self(pid, ppid):
         return
+    name = an.SYSCALL_NAMES.get(nr, "")
+    exit_code = _int(f.get("exit"))
+    fd = _int(f.get("a0"), -1, 16)
+    proto = sensor.sockets.get((pid, fd), "")
     if name == "listen":
         if exit_code != 0:
             return
-        bound = sensor.binds.pop((pid, fd), None)
-        peek = peek_socket(pid, fd)
-        local = (peek[1], peek[2]) if peek else bound
-        if local is None:
-            return
-        _emit_net(sensor, ev, pid, "ListeningConnectionCreated", "Tcp", local, None)
+        local = sensor.binds.pop((pid, fd), None)
+        if local is None or not local[1]:  # listen without bind (or bound to port 0): ask the socket
+            peek = peek_socket(pid, fd, listening=True)
+            local = (peek[1], peek[2]) if peek else local
+        if local is None or not local[1]:
+            return  # gone before its port could be read
+        sensor.listeners[(pid, fd)] = local  # accepts on it know their local end even if the process is gone
+        while len(sensor.listeners) > 4096:
+            sensor.listeners.popitem(last=False)
+        _emit_net(sensor, ev, pid, "ListeningConnectionCreated", proto or "Tcp", local, None)
         return
+    text = ev.first(an.SOCKADDR)
+    addr = parse_sockaddr(parse_fields(text).get("saddr", "")) if text is not None else None
     if addr is None:
         return  # AF_UNIX, netlink, … or no address given
     family, ip, port = addr
     if name == "bind":
         if exit_code != 0:
             return
-        peek = peek_socket(pid, fd)
-        if peek and peek[0] == "Udp":
-            _emit_net(sensor, ev, pid, "ListeningConnectionCreated", "Udp", (peek[1], peek[2]), None)
+        peek = peek_socket(pid, fd, local=(ip, port)) if not proto or not port else None
+        if proto == "Udp" or (not proto and peek and peek[0] == "Udp"):
+            _emit_net(sensor, ev, pid, "ListeningConnectionCreated", "Udp", (ip, peek[2] if peek else port), None)
         else:
             sensor.binds[(pid, fd)] = (ip, port)
             while len(sensor.binds) > 4096:
@@ -482,31 +524,35 @@ def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
     if name == "connect":
         if family == socket.AF_INET and ip == "0.0.0.0" and port == 0:
             return  # AF_UNSPEC-style disconnect of a UDP socket
-        peek = peek_socket(pid, fd)
-        proto = peek[0] if peek else ("Tcp" if exit_code in (-EINPROGRESS, -errno.ECONNREFUSED) else "")
         if exit_code == 0:
             action = "ConnectionSuccess"
         elif exit_code == -EINPROGRESS:
             action = "ConnectionAttempt"
         else:
             action = "ConnectionFailed"
-        local = (peek[1], peek[2]) if peek else ("", 0)
+        peek = peek_socket(pid, fd, peer=(ip, port)) if exit_code == 0 else None
+        if not proto:
+            proto = peek[0] if peek else ("Tcp" if exit_code in (-EINPROGRESS, -errno.ECONNREFUSED) else "")
+        local = (peek[1], peek[2]) if peek else None
         _emit_net(sensor, ev, pid, action, proto, local, (ip, port), exit_code)
         return
     if name in ("accept", "accept4") and exit_code >= 0:
-        peek = peek_socket(pid, exit_code)
-        local = (peek[1], peek[2]) if peek else ("", 0)
+        local = sensor.listeners.get((pid, fd))
+        if local is None:
+            peek = peek_socket(pid, exit_code, peer=(ip, port))
+            local = (peek[1], peek[2]) if peek else None
         _emit_net(sensor, ev, pid, "InboundConnectionAccepted", "Tcp", local, (ip, port))
 
 
 def _emit_net(sensor: AuditSensor, ev: AuditEvent, pid: int, action: str, proto: str,
-              local: tuple[str, int], remote: tuple[str, int] | None, exit_code: int = 0) -> None:
-    row: Row = {"Timestamp": iso(ev.time), "ActionType": action, "Protocol": proto,
-                "LocalIP": local[0], "LocalPort": local[1], "LocalIPType": ip_type(local[0]) if local[0] else ""}
+              local: tuple[str, int] | None, remote: tuple[str, int] | None, exit_code: int = 0) -> None:
+    row: Row = {"Timestamp": iso(ev.time), "ActionType": action, "Protocol": proto}
+    if local is not None:
+        row.update(LocalIP=local[0], LocalPort=local[1], LocalIPType=ip_type(local[0]))
     if remote is not None:
         row.update(RemoteIP=remote[0], RemotePort=remote[1], RemoteIPType=ip_type(remote[0]))
     if exit_code < 0:
-        row["AdditionalFields"] = ({"Error": errno.errorcode.get(-exit_code, str(-exit_code))})
+        row["AdditionalFields"] = {"Error": errno.errorcode.get(-exit_code, str(-exit_code))}
     row.update(sensor.initiating(pid))
     sensor.emit("DeviceNetworkEvents", row)
 

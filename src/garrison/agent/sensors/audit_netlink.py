@@ -54,7 +54,7 @@ _RULE_HEAD = struct.Struct(f"=3I{BITMASK_SIZE}I")
 _NLMSG = struct.Struct("=IHHII")
 
 SYSCALLS_X86_64 = {
-    "execve": 59, "execveat": 322, "connect": 42, "accept": 43, "accept4": 288, "bind": 49, "listen": 50,
+    "execve": 59, "execveat": 322, "socket": 41, "connect": 42, "accept": 43, "accept4": 288, "bind": 49, "listen": 50,
     "init_module": 175, "finit_module": 313, "ptrace": 101, "kill": 62, "tkill": 200, "tgkill": 234,
 }
 SYSCALL_NAMES = {v: k for k, v in SYSCALLS_X86_64.items()}

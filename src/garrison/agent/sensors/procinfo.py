@@ -271,7 +271,8 @@ def short_hostname() -> str:
 
 
 def ip_type(addr: str) -> str:
-    """MDE's IP types: Loopback, Private, Public, Reserved, Multicast, Broadcast, LinkLocal, FourToSixMapping."""
+    """MDE's IP types: Loopback, Private, Public, Reserved, Multicast, Broadcast, LinkLocal, Unspecified,
+    FourToSixMapping (the server fills the same ones when a row has none)."""
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -286,7 +287,9 @@ def ip_type(addr: str) -> str:
         return "Broadcast"
     if ip.is_link_local:
         return "LinkLocal"
-    if ip.is_unspecified or ip.is_reserved:
+    if ip.is_unspecified:
+        return "Unspecified"
+    if ip.is_reserved:
         return "Reserved"
     if ip.is_private:
         return "Private"
