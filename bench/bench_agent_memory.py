@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report  # noqa: E402
+from common import report
 
 BIN = Path(sys.executable).parent
 HEAVY = ("fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic", "pydantic", "httpx", "rich", "click",

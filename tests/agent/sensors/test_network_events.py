@@ -54,7 +54,7 @@ def test_connections_listens_and_accepts_are_recorded_with_the_initiating_proces
     run = start_sensor()
     tag = 4242
     _netns_run(tag)
-    mine = lambda r: "-c" in r.get("InitiatingProcessCommandLine", "") and str(tag) in r.get(  # noqa: E731
+    mine = lambda r: "-c" in r.get("InitiatingProcessCommandLine", "") and str(tag) in r.get(
         "InitiatingProcessCommandLine", "")
     rows = run.recorder.wait_for(mine, "DeviceNetworkEvents", count=10)
     pyname = rows[0]["InitiatingProcessFileName"] if rows else ""
