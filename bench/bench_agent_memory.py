@@ -109,15 +109,15 @@ def main() -> None:
     results = {"agent_cmd": args.agent_cmd, "runs": runs, "bare_python": bare, "import_entry": agent_entry,
                "import_agent_runner": runner, "import_garrison_cli_main": full_cli}
     rows = [
-        ("agent run --once, peak RSS (median)", f"{peaks[len(peaks) // 2]} MiB  (runs: {peaks}, command "
-                                                 f"{Path(args.agent_cmd).name})"),
+        ("agent run --once, peak RSS (median)", (f"{peaks[len(peaks) // 2]} MiB  (runs: {peaks}, command "
+                                                 f"{Path(args.agent_cmd).name})")),
         ("bare python, peak RSS", f"{bare['peak_rss_mib']} MiB"),
-        (f"import {entry}", f"{agent_entry['peak_rss_mib']} MiB, {agent_entry['seconds']:.2f} s, "
-                            f"{agent_entry['modules']} modules, heavy: {', '.join(agent_entry['heavy']) or '-'}"),
-        ("import garrison.agent.runner", f"{runner['peak_rss_mib']} MiB, {runner['seconds']:.2f} s, "
-                                         f"heavy: {', '.join(runner['heavy']) or '-'}"),
-        ("import garrison.cli.main", f"{full_cli['peak_rss_mib']} MiB, {full_cli['seconds']:.2f} s, "
-                                     f"{full_cli['modules']} modules, heavy: {', '.join(full_cli['heavy']) or '-'}"),
+        (f"import {entry}", (f"{agent_entry['peak_rss_mib']} MiB, {agent_entry['seconds']:.2f} s, "
+                            f"{agent_entry['modules']} modules, heavy: {', '.join(agent_entry['heavy']) or '-'}")),
+        ("import garrison.agent.runner", (f"{runner['peak_rss_mib']} MiB, {runner['seconds']:.2f} s, "
+                                         f"heavy: {', '.join(runner['heavy']) or '-'}")),
+        ("import garrison.cli.main", (f"{full_cli['peak_rss_mib']} MiB, {full_cli['seconds']:.2f} s, "
+                                     f"{full_cli['modules']} modules, heavy: {', '.join(full_cli['heavy']) or '-'}")),
     ]
     report("Agent resident memory", results, rows, args.json)
 

@@ -111,7 +111,7 @@ class AgentConfig:
         return self
 
 
-_SENSOR_KEYS = {"enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int,
+_SENSOR_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int,
                 "file_paths": list, "exclusions": list, "audit_backlog": int}
 
 
@@ -123,7 +123,8 @@ def _sensor_settings(raw: Any) -> dict[str, Any]:
         kind = _SENSOR_KEYS.get(key)
         if kind is None:
             raise ConfigError(f"unknown key sensors.{key}")
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        typed = isinstance(value, kind)  # (not narrowed: value keeps its type below)
+        if not typed or (kind is not bool and isinstance(value, bool)):
             raise ConfigError(f"sensors.{key}: invalid value {value!r}")
         if key in ("rate_limit", "burst", "queue_size", "audit_backlog") and value < 1:
             raise ConfigError(f"sensors.{key} must be at least 1")

@@ -268,7 +268,7 @@ def _field_type(column: str, typ: str) -> Any:
 
 
 def _model(table: str) -> type[TableEvent]:
-    fields: dict[str, Any] = {"Table": (Literal[table], ...)}  # type: ignore[valid-type]
+    fields: dict[str, Any] = {"Table": (Literal[table], ...)}
     for column, typ in columns(table):
         if column in SERVER_COLUMNS:
             continue

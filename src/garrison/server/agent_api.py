@@ -258,7 +258,7 @@ async def upload_events(request: Request) -> EventAck:
     except WriterBusy as exc:
         raise _StoreBusy(str(exc)) from None
     stored = await asyncio.wrap_future(fut)
-    return EventAck(seq=batch.seq, status=stored.status, stored=stored.stored)  # type: ignore[arg-type]
+    return EventAck(seq=batch.seq, status=stored.status, stored=stored.stored)
 
 
 def _event_rows(request: Request, received: bytes) -> tuple[EventBatch, list[dict[str, Any]]]:

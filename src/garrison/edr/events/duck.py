@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -24,7 +24,8 @@ _DIALECT = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
 
 
 def compile_statement(stmt: sa.Executable) -> tuple[str, list[Any]]:
-    state = stmt.compile(dialect=_DIALECT).construct_expanded_state()  # type: ignore[union-attr]
+    compiled: Any = cast(sa.ClauseElement, stmt).compile(dialect=_DIALECT)
+    state = compiled.construct_expanded_state()
     return state.statement, [state.parameters[k] for k in (state.positiontup or ())]
 
 

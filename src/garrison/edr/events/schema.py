@@ -85,7 +85,7 @@ def timeline_source() -> sa.Subquery:
     parts = []
     for t in EVENT_TABLES:
         src = source(t)
-        cols = [sa.literal(t, sa.String).label("Table")]
+        cols: list[Any] = [sa.literal(t, sa.String).label("Table")]
         for c, typ in TIMELINE_COLUMNS[1:]:
             cols.append(src.c[c] if c in src.c else sa.null().cast(_SA_TYPES[typ]).label(c))
         parts.append(sa.select(*cols))
