@@ -474,7 +474,7 @@ def socket_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> No
     if fd < 0:
         return
     kind = _int(f.get("a1"), 0, 16) & 0xF
-    sensor.sockets[(pid, fd)] = {socket.SOCK_STREAM: "Tcp", socket.SOCK_DGRAM: "Udp"}.get(kind, "")
+    sensor.sockets[(pid, fd)] = {int(socket.SOCK_STREAM): "Tcp", int(socket.SOCK_DGRAM): "Udp"}.get(kind, "")
     sensor.sockets.move_to_end((pid, fd))
     while len(sensor.sockets) > 65536:
         sensor.sockets.popitem(last=False)
