@@ -111,8 +111,9 @@ class AgentConfig:
         return self
 
 
-_SENSOR_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int,
-                "file_paths": list, "exclusions": list, "audit_backlog": int}
+_SENSOR_KEYS: dict[str, type | tuple[type, ...]] = {
+    "enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int, "file_paths": list,
+    "exclusions": list, "audit_backlog": int, "persistence_paths": dict}
 
 
 def _sensor_settings(raw: Any) -> dict[str, Any]:

@@ -179,6 +179,8 @@ class AuditSensor(Sensor):
         self.pending_files: collections.OrderedDict[tuple[str, str, int], tuple[float, Row]] = \
             collections.OrderedDict()
         self.watched: list[str] = []
+        self.account_seen: collections.OrderedDict[tuple[int, int, int], None] = collections.OrderedDict()
+        self.persistence: tuple[tuple[str, str], ...] = PERSISTENCE
         self.tamper_paths: tuple[str, ...] = ()
         self.handled = 0
 
@@ -205,6 +207,8 @@ class AuditSensor(Sensor):
             Rule("garrison_tamper", ("kill", "tkill", "tgkill"), ((an.F_A0, an.OP_EQUAL, me),)),
         ]
         paths = ctx.settings.get("file_paths", DEFAULT_FILE_PATHS)
+        extra = ctx.settings.get("persistence_paths", {})  # prefix → ActionType, added to PERSISTENCE
+        self.persistence = tuple(extra.items()) + PERSISTENCE
         for pattern in paths:
             for path in sorted(glob.glob(pattern)) if "*" in pattern else [pattern]:
                 if os.path.isdir(path):
@@ -380,7 +384,7 @@ class AuditSensor(Sensor):
                 except OSError:
                     pass
             self.emit("DeviceFileEvents", row)
-            for prefix, action in PERSISTENCE:
+            for prefix, action in self.persistence:
                 if path.startswith(prefix) and row["ActionType"] != "FileDeleted":
                     self.emit("DeviceEvents", device_event(row, action))
                     break
@@ -686,20 +690,47 @@ ACCOUNT_ACTIONS = {an.ADD_USER: "UserAccountCreated", an.DEL_USER: "UserAccountD
 
 @on_record(*ACCOUNT_ACTIONS)
 def account_change(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
+    """shadow-utils write one record per file they change (passwd, shadow, group, …): one row per change."""
     ctx = sensor.ctx
     assert ctx is not None
     pid = _int(f.get("pid"))
     if ctx.is_self(pid) or f.get("res", "").strip("'") != "success":
         return
-    acct = unhex(f.get("acct", "")) if "acct" in f else ctx.users.name(_int(f.get("id"), -1))
-    row: Row = {"Timestamp": iso(ev.time), "ActionType": ACCOUNT_ACTIONS[ev.kind], "AccountName": acct,
-                "AccountDomain": short_hostname(), "AdditionalFields": {"Op": unhex(f.get("op", ""))},
-                **sensor.initiating(pid)}
+    ident = _int(f.get("id"), -1)
+    seen = (ev.kind, pid, ident)
+    if seen in sensor.account_seen:
+        return
+    sensor.account_seen[seen] = None
+    while len(sensor.account_seen) > 256:
+        sensor.account_seen.popitem(last=False)
+    group = ev.kind in (an.ADD_GROUP, an.DEL_GROUP)
+    name = unhex(f["acct"]) if "acct" in f else (_group_name(ident) if group else _user_name(ident))
+    extra: dict[str, Any] = {"GroupId": ident, "GroupName": name} if group else {"UserId": ident}
+    row: Row = {"Timestamp": iso(ev.time), "ActionType": ACCOUNT_ACTIONS[ev.kind], "AccountDomain": short_hostname(),
+                "AdditionalFields": extra, **sensor.initiating(pid)}
+    if not group:
+        row.update(AccountName=name, AccountSid=str(ident) if ident >= 0 else "")
     if not row.get("InitiatingProcessFileName"):
         exe = unhex(f.get("exe", ""))
         row.update(InitiatingProcessId=pid, InitiatingProcessFileName=exe.rsplit("/", 1)[-1],
                    InitiatingProcessFolderPath=folder_of(exe))
     sensor.emit("DeviceEvents", row)
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return ""
+
+
+def _group_name(gid: int) -> str:
+    import grp
+    try:
+        return grp.getgrgid(gid).gr_name
+    except (KeyError, OverflowError):
+        return ""
 
 
 @on_key("garrison_mod")
