@@ -20,7 +20,7 @@ from garrison.server.app import create_app
 from garrison.server.settings import ServerSettings
 from garrison.server.tls import ensure_certificate
 from garrison.store import migrate
-from garrison.store.db import Store
+from garrison.store.db import Store, private_dir
 
 # Services that register upload kinds and jobs; imported for their side effects.
 SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.core.maintenance", "garrison.tvm.service",
@@ -121,7 +121,7 @@ class WorkerProcess:
 class GarrisonServer:
     def __init__(self, settings: ServerSettings, store: Store | None = None) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         self.store = store or Store(settings.db_url)
         migrate.upgrade(self.store.engine)
         load_services()

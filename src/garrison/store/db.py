@@ -13,6 +13,8 @@ A session of neither kind refuses to run ORM statements on tenant tables.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,38 @@ def make_engine(url: str) -> Engine:
         if parsed.database in (None, "", ":memory:"):
             kwargs["poolclass"] = StaticPool
         else:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_files(Path(parsed.database))
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` for this user only (0700): the data directory holds the state store, the TLS key
+    and the secrets key. An existing one of this user's is made so too."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(path, 0o700)
+
+
+def private_sqlite_files(db: Path) -> None:
+    """The SQLite database created 0600 before SQLite opens it (its -wal and -shm files take the
+    database's mode), in a private directory; an existing database and its WAL/SHM files made 0600."""
+    private_dir(db.parent)
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        _owner_only(path, 0o600)
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    try:
+        st = path.stat()
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != mode:
+            path.chmod(mode)
+    except FileNotFoundError:
+        pass
 
 
 def sqlite_url(data_dir: str | Path) -> str:

@@ -16,7 +16,7 @@ from garrison.cli.output import UserError, console, json_option
 from garrison.core import access
 from garrison.core.errors import NotFound
 from garrison.server.runner import GarrisonServer
-from garrison.store.db import Store
+from garrison.store.db import Store, private_dir
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -131,7 +131,7 @@ def demo(port: int, no_agent: bool, data_dir: Path, database_url: str | None, as
     if not _port_free(host, port):
         raise UserError(f"port {port} on {host} is in use; pick another with --port", as_json=as_json)
     settings = settings_from(data_dir, database_url, host=host, port=port, checkin_interval=30)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     store = open_store(settings)
     creds = _demo_identity(store, settings.data_dir)
     content = _demo_content(store, creds["tenant"], as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -22,6 +22,11 @@ router = APIRouter(prefix="/api", tags=["administration"])
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _no_store(response: Response) -> None:
+    """For answers that carry a secret shown once (API keys, enrollment secrets): no cache keeps it."""
+    response.headers["Cache-Control"] = "no-store"
 
 
 def _get(s: Any, model: Any, ident: int, what: str) -> Any:
@@ -108,7 +113,9 @@ def list_api_keys(request: Request, principal: Principal = require("admin")) -> 
 
 
 @router.post("/apiKeys", status_code=201)
-def create_api_key(body: ApiKeyCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
+                   principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+    _no_store(response)
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _check_groups(s, body.deviceGroupIds)
         key, secret = access.create_api_key(s, principal.tenant_id, body.role, body.name, principal.actor,
@@ -143,8 +150,9 @@ def list_enrollment(request: Request, principal: Principal = require("admin")) -
 
 
 @router.post("/enrollmentSecrets", status_code=201)
-def create_enrollment(body: EnrollmentCreate, request: Request,
+def create_enrollment(body: EnrollmentCreate, request: Request, response: Response,
                       principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+    _no_store(response)
     expires = access.parse_duration(body.expires) if body.expires else None
     with request.app.state.store.tenant(principal.tenant_id) as s:
         row, secret = access.create_enrollment_secret(s, principal.tenant_id, expires, body.uses)

@@ -1,0 +1,78 @@
+"""The server's edges (issue 11, items 13, 14 and 18): private files in the data directory, answers
+that carry secrets never cached, API docs from bundled assets under a Content-Security-Policy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from garrison.store.db import Store
+from tests.server.conftest import Env
+from tests.server.test_server_process import cli, free_port, start_server
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- 13: file modes ---------------------------------------------------------------------------
+
+def test_a_new_state_store_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old = os.umask(0o022)  # the usual umask, which made them 0644
+    try:
+        store = Store(f"sqlite:///{data / 'garrison.db'}")
+        with store.engine.begin() as conn:  # WAL and SHM exist while a connection is open
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            files = {p.name: _mode(p) for p in data.iterdir()}
+        store.dispose()
+    finally:
+        os.umask(old)
+    assert _mode(data) == 0o700
+    assert files == {"garrison.db": 0o600, "garrison.db-wal": 0o600, "garrison.db-shm": 0o600}
+
+
+def test_an_existing_world_readable_store_is_made_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    for name in ("garrison.db", "garrison.db-wal"):
+        (data / name).touch()
+        (data / name).chmod(0o644)
+    Store(f"sqlite:///{data / 'garrison.db'}").dispose()
+    assert _mode(data) == 0o700
+    assert _mode(data / "garrison.db") == 0o600 and _mode(data / "garrison.db-wal") == 0o600
+
+
+def test_the_servers_data_directory_is_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli("tenant", "create", "acme", "--data-dir", str(data))
+    port = free_port()
+    proc = start_server(data, port)  # HTTPS: generates the TLS key, and the secrets key
+    try:
+        assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False).status_code == 200
+        seen = {str(p.relative_to(data)): _mode(p) for p in data.rglob("*")}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+    assert _mode(data) == 0o700
+    assert seen["garrison.db"] == 0o600 and seen["tls/server.key"] == 0o600 and seen["tls"] == 0o700
+    for name, mode in seen.items():  # nothing in it readable by others
+        assert mode & 0o077 == 0 or name == "tls/server.crt", (name, oct(mode))
+
+
+# --- 18: answers that carry secrets -----------------------------------------------------------
+
+def test_answers_with_secrets_are_not_cached(env: Env) -> None:
+    r = env.client.post("/api/apiKeys", json={"role": "analyst", "name": "script"}, headers=env.a.headers())
+    assert r.status_code == 201 and r.json()["key"].startswith("gk_")
+    assert r.headers["cache-control"] == "no-store"
+    r = env.client.post("/api/enrollmentSecrets", json={"uses": 1}, headers=env.a.headers())
+    assert r.status_code == 201 and r.json()["secret"].startswith("ge_")
+    assert r.headers["cache-control"] == "no-store"
