@@ -112,3 +112,31 @@ def test_truncated_xml_names_the_line(data: Path) -> None:
 def test_xml_that_is_not_cyclonedx() -> None:
     with pytest.raises(InventoryParseError, match="not a CycloneDX <bom>"):
         parse_cyclonedx_xml(b"<html><body/></html>")
+
+
+def entity_bomb_behind_a_comment(comment_bytes: int = 3 * 1024 * 1024) -> bytes:
+    """The attack of issue 11 item 8: megabytes of comment (past any scan of the document's head, and
+    raising expat's amplification allowance), then a DOCTYPE whose entities expand to ~100 MB."""
+    entities = '<!ENTITY e0 "' + "x" * 1000 + '">' + "".join(
+        f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 6))
+    return (b'<?xml version="1.0"?><!--' + b" " * comment_bytes + b"-->"
+            + f"<!DOCTYPE bom [{entities}]>".encode()
+            + b'<bom xmlns="http://cyclonedx.org/schema/bom/1.4"><components><component type="library">'
+              b"<name>&e5;</name><version>1</version></component></components></bom>")
+
+
+def test_a_doctype_anywhere_is_refused_before_any_expansion() -> None:
+    import time
+    import tracemalloc
+
+    bomb = entity_bomb_behind_a_comment()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(InventoryParseError, match="DOCTYPE or ENTITY"):
+            parse_cyclonedx_xml(bomb)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5
+    assert peak < 20 * 1024 * 1024, f"{peak} bytes allocated: the entities were expanded"

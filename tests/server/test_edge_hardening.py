@@ -76,3 +76,18 @@ def test_answers_with_secrets_are_not_cached(env: Env) -> None:
     r = env.client.post("/api/enrollmentSecrets", json={"uses": 1}, headers=env.a.headers())
     assert r.status_code == 201 and r.json()["secret"].startswith("ge_")
     assert r.headers["cache-control"] == "no-store"
+
+
+# --- 8: an XML entity bomb behind megabytes of comment, gzip-compressed, through the API --------
+
+def test_an_entity_bomb_behind_a_comment_is_refused_by_the_api(env: Env) -> None:
+    import gzip
+
+    from tests.inventory.test_sbom import entity_bomb_behind_a_comment
+
+    body = gzip.compress(entity_bomb_behind_a_comment(), 9)
+    assert len(body) < 16 * 1024  # a few kilobytes on the wire
+    r = env.client.post("/api/machines/import?deviceName=bomb&format=cyclonedx-xml", content=body,
+                        headers={**env.a.headers("security_operator"), "Content-Type": "application/octet-stream"})
+    assert r.status_code == 400 and "DOCTYPE" in r.json()["error"]["message"], r.text[:300]
+    assert env.client.get("/api/machines", headers=env.a.headers()).json()["value"] == []

@@ -106,10 +106,24 @@ def parse_cyclonedx_json(
     return out, use_os
 
 
-def _reject_dtd(data: bytes, fmt: str) -> None:
-    # CycloneDX needs no DTD; refusing one shuts out entity-expansion and external-entity attacks.
-    if re.search(rb"<!(DOCTYPE|ENTITY)", data[:1024 * 1024], re.IGNORECASE):
-        raise InventoryParseError("XML with a DOCTYPE or ENTITY declaration is refused", fmt=fmt)
+class _NoDtd(ET.TreeBuilder):
+    """CycloneDX needs no DTD: expat reports a DOCTYPE, wherever it stands in the document, before
+    reading any entity declared in it, and this refuses it there — no entity expansion (a "billion
+    laughs" bomb behind megabytes of comment) and no external entities."""
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise InventoryParseError("XML with a DOCTYPE or ENTITY declaration is refused", fmt=FMT_XML)
+
+
+def _parse_xml(data: bytes) -> ET.Element:
+    parser = ET.XMLParser(target=_NoDtd())
+    try:
+        parser.feed(data)
+        return parser.close()
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise InventoryParseError(f"invalid XML at column {col}: {exc.msg if hasattr(exc, 'msg') else exc}",
+                                  fmt=FMT_XML, line=line) from None
 
 
 def parse_cyclonedx_xml(
@@ -117,13 +131,7 @@ def parse_cyclonedx_xml(
 ) -> tuple[list[SoftwarePackage], OsIdentity | None]:
     if len(data) > MAX_INPUT_BYTES:
         raise InventoryParseError(f"input larger than {MAX_INPUT_BYTES} bytes", fmt=FMT_XML)
-    _reject_dtd(data, FMT_XML)
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        line, col = exc.position
-        raise InventoryParseError(f"invalid XML at column {col}: {exc.msg if hasattr(exc, 'msg') else exc}",
-                                  fmt=FMT_XML, line=line) from None
+    root = _parse_xml(data)
     m = re.fullmatch(r"\{(http://cyclonedx\.org/schema/bom/[0-9.]+)\}bom", root.tag)
     if not m:
         raise InventoryParseError(f"root element is {root.tag[:80]!r}, not a CycloneDX <bom>", fmt=FMT_XML, field="bom")
