@@ -195,6 +195,7 @@ class Sensor(ABC):
     name: ClassVar[str]
     needs_root: ClassVar[bool] = True
     tables: ClassVar[tuple[str, ...]] = ()
+    fallback_for: ClassVar[str] = ""  # started only when that sensor cannot run (e.g. not root)
 
     def __init__(self) -> None:
         self.error: str | None = None  # what it cannot do (reported in health; the sensor may still run)

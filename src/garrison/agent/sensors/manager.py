@@ -50,9 +50,12 @@ class SensorManager:
     def start(self) -> None:
         classes = load_sensors()
         self.sink.start()
-        for name, cls in sorted(classes.items()):
-            if self.enabled and name not in self.enabled:
+        ordered = sorted(classes.items(), key=lambda kv: (bool(kv[1].fallback_for), kv[0]))
+        for name, cls in ordered:
+            if self.enabled and name not in self.enabled and cls.fallback_for not in self.enabled:
                 continue
+            if cls.fallback_for and cls.fallback_for not in self.failed:
+                continue  # the primary runs (or was not wanted): no fallback
             if cls.needs_root and os.geteuid() != 0:
                 self.failed[name] = (f"needs root (audit netlink); the agent runs as uid {os.geteuid()}: "
                                      f"{', '.join(cls.tables)} are not collected")
