@@ -1,10 +1,11 @@
 """The event store's tables: Defender's advanced-hunting tables (``garrison.protocol.events``) plus
 ``TenantId``, and the batch ledger that makes ingest idempotent.
 
-Reads never name a table directly: :func:`source` gives each table as a sub-select that already says
-``TenantId = :_tenant`` and (for a caller limited to some device groups) ``DeviceId IN :_devices``. Only
-the tenant-bound handle (:class:`garrison.edr.events.store.EventScope`) supplies those values; a
-statement run without them fails to compile. That is how no read path can forget the tenant.
+Reads never name a table directly: :func:`source` gives each table as a :class:`Scoped` whose every
+SELECT starts with ``TenantId = :_tenant`` and (for a caller limited to some device groups)
+``DeviceId IN :_devices``. Only the tenant-bound handle (:class:`garrison.edr.events.store.EventScope`)
+supplies those values, and it refuses a statement that reads an event table in a SELECT without that
+predicate (:func:`unscoped_tables`). That is how no read path can forget the tenant.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
 from garrison.protocol.events import EVENT_TABLES, SNAPSHOT_TABLES, TABLES, columns
 
 metadata = sa.MetaData()
 
-_SA_TYPES: dict[str, Any] = {"string": sa.String, "long": sa.BigInteger, "int": sa.Integer, "bool": sa.Boolean,
+SA_TYPES: dict[str, Any] = {"string": sa.String, "long": sa.BigInteger, "int": sa.Integer, "bool": sa.Boolean,
                              "datetime": sa.DateTime}
 _ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(),
                                         "bool": pa.bool_(), "datetime": pa.timestamp("us", tz="UTC")}
@@ -35,7 +38,7 @@ def store_columns(table: str) -> list[tuple[str, str]]:
 
 
 TABLE_OBJECTS: dict[str, sa.Table] = {
-    t: sa.Table(t, metadata, *(sa.Column(c, _SA_TYPES[typ]) for c, typ in store_columns(t))) for t in TABLES
+    t: sa.Table(t, metadata, *(sa.Column(c, SA_TYPES[typ]) for c, typ in store_columns(t))) for t in TABLES
 }
 # One row per stored batch: the idempotency key (device, seq) and the counts device health shows.
 # Agent batches have seq >= 1; an import takes the next negative seq of its device.
@@ -53,20 +56,60 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([(c, _ARROW_TYPES[typ]) for c, typ in cols])
 
 
-def _scope_predicate(t: sa.Table | sa.TableClause) -> sa.ColumnElement[bool]:
+def _scope_predicate(t: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(t.c.TenantId == sa.bindparam("_tenant", type_=sa.BigInteger),
                    sa.or_(sa.bindparam("_all_devices", type_=sa.Boolean),
                           t.c.DeviceId.in_(sa.bindparam("_devices", expanding=True, type_=sa.String))))
 
 
+class Scoped:
+    """A table as a scope may read it: every ``select`` starts with the scope predicate."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.c = table.c
+
+    def select(self, *cols: Any) -> sa.Select[Any]:
+        return sa.select(*(cols or self.table.c)).select_from(self.table).where(_scope_predicate(self.table))
+
+
 @functools.cache
-def source(table: str) -> sa.Subquery:
+def source(table: str) -> Scoped:
     """Table ``table`` as this scope may see it (the only way reads reach event rows)."""
-    t = BATCHES if table == BATCHES.name else TABLE_OBJECTS[table]
-    return sa.select(t).where(_scope_predicate(t)).subquery(table)
+    return Scoped(BATCHES if table == BATCHES.name else TABLE_OBJECTS[table])
 
 
-# --- the timeline: every event table as one time-ordered stream ----------------------------------
+_GUARDED = {*TABLE_OBJECTS.values(), BATCHES}
+
+
+def unscoped_tables(stmt: sa.Select[Any]) -> list[str]:
+    """Event tables a statement reads in a SELECT that does not carry the scope predicate on them."""
+    bad = []
+    for el in visitors.iterate(stmt):
+        if not isinstance(el, sa.Select):
+            continue
+        scoped = set()
+        for crit in visitors.iterate(el.whereclause) if el.whereclause is not None else ():
+            if (isinstance(crit, BinaryExpression) and isinstance(crit.right, BindParameter)
+                    and crit.right.key == "_tenant" and getattr(crit.left, "key", None) == "TenantId"):
+                scoped.add(crit.left.table)
+        for frm in el.get_final_froms():
+            bad.extend(t.name for t in _tables_of(frm) if getattr(t, "element", t) in _GUARDED and t not in scoped)
+    return bad
+
+
+def _tables_of(frm: Any) -> list[Any]:
+    """Tables a FROM entry reads directly (a sub-select is a SELECT of its own, checked on its own)."""
+    if isinstance(frm, sa.Table):
+        return [frm]
+    if isinstance(frm, sa.Join):
+        return _tables_of(frm.left) + _tables_of(frm.right)
+    if isinstance(frm, sa.Alias) and isinstance(frm.element, sa.Table):
+        return [frm]
+    return []
+
+
+# --- the timeline: every event table as one time-ordered stream (EventScope.timeline) -------------
 
 def _timeline_columns() -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
@@ -77,19 +120,7 @@ def _timeline_columns() -> list[tuple[str, str]]:
 
 
 TIMELINE_COLUMNS: list[tuple[str, str]] = [("Table", "string"), *_timeline_columns()]
-
-
-@functools.cache
-def timeline_source() -> sa.Subquery:
-    """The union of the event tables, each padded to the union's columns, named ``Table`` by origin."""
-    parts = []
-    for t in EVENT_TABLES:
-        src = source(t)
-        cols: list[Any] = [sa.literal(t, sa.String).label("Table")]
-        for c, typ in TIMELINE_COLUMNS[1:]:
-            cols.append(src.c[c] if c in src.c else sa.null().cast(_SA_TYPES[typ]).label(c))
-        parts.append(sa.select(*cols))
-    return sa.union_all(*parts).subquery("Timeline")
+TIMELINE_TYPES: dict[str, str] = dict(TIMELINE_COLUMNS)
 
 
 def ddl_duckdb() -> list[str]:
@@ -108,10 +139,9 @@ def ddl_clickhouse(retention_days: int) -> list[str]:
     out = []
     for t in TABLES:
         cols = ", ".join(f"`{c}` {_ch_type(c, typ)}" for c, typ in store_columns(t))
-        out.append(f"CREATE TABLE IF NOT EXISTS `{t}` ({cols}) ENGINE = MergeTree "
-                   "PARTITION BY toYYYYMMDD(Timestamp) ORDER BY (TenantId, DeviceId, Timestamp) "
-                   f"TTL toDateTime(Timestamp) + INTERVAL {int(retention_days)} DAY "
-                   "SETTINGS non_replicated_deduplication_window = 100000")
+        out.append(f"CREATE TABLE IF NOT EXISTS `{t}` ({cols}) ENGINE = ReplacingMergeTree "
+                   "PARTITION BY toYYYYMMDD(Timestamp) ORDER BY (TenantId, DeviceId, Timestamp, ReportId) "
+                   f"TTL toDateTime(Timestamp) + INTERVAL {int(retention_days)} DAY")
     out.append("CREATE TABLE IF NOT EXISTS `EventBatches` (`TenantId` Int64, `DeviceId` String, `Seq` Int64, "
                "`ReceivedAt` DateTime64(6, 'UTC'), `Events` Nullable(Int64), `Drops` Nullable(Int64), "
                "`FirstEvent` Nullable(DateTime64(6, 'UTC')), `LastEvent` Nullable(DateTime64(6, 'UTC'))) "
@@ -120,7 +150,7 @@ def ddl_clickhouse(retention_days: int) -> list[str]:
     return out
 
 
-_CH_KEYS = {"TenantId": "Int64", "DeviceId": "String", "Timestamp": "DateTime64(6, 'UTC')"}
+_CH_KEYS = {"TenantId": "Int64", "DeviceId": "String", "Timestamp": "DateTime64(6, 'UTC')", "ReportId": "Int64"}
 
 
 def _ch_type(column: str, typ: str) -> str:
@@ -128,4 +158,4 @@ def _ch_type(column: str, typ: str) -> str:
 
 
 __all__ = ["BATCHES", "EVENT_TABLES", "SNAPSHOT_TABLES", "TABLES", "TIMELINE_COLUMNS", "arrow_schema", "source",
-           "store_columns", "timeline_source"]
+           "store_columns"]

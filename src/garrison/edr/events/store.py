@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,6 +150,27 @@ TIMELINE_SEARCH = ("FileName", "FolderPath", "ProcessCommandLine", "InitiatingPr
                    "RegistryValueData", "ActionType", "SHA256", "SHA1", "MD5", "LocalIP")
 
 
+class _TimelineColumns(dict[str, Any]):
+    """A table's columns under every timeline column name (a column it lacks is a typed NULL)."""
+
+    def __init__(self, table: str, src: schema.Scoped) -> None:
+        super().__init__()
+        self.table, self.src = table, src
+
+    def __missing__(self, name: str) -> Any:
+        if name == "Table":
+            return sa.literal(self.table, sa.String)
+        if name in self.src.c:
+            return self.src.c[name]
+        typ = schema.TIMELINE_TYPES.get(name)
+        if typ is None:
+            raise KeyError(name)
+        return sa.null().cast(schema.SA_TYPES[typ])
+
+
+Where = Callable[[Mapping[str, Any]], Any]
+
+
 class EventScope:
     """A tenant- (and device-group-) bound read handle. Every statement it runs is built on
     :func:`schema.source` and gets the scope's values for ``_tenant``/``_devices`` here, and only here."""
@@ -160,6 +181,9 @@ class EventScope:
         self.device_ids = device_ids
 
     def _run(self, stmt: sa.Select[Any]) -> list[dict[str, Any]]:
+        loose = schema.unscoped_tables(stmt)
+        if loose:
+            raise EventStoreError(f"refused: {', '.join(sorted(set(loose)))} read without the tenant scope")
         bound = stmt.params(_tenant=self.tenant_id, _all_devices=self.device_ids is None,
                             _devices=sorted(self.device_ids or ()))
         return _aware(self.store.engine.query(bound))
@@ -167,42 +191,67 @@ class EventScope:
     def sees(self, device_id: str) -> bool:
         return self.device_ids is None or device_id in self.device_ids
 
-    def _timeline_where(self, device_id: str, start: dt.datetime, end: dt.datetime,
-                        tables: Sequence[str] | None, search: str | None, where: Any) -> list[Any]:
-        tl = schema.timeline_source()
-        conds: list[Any] = [tl.c.DeviceId == device_id, tl.c.Timestamp >= _naive(start), tl.c.Timestamp < _naive(end)]
-        if tables:
-            conds.append(tl.c.Table.in_([t for t in tables if t in EVENT_TABLES]))
+    def _parts(self, device_id: str, start: dt.datetime, end: dt.datetime, tables: Sequence[str] | None,
+               search: str | None, where: Where | None) -> list[tuple[str, sa.Subquery, list[Any]]]:
+        """Per event table: its scoped source and the conditions of this timeline query on it."""
+        out = []
+        needle = None
         if search:
             needle = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
-            conds.append(sa.or_(*(sa.func.lower(tl.c[c]).like(needle, escape="\\") for c in TIMELINE_SEARCH)))
-        if where is not None:
-            conds.append(where)
-        return conds
+        for t in EVENT_TABLES:
+            if tables and t not in tables:
+                continue
+            src = schema.source(t)
+            conds: list[Any] = [src.c.DeviceId == device_id, src.c.Timestamp >= _naive(start),
+                                src.c.Timestamp < _naive(end)]
+            if needle is not None:
+                conds.append(sa.or_(*(sa.func.lower(src.c[c]).like(needle, escape="\\")
+                                      for c in TIMELINE_SEARCH if c in src.c)))
+            if where is not None:
+                conds.append(where(_TimelineColumns(t, src)))
+            out.append((t, src, conds))
+        return out
 
     def timeline(self, device_id: str, start: dt.datetime, end: dt.datetime, *, tables: Sequence[str] | None = None,
-                 search: str | None = None, where: Any = None, top: int = 100, skip: int = 0,
+                 search: str | None = None, where: Where | None = None, top: int = 100, skip: int = 0,
                  ascending: bool = False) -> list[dict[str, Any]]:
-        """A device's events in ``[start, end)``, newest first; ``where``: an expression over
-        :func:`schema.timeline_source` columns (e.g. a parsed OData ``$filter``)."""
-        tl = schema.timeline_source()
-        order = (tl.c.Timestamp.asc(), tl.c.ReportId.asc()) if ascending else (tl.c.Timestamp.desc(), tl.c.ReportId.desc())
-        stmt = (sa.select(tl).where(*self._timeline_where(device_id, start, end, tables, search, where))
-                .order_by(*order).limit(max(0, min(top, MAX_TIMELINE_PAGE))).offset(max(0, skip)))
-        return [{k: v for k, v in r.items() if v is not None} for r in self._run(stmt)]
+        """A device's events in ``[start, end)``, newest first. ``where`` builds a condition from a table's
+        columns (every timeline column name; a column the table lacks is a typed NULL), e.g. an OData
+        ``$filter``. The page is chosen on (time, ReportId) over all tables, then its rows are read whole."""
+        parts = self._parts(device_id, start, end, tables, search, where)
+        if not parts:
+            return []
+        keys = sa.union_all(*(src.select(sa.literal(t, sa.String).label("Table"), src.c.Timestamp, src.c.ReportId)
+                              .where(*conds) for t, src, conds in parts)).subquery("page")
+        order = (keys.c.Timestamp.asc(), keys.c.ReportId.asc()) if ascending else (keys.c.Timestamp.desc(),
+                                                                                   keys.c.ReportId.desc())
+        page = self._run(sa.select(keys).order_by(*order).limit(max(0, min(top, MAX_TIMELINE_PAGE)))
+                         .offset(max(0, skip)))
+        wanted: dict[str, list[int]] = {}
+        for k in page:
+            wanted.setdefault(k["Table"], []).append(k["ReportId"])
+        full: dict[tuple[str, int], dict[str, Any]] = {}
+        for t, ids in wanted.items():
+            src = schema.source(t)
+            for row in self._run(src.select().where(src.c.DeviceId == device_id, src.c.ReportId.in_(ids))):
+                row.pop("TenantId", None)
+                full[(t, row["ReportId"])] = {"Table": t, **{k: v for k, v in row.items() if v is not None}}
+        return [full[(k["Table"], k["ReportId"])] for k in page if (k["Table"], k["ReportId"]) in full]
 
     def timeline_count(self, device_id: str, start: dt.datetime, end: dt.datetime, *,
-                       tables: Sequence[str] | None = None, search: str | None = None, where: Any = None) -> int:
-        tl = schema.timeline_source()
-        stmt = sa.select(sa.func.count().label("n")).select_from(tl).where(
-            *self._timeline_where(device_id, start, end, tables, search, where))
-        return int(self._run(stmt)[0]["n"])
+                       tables: Sequence[str] | None = None, search: str | None = None, where: Where | None = None) -> int:
+        parts = self._parts(device_id, start, end, tables, search, where)
+        if not parts:
+            return 0
+        counts = sa.union_all(*(src.select(sa.func.count().label("n")).where(*conds)
+                                for _t, src, conds in parts)).subquery("counts")
+        return int(self._run(sa.select(sa.func.sum(counts.c.n).label("n")))[0]["n"] or 0)
 
     def event(self, table: str, device_id: str, report: int) -> dict[str, Any] | None:
         if table not in TABLES:
             return None
         src = schema.source(table)
-        rows = self._run(sa.select(src).where(src.c.DeviceId == device_id, src.c.ReportId == report).limit(1))
+        rows = self._run(src.select().where(src.c.DeviceId == device_id, src.c.ReportId == report).limit(1))
         return {k: v for k, v in rows[0].items() if v is not None and k != "TenantId"} if rows else None
 
     def process_tree(self, device_id: str, process_id: int, created: dt.datetime | None = None,
@@ -219,7 +268,7 @@ class EventScope:
             conds = [src.c.DeviceId == device_id, src.c.ProcessId == pid]
             if when is not None:
                 conds.append(src.c.ProcessCreationTime == _naive(when))
-            rows = self._run(sa.select(*cols).where(*conds).order_by(src.c.Timestamp.desc()).limit(1))
+            rows = self._run(src.select(*cols).where(*conds).order_by(src.c.Timestamp.desc()).limit(1))
             return rows[0] if rows else None
 
         me = find(process_id, created)
@@ -240,7 +289,7 @@ class EventScope:
             conds = [src.c.DeviceId == device_id, src.c.InitiatingProcessId == process_id]
             if me.get("ProcessCreationTime") is not None:
                 conds.append(src.c.InitiatingProcessCreationTime == _naive(me["ProcessCreationTime"]))
-            kids = self._run(sa.select(*cols).where(*conds).order_by(src.c.Timestamp.asc()).limit(children))
+            kids = self._run(src.select(*cols).where(*conds).order_by(src.c.Timestamp.asc()).limit(children))
         return {"process": me, "ancestors": list(reversed(chain)), "children": kids}
 
     def rows(self, table: str, where: Any = None, limit: int = 10_000, since: dt.datetime | None = None,
@@ -249,7 +298,7 @@ class EventScope:
         src = schema.source(table)
         since = since or dt.datetime.now(UTC) - dt.timedelta(days=self.store.hunting_days)
         cols = [src.c[c] for c in columns] if columns else [c for c in src.c if c.name != "TenantId"]
-        stmt = sa.select(*cols).where(src.c.Timestamp >= _naive(since))
+        stmt = src.select(*cols).where(src.c.Timestamp >= _naive(since))
         if where is not None:
             stmt = stmt.where(where)
         return self._run(stmt.order_by(src.c.Timestamp.desc()).limit(limit))
@@ -257,7 +306,7 @@ class EventScope:
     def sensor_stats(self, since: dt.datetime) -> dict[str, dict[str, Any]]:
         """Per device: last event time, events and drops received since ``since`` (agent batches)."""
         src = schema.source("EventBatches")
-        stmt = (sa.select(src.c.DeviceId, sa.func.max(src.c.LastEvent).label("lastEvent"),
+        stmt = (src.select(src.c.DeviceId, sa.func.max(src.c.LastEvent).label("lastEvent"),
                           sa.func.max(src.c.ReceivedAt).label("lastReceived"),
                           sa.func.sum(sa.case((src.c.ReceivedAt >= _naive(since), src.c.Events), else_=0)).label("events"),
                           sa.func.sum(sa.case((src.c.ReceivedAt >= _naive(since), src.c.Drops), else_=0)).label("drops"),
