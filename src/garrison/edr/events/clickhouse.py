@@ -19,7 +19,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pyarrow as pa
@@ -56,7 +56,8 @@ def _param_type(value: Any) -> tuple[str, Any]:
 
 
 def compile_statement(stmt: sa.Executable) -> tuple[str, dict[str, Any]]:
-    state = stmt.compile(dialect=_DIALECT).construct_expanded_state()  # type: ignore[union-attr]
+    compiled: Any = cast(sa.ClauseElement, stmt).compile(dialect=_DIALECT)
+    state = compiled.construct_expanded_state()
     params: dict[str, Any] = {}
 
     def placeholder(m: re.Match[str]) -> str:

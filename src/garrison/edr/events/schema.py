@@ -84,7 +84,7 @@ _GUARDED = {*TABLE_OBJECTS.values(), BATCHES}
 
 def unscoped_tables(stmt: sa.Select[Any]) -> list[str]:
     """Event tables a statement reads in a SELECT that does not carry the scope predicate on them."""
-    bad = []
+    bad: list[str] = []
     for el in visitors.iterate(stmt):
         if not isinstance(el, sa.Select):
             continue

@@ -192,7 +192,7 @@ class EventScope:
         return self.device_ids is None or device_id in self.device_ids
 
     def _parts(self, device_id: str, start: dt.datetime, end: dt.datetime, tables: Sequence[str] | None,
-               search: str | None, where: Where | None) -> list[tuple[str, sa.Subquery, list[Any]]]:
+               search: str | None, where: Where | None) -> list[tuple[str, schema.Scoped, list[Any]]]:
         """Per event table: its scoped source and the conditions of this timeline query on it."""
         out = []
         needle = None
