@@ -158,3 +158,31 @@ def test_feeds_sync_from_a_mirror_rematches(where: list[str], mirror: str, db_ur
     assert len(_findings(where, db_url, tmp_path)) == 140
     bad = garrison("feeds", "sync", "--mirror", "osv", *where, ok=False)
     assert bad.returncode == 2 and "NAME=URL" in bad.stderr
+
+
+def test_feeds_import_with_a_corrupt_file_reports_it_and_fails(where: list[str], db_url: str, tmp_path: Path) -> None:
+    """Issue 11 item 17: one JSON document, and a non-zero exit when anything failed — the rest imported."""
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    for src in sorted(FOCAL.glob("USN-*.json"))[:3]:
+        (feeds / src.name).write_bytes(src.read_bytes())
+    good = json.loads((feeds / min(p.name for p in feeds.iterdir())).read_text())
+    (feeds / "USN-9999-1.json").write_text(json.dumps(good)[:-40])  # a real advisory, cut short
+    r = garrison("feeds", "import", str(feeds), *where, "--json", ok=False)
+    assert r.returncode == 1, r.stderr + r.stdout
+    out = json.loads(r.stdout)  # exactly one document: json.loads refuses trailing data
+    assert out["errors"] >= 1 and any("USN-9999-1" in e for e in out["firstErrors"]), out
+    assert out["records"] >= 3 and out["vulnerabilities"] > 0  # the good files were imported
+    human = garrison("feeds", "import", str(feeds), *where, ok=False)
+    assert human.returncode == 1 and "error" in human.stderr
+    # nothing but a corrupt file
+    bad = tmp_path / "USN-9998-1.json"
+    bad.write_text('{"id": "USN-9998-1", "modified": "2020-05-14T00:00:00Z", "affected": [{"package": ')
+    r = garrison("feeds", "import", str(bad), *where, "--json", ok=False)
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["records"] == 0 and out["errors"] == 1
+    unknown = tmp_path / "notes.txt"  # in no feed format: skipped, and nothing imported is a failure
+    unknown.write_text("hello")
+    r = garrison("feeds", "import", str(unknown), *where, "--json", ok=False)
+    assert r.returncode == 1 and json.loads(r.stdout)["skipped"] == [str(unknown)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -144,8 +145,17 @@ def feeds_import(paths: tuple[Path, ...], data_dir: Path, database_url: str | No
         _print_rematch(out["rematch"])
 
     emit(out, as_json, human=human)
-    if out["records"] == 0 and out["errors"]:
-        raise UserError("nothing could be imported", as_json=as_json)
+    if out["errors"] or (out["skipped"] and out["records"] == 0):
+        _failed("nothing could be imported" if out["records"] == 0 else
+                f"{out['errors']} errors (the rest was imported)", as_json)
+
+
+def _failed(message: str, as_json: bool) -> NoReturn:
+    """Exit 1 after the report was printed: with --json the report is the one document (its errors say
+    what failed), otherwise one line on stderr."""
+    if not as_json:
+        err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    sys.exit(1)
 
 
 def _mirrors(values: tuple[str, ...], as_json: bool) -> dict[str, str]:
@@ -179,7 +189,7 @@ def feeds_sync(sources: tuple[str, ...], mirrors: tuple[str, ...], data_dir: Pat
 
     emit(out, as_json, human=human)
     if out["feeds"] and all(f["status"] == "failed" for f in out["feeds"]):
-        raise UserError("every feed failed; see the errors above", as_json=as_json)
+        _failed("every feed failed; see the errors above", as_json)
 
 
 @feeds_group.command("status")
