@@ -8,6 +8,7 @@ allows.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,7 +18,8 @@ from garrison.integrations.tickets import CONNECTORS
 from garrison.store.models.prioritisation import IntegrationConnection
 
 KINDS = ("smtp", *sorted(CONNECTORS))
-MAX_JSON = 16 * 1024
+MAX_JSON = 16 * 1024  # encoded size of config, and of secrets
+MAX_DEPTH = 8  # nesting of objects and lists in config (connectors use two or three levels)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}$")
 
 
@@ -27,8 +29,8 @@ def validate(kind: str, name: str, config: dict[str, Any], secrets: dict[str, An
         raise ValueError("name: use 1-128 letters, digits, space, . _ @ -")
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    if len(repr(config)) > MAX_JSON or len(repr(secrets)) > MAX_JSON:
-        raise ValueError("configuration too large")
+    check_shape(config, "config")
+    check_shape(secrets, "secrets")
     for k, v in secrets.items():
         if not isinstance(v, str):
             raise ValueError(f"secrets.{k} must be a string")  # noqa: TRY004 - ValueError is the API's 400
@@ -38,6 +40,20 @@ def validate(kind: str, name: str, config: dict[str, Any], secrets: dict[str, An
     if kind == "webhook":
         out["url"] = check_url(str(out["url"]), "webhook: config.url")
     return out
+
+
+def check_shape(value: Any, what: str) -> None:
+    """Depth and size bounds, checked before anything is saved: a config nested hundreds deep was once
+    saved, then failed every listing of the connections when encoded."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"{what}: nested deeper than {MAX_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    if len(json.dumps(value)) > MAX_JSON:
+        raise ValueError(f"{what}: larger than {MAX_JSON} bytes")
 
 
 def is_ticketing(kind: str) -> bool:

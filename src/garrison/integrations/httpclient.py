@@ -4,6 +4,8 @@ connections only to destinations ``integrations.egress`` allows (checked on ever
 from __future__ import annotations
 
 import json
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -12,7 +14,8 @@ import httpx
 from garrison import __version__
 from garrison.integrations import egress
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # per connect / read / write
+DEADLINE = 30.0  # seconds for a whole request: connect, send, answer head and body
 MAX_RESPONSE = 1024 * 1024
 USER_AGENT = f"Garrison/{__version__}"
 
@@ -24,6 +27,46 @@ class IntegrationError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+_deadline: ContextVar[float | None] = ContextVar("garrison_http_deadline", default=None)
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    """The socket timeout for the next operation: the per-operation one, cut to what the current
+    request's deadline leaves; ``error`` once it has passed."""
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise error("the request's overall deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write is bounded by the request's deadline as well: a server
+    that answers one byte at a time never runs into the per-read timeout, but runs into this."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname,
+                                                     _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 class _CheckedBackend(httpcore.SyncBackend):
@@ -38,7 +81,8 @@ class _CheckedBackend(httpcore.SyncBackend):
         error: Exception = httpcore.ConnectError(f"{host} has no address")
         for _family, ip in addresses:
             try:
-                return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+                return _DeadlineStream(super().connect_tcp(ip, port, _left(timeout, httpcore.ConnectTimeout),
+                                                           local_address, socket_options))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         raise error
@@ -75,11 +119,21 @@ def check_url(url: str, what: str = "url") -> str:
 
 def request(c: httpx.Client, method: str, url: str, *, json_body: Any = None, content: bytes | None = None,
             headers: dict[str, str] | None = None, auth: Any = None, params: dict[str, str] | None = None,
-            expect: tuple[int, ...] = (200, 201, 202, 204)) -> Any:
-    """Send a request; return the decoded JSON body (None when empty). Raises IntegrationError."""
+            expect: tuple[int, ...] = (200, 201, 202, 204), deadline: float = DEADLINE) -> Any:
+    """Send a request; return the decoded JSON body (None when empty). Raises IntegrationError.
+    The whole exchange must end within ``deadline`` seconds, however slowly the server trickles."""
     if json_body is not None:
         content = json.dumps(json_body).encode()
         headers = {"Content-Type": "application/json", **(headers or {})}
+    token = _deadline.set(time.monotonic() + deadline)
+    try:
+        return _request(c, method, url, content, headers, auth, params, expect)
+    finally:
+        _deadline.reset(token)
+
+
+def _request(c: httpx.Client, method: str, url: str, content: bytes | None, headers: dict[str, str] | None,
+             auth: Any, params: dict[str, str] | None, expect: tuple[int, ...]) -> Any:
     try:
         with c.stream(method, url, content=content, headers=headers, auth=auth, params=params) as r:
             data = b""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -16,7 +17,8 @@ from typing import Any
 from garrison.integrations import egress
 from garrison.integrations.httpclient import IntegrationError
 
-TIMEOUT = 15.0
+TIMEOUT = 15.0  # per operation
+DEADLINE = 60.0  # the whole exchange: a server answering a byte at a time is cut off here
 
 
 @dataclass
@@ -94,8 +96,17 @@ def render_text(body: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
-    """Send one message; returns its Message-ID. Raises IntegrationError."""
+def _cut_off(server: smtplib.SMTP) -> None:
+    sock = getattr(server, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read; smtplib then fails with OSError
+        except OSError:
+            pass
+
+
+def send_email(cfg: SmtpConfig, to: str, subject: str, text: str, deadline: float = DEADLINE) -> str:
+    """Send one message within ``deadline`` seconds; returns its Message-ID. Raises IntegrationError."""
     msg = EmailMessage()
     msg["From"] = _header(cfg.sender)
     msg["To"] = _header(to)
@@ -108,11 +119,14 @@ def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
     if not cfg.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    server: smtplib.SMTP = (_CheckedSMTPSSL(timeout=TIMEOUT, context=context) if cfg.ssl
+                            else _CheckedSMTP(timeout=TIMEOUT))
+    watchdog = threading.Timer(deadline, _cut_off, args=(server,))
+    watchdog.daemon = True
+    watchdog.start()
+    server._host = cfg.host  # type: ignore[attr-defined]  # the TLS server name, as SMTP(host) would set it
     try:
-        if cfg.ssl:
-            server: smtplib.SMTP = _CheckedSMTPSSL(cfg.host, cfg.port, timeout=TIMEOUT, context=context)
-        else:
-            server = _CheckedSMTP(cfg.host, cfg.port, timeout=TIMEOUT)
+        server.connect(cfg.host, cfg.port)
         with server:
             server.ehlo()
             if cfg.starttls and not cfg.ssl:
@@ -129,6 +143,9 @@ def send_email(cfg: SmtpConfig, to: str, subject: str, text: str) -> str:
         raise IntegrationError(f"SMTP login failed: {exc.smtp_code}", retryable=False) from None
     except (smtplib.SMTPException, OSError) as exc:
         raise IntegrationError(f"SMTP {cfg.host}:{cfg.port}: {type(exc).__name__}: {exc}") from None
+    finally:
+        watchdog.cancel()
+        server.close()
     if refused:
         raise IntegrationError(f"SMTP refused {', '.join(refused)}", retryable=False)
     return str(msg["Message-ID"])
