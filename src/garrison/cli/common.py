@@ -61,3 +61,13 @@ def service_errors(as_json: bool) -> Iterator[None]:
         yield
     except GarrisonError as exc:
         raise UserError(str(exc), as_json=as_json) from None
+
+
+def open_events(service: Any, as_json: bool = False) -> None:
+    """Open the server's event store now (this process owns the DuckDB file): a clear error if it cannot."""
+    from garrison.edr.events import EventStoreError
+
+    try:
+        service.store  # noqa: B018 (opens it)
+    except EventStoreError as exc:
+        raise UserError(str(exc), as_json=as_json) from None

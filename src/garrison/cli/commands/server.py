@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from garrison.cli.common import open_store, settings_from, store_options
+from garrison.cli.common import open_events, open_store, settings_from, store_options
 from garrison.cli.output import UserError, console, json_option
 from garrison.core import access
 from garrison.core.errors import NotFound
@@ -40,11 +40,16 @@ def _port_free(host: str, port: int) -> bool:
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, help="CIDR of a reverse proxy whose "
               "X-Forwarded-For is believed (repeatable).")
 @click.option("--no-jobs", is_flag=True, help="Do not run background jobs in this process.")
+@click.option("--events-url", envvar="GARRISON_EVENTS_URL", default=None,
+              help="Event store: duckdb:///path (default: events.duckdb in the data directory) or "
+              "clickhouse://user:password@host:8123/database.")
+@click.option("--events-retention-days", type=click.IntRange(1, 3650), default=180, show_default=True,
+              help="How long telemetry is kept (the timeline's reach).")
 @store_options
 @json_option
 def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None,
-           trusted_proxies: tuple[str, ...], no_jobs: bool, data_dir: Path, database_url: str | None,
-           as_json: bool) -> None:
+           trusted_proxies: tuple[str, ...], no_jobs: bool, events_url: str | None, events_retention_days: int,
+           data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """Run the Garrison server: API, agent endpoints, console and jobs."""
     if bool(tls_cert) != bool(tls_key):
         raise UserError("give both --tls-cert and --tls-key", as_json=as_json)
@@ -52,9 +57,11 @@ def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls
         raise UserError(f"port {port} on {host} is in use", as_json=as_json)
     settings = settings_from(data_dir, database_url, host=host, port=port, insecure_http=insecure_http,
                              tls_cert=tls_cert, tls_key=tls_key, run_jobs=not no_jobs,
-                             trusted_proxies=list(trusted_proxies) or None)
+                             trusted_proxies=list(trusted_proxies) or None, events_url=events_url,
+                             events_retention_days=events_retention_days)
     store = open_store(settings)
     srv = GarrisonServer(settings, store)
+    open_events(srv.app.state.events, as_json)
 
     def ready() -> None:
         info = {"url": settings.base_url, "console": settings.base_url + "/", "api": settings.base_url + "/api",
