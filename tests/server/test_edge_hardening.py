@@ -54,13 +54,13 @@ def test_the_servers_data_directory_is_private(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cli("tenant", "create", "acme", "--data-dir", str(data))
     port = free_port()
-    proc = start_server(data, port)  # HTTPS: generates the TLS key, and the secrets key
+    proc = start_server(data, port, "--no-jobs")  # HTTPS: generates the TLS key
     try:
         assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False).status_code == 200
         seen = {str(p.relative_to(data)): _mode(p) for p in data.rglob("*")}
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
+        assert proc.wait(60) == 0
     assert _mode(data) == 0o700
     assert seen["garrison.db"] == 0o600 and seen["tls/server.key"] == 0o600 and seen["tls"] == 0o700
     for name, mode in seen.items():  # nothing in it readable by others
@@ -91,3 +91,32 @@ def test_an_entity_bomb_behind_a_comment_is_refused_by_the_api(env: Env) -> None
                         headers={**env.a.headers("security_operator"), "Content-Type": "application/octet-stream"})
     assert r.status_code == 400 and "DOCTYPE" in r.json()["error"]["message"], r.text[:300]
     assert env.client.get("/api/machines", headers=env.a.headers()).json()["value"] == []
+
+
+# --- 14: API docs from bundled, pinned assets ------------------------------------------------
+
+def test_api_docs_load_nothing_from_outside(env: Env) -> None:
+    import re
+
+    from garrison.server import apidocs
+
+    r = env.client.get("/api/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-eval" not in csp
+    assert "http://" not in r.text and "https://" not in r.text and "//cdn" not in r.text
+    assert "<script>" not in r.text  # no inline script (the CSP would refuse it)
+    refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert len(refs) == 3
+    for ref in refs:
+        asset = env.client.get(ref)
+        assert asset.status_code == 200, ref
+        assert asset.headers["x-content-type-options"] == "nosniff"
+        assert asset.headers["content-type"].startswith(("text/css", "text/javascript", "application/javascript"))
+    bundle = env.client.get(f"/api/docs/assets/swagger-ui-bundle.js?v={apidocs.SWAGGER_UI_VERSION}")
+    assert b"SwaggerUIBundle" in bundle.content and len(bundle.content) > 1_000_000
+    assert env.client.get("/api/docs/assets/LICENSE").status_code == 404  # only the listed files
+    assert env.client.get("/api/docs/assets/..%2Fapidocs.py").status_code == 404
+    init = env.client.get("/api/docs/assets/garrison-docs.js").text
+    assert "validatorUrl: null" in init  # Swagger UI's default validator is an outside service
+    assert "Apache License" in (Path(apidocs.__file__).parent / "data" / "swagger-ui" / "LICENSE").read_text()

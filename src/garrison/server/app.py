@@ -18,7 +18,7 @@ from garrison import __version__
 from garrison.core import access
 from garrison.core.errors import GarrisonError
 from garrison.edr.events.service import EventService
-from garrison.server import api
+from garrison.server import api, apidocs
 from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_role
 from garrison.server.middleware import AuditLog, BodyLimit
 from garrison.server.ratelimit import RateLimiter
@@ -42,8 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: ServerSettings, store: Store | None = None, cert_path: Path | None = None) -> FastAPI:
-    app = FastAPI(lifespan=lifespan, title="Garrison", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
-                  redoc_url=None)
+    # /api/docs is served from bundled assets (server.apidocs), not FastAPI's CDN-loading page.
+    app = FastAPI(lifespan=lifespan, title="Garrison", version=__version__, openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.store = store or Store(settings.db_url)
     # Telemetry has its own store (not the state store): this process owns it (see docs/architecture.md).
@@ -68,6 +69,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
 
     agent_api.setup_state(app)
     app.include_router(agent_api.router)
+    apidocs.setup(app)
     _load_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -21,7 +21,7 @@ from garrison.core.access import Principal
 from garrison.core.errors import Forbidden, GarrisonError, Unauthorized
 
 PUBLIC_PATHS = {
-    "/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect", "/healthz",
+    "/api/openapi.json", "/api/docs", "/api/docs/assets/{name}", "/healthz",
     "/agent/v1/enroll",  # authenticated by the enrollment secret in the body
 }
 
