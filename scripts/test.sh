@@ -9,6 +9,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v lynis >/dev/null 2>&1 || need+=(lynis)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+# the sensor tests: network namespaces (ip, unshare), a failed su, accounts added and removed
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
+command -v su >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

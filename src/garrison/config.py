@@ -113,7 +113,8 @@ class AgentConfig:
 
 _SENSOR_KEYS: dict[str, type | tuple[type, ...]] = {
     "enabled": bool, "rate_limit": (int, float), "burst": int, "queue_size": int, "file_paths": list,
-    "exclusions": list, "audit_backlog": int, "persistence_paths": dict}
+    "exclusions": list, "audit_backlog": int, "persistence_paths": dict, "peeks_per_second": int,
+    "network_coalesce_seconds": (int, float)}
 
 
 def _sensor_settings(raw: Any) -> dict[str, Any]:

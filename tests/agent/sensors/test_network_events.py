@@ -86,3 +86,31 @@ def test_connections_listens_and_accepts_are_recorded_with_the_initiating_proces
         assert r["InitiatingProcessId"] > 0 and r["InitiatingProcessSHA256"]
         assert r["InitiatingProcessAccountName"] == "root"
         assert r["InitiatingProcessParentId"] == os.getpid()  # unshare and sh exec: pytest started it
+
+
+REPEAT = textwrap.dedent("""
+    import socket
+    srv = socket.socket(); srv.bind(("127.0.0.1", 7070)); srv.listen(16)
+    for _ in range(5):
+        c = socket.create_connection(("127.0.0.1", 7070)); a, _ = srv.accept(); c.close(); a.close()
+""")
+
+
+def _repeat(window: float, start_sensor) -> list[Row]:
+    run = start_sensor({"network_coalesce_seconds": window})
+    subprocess.run(["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {sys.executable} -c \"$CODE\""],
+                   check=True, timeout=30, env={"CODE": REPEAT, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    rows = run.recorder.wait_for(lambda r: r.get("RemotePort") == 7070, "DeviceNetworkEvents",
+                                 count=5 if not window else 99, timeout=3 if window else 10)
+    accepts = run.recorder.rows("DeviceNetworkEvents")
+    run.manager.stop()
+    return rows + [r for r in accepts if r["ActionType"] == "InboundConnectionAccepted" and r.get("LocalPort") == 7070]
+
+
+def test_repeated_identical_connections_are_coalesced_unless_configured_off(start_sensor) -> None:
+    coalesced = _repeat(1.0, start_sensor)
+    assert [r["ActionType"] for r in coalesced].count("ConnectionSuccess") == 1
+    assert [r["ActionType"] for r in coalesced].count("InboundConnectionAccepted") == 1
+    every = _repeat(0, start_sensor)
+    assert [r["ActionType"] for r in every].count("ConnectionSuccess") == 5
+    assert [r["ActionType"] for r in every].count("InboundConnectionAccepted") == 5

@@ -98,3 +98,31 @@ def test_rules_are_removed_when_the_sensor_stops(start_sensor) -> None:
 
 def _rows_to_str(rows: list[Row]) -> str:
     return "\n".join(r["ProcessCommandLine"] for r in rows)
+
+
+def test_a_process_in_a_container_cgroup_carries_the_container_id(start_sensor, tmp_path: Path) -> None:
+    """A container's first process is started by its runtime (here a shell named runc, as runc does)
+    inside the container's cgroup (a real cgroup, in the pids hierarchy, named like Docker's)."""
+    import shutil
+
+    cid = hashlib.sha256(str(tmp_path).encode()).hexdigest()
+    cgroup = Path(f"/sys/fs/cgroup/pids/docker-{cid}.scope")
+    cgroup.mkdir()
+    runtime = tmp_path / "runc"
+    shutil.copy("/bin/sh", runtime)
+    run = start_sensor()
+    try:
+        script = f"echo $$ > {cgroup}/cgroup.procs; /bin/true in-container-{cid[:8]}; sleep 1"
+        subprocess.run([str(runtime), "-c", script], check=True)
+        rows = run.recorder.wait_for(lambda r: r["ProcessCommandLine"] == f"/bin/true in-container-{cid[:8]}",
+                                     "DeviceProcessEvents")
+    finally:
+        cgroup.rmdir()
+    assert len(rows) == 1 and rows[0]["AdditionalFields"]["ContainerId"] == cid
+    assert rows[0]["InitiatingProcessFileName"] == "runc"
+    # and a process outside any container has none
+    subprocess.run(["/bin/true", f"outside-{cid[:8]}"], check=True)
+    subprocess.run(["/bin/sh", "-c", f"/bin/true outside-{cid[:8]}; exit 0"], check=True)
+    out = run.recorder.wait_for(lambda r: r["ProcessCommandLine"] == f"/bin/true outside-{cid[:8]}",
+                                "DeviceProcessEvents")
+    assert out and all("ContainerId" not in r["AdditionalFields"] for r in out)

@@ -71,3 +71,21 @@ def test_device_and_network_snapshots_at_start_and_on_change_only(tmp_path: Path
     lo = json.loads(nets[0]["IPAddresses"])
     assert {"IPAddress": "127.0.0.1", "SubnetPrefix": 8, "AddressType": "Static"} in lo
     assert nets[0]["NetworkAdapterType"] == "SoftwareLoopback"
+
+
+def test_sensor_settings_from_agent_toml_are_validated(tmp_path: Path) -> None:
+    import pytest
+
+    from garrison.config import ConfigError, load_agent_config
+
+    good = tmp_path / "agent.toml"
+    good.write_text('[sensors]\nrate_limit = 500\nfile_paths = ["/etc"]\n'
+                    'exclusions = [{column = "FolderPath", op = "startswith", value = "/var/cache/"}]\n')
+    cfg = load_agent_config(good, env={})
+    assert cfg.sensors_enabled and cfg.sensors["rate_limit"] == 500 and cfg.sensors["file_paths"] == ["/etc"]
+    assert not load_agent_config(good, env={"GARRISON_AGENT_SENSORS": "off"}).sensors_enabled
+    for bad in ('[sensors]\nrate_limit = 0\n', '[sensors]\nfile_paths = ["relative"]\n',
+                '[sensors]\nexclusions = [{column = "X", op = "regex", value = "y"}]\n', '[sensors]\nnope = 1\n'):
+        (tmp_path / "bad.toml").write_text(bad)
+        with pytest.raises(ConfigError):
+            load_agent_config(tmp_path / "bad.toml", env={})

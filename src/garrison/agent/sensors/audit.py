@@ -32,6 +32,7 @@ from garrison.agent.sensors import audit_netlink as an
 from garrison.agent.sensors.audit_netlink import AuditEvent, Rule, parse_fields, unhex
 from garrison.agent.sensors.base import Row, Sensor, SensorContext, register_sensor
 from garrison.agent.sensors.procinfo import (
+    CONTAINER_PARENTS,
     ProcessInfo,
     account_sid,
     container_of,
@@ -46,6 +47,7 @@ from garrison.agent.sensors.procinfo import (
 log = logging.getLogger("garrison.agent.sensors.audit")
 
 KEY_PREFIX = "garrison_"
+NET_CALLS = ("connect", "accept", "accept4", "bind")
 DEFAULT_FILE_PATHS = ("/etc", "/bin", "/usr/bin", "/usr/lib/systemd", "/var/spool/cron", "/root",
                       "/home/*/.ssh", "/tmp", "/dev/shm")
 FILE_HASH_MAX = 16 * 1024 * 1024
@@ -105,6 +107,27 @@ def parse_sockaddr(saddr: str) -> tuple[int, str, int] | None:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SYS_PIDFD_GETFD = 438
+
+
+class PeekBudget:
+    """At most ``per_second`` socket peeks (pidfd_getfd, ~10 syscalls each): past that, under a
+    connection flood, the local end of outbound connections is left out rather than the CPU spent."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self.window = 0
+        self.used = 0
+        self.skipped = 0
+
+    def take(self) -> bool:
+        now = int(time.monotonic())
+        if now != self.window:
+            self.window, self.used = now, 0
+        if self.used >= self.per_second:
+            self.skipped += 1
+            return False
+        self.used += 1
+        return True
 
 
 def peek_socket(pid: int, fd: int, *, peer: tuple[str, int] | None = None,
@@ -183,6 +206,10 @@ class AuditSensor(Sensor):
         self.persistence: tuple[tuple[str, str], ...] = PERSISTENCE
         self.tamper_paths: tuple[str, ...] = ()
         self.handled = 0
+        self.coalesce_window = 1.0
+        self.coalesced = 0  # connections not recorded because an identical one just was
+        self.recent: collections.OrderedDict[tuple[Any, ...], float] = collections.OrderedDict()
+        self.peeks = PeekBudget(200)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -197,10 +224,15 @@ class AuditSensor(Sensor):
         not_me = ((an.F_PID, an.OP_NOT_EQUAL, me),)
         rules = [
             Rule("garrison_exec", ("execve", "execveat"), ((an.F_SUCCESS, an.OP_EQUAL, 1),) + not_me),
-            Rule("garrison_net", ("connect", "accept", "accept4", "bind", "listen"), not_me),
-            # socket() of AF_INET/AF_INET6 only: the type (TCP/UDP) of the fd the later calls use
-            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET),) + not_me),
-            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET6),) + not_me),
+            # connect/accept/bind of IPv4 and IPv6 only (the AF_UNIX flood is filtered in the kernel)
+            Rule("garrison_net", NET_CALLS, ((an.F_SADDR_FAM, an.OP_EQUAL, socket.AF_INET),) + not_me),
+            Rule("garrison_net", NET_CALLS, ((an.F_SADDR_FAM, an.OP_EQUAL, socket.AF_INET6),) + not_me),
+            Rule("garrison_net", ("listen",), not_me),
+            # socket() of UDP (type & SOCK_DGRAM) over IPv4/IPv6: which fds are UDP (the others are TCP)
+            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET),
+                                                (an.F_A1, an.OP_BIT_TEST, socket.SOCK_DGRAM)) + not_me),
+            Rule("garrison_sock", ("socket",), ((an.F_A0, an.OP_EQUAL, socket.AF_INET6),
+                                                (an.F_A1, an.OP_BIT_TEST, socket.SOCK_DGRAM)) + not_me),
             Rule("garrison_mod", ("init_module", "finit_module"), not_me),
             Rule("garrison_ptrace", ("ptrace",), ((an.F_A0, an.OP_EQUAL, PTRACE_ATTACH),) + not_me),
             Rule("garrison_ptrace", ("ptrace",), ((an.F_A0, an.OP_EQUAL, PTRACE_SEIZE),) + not_me),
@@ -221,6 +253,8 @@ class AuditSensor(Sensor):
 
     def start(self, ctx: SensorContext) -> None:
         self.ctx = ctx
+        self.peeks = PeekBudget(int(ctx.settings.get("peeks_per_second", 200)))
+        self.coalesce_window = float(ctx.settings.get("network_coalesce_seconds", 1.0))
         sock = an.AuditSocket()
         try:
             daemon = sock.become_daemon()
@@ -231,7 +265,15 @@ class AuditSensor(Sensor):
             errors = []
             for rule in self.rules(ctx):
                 try:
-                    sock.add_rule(rule)
+                    try:
+                        sock.add_rule(rule)
+                    except OSError as exc:  # a kernel older than 5.10: no saddr_fam, AF_UNIX calls come too
+                        if exc.errno != errno.EINVAL or not any(f[0] == an.F_SADDR_FAM for f in rule.fields):
+                            raise
+                        if rule.fields[0][2] != socket.AF_INET:
+                            continue
+                        rule.fields = tuple(f for f in rule.fields if f[0] != an.F_SADDR_FAM)
+                        sock.add_rule(rule)
                 except OSError as exc:
                     errors.append(f"{rule.key} {rule.path or ','.join(rule.syscalls)}: {exc.strerror or exc}")
             self.lost_at_start = sock.status().lost
@@ -297,7 +339,7 @@ class AuditSensor(Sensor):
         assert self.sock is not None
         sock = self.sock
         sock.sock.settimeout(0.5)
-        assembler = an.Assembler()
+        assembler = an.Assembler(syscall_tail=f'/{os.getpid()}"'.encode())
         while not self._stop.is_set():
             try:
                 records = sock.read_records()
@@ -313,6 +355,8 @@ class AuditSensor(Sensor):
                 self.error = f"audit socket: {exc}"
                 break
             for rtype, text in records:
+                if rtype not in an.KEEP_RECORDS and not an.is_user_record(rtype):
+                    continue
                 for ev in assembler.feed(rtype, text):
                     if len(self.events) >= self.max_backlog:
                         assert self.ctx is not None
@@ -343,7 +387,7 @@ class AuditSensor(Sensor):
 
     def handle(self, ev: AuditEvent) -> None:
         head = ev.records[0][1] if ev.records else b""
-        fields = parse_fields(head)
+        fields = parse_fields(head, user=an.is_user_record(ev.kind))
         if ev.kind == an.SYSCALL:
             handler = KEY_HANDLERS.get(unhex(fields.get("key", "")).split("/", 1)[0])
         else:
@@ -359,9 +403,30 @@ class AuditSensor(Sensor):
         self.ctx.sink.emit(table, row)
 
     def initiating(self, pid: int) -> dict[str, Any]:
+        """The ``InitiatingProcess…`` columns of ``pid``, computed once per process image (memoised)."""
         assert self.ctx is not None
         c = self.ctx
-        return initiating_columns(c.processes.get(pid), c.processes, c.hashes, c.users)
+        info = c.processes.get(pid)
+        if info is None:
+            return {}
+        if info.columns is None:
+            info.columns = initiating_columns(info, c.processes, c.hashes, c.users)
+        return info.columns
+
+    def coalesce(self, key: tuple[Any, ...], when: float) -> bool:
+        """True when the same connection (process, peer, outcome; not the ephemeral port) was recorded
+        less than ``network_coalesce_seconds`` ago: repeats are counted, not recorded (as Defender does)."""
+        if self.coalesce_window <= 0:
+            return False
+        last = self.recent.get(key)
+        if last is not None and when - last < self.coalesce_window:
+            self.coalesced += 1
+            return True
+        self.recent[key] = when
+        self.recent.move_to_end(key)
+        while len(self.recent) > 8192:
+            self.recent.popitem(last=False)
+        return False
 
     def settle_files(self, force: bool = False) -> None:
         """Emit the file events whose content has settled, with its SHA256 (under the size bound)."""
@@ -447,7 +512,11 @@ def process_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
     euid = _int(f.get("euid"), -1)
     cmdline = execve_argv(ev) or unhex(f.get("comm", ""))
     parent = ctx.processes.get(ppid)
-    container = container_of(pid) or (parent.container_id if parent else "")
+    if parent is None or parent.name in CONTAINER_PARENTS or parent.ppid <= 1:
+        # the process may be gone already (1 ms lives): then its parent's cgroup, if that one still runs
+        container = container_of(pid) or container_of(ppid) or (parent.container_id if parent else "")
+    else:
+        container = parent.container_id
     info = ProcessInfo(pid, ppid, exe, cmdline, euid, ev.time, container)
     ctx.processes.put(info)
     cwd = ev.first(an.CWD)
@@ -461,7 +530,7 @@ def process_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
         "ProcessId": pid, "ProcessCommandLine": cmdline, "ProcessCreationTime": iso(ev.time),
         "AccountDomain": short_hostname(), "AccountName": ctx.users.name(euid), "AccountSid": account_sid(euid),
         "LogonId": _int(f.get("ses"), -1),
-        **initiating_columns(parent, ctx.processes, ctx.hashes, ctx.users),
+        **(sensor.initiating(ppid) if parent is not None else {}),
         "AdditionalFields": extra,
     }
     if parent is None:
@@ -473,12 +542,12 @@ def process_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> N
 
 @on_key("garrison_sock")
 def socket_created(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
+    """A UDP socket (only those are audited): its fd is UDP until the process makes it something else."""
     pid, _, _ = _syscall_ids(f)
     fd = _int(f.get("exit"), -1)
     if fd < 0:
         return
-    kind = _int(f.get("a1"), 0, 16) & 0xF
-    sensor.sockets[(pid, fd)] = {int(socket.SOCK_STREAM): "Tcp", int(socket.SOCK_DGRAM): "Udp"}.get(kind, "")
+    sensor.sockets[(pid, fd)] = "Udp" if _int(f.get("a1"), 0, 16) & 0xF == socket.SOCK_DGRAM else ""
     sensor.sockets.move_to_end((pid, fd))
     while len(sensor.sockets) > 65536:
         sensor.sockets.popitem(last=False)
@@ -494,8 +563,9 @@ def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
     name = an.SYSCALL_NAMES.get(nr, "")
     exit_code = _int(f.get("exit"))
     fd = _int(f.get("a0"), -1, 16)
-    proto = sensor.sockets.get((pid, fd), "")
+    proto = sensor.sockets.get((pid, fd), "")  # "Udp" or unknown (then TCP: only UDP sockets are tracked)
     if name == "listen":
+        sensor.sockets.pop((pid, fd), None)
         if exit_code != 0:
             return
         local = sensor.binds.pop((pid, fd), None)
@@ -507,7 +577,7 @@ def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
         sensor.listeners[(pid, fd)] = local  # accepts on it know their local end even if the process is gone
         while len(sensor.listeners) > 4096:
             sensor.listeners.popitem(last=False)
-        _emit_net(sensor, ev, pid, "ListeningConnectionCreated", proto or "Tcp", local, None)
+        _emit_net(sensor, ev, pid, "ListeningConnectionCreated", "Tcp", local, None)
         return
     text = ev.first(an.SOCKADDR)
     addr = parse_sockaddr(parse_fields(text).get("saddr", "")) if text is not None else None
@@ -517,8 +587,8 @@ def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
     if name == "bind":
         if exit_code != 0:
             return
-        peek = peek_socket(pid, fd, local=(ip, port)) if not proto or not port else None
-        if proto == "Udp" or (not proto and peek and peek[0] == "Udp"):
+        if proto == "Udp":
+            peek = peek_socket(pid, fd, local=(ip, port)) if not port else None  # port 0: which one it got
             _emit_net(sensor, ev, pid, "ListeningConnectionCreated", "Udp", (ip, peek[2] if peek else port), None)
         else:
             sensor.binds[(pid, fd)] = (ip, port)
@@ -528,19 +598,25 @@ def network(sensor: AuditSensor, ev: AuditEvent, f: dict[str, str]) -> None:
     if name == "connect":
         if family == socket.AF_INET and ip == "0.0.0.0" and port == 0:
             return  # AF_UNSPEC-style disconnect of a UDP socket
+        if sensor.coalesce(("c", pid, exit_code, ip, port), ev.time):
+            return
         if exit_code == 0:
             action = "ConnectionSuccess"
         elif exit_code == -EINPROGRESS:
             action = "ConnectionAttempt"
         else:
             action = "ConnectionFailed"
-        peek = peek_socket(pid, fd, peer=(ip, port)) if exit_code == 0 else None
-        if not proto:
-            proto = peek[0] if peek else ("Tcp" if exit_code in (-EINPROGRESS, -errno.ECONNREFUSED) else "")
+        peek = peek_socket(pid, fd, peer=(ip, port)) if exit_code == 0 and sensor.peeks.take() else None
+        if peek and peek[0]:
+            proto = peek[0]
+        elif exit_code in (-EINPROGRESS, -errno.ECONNREFUSED, -errno.ETIMEDOUT) or proto != "Udp":
+            proto = "Tcp"  # UDP connects neither wait nor get refused
         local = (peek[1], peek[2]) if peek else None
         _emit_net(sensor, ev, pid, action, proto, local, (ip, port), exit_code)
         return
     if name in ("accept", "accept4") and exit_code >= 0:
+        if sensor.coalesce(("a", pid, fd, ip), ev.time):
+            return
         local = sensor.listeners.get((pid, fd))
         if local is None:
             peek = peek_socket(pid, exit_code, peer=(ip, port))

@@ -109,4 +109,5 @@ class SensorManager:
 
     def stats(self) -> dict[str, Any]:
         return {"emitted": dict(self.sink.emitted), "excluded": self.sink.excluded, "queued": self.sink.pending(),
-                "last_event": self.sink.last_event}
+                "last_event": self.sink.last_event,
+                "coalesced": sum(int(getattr(s, "coalesced", 0)) for s in self.sensors.values())}

@@ -13,15 +13,17 @@ The column helpers turn a process into the MDE columns (``FileName``, ``FolderPa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import os
 import pwd
 import re
 import socket
+import stat
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HASH_MAX_BYTES = 64 * 1024 * 1024  # larger images are recorded without hashes
@@ -52,7 +54,7 @@ class HashCache:
             st = os.stat(path)
         except OSError:
             return None
-        if not os.path.isfile(path):
+        if not stat.S_ISREG(st.st_mode):
             return None
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
@@ -142,6 +144,7 @@ class ProcessInfo:
     uid: int = -1
     start: float = 0.0  # seconds since the epoch
     container_id: str = ""
+    columns: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # memo: its Initiating… columns
 
     @property
     def name(self) -> str:
@@ -172,6 +175,12 @@ def read_proc(pid: int) -> ProcessInfo | None:
         return None
     return ProcessInfo(pid, ppid, path.removesuffix(" (deleted)"), cmdline, uid,
                        boot_time() + start_ticks / _CLK_TCK, container_of(pid))
+
+
+# Processes whose children may start a container: their children's cgroup is read; every other
+# process is in its parent's container (or in none), which saves a /proc read per exec.
+CONTAINER_PARENTS = frozenset({"containerd-shim", "containerd-shim-runc-v2", "runc", "crun", "conmon",
+                               "docker-init", "tini", "containerd", "dockerd", "podman", "systemd"})
 
 
 def container_of(pid: int) -> str:
@@ -270,6 +279,7 @@ def short_hostname() -> str:
     return _HOST
 
 
+@functools.lru_cache(maxsize=8192)
 def ip_type(addr: str) -> str:
     """MDE's IP types: Loopback, Private, Public, Reserved, Multicast, Broadcast, LinkLocal, Unspecified,
     FourToSixMapping (the server fills the same ones when a row has none)."""
