@@ -92,6 +92,7 @@ EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = [
     lambda env, dev: __import__("tests.tvm.api.ids", fromlist=["tvm_ids"]).tvm_ids(env, dev),  # software, CVE
     lambda env, dev: __import__("tests.tvm.prioritisation.ids", fromlist=["prioritisation_ids"])  # recommendations,
     .prioritisation_ids(env, dev),  # exceptions, remediation tasks, events, rules, connections
+    lambda env, dev: __import__("tests.edr.ids", fromlist=["edr_ids"]).edr_ids(env, dev),  # timeline events
 ]
 
 # Parameters that are not ids of a tenant's object: a query inside the path, or an id of the

@@ -78,7 +78,8 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
 
     check_routes(all_routes(app))
     app.add_middleware(AuditLog)
-    app.add_middleware(BodyLimit, api_limit=settings.max_body_bytes, agent_limit=settings.agent_max_body_bytes)
+    app.add_middleware(BodyLimit, api_limit=settings.max_body_bytes, agent_limit=settings.agent_max_body_bytes,
+                       import_limit=settings.import_max_body_bytes)
     return app
 
 

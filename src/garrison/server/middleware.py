@@ -15,14 +15,18 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 class BodyLimit:
     """Refuse bodies over the limit (413) — by Content-Length up front, and while streaming."""
 
-    def __init__(self, app: ASGIApp, api_limit: int, agent_limit: int) -> None:
+    def __init__(self, app: ASGIApp, api_limit: int, agent_limit: int, import_limit: int | None = None) -> None:
         self.app, self.api_limit, self.agent_limit = app, api_limit, agent_limit
+        self.import_limit = import_limit or api_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.agent_limit if scope["path"].startswith("/agent/") else self.api_limit
+        path = scope["path"]
+        # event log imports (EVTX files) are larger than API calls
+        limit = (self.agent_limit if path.startswith("/agent/") else
+                 self.import_limit if path.endswith("/events/import") else self.api_limit)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

@@ -32,6 +32,7 @@ class ServerSettings:
     rate_limit_per_minute: int = 1200  # per API key / user / device
     max_body_bytes: int = 1 * 1024 * 1024  # API requests
     agent_max_body_bytes: int = MAX_BATCH_BYTES  # agent uploads, after gzip decoding too (the worker's bound)
+    import_max_body_bytes: int = 64 * 1024 * 1024  # POST /api/machines/{id}/events/import (event log files)
     checkin_interval: int = 60
     heartbeat_interval: float = 2.0  # seconds between buffered heartbeat writes (0 = write through)
     run_jobs: bool = True
