@@ -74,10 +74,10 @@ def start_sensor(audit_lock: None, tmp_path: Path) -> Iterator[Callable[..., Run
     started: list[SensorManager] = []
 
     def start(settings: dict[str, Any] | None = None, self_pids: set[int] | None = None,
-              state_dir: str = "") -> Running:
+              state_dir: str = "", enabled: tuple[str, ...] | list[str] = ("audit",)) -> Running:
         rec = Recorder()
         s = {"file_paths": [], "rate_limit": 100000, "burst": 100000, **(settings or {})}
-        mgr = SensorManager(rec.put, settings=s, enabled=["audit"], state_dir=state_dir,
+        mgr = SensorManager(rec.put, settings=s, enabled=list(enabled), state_dir=state_dir,
                             self_pids=self_pids if self_pids is not None else {-1})
         mgr.sink.flush_interval = 0.1
         mgr.start()

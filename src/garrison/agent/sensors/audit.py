@@ -631,6 +631,10 @@ def _emit_net(sensor: AuditSensor, ev: AuditEvent, pid: int, action: str, proto:
         row.update(LocalIP=local[0], LocalPort=local[1], LocalIPType=ip_type(local[0]))
     if remote is not None:
         row.update(RemoteIP=remote[0], RemotePort=remote[1], RemoteIPType=ip_type(remote[0]))
+        assert sensor.ctx is not None
+        url = sensor.ctx.names.get(remote[0])  # the name a DNS answer gave this address (dns sensor)
+        if url:
+            row["RemoteUrl"] = url
     if exit_code < 0:
         row["AdditionalFields"] = {"Error": errno.errorcode.get(-exit_code, str(-exit_code))}
     row.update(sensor.initiating(pid))

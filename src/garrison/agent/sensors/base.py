@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -186,6 +187,7 @@ class SensorContext:
     hashes: HashCache = field(default_factory=HashCache)
     users: UserNames = field(default_factory=UserNames)
     state_dir: str = ""
+    names: OrderedDict[str, str] = field(default_factory=OrderedDict)  # IP → name from DNS answers (dns sensor)
 
     def is_self(self, pid: int, ppid: int = 0) -> bool:
         return pid in self.self_pids or ppid in self.self_pids
