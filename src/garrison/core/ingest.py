@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Invalid
@@ -126,11 +126,14 @@ def read_body(raw: bytes) -> bytes:
 def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None] | None = None) -> int:
     """Apply up to ``limit`` queued uploads, oldest first; returns how many were taken off the queue.
 
-    Each upload is applied and deleted in one transaction, so a crash at any point leaves it
-    queued (applied again from scratch) or done - never half applied, never twice. A device's
-    uploads are applied in order: after a failure its later uploads wait for the next pass.
-    ``pause(seconds)`` is called after each upload with the time it took (the SQLite worker
-    gives the server's writers a turn at the single write lock).
+    Safe with any number of workers on one state store (the server's own and ``garrison worker``
+    processes): each upload is claimed, applied and deleted in ONE transaction that holds it
+    exclusively (see ``_claim``), so a crash at any point leaves it queued (applied again from
+    scratch) or done - never half applied, never twice. A device's uploads are applied in order
+    and by one worker at a time: only a device's oldest queued upload can be claimed, so after a
+    failure its later uploads wait for the next pass. ``pause(seconds)`` is called after each
+    upload with the time it took (the SQLite worker gives the server's writers a turn at the
+    single write lock).
     """
     with store.system() as s:
         heads = s.execute(select(AgentUpload.id, AgentUpload.tenant_id, AgentUpload.device_id)
@@ -142,7 +145,10 @@ def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None]
             continue
         started = time.monotonic()
         try:
-            done += _apply_one(store, tenant_id, upload_id)
+            applied = _apply_one(store, tenant_id, upload_id)
+            if not applied:  # another worker has it, or an earlier upload of the device: leave it the rest
+                blocked.add(device_id)
+            done += applied
         except _Rejected as exc:
             done += 1
             _failed(store, tenant_id, upload_id, exc, park=True)
@@ -154,34 +160,70 @@ def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None]
     return done
 
 
+def _claim(s: Session, upload_id: int) -> bool:
+    """Hold the upload for this transaction if it is still queued and its device's oldest queued one.
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the write lock before the first read, so no other worker can
+    apply or delete anything until this transaction ends. PostgreSQL: the row is locked ``FOR UPDATE
+    SKIP LOCKED`` (a row another worker holds is skipped, not waited for); an earlier upload of the
+    device that another worker is applying is still visible as queued, so this one waits its turn.
+    """
+    q = AgentUpload
+    locked = select(q.device_id).where(q.id == upload_id, q.state == "queued")
+    if s.get_bind().dialect.name == "sqlite":
+        s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        locked = locked.with_for_update(skip_locked=True)
+    device_id = s.scalar(locked)
+    if device_id is None:
+        return False
+    earlier = s.scalar(select(q.id).where(q.device_id == device_id, q.state == "queued", q.id < upload_id).limit(1))
+    return earlier is None
+
+
 def _apply_one(store: Store, tenant_id: int, upload_id: int) -> int:
-    with store.tenant(tenant_id) as s:
-        row = s.get(AgentUpload, upload_id)
-        if row is None or row.state != "queued":  # another worker was faster
-            return 0
-        if row.kind not in UPLOAD_KINDS:
-            # Accepted by a server that knew the kind: this worker runs other code. Retried, then parked.
-            raise LookupError(f"upload kind {row.kind!r} is not registered in the worker")
-        device = s.get(Device, row.device_id)
-        reply = None
-        if device is not None:
-            try:
-                batch = Batch.model_validate_json(read_body(row.body))
-                reply = ingest(s, device, row.kind, batch.payload, IngestContext(
-                    source_ip=row.source_ip, received_at=row.received_at, seq=row.seq))
-            except (Invalid, ValidationError, OSError) as exc:
-                # Checked when accepted, so only a handler's own verdict lands here: retrying will
-                # not change it. Raised so that the session rolls back whatever the handler wrote.
-                raise _Rejected(str(exc)) from None
-        if reply and reply.get("resync"):
-            # The server passes this on at the device's next check-in (see take_resync).
-            row.state, row.body, row.error = "resync", b"", ",".join(reply["resync"])
-        else:
-            s.delete(row)
+    try:
+        with store.tenant(tenant_id) as s:
+            if not _claim(s, upload_id):
+                return 0
+            row = s.get(AgentUpload, upload_id)
+            assert row is not None  # claimed above, in this transaction
+            if row.kind not in UPLOAD_KINDS:
+                # Accepted by a server that knew the kind: this worker runs other code. Retried, then parked.
+                raise LookupError(f"upload kind {row.kind!r} is not registered in the worker")
+            device = s.get(Device, row.device_id)
+            reply = None
+            if device is not None:
+                try:
+                    batch = Batch.model_validate_json(read_body(row.body))
+                    reply = ingest(s, device, row.kind, batch.payload, IngestContext(
+                        source_ip=row.source_ip, received_at=row.received_at, seq=row.seq))
+                except (Invalid, ValidationError, OSError) as exc:
+                    # Checked when accepted, so only a handler's own verdict lands here: retrying will
+                    # not change it. Raised so that the session rolls back whatever the handler wrote.
+                    raise _Rejected(str(exc)) from None
+            this = (AgentUpload.id == upload_id, AgentUpload.state == "queued")
+            if reply and reply.get("resync"):
+                # The server passes this on at the device's next check-in (see take_resync).
+                done = s.execute(update(AgentUpload).where(*this).values(state="resync", body=b"",
+                                                                         error=",".join(reply["resync"]))
+                                 .execution_options(synchronize_session=False))
+            else:
+                done = s.execute(delete(AgentUpload).where(*this).execution_options(synchronize_session=False))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Lost()  # not ours after all: roll back everything the handler wrote
+    except _Lost:
+        log.warning("upload %s was taken off the queue by another worker; its application was rolled back",
+                    upload_id)
+        return 0
     return 1
 
 
 class _Rejected(Exception):
+    pass
+
+
+class _Lost(Exception):
     pass
 
 
@@ -191,14 +233,14 @@ def _failed(store: Store, tenant_id: int, upload_id: int, exc: Exception, park: 
         log.warning("upload %s rejected: %s", upload_id, exc)
     else:
         log.exception("applying upload %s failed", upload_id, exc_info=exc)
+    q = AgentUpload
     try:
-        with store.tenant(tenant_id) as s:
-            row = s.get(AgentUpload, upload_id)
-            if row is not None:
-                row.attempts += 1
-                row.error = f"{type(exc).__name__}: {exc}"[:2000]
-                if park or row.attempts >= MAX_ATTEMPTS:
-                    row.state = "failed"
+        with store.tenant(tenant_id) as s:  # one statement: workers counting at once lose no attempt
+            s.execute(update(q).where(q.id == upload_id, q.state == "queued")
+                      .values(attempts=q.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000],
+                              state="failed" if park else case((q.attempts + 1 >= MAX_ATTEMPTS, "failed"),
+                                                               else_=q.state))
+                      .execution_options(synchronize_session=False))
     except Exception:  # the store itself is failing: the next pass tries again
         log.exception("could not record the failure of upload %s", upload_id)
 

@@ -73,8 +73,17 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     _load_web(app)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def healthz() -> JSONResponse:
+        # The worker (set by the runner when this server runs one) applies uploads and runs the jobs:
+        # without it the server still answers, but is not healthy.
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        worker = getattr(app.state, "worker", None)
+        if worker is not None:
+            body["worker"] = worker.health()
+            if not worker.alive:
+                body["status"] = "degraded"
+                return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     check_routes(all_routes(app))
     app.add_middleware(AuditLog)

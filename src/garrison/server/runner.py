@@ -6,7 +6,9 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from garrison.server.settings import ServerSettings
 from garrison.server.tls import ensure_certificate
 from garrison.store import migrate
 from garrison.store.db import Store, private_dir
+
+log = logging.getLogger("garrison")
 
 # Services that register upload kinds and jobs; imported for their side effects.
 SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.core.maintenance", "garrison.tvm.service",
@@ -56,8 +60,13 @@ class _Uvicorn(uvicorn.Server):
 
 
 def run_worker(db_url: str, stop: Any = None,
-               integrations: integration_settings.IntegrationSettings | None = None) -> None:
-    """The job loop of ``garrison worker`` (and of the server's own worker process)."""
+               integrations: integration_settings.IntegrationSettings | None = None,
+               parent_pid: int | None = None) -> None:
+    """The job loop of ``garrison worker`` (and of the server's own worker process).
+
+    ``parent_pid``: the server that started this worker; when it dies (even by SIGKILL) the worker
+    stops too, instead of running on beside the next server's worker.
+    """
     import signal
 
     load_services()
@@ -69,6 +78,9 @@ def run_worker(db_url: str, stop: Any = None,
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid, stop), name="garrison-parent-watch",
+                         daemon=True).start()
     # Queued agent uploads have a thread of their own, so a long job does not hold them up.
     uploads = threading.Thread(target=drain_uploads, args=(store, stop), name="garrison-uploads", daemon=True)
     uploads.start()
@@ -79,6 +91,18 @@ def run_worker(db_url: str, stop: Any = None,
     finally:
         uploads.join(timeout=30)
         store.dispose()
+
+
+PARENT_GRACE = 10.0  # seconds an orphaned worker gets to finish its transaction before it exits
+
+
+def _exit_with_parent(parent_pid: int, stop: Any) -> None:
+    while not stop.wait(0.5):
+        if os.getppid() != parent_pid:
+            log.error("the server (pid %d) is gone: the worker stops", parent_pid)
+            stop.set()
+            time.sleep(PARENT_GRACE)  # a job that does not finish by then is rolled back by the database
+            os._exit(1)
 
 
 def drain_uploads(store: Store, stop: Any, idle: float = 0.5) -> None:
@@ -97,25 +121,76 @@ def drain_uploads(store: Store, stop: Any, idle: float = 0.5) -> None:
 
 
 class WorkerProcess:
-    """The server's background jobs in a child process; stopped with the server."""
+    """The server's background jobs in a supervised child process.
 
-    def __init__(self, db_url: str, integrations: integration_settings.IntegrationSettings | None = None) -> None:
+    ``check()`` (called every second by the server) restarts a worker that died, at most
+    ``max_restarts`` times within ``window`` seconds; past that it gives up and the server exits
+    non-zero, so that its service manager sees the failure. ``stop()`` never waits on a dead child,
+    and the child stops by itself if the server dies (``run_worker``'s ``parent_pid``).
+    """
+
+    max_restarts = 5
+    window = 600.0
+
+    def __init__(self, db_url: str, integrations: integration_settings.IntegrationSettings | None = None,
+                 target: Callable[..., None] = run_worker) -> None:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
-        self._stop = self._ctx.Event()
-        self._proc = self._ctx.Process(target=run_worker, args=(db_url, self._stop, integrations),
-                                       name="garrison-worker", daemon=True)
+        self._target = target
+        self._args = (db_url, None, integrations, os.getpid())
+        self._proc: Any = None
+        self._deaths: list[float] = []
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self.failed = False
+        self.stopping = False
 
     def start(self) -> None:
+        # No shared Event or lock with the child: a child killed while holding one would block the server.
+        # It is told to stop by SIGTERM.
+        self._proc = self._ctx.Process(target=self._target, args=self._args, name="garrison-worker", daemon=True)
         self._proc.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def health(self) -> dict[str, Any]:
+        state = "running" if self.alive else ("failed" if self.failed else "stopped" if self.stopping else "restarting")
+        return {"state": state, "restarts": self.restarts}
+
+    def check(self) -> bool:
+        """Restart the worker if it died; False once it died too often (the caller then stops the server)."""
+        with self._lock:
+            if self.stopping or self.failed or self._proc is None or self._proc.is_alive():
+                return not self.failed
+            now = time.monotonic()
+            self._deaths = [d for d in self._deaths if now - d < self.window] + [now]
+            log.error("the worker process exited (code %s)", self._proc.exitcode)
+            if len(self._deaths) > self.max_restarts:
+                log.error("the worker died %d times in %.0f s: giving up", len(self._deaths), self.window)
+                self.failed = True
+                return False
+            self.restarts += 1
+            self.start()
+            return True
+
     def stop(self) -> None:
-        self._stop.set()
-        self._proc.join(timeout=30)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=5)
+        with self._lock:
+            self.stopping = True
+            proc = self._proc
+        if proc is None or not proc.is_alive():
+            return
+        proc.terminate()  # SIGTERM: the worker finishes the upload in hand and exits
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
 
 
 class GarrisonServer:
@@ -133,6 +208,7 @@ class GarrisonServer:
         # Jobs (matching, scores) are CPU-heavy Python: in a thread of this process they would
         # hold the GIL against the fleet's check-ins, so they run in a worker process of their own.
         self.jobs = WorkerProcess(settings.db_url, settings.integrations()) if settings.run_jobs else None
+        self.app.state.worker = self.jobs  # /healthz reports it
         config = uvicorn.Config(self.app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, ssl_certfile=str(cert) if cert else None,
                                 ssl_keyfile=str(key) if key and cert else None, server_header=False,
@@ -147,7 +223,9 @@ class GarrisonServer:
         return bool(self.server.started)
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until Ctrl-C / SIGTERM (uvicorn installs the handlers in the main thread)."""
+        """Serve until Ctrl-C / SIGTERM (uvicorn installs the handlers in the main thread).
+
+        Raises ``SystemExit(1)`` after a clean shutdown if the worker process kept dying."""
         # Long-lived start-up objects (the app, routes, models) need no collecting; full
         # collections over them were the main source of check-in latency spikes.
         gc.collect()
@@ -155,6 +233,8 @@ class GarrisonServer:
         gc.set_threshold(50_000, 20, 100)
         if self.jobs:
             self.jobs.start()
+            threading.Thread(target=self._supervise, args=(self.jobs,), name="garrison-supervisor",
+                             daemon=True).start()
         if on_ready:
             threading.Thread(target=self._wait_ready, args=(on_ready,), daemon=True).start()
         try:
@@ -163,10 +243,17 @@ class GarrisonServer:
             if self.jobs:
                 self.jobs.stop()
             self.store.dispose()
+        if self.jobs and self.jobs.failed:
+            raise SystemExit(1)
+
+    def _supervise(self, jobs: WorkerProcess) -> None:
+        while not self.server.should_exit:
+            if not jobs.check():
+                self.server.should_exit = True  # the worker keeps dying: stop, and exit non-zero
+                return
+            time.sleep(1.0)
 
     def _wait_ready(self, on_ready: Callable[[], None]) -> None:
-        import time
-
         while not self.server.started and not self.server.should_exit:
             time.sleep(0.05)
         if self.server.started:
