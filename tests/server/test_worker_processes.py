@@ -28,6 +28,7 @@ from garrison.store.models.core import AgentUpload
 from garrison.store.models.tvm import DeviceInventoryState, SoftwareHistory
 from tests.agent.harness import REPO, cli_env, free_port, wait_for
 from tests.server.conftest import make_tenant
+from tests.server.crashing_worker import crash
 from tests.server.test_upload_queue import delta, packages_of, pkg, snapshot
 
 DEVICES = 3
@@ -192,10 +193,6 @@ def test_a_dead_worker_is_restarted_reported_and_never_blocks_shutdown(db_url: s
         if server.proc.poll() is None:
             server.proc.kill()
         store.dispose()
-
-
-def crash(*_args: Any) -> None:
-    raise SystemExit(3)
 
 
 def test_a_worker_that_keeps_dying_is_given_up_and_reported(store: Store, tmp_path: Path) -> None:
