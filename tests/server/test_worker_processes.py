@@ -214,3 +214,30 @@ def test_a_worker_that_keeps_dying_is_given_up_and_reported(store: Store, tmp_pa
         assert client.get("/healthz").json()["worker"] == {"state": "failed", "restarts": 1}
     worker.stop()  # returns at once: nothing to wait for
     assert json.dumps(worker.health())
+
+
+def test_the_server_exits_non_zero_when_its_worker_keeps_dying(db_url: str, tmp_path: Path) -> None:
+    """Past the restart bound the server shuts down by itself and exits 1, for its service manager to see."""
+    import threading
+
+    from garrison.server.runner import GarrisonServer
+
+    settings = ServerSettings(data_dir=tmp_path, database_url=db_url, insecure_http=True, port=free_port())
+    server = GarrisonServer(settings)
+    server.jobs = server.app.state.worker = WorkerProcess(db_url, target=crash)
+    server.jobs.max_restarts = 1
+    outcome: list[BaseException | None] = []
+
+    def serve() -> None:
+        try:
+            server.run()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what is tested
+            outcome.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    thread.join(90)
+    assert not thread.is_alive(), "the server kept running with a worker that keeps dying"
+    assert isinstance(outcome[0], SystemExit) and outcome[0].code == 1
+    assert server.jobs.health() == {"state": "failed", "restarts": 1}

@@ -247,11 +247,13 @@ class GarrisonServer:
             raise SystemExit(1)
 
     def _supervise(self, jobs: WorkerProcess) -> None:
-        while not self.server.should_exit:
+        while True:
+            time.sleep(1.0)
+            if self.server.should_exit:  # shutting down (Ctrl-C reaches the worker too): no restart
+                return
             if not jobs.check():
                 self.server.should_exit = True  # the worker keeps dying: stop, and exit non-zero
                 return
-            time.sleep(1.0)
 
     def _wait_ready(self, on_ready: Callable[[], None]) -> None:
         while not self.server.started and not self.server.should_exit:
