@@ -71,7 +71,7 @@ def test_a_trickling_receiver_is_cut_off_at_the_deadline(local_integrations: Non
             httpclient.request(c, "POST", url, json_body={"event": "test"}, deadline=1.5)
         took = time.monotonic() - start
     assert caught.value.retryable
-    assert 1.4 < took < 4, f"held for {took:.1f} s"  # the answer needs ~25 s at this pace
+    assert 1.4 < took < 8, f"held for {took:.1f} s"  # the answer needs ~25 s at this pace
 
 
 def test_a_prompt_answer_is_unaffected_by_the_deadline(local_integrations: None) -> None:
@@ -148,4 +148,4 @@ def test_a_trickling_smtp_server_is_cut_off_at_the_deadline(local_integrations: 
         stop.set()
         thread.join(5)
         listener.close()
-    assert 1.4 < took < 4, f"held for {took:.1f} s"
+    assert 1.4 < took < 8, f"held for {took:.1f} s"

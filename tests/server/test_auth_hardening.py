@@ -180,8 +180,10 @@ def test_bad_api_keys_never_lock_out_a_valid_key(store: Store, tmp_path: Path) -
         for _ in range(3):
             assert client.get("/api/deviceGroups", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
         assert client.get("/api/deviceGroups", headers=a.headers("admin")).status_code == 200
-        # the address's own bad keys are still refused
-        assert client.get("/api/deviceGroups", headers={"Authorization": "Bearer nope"}).status_code == 429
+        # the address's bad keys are still budgeted (it refills by one a second, hence several)
+        again = [client.get("/api/deviceGroups", headers={"Authorization": "Bearer nope"}).status_code
+                 for _ in range(10)]
+        assert 429 in again, again
 
 
 def test_valid_keys_do_not_spend_the_failure_budget(store: Store, tmp_path: Path) -> None:
