@@ -10,8 +10,12 @@ Scenarios (each bounded in count and time):
   for the same burst, each followed by an immediate /proc read; how many command lines were still
   readable (audit carries argv in its records; the connector does not).
 * ``memory``: where the sensor process's memory goes (interpreter and imports, caches, queues).
+* ``--agent``: instead, the whole agent (``garrison agent run``, all its sensors, check-ins every 10 s
+  to a real local server) under the same load: its CPU and resident memory, and what reached the
+  server's event store.
 
     sudo .venv/bin/python bench/bench_sensor.py [--seconds 20] [--json]
+    sudo .venv/bin/python bench/bench_sensor.py --agent [--seconds 30]
 """
 
 from __future__ import annotations
@@ -231,15 +235,86 @@ def steady_load(seconds: float, settings: dict[str, Any], connections: int = 100
             "emitted": out["emitted"], "coalesced": out["coalesced"], "drops": out["drops"]}
 
 
+def agent_run(seconds: float) -> dict[str, Any]:
+    """The real agent process with its sensors, a real server, 100 processes/s + 1,000 connections/s."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from garrison.agent.runner import status
+    from tests.agent.harness import Server, free_port, start_agent, wait_for, write_agent_config
+
+    work = Path(tempfile.mkdtemp(prefix="garrison-bench-agent-"))
+    srv = Server(work / "server", free_port())
+    srv.provision()
+    srv.start()
+    state = work / "agent"
+    config = write_agent_config(work / "agent.toml", srv, state, checkin_interval=10, enabled=["device"],
+                                sensors={"enabled": True})
+    agent = start_agent(config, work / "agent.log")
+    try:
+        wait_for(lambda: status(state)["last"].get("last_checkin"), 120, "the agent's first check-in")
+        time.sleep(3)  # past start-up (snapshot, first device report)
+        def cpu() -> float:
+            with open(f"/proc/{agent.pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            return (int(rest[11]) + int(rest[12])) / CLK
+
+        def mem() -> dict[str, int]:
+            out = {}
+            with open(f"/proc/{agent.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("VmRSS", "VmHWM")):
+                        out[line.split(":")[0]] = int(line.split()[1]) // 1024
+            return out
+
+        before = mem()
+        cpu0, t0 = cpu(), time.monotonic()
+        conns: list[int] = []
+        th = threading.Thread(target=lambda: conns.append(connection_load(1000, seconds, threading.Event())))
+        th.start()
+        procs = process_load(100, seconds)
+        th.join()
+        cpu1, t1 = cpu(), time.monotonic()
+        after = mem()
+        time.sleep(5)  # the last batches sent (the spool is never empty for long: the machine is never idle)
+    finally:
+        agent.terminate()
+        agent.wait(60)
+        srv.stop()
+    import duckdb
+
+    db = duckdb.connect(str(srv.data_dir / "events.duckdb"), read_only=True)
+    try:
+        stored = {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+                  for t in ("DeviceProcessEvents", "DeviceNetworkEvents", "DeviceFileEvents", "DeviceEvents",
+                            "DeviceLogonEvents", "DeviceInfo", "DeviceNetworkInfo")}
+    finally:
+        db.close()
+    return {"seconds": round(t1 - t0, 1), "processes": procs, "connections": conns[0],
+            "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2), "rss_before_mib": before["VmRSS"],
+            "rss_after_mib": after["VmRSS"], "peak_rss_mib": after["VmHWM"], "stored": stored,
+            "drops": status(state)["drops"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of the load scenario")
     ap.add_argument("--burst", type=int, default=5000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--agent", action="store_true", help="measure the whole agent process instead")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the sensor uses audit netlink")
     results: dict[str, Any] = {}
+    if args.agent:
+        a = results["agent"] = agent_run(args.seconds)
+        cpu = (f"{a['cpu_pct_of_one_core']}% of one core ({a['processes']} processes, {a['connections']} "
+               f"connections in {a['seconds']} s)")
+        rss = f"{a['rss_before_mib']} MiB before, {a['rss_after_mib']} MiB after, peak {a['peak_rss_mib']} MiB"
+        rows = [("agent CPU, 100 processes/s + 1,000 connections/s", cpu),
+                ("agent resident memory", rss),
+                ("stored in the event store", ", ".join(f"{k} {v}" for k, v in a["stored"].items())),
+                ("agent drop counters", str(a["drops"] or "none"))]
+        report("Garrison agent with its sensors", results, rows, args.json)
+        return
 
     # 1. burst: every one recorded?
     sp = SensorProcess()

@@ -43,7 +43,7 @@ class Recorder:
                     if table is None or e["Table"] == table]
 
     def wait_for(self, pred: Callable[[Row], bool], table: str | None = None, count: int = 1,
-                 timeout: float = 10.0) -> list[Row]:
+                 timeout: float = 20.0) -> list[Row]:
         deadline = time.monotonic() + timeout
         while True:
             found = [r for r in self.rows(table) if pred(r)]

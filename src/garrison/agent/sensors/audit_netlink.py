@@ -259,6 +259,11 @@ class AuditSocket:
 
     # --- the record stream ------------------------------------------------------------
 
+    def read_pending(self) -> list[tuple[int, bytes]]:
+        """Records that arrived while a request waited for its answer."""
+        out, self._pending = self._pending, []
+        return out
+
     def read_records(self) -> list[tuple[int, bytes]]:
         """Block until records arrive; returns (type, text) pairs."""
         if self._pending:
