@@ -18,6 +18,10 @@ from garrison.core.errors import NotFound
 from garrison.server.runner import GarrisonServer
 from garrison.store.db import Store, private_dir
 
+# Everything the server, its worker and the demo create (state store, event store, blobs, keys) is
+# readable by the server's user only, whichever component creates it.
+PRIVATE_UMASK = 0o077
+
 
 def _port_free(host: str, port: int) -> bool:
     import socket
@@ -51,6 +55,7 @@ def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls
            trusted_proxies: tuple[str, ...], no_jobs: bool, events_url: str | None, events_retention_days: int,
            data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """Run the Garrison server: API, agent endpoints, console and jobs."""
+    os.umask(PRIVATE_UMASK)
     if bool(tls_cert) != bool(tls_key):
         raise UserError("give both --tls-cert and --tls-key", as_json=as_json)
     if not _port_free(host, port):
@@ -81,6 +86,7 @@ def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls
 def worker(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """Run the background jobs (matching, scores, history) without serving; for scaling out
     next to `garrison server --no-jobs`."""
+    os.umask(PRIVATE_UMASK)
     from garrison.server.runner import run_worker
 
     settings = settings_from(data_dir, database_url)
@@ -134,6 +140,7 @@ def _demo_content(store: Store, tenant: str, as_json: bool) -> dict[str, Any]:
 def demo(port: int, no_agent: bool, data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """Run a server on 127.0.0.1 with a default tenant, an admin, the bundled knowledge base,
     a demo fleet and the local agent enrolled. Ctrl-C stops everything."""
+    os.umask(PRIVATE_UMASK)
     host = "127.0.0.1"
     if not _port_free(host, port):
         raise UserError(f"port {port} on {host} is in use; pick another with --port", as_json=as_json)
