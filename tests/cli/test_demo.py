@@ -44,12 +44,18 @@ def test_demo_runs_and_reuses_its_data(tmp_path: Path) -> None:
         assert any(m["isAgentless"] for m in machines), "the demo fleet is missing"
         vulns = client.get("/vulnerabilities", params={"$filter": "id eq 'CVE-2021-3156'"}).json()["value"]
         assert vulns and vulns[0]["exposedMachines"] >= 1  # sudo on the Ubuntu 20.04 demo device
+        # the imported Windows sample device has its telemetry on the timeline
+        assert info["windowsSampleEvents"] > 100
+        win = next(m for m in machines if m["computerDnsName"] == info["windowsSample"])
+        events = client.get(f"/machines/{win['id']}/timeline", params={"tables": "DeviceProcessEvents"}).json()
+        assert any(e["FileName"] == "SharpView.exe" for e in events["value"])
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     proc, again = _start(data, port)
     try:
         assert again["apiKey"] == info["apiKey"] and again["password"] == info["password"]
+        assert again["windowsSampleEvents"] == "already imported"
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

@@ -132,6 +132,13 @@ def _demo_content(store: Store, tenant: str, as_json: bool) -> dict[str, Any]:
     return loaded
 
 
+def _demo_telemetry(store: Store, events: Any, tenant: str) -> dict[str, Any]:
+    """The imported Windows sample device (its events on the device timeline)."""
+    from garrison.edr.events.demo import load_windows_sample
+
+    return load_windows_sample(store, events, tenant)
+
+
 @click.command()
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-agent", is_flag=True, help="Do not enroll and run the local agent.")
@@ -150,6 +157,8 @@ def demo(port: int, no_agent: bool, data_dir: Path, database_url: str | None, as
     creds = _demo_identity(store, settings.data_dir)
     content = _demo_content(store, creds["tenant"], as_json)
     srv = GarrisonServer(settings, store)
+    open_events(srv.app.state.events, as_json)
+    content.update(_demo_telemetry(store, srv.app.state.events.store, creds["tenant"]))
     agent_stop = threading.Event()
     agent_thread: threading.Thread | None = None
     srv.server.before_shutdown.append(agent_stop.set)

@@ -117,7 +117,7 @@ class EventStore:
                            "Events": len(b.events), "Drops": b.drops, "FirstEvent": first, "LastEvent": last})
             out.append(Stored("accepted", len(b.events), seq))
         if ledger:
-            tables = {t: pa.Table.from_pylist(r, schema=schema.arrow_schema(t)) for t, r in rows.items()}
+            tables = {t: _arrow(t, r) for t, r in rows.items()}
             self.engine.insert(tables, pa.Table.from_pylist(ledger, schema=schema.arrow_schema("EventBatches")))
         return out
 
@@ -135,6 +135,15 @@ class EventStore:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _arrow(table: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Only the columns some row has (the engines fill the rest with NULL): a sensor sends a dozen of 60."""
+    full = schema.arrow_schema(table)
+    present: set[str] = set()
+    for r in rows:
+        present.update(r)
+    return pa.Table.from_pylist(rows, schema=pa.schema([f for f in full if f.name in present]))
 
 
 def _aware(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,7 +312,7 @@ class EventScope:
             stmt = stmt.where(where)
         return self._run(stmt.order_by(src.c.Timestamp.desc()).limit(limit))
 
-    def sensor_stats(self, since: dt.datetime) -> dict[str, dict[str, Any]]:
+    def sensor_stats(self, since: dt.datetime, device_id: str | None = None) -> dict[str, dict[str, Any]]:
         """Per device: last event time, events and drops received since ``since`` (agent batches)."""
         src = schema.source("EventBatches")
         stmt = (src.select(src.c.DeviceId, sa.func.max(src.c.LastEvent).label("lastEvent"),
@@ -312,6 +321,8 @@ class EventScope:
                           sa.func.sum(sa.case((src.c.ReceivedAt >= _naive(since), src.c.Drops), else_=0)).label("drops"),
                           sa.func.sum(src.c.Drops).label("dropsTotal"))
                 .where(src.c.Seq > 0).group_by(src.c.DeviceId))
+        if device_id is not None:
+            stmt = stmt.where(src.c.DeviceId == device_id)
         return {r.pop("DeviceId"): r for r in self._run(stmt)}
 
 

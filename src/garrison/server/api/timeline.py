@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
 from garrison.edr.events import BatchIn, EventScope, Stored
+from garrison.edr.events.health import telemetry_health
 from garrison.edr.events.imports import import_windows, parse_files, resolve_device
 from garrison.edr.events.schema import TIMELINE_COLUMNS
 from garrison.edr.events.store import MAX_TIMELINE_PAGE
@@ -24,6 +25,7 @@ from garrison.server import odata
 from garrison.server.api.common import json_response, odata_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
+from garrison.store.base import utcnow
 
 router = APIRouter(prefix="/api", tags=["timeline"])
 
@@ -120,6 +122,17 @@ def timeline(machine_id: str, request: Request, principal: Principal = require("
                        skip=q.skip, ascending=q.ascending)
     count = sc.timeline_count(device_id, start, end, tables=q.tables, search=q.search, where=q.where) if q.count else None
     return json_response(odata_list(request, "Timeline", rows, q.select, count))
+
+
+@router.get("/machines/{machine_id}/sensorHealth")
+def sensor_health(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+    """Telemetry health: sensor state, events/s and drops over 5 minutes, last event time, and
+    ``healthStatus`` — ``NoSensorData`` for a device that checks in but sends no telemetry."""
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        device = load_device(s, principal, machine_id)
+        limit = None if principal.group_ids is None else [device.id]
+        sc = request.app.state.events.store.scope(principal.tenant_id, limit)
+        return json_response(telemetry_health(sc, device, utcnow()))
 
 
 @router.get("/machines/{machine_id}/timeline/{table}/{report_id}")

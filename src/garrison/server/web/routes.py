@@ -33,7 +33,7 @@ from garrison.server.web.render import html_response, render_plain
 from garrison.server.web.session import COOKIE, LOGIN_CSRF_COOKIE, PREFIX
 
 STATIC = Path(__file__).with_name("static")
-PAGE_MODULES = ("dashboard", "devices", "settings", "recommendations", "remediation", "software",
+PAGE_MODULES = ("dashboard", "devices", "device_timeline", "settings", "recommendations", "remediation", "software",
                 "weaknesses", "timeline")
 
 
