@@ -85,16 +85,16 @@ def test_a_locked_account_answers_like_a_wrong_password(store: Store) -> None:
         answer = _try(store, name, password)
         return answer, time.perf_counter() - start
 
-    locked = [timed("sam", PASSWORD) for _ in range(3)]
-    wrong = [timed("ann", WRONG) for _ in range(3)]
-    unknown = [timed("nobody-here", WRONG) for _ in range(3)]
+    locked = [timed("sam", PASSWORD) for _ in range(5)]
+    wrong = [timed("ann", WRONG) for _ in range(5)]
+    unknown = [timed("nobody-here", WRONG) for _ in range(5)]
     assert {a for a, _ in locked + wrong + unknown} == {access.BAD_SIGN_IN}
     # The Argon2 verification is most of the cost of each (tens of milliseconds); a locked account
-    # that skips it answers in about a millisecond.
+    # that skips it answers in about a millisecond (margin for a loaded machine: a third).
     median = statistics.median(t for _, t in wrong)
-    assert statistics.median(t for _, t in locked) > median / 2
-    assert statistics.median(t for _, t in unknown) > median / 2
-    assert _user(store, "ann").failed_logins == 3
+    assert statistics.median(t for _, t in locked) > median / 3
+    assert statistics.median(t for _, t in unknown) > median / 3
+    assert _user(store, "ann").failed_logins == 5
 
 
 # --- the console: per-address throttling before account lock-out ----------------------------
