@@ -71,3 +71,20 @@ def test_a_signal_sent_to_the_agent_is_a_tampering_attempt(start_sensor) -> None
     assert rows[0]["ProcessId"] == os.getpid()
     assert rows[0]["AdditionalFields"] == {"Operation": "Signal", "Signal": signal.SIGCONT, "Success": True}
     assert rows[0]["InitiatingProcessFileName"] in ("sh", "dash", "bash")
+
+
+def test_removing_the_agents_audit_rules_is_a_tampering_attempt(start_sensor) -> None:
+    from garrison.agent.sensors.audit_netlink import AuditSocket, rule_key
+
+    run = start_sensor()
+    ctl = AuditSocket()  # what `auditctl -D` does, for our ptrace rules only
+    try:
+        removed = ctl.delete_rules("garrison_ptrace/", keep=lambda key: not key.endswith(f"/{os.getpid()}"))
+        assert removed == 2
+        assert not [r for r in ctl.list_rules() if rule_key(r) == f"garrison_ptrace/{os.getpid()}"]
+    finally:
+        ctl.close()
+    rows = run.recorder.wait_for(lambda r: r["ActionType"] == "TamperingAttempt", "DeviceEvents", count=2)
+    assert len(rows) == 2
+    assert all(r["AdditionalFields"] == {"Operation": "AuditConfigurationChanged", "Op": "remove_rule",
+                                         "Key": f"garrison_ptrace/{os.getpid()}"} for r in rows)
