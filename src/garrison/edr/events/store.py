@@ -240,9 +240,12 @@ class EventScope:
         for k in page:
             wanted.setdefault(k["Table"], []).append(k["ReportId"])
         full: dict[tuple[str, int], dict[str, Any]] = {}
+        if page:  # the page's time span bounds the second read (zone maps skip the rest of the table)
+            lo, hi = min(k["Timestamp"] for k in page), max(k["Timestamp"] for k in page)
         for t, ids in wanted.items():
             src = schema.source(t)
-            for row in self._run(src.select().where(src.c.DeviceId == device_id, src.c.ReportId.in_(ids))):
+            for row in self._run(src.select().where(src.c.DeviceId == device_id, src.c.Timestamp >= _naive(lo),
+                                                    src.c.Timestamp <= _naive(hi), src.c.ReportId.in_(ids))):
                 row.pop("TenantId", None)
                 full[(t, row["ReportId"])] = {"Table": t, **{k: v for k, v in row.items() if v is not None}}
         return [full[(k["Table"], k["ReportId"])] for k in page if (k["Table"], k["ReportId"]) in full]
