@@ -156,10 +156,6 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def health(self) -> dict[str, Any]:
         state = "running" if self.alive else ("failed" if self.failed else "stopped" if self.stopping else "restarting")
         return {"state": state, "restarts": self.restarts}
