@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from garrison.protocol.events import EVENT_MODELS, MAX_EVENTS_PER_BATCH, TABLES, EventBatch, columns
+from garrison.protocol.events import (
+    EVENT_MODELS,
+    MAX_EVENTS_PER_BATCH,
+    TABLES,
+    EventBatch,
+    columns,
+    parse_batch_rows,
+)
 
 TS = "2026-12-01T10:00:00Z"
 
@@ -53,6 +60,20 @@ def test_untrusted_events_are_refused(event: dict, where: str) -> None:
     with pytest.raises(ValidationError) as exc:
         EventBatch.model_validate({"seq": 1, "events": [event]})
     assert where in str(exc.value)
+    with pytest.raises(ValidationError) as exc:  # the server's dict path refuses the same, at the same place
+        parse_batch_rows(json.dumps({"seq": 1, "events": [event]}).encode())
+    assert where in str(exc.value)
+
+
+def test_the_server_rows_are_the_sent_columns() -> None:
+    body = {"seq": 9, "drops": {"rate_cap": 2}, "events": [
+        {"Table": "DeviceNetworkEvents", "Timestamp": TS, "ActionType": "ConnectionSuccess", "RemotePort": 443,
+         "AdditionalFields": {"a": 1}}]}
+    out = parse_batch_rows(json.dumps(body).encode())
+    assert out["seq"] == 9 and out["drops"] == {"rate_cap": 2}
+    (row,) = out["events"]
+    assert set(row) == {"Table", "Timestamp", "ActionType", "RemotePort", "AdditionalFields"}
+    assert row["Timestamp"].tzinfo is not None and row["AdditionalFields"] == {"a": 1}
 
 
 def test_batch_size_is_bounded() -> None:
@@ -61,3 +82,5 @@ def test_batch_size_is_bounded() -> None:
         EventBatch.model_validate({"seq": 1, "events": [ev] * (MAX_EVENTS_PER_BATCH + 1)})
     with pytest.raises(ValidationError):
         EventBatch.model_validate({"seq": 0, "events": []})
+    with pytest.raises(ValidationError):
+        parse_batch_rows(json.dumps({"seq": 1, "events": [ev] * (MAX_EVENTS_PER_BATCH + 1)}).encode())

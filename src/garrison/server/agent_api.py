@@ -31,7 +31,7 @@ from garrison.protocol import (
     EnrollRequest,
     EnrollResponse,
 )
-from garrison.protocol.events import EventAck, EventBatch
+from garrison.protocol.events import EventAck, parse_batch_rows
 from garrison.server.auth import RateLimited, client_ip
 from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, AgentUpload, Device, MachineAction, Tenant
@@ -247,35 +247,37 @@ async def upload_events(request: Request) -> EventAck:
     who = authenticate_device(request)
     received = await request.body()
     batch, rows = await run_in_threadpool(_event_rows, request, received)
-    if batch.device_id is not None and batch.device_id != who.device_id:
+    seq: int = batch["seq"]
+    if batch.get("device_id") is not None and batch["device_id"] != who.device_id:
         raise _Unprocessable("device_id in the body is not the authenticated device")
     if who.offboarded:
-        return EventAck(seq=batch.seq, status="discarded")
+        return EventAck(seq=seq, status="discarded")
     name = await run_in_threadpool(_device_name, request, who)
     try:
         fut = request.app.state.events.writer.submit(BatchIn(
-            who.tenant_id, who.device_id, name, batch.seq, rows, drops=sum(batch.drops.values())))
+            who.tenant_id, who.device_id, name, seq, rows, drops=sum((batch.get("drops") or {}).values())))
     except WriterBusy as exc:
         raise _StoreBusy(str(exc)) from None
     stored = await asyncio.wrap_future(fut)
-    return EventAck(seq=batch.seq, status=stored.status, stored=stored.stored)
+    return EventAck(seq=seq, status=stored.status, stored=stored.stored)
 
 
-def _event_rows(request: Request, received: bytes) -> tuple[EventBatch, list[dict[str, Any]]]:
-    """Validate (CPU work: off the event loop) and turn the events into rows of their tables."""
-    batch: EventBatch = _validated(EventBatch, _inflate(request, received))
+def _event_rows(request: Request, received: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate (CPU work: off the event loop) straight into rows of their tables (garrison.protocol.events)."""
+    try:
+        batch = parse_batch_rows(_inflate(request, received))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise _Unprocessable(f"invalid body at {where or '(root)'}: {first.get('msg')}") from None
     latest = dt.datetime.now(dt.UTC) + MAX_FUTURE
-    rows = []
-    for i, ev in enumerate(batch.events):
-        values = ev.__dict__
-        row = {k: values[k] for k in ev.model_fields_set}
+    rows: list[dict[str, Any]] = batch["events"]
+    for i, row in enumerate(rows):
         ts = row["Timestamp"]
         if ts.tzinfo is None:
             row["Timestamp"] = ts = ts.replace(tzinfo=dt.UTC)
         if ts > latest:
             raise _Unprocessable(f"invalid body at events.{i}.Timestamp: more than a day in the future")
-        row["Table"] = ev.Table
-        rows.append(row)
     return batch, rows
 
 
