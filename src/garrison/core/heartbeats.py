@@ -108,7 +108,9 @@ class HeartbeatBuffer:
         return len(rows)
 
     def _write(self, stmt: Any, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
-        with self.store.engine.begin() as conn:
+        # One write for the devices of every tenant: a system session, by name.
+        with self.store.system() as s:
+            conn = s.connection()
             conn.execute(stmt, rows)
             if errors:
                 conn.execute(update(Device.__table__).where(Device.__table__.c.id == bindparam("did"))

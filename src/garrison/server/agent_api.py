@@ -157,7 +157,7 @@ async def checkin(request: Request) -> CheckinResponse:
     # an ORM session; only a device that has one goes through actions.pending_for_device.
     out: list[ActionOut] = []
     store = request.app.state.store
-    with store.engine.connect() as conn:
+    with store.connection(who.tenant_id) as conn:  # tenant-bound: _OPEN_ACTION must name the tenant
         has_open = conn.execute(_OPEN_ACTION, {"t": who.tenant_id, "d": who.device_id}).first() is not None
     if has_open:
         with store.tenant(who.tenant_id) as s:

@@ -61,6 +61,11 @@ class Base(DeclarativeBase):
         __table__: ClassVar[Table]
 
 
+# Views whose rows belong to one tenant each, with the tenant in their "TenantId" column: hand-written
+# SQL in a tenant session must filter them like tables (garrison.store.db.tenant_query).
+TENANT_VIEWS: set[str] = set()
+
+
 class TenantScoped:
     """Mixin for rows owned by one tenant; filtered automatically by the session."""
 

@@ -13,8 +13,8 @@ def test_hunting_views(env: Env) -> None:
     dev = import_ga(env)
     import_ga(env, "other-tenant-host", tenant="b")
     with env.store.tenant(env.a.id) as s:
-        inventory = views.rows(s, "DeviceTvmSoftwareInventory", env.a.id, limit=10_000)
-        vulns = views.rows(s, "DeviceTvmSoftwareVulnerabilities", env.a.id, limit=10_000)
+        inventory = views.rows(s, "DeviceTvmSoftwareInventory", limit=10_000)
+        vulns = views.rows(s, "DeviceTvmSoftwareVulnerabilities", limit=10_000)
     assert len(inventory) == 221
     sudo = next(r for r in inventory if r["SoftwareName"] == "sudo")
     assert sudo == {"TenantId": env.a.id, "DeviceId": dev["machineId"], "DeviceName": "focal-ga",

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.protocol.limits import CHECKS_VERSION_LEN, OS_FAMILY_LEN
-from garrison.store.base import Base, TenantScoped, utcnow
+from garrison.store.base import TENANT_VIEWS, Base, TenantScoped, utcnow
 
 
 class AssessmentCheck(Base):
@@ -164,6 +164,7 @@ VIEWS: dict[str, str] = {
          WHERE removed_at IS NULL
     """,
 }
+TENANT_VIEWS.update(VIEWS)
 _VIEW_TABLES = ("devices", "device_assessment_results", "device_assessment_state", "assessment_checks")
 
 

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from garrison.store.base import Base, TenantScoped, utcnow
+from garrison.store.base import TENANT_VIEWS, Base, TenantScoped, utcnow
 
 HISTORY_EVENTS = ("installed", "uninstalled", "updated")
 
@@ -247,6 +247,7 @@ HUNTING_VIEWS: dict[str, str] = {
     JOIN package_version_vulns pvv ON pvv.package_version_id = dp.package_version_id
     JOIN vulnerabilities v ON v.id = pvv.vulnerability_id""",
 }
+TENANT_VIEWS.update(HUNTING_VIEWS)
 
 
 def create_hunting_views(bind: Connection) -> None:

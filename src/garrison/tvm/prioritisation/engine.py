@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from garrison.store.base import utcnow
+from garrison.store.db import run_sql, tenant_query
 from garrison.store.models.core import Device, DeviceGroup
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import (
@@ -123,7 +124,7 @@ def _lock(s: Session, tenant_id: int) -> None:
     """One refresh per tenant at a time (PostgreSQL; SQLite serialises writers anyway)."""
     if s.get_bind().dialect.name == "postgresql":
         key = zlib.crc32(f"garrison.prioritisation.{tenant_id}".encode())
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        run_sql(s, "SELECT pg_advisory_xact_lock(:k)", {"k": key})
 
 
 class Units:
@@ -172,7 +173,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
 
     _lock(s, tenant_id)
     if pg:  # hash the aggregates in memory rather than spill them (this transaction only)
-        s.execute(text("SET LOCAL work_mem = '256MB'"))
+        run_sql(s, "SET LOCAL work_mem = '256MB'")
     exceptions.expire_due(s, now)
     eff = exceptions.effective(s, now)
     devs = _load_devices(s, now)
@@ -207,26 +208,25 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     _insert(s, "INSERT INTO prio_red (unit, gkey) VALUES (:u, :g)", [{"u": u, "g": g} for u, g in reduced])
     if pg:
         for name in ("prio_pv", "prio_sib", "prio_dev", "prio_red"):
-            s.execute(text(f"ANALYZE {name}"))
+            run_sql(s, f"ANALYZE {name}")
     mark("staging")
 
     # pass 1: every device's hazard (software, minus risk-reduced units, plus alerts and checks)
-    for device_id, hz in s.execute(text(
+    for device_id, hz in run_sql(s, (
             "SELECT dp.device_id, SUM(p.hz) FROM device_packages dp CROSS JOIN prio_pv p "
-            f"WHERE dp.tenant_id = :t AND p.pv_id = dp.package_version_id AND {_REP} GROUP BY dp.device_id"),
-            {"t": tenant_id}):
+            f"WHERE dp.tenant_id = :tenant AND p.pv_id = dp.package_version_id AND {_REP} GROUP BY dp.device_id")):
         dev = devs.get(device_id)
         if dev is not None:
             dev.hazard += float(hz or 0.0)
     reduced_units = {u for u, _g in reduced}
     reduced_pvs = sorted(pv for pv, u in pv_unit.items() if u in reduced_units)
     if reduced_pvs:  # driven by the excepted units' package versions (an index lookup each), never a scan
-        for device_id, hz in s.execute(text(
+        for device_id, hz in run_sql(s, text(
                 "SELECT dp.device_id, SUM(p.hz) FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
                 "CROSS JOIN prio_red r WHERE p.pv_id IN :pvs AND dp.package_version_id = p.pv_id "
-                "AND dp.tenant_id = :t AND d.device_id = dp.device_id AND r.unit = p.unit AND r.gkey = d.gkey "
+                "AND dp.tenant_id = :tenant AND d.device_id = dp.device_id AND r.unit = p.unit AND r.gkey = d.gkey "
                 f"AND {_REP} GROUP BY dp.device_id").bindparams(bindparam("pvs", expanding=True)),
-                {"t": tenant_id, "pvs": reduced_pvs}):
+                {"pvs": reduced_pvs}):
             devs[device_id].hazard -= float(hz or 0.0)
     alerts = _alerts(s, units, now)
     for a in alerts:
@@ -294,10 +294,10 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     exposed_sets: dict[str, set[str]] = defaultdict(set)
     soft = [units.index[r] for r in wanted if units.index[r] < software_units]
     for i in range(0, len(soft), 500):
-        for device_id, u in s.execute(text(
+        for device_id, u in run_sql(s, text(
                 "SELECT DISTINCT dp.device_id, p.unit FROM prio_pv p CROSS JOIN device_packages dp "
-                "WHERE p.unit IN :u AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t")
-                .bindparams(bindparam("u", expanding=True)), {"u": soft[i : i + 500], "t": tenant_id}):
+                "WHERE p.unit IN :u AND dp.package_version_id = p.pv_id AND dp.tenant_id = :tenant")
+                .bindparams(bindparam("u", expanding=True)), {"u": soft[i : i + 500]}):
             exposed_sets[units.rec_ids[u]].add(device_id)
     for dev, u, _hz in cfg_items:
         if units.rec_ids[u] in wanted:
@@ -315,13 +315,13 @@ def _aware(t: dt.datetime) -> dt.datetime:
 
 def _insert(s: Session, sql: str, rows: list[dict[str, Any]], batch: int = 5000) -> None:
     for i in range(0, len(rows), batch):
-        s.execute(text(sql), rows[i : i + batch])
+        run_sql(s, sql, rows[i : i + batch])
 
 
 # A device's row of a package version counts unless a better-ranked sibling (same source version,
 # same findings) is on the device too.
 _REP = ("(p.rnk = 0 OR NOT EXISTS (SELECT 1 FROM prio_sib s CROSS JOIN device_packages d2 "
-        "WHERE s.pv_id = dp.package_version_id AND s.lower = 1 AND d2.tenant_id = dp.tenant_id "
+        "WHERE s.pv_id = dp.package_version_id AND s.lower = 1 AND d2.tenant_id = :tenant "
         "AND d2.device_id = dp.device_id AND d2.package_version_id = s.sib))")
 
 
@@ -349,12 +349,13 @@ def _sqlite_time(t: dt.datetime) -> str:
     return _aware(t).astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
 
 
-def _parallel(path: str, sql: str, params: dict[str, Any], stage: Staging) -> list[Any]:
+def _parallel(sql: str, params: dict[str, Any], path: str, stage: Staging) -> list[Any]:
     """Run pass 2 on PARALLEL_WORKERS read-only connections, each over every n-th package version.
 
     SQLite runs one statement on one core; the package versions are independent, so splitting them
     across connections (each with its own copy of the small staging tables) divides the pass. The
     workers read the last committed state of ``device_packages``, which a refresh does not change.
+    ``sql`` and ``params`` come from ``tenant_query``: checked, with the tenant bound by the storage layer.
     """
     workers = PARALLEL_WORKERS
 
@@ -403,16 +404,16 @@ _CLUSTERED = {"prio_sib", "prio_dev", "prio_red", "prio_safe_sib"}  # SQLite: WI
 def _create_temp_tables(s: Session) -> None:
     pg = s.get_bind().dialect.name == "postgresql"
     for name in TEMP_TABLES:
-        s.execute(text(f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}"))
+        run_sql(s, f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}")
         suffix = " ON COMMIT DROP" if pg else (" WITHOUT ROWID" if name in _CLUSTERED else "")
-        s.execute(text(f"CREATE TEMPORARY TABLE {name} ({_DDL[name]}){suffix}"))
-    s.execute(text("CREATE INDEX prio_pv_unit ON prio_pv (unit, pv_id)"))
+        run_sql(s, f"CREATE TEMPORARY TABLE {name} ({_DDL[name]}){suffix}")
+    run_sql(s, "CREATE INDEX prio_pv_unit ON prio_pv (unit, pv_id)")
 
 
 def _drop_temp_tables(s: Session) -> None:
     pg = s.get_bind().dialect.name == "postgresql"
     for name in TEMP_TABLES:
-        s.execute(text(f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}"))
+        run_sql(s, f"DROP TABLE IF EXISTS {'' if pg else 'temp.'}{name}")
 
 
 def _ensure_exp(s: Session) -> None:
@@ -421,7 +422,7 @@ def _ensure_exp(s: Session) -> None:
         return
     try:
         with s.begin_nested():
-            s.execute(text("SELECT exp(0.0)"))
+            run_sql(s, "SELECT exp(0.0)")
     except DBAPIError:
         raw = s.connection().connection.dbapi_connection
         raw.create_function("exp", 1, math.exp, deterministic=True)  # type: ignore[union-attr]
@@ -540,7 +541,7 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
     # version (the index order) with the groups side by side. PostgreSQL hashes (package version, group).
     side_by_side = 0 < len(gkeys) <= MAX_GROUP_COLUMNS and s.get_bind().dialect.name == "sqlite"
     joins = ("FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-             f"WHERE dp.package_version_id = p.pv_id AND dp.tenant_id = :t AND d.device_id = dp.device_id AND {_REP}")
+             f"WHERE dp.package_version_id = p.pv_id AND dp.tenant_id = :tenant AND d.device_id = dp.device_id AND {_REP}")
     if side_by_side:
         cols = ", ".join(c for g in gkeys for c in group_cols(f"d.gkey = {int(g)}"))
         sql = f"SELECT p.pv_id, {head}, {cols} {joins} GROUP BY p.pv_id"
@@ -552,14 +553,14 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
     not_in_use = recommendations.NOT_IN_USE_LIKELIHOOD
     accs: dict[str, RecAcc] = {}
     since = now - findings.IN_USE_WINDOW
-    params = {"t": tenant_id, "since": since}
+    params = {"since": since}
     n = len(metrics)
     path = _sqlite_path(s)
     if side_by_side and stage is not None and path and PARALLEL_WORKERS > 1 \
             and len(stage.devices) >= PARALLEL_MIN_DEVICES:
-        rows: Any = _parallel(path, sql, {**params, "since": _sqlite_time(since)}, stage)
+        rows: Any = _parallel(*tenant_query(s, sql, {**params, "since": _sqlite_time(since)}), path, stage)
     else:
-        rows = s.execute(text(sql), params)
+        rows = run_sql(s, sql, params)
     for row in rows:
         pv_id = row[0]
         acc = _acc(accs, units.rec_ids[pv_unit[pv_id]])
@@ -593,12 +594,12 @@ def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[i
     another binary of it runs (``libssl1.1`` mapped by a server, ``openssl`` idle), the unit is in use.
     Such a device is found once, at its first running binary that is not the counted one."""
     lower = ("SELECT 1 FROM prio_sib s CROSS JOIN device_packages d2 WHERE s.pv_id = p.pv_id AND s.lower = 1 "
-             "AND d2.package_version_id = s.sib AND d2.tenant_id = dp.tenant_id AND d2.device_id = dp.device_id")
+             "AND d2.package_version_id = s.sib AND d2.tenant_id = :tenant AND d2.device_id = dp.device_id")
     joins = ("FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-             "WHERE p.rnk > 0 AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+             "WHERE p.rnk > 0 AND dp.package_version_id = p.pv_id AND dp.tenant_id = :tenant "
              "AND d.device_id = dp.device_id AND dp.last_used >= :since "
              f"AND EXISTS ({lower}) AND NOT EXISTS ({lower} AND d2.last_used >= :since)")
-    params = {"t": tenant_id, "since": now - findings.IN_USE_WINDOW}
+    params = {"since": now - findings.IN_USE_WINDOW}
     lift = 1.0 - recommendations.NOT_IN_USE_LIKELIHOOD
     if s.get_bind().dialect.name == "postgresql":
         # PostgreSQL hashes (device, source version) directly: any binary running, but not the counted one
@@ -608,10 +609,10 @@ def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[i
             "MIN(p.rnk * 2 + CASE WHEN dp.last_used >= :since THEN 0 ELSE 1 END) AS code, "
             "BOOL_OR(COALESCE(dp.last_used >= :since, FALSE)) AS any_used "
             "FROM prio_pv p JOIN device_packages dp ON dp.package_version_id = p.pv_id "
-            "WHERE p.nsib > 0 AND dp.tenant_id = :t GROUP BY dp.device_id, p.vk) AS per "
+            "WHERE p.nsib > 0 AND dp.tenant_id = :tenant GROUP BY dp.device_id, p.vk) AS per "
             "JOIN prio_dev d ON d.device_id = per.device_id "
             "WHERE per.any_used AND per.code <> per.r0 * 2 GROUP BY per.unit, d.gkey")
-        for u, g, n, pf_hz in s.execute(sql, params):
+        for u, g, n, pf_hz in run_sql(s, sql, params):
             acc = accs.get(units.rec_ids[u])
             if acc is None or int(g) not in acc.groups:
                 continue
@@ -624,10 +625,10 @@ def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[i
         cols = ", ".join(f"COUNT(*) FILTER (WHERE d.gkey = {int(g)}), SUM(d.pf) FILTER (WHERE d.gkey = {int(g)})"
                          for g in gkeys)
         result = [(r[0], [(g, r[1 + 2 * i], r[2 + 2 * i]) for i, g in enumerate(gkeys)])
-                  for r in s.execute(text(f"SELECT p.pv_id, {cols} {joins} GROUP BY p.pv_id"), params)]
+                  for r in run_sql(s, f"SELECT p.pv_id, {cols} {joins} GROUP BY p.pv_id", params)]
     else:
-        result = [(pv, [(int(g), n, pf)]) for pv, g, n, pf in s.execute(
-            text(f"SELECT p.pv_id, d.gkey, COUNT(*), SUM(d.pf) {joins} GROUP BY p.pv_id, d.gkey"), params)]
+        result = [(pv, [(int(g), n, pf)]) for pv, g, n, pf in run_sql(
+            s, f"SELECT p.pv_id, d.gkey, COUNT(*), SUM(d.pf) {joins} GROUP BY p.pv_id, d.gkey", params)]
     for pv_id, parts in result:
         acc = accs.get(units.rec_ids[pv_unit[pv_id]])
         if acc is None:
@@ -653,10 +654,10 @@ def _apply_reduced(s: Session, tenant_id: int, units: Units, accs: dict[str, Rec
         f"SUM(d.w_nl * 100.0 * d.e * (1.0 - exp(-d.m * p.hz / {k}))), "
         f"SUM(d.is_high * 100.0 * d.e * (1.0 - exp(-d.m * p.hz / {k}))) "
         "FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d CROSS JOIN prio_red r "
-        "WHERE p.pv_id IN :pvs AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+        "WHERE p.pv_id IN :pvs AND dp.package_version_id = p.pv_id AND dp.tenant_id = :tenant "
         f"AND d.device_id = dp.device_id AND r.unit = p.unit AND r.gkey = d.gkey AND {_REP} "
         "GROUP BY p.unit, d.gkey").bindparams(bindparam("pvs", expanding=True))
-    for u, g, nl_wrong, hi_wrong, nl_right, hi_right in s.execute(sql, {"t": tenant_id, "pvs": reduced_pvs}):
+    for u, g, nl_wrong, hi_wrong, nl_right, hi_right in run_sql(s, sql, {"pvs": reduced_pvs}):
         acc = accs.get(units.rec_ids[u])
         if acc is None or int(g) not in acc.groups:
             continue
@@ -746,20 +747,20 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
         _insert(s, "INSERT INTO prio_safe (pv_id, unit, rnk) VALUES (:p, :u, :r)", rows)
         _insert(s, "INSERT INTO prio_safe_sib (pv_id, sib) VALUES (:p, :s)", sibs)
         if s.get_bind().dialect.name == "postgresql":
-            s.execute(text("ANALYZE prio_safe"))
-            s.execute(text("ANALYZE prio_safe_sib"))
+            run_sql(s, "ANALYZE prio_safe")
+            run_sql(s, "ANALYZE prio_safe_sib")
         rep = ("(ps.rnk = 0 OR NOT EXISTS (SELECT 1 FROM prio_safe_sib s CROSS JOIN device_packages d2 "
-               "WHERE s.pv_id = ps.pv_id AND d2.tenant_id = dp.tenant_id AND d2.device_id = dp.device_id "
+               "WHERE s.pv_id = ps.pv_id AND d2.tenant_id = :tenant AND d2.device_id = dp.device_id "
                "AND d2.package_version_id = s.sib))")
         joins = ("FROM prio_safe ps CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-                 f"WHERE dp.package_version_id = ps.pv_id AND dp.tenant_id = :t AND d.device_id = dp.device_id AND {rep}")
+                 f"WHERE dp.package_version_id = ps.pv_id AND dp.tenant_id = :tenant AND d.device_id = dp.device_id AND {rep}")
         if 0 < len(gkeys) <= MAX_GROUP_COLUMNS and s.get_bind().dialect.name == "sqlite":
             cols = ", ".join(f"COUNT(*) FILTER (WHERE d.gkey = {int(g)})" for g in gkeys)
-            result = [(pv, list(zip(gkeys, ns))) for pv, *ns in s.execute(
-                text(f"SELECT ps.pv_id, {cols} {joins} GROUP BY ps.pv_id"), {"t": tenant_id})]
+            result = [(pv, list(zip(gkeys, ns))) for pv, *ns in run_sql(
+                s, f"SELECT ps.pv_id, {cols} {joins} GROUP BY ps.pv_id")]
         else:
-            result = [(pv, [(int(g), n)]) for pv, g, n in s.execute(
-                text(f"SELECT ps.pv_id, d.gkey, COUNT(*) {joins} GROUP BY ps.pv_id, d.gkey"), {"t": tenant_id})]
+            result = [(pv, [(int(g), n)]) for pv, g, n in run_sql(
+                s, f"SELECT ps.pv_id, d.gkey, COUNT(*) {joins} GROUP BY ps.pv_id, d.gkey")]
         for pv_id, parts in result:
             acc = accs[units.rec_ids[unit_of_pv[pv_id]]]
             for g, count in parts:
