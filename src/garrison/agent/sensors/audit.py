@@ -342,7 +342,7 @@ class AuditSensor(Sensor):
         sock = self.sock
         sock.sock.settimeout(0.5)
         recv, keep, user = sock.sock.recv, an.KEEP_RECORDS, an.is_user_record
-        assembler = an.Assembler(syscall_tail=f'/{os.getpid()}"'.encode())
+        assembler = an.Assembler(accept=syscall_filter(os.getpid()))
         feed, events, wake = assembler.feed, self.events, self._wake
         for rtype, text in sock.read_pending():
             for ev in feed(rtype, text):
@@ -485,6 +485,23 @@ class AuditSensor(Sensor):
                 if path.startswith(prefix) and row["ActionType"] != "FileDeleted":
                     self.emit("DeviceEvents", device_event(row, action))
                     break
+
+
+# Rules every agent installs alike: an event that matched another agent's copy first (its key names
+# that agent) is ours too. Watches and tamper rules are per agent: only our own keys count.
+SHARED_KEYS = (b'key="garrison_exec/', b'key="garrison_net/', b'key="garrison_sock/', b'key="garrison_mod/',
+               b'key="garrison_ptrace/')
+
+
+def syscall_filter(pid: int) -> Callable[[bytes], bool]:
+    own = f'/{pid}"'.encode()
+
+    def accept(body: bytes) -> bool:
+        if body.endswith(own):
+            return True
+        at = body.rfind(b' key="garrison_')
+        return at >= 0 and body.startswith(SHARED_KEYS, at + 1)
+    return accept
 
 
 def _raw_field(record: bytes, name: bytes) -> bytes:

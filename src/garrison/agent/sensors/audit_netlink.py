@@ -340,12 +340,12 @@ class AuditEvent:
 class Assembler:
     """Groups records by serial. Syscall events end with EOE; single-record events end at once."""
 
-    def __init__(self, max_open: int = 4096, syscall_tail: bytes = b"") -> None:
+    def __init__(self, max_open: int = 4096, accept: Callable[[bytes], bool] | None = None) -> None:
         self.open: OrderedDict[int, AuditEvent] = OrderedDict()
         self.max_open = max_open
-        # Syscall events whose SYSCALL record does not end so (``key="…/<our pid>"``) are skipped whole:
-        # another agent's rules, or a syscall audited for someone else.
-        self.syscall_tail = syscall_tail
+        # Syscall events whose SYSCALL record ``accept`` refuses are skipped whole, before any parsing
+        # (a syscall audited for someone else's rule).
+        self.accept = accept
         self.skipped: OrderedDict[int, None] = OrderedDict()
 
     def feed(self, rtype: int, text: bytes) -> list[AuditEvent]:
@@ -369,7 +369,7 @@ class Assembler:
             if rtype == EOE:
                 del self.skipped[serial]
             return done
-        if rtype == SYSCALL and self.syscall_tail and not body.endswith(self.syscall_tail):
+        if rtype == SYSCALL and self.accept is not None and not self.accept(body):
             self.skipped[serial] = None
             while len(self.skipped) > self.max_open:
                 self.skipped.popitem(last=False)
