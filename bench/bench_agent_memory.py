@@ -68,8 +68,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     garrison = str(BIN / "garrison")
-    entry = args.entry_module or ("garrison.cli.agent_main" if args.agent_cmd.endswith("garrison-agent")
-                                  else "garrison.cli.main")
+    entry = args.entry_module or "garrison.cli.main, garrison.cli.commands.agent"
 
     work = Path(tempfile.mkdtemp(prefix="garrison-agentmem-"))
     data = work / "data"
@@ -90,11 +89,12 @@ def main() -> None:
         runs = []
         for i in range(args.runs):
             state = work / f"agent{i}"
-            rss, out, secs = peak_rss([args.agent_cmd, "agent", "run", "--once", "--json", "--server", url,
+            sub = [] if args.agent_cmd.endswith("garrison-agent") else ["agent"]
+            rss, out, secs = peak_rss([args.agent_cmd, *sub, "run", "--once", "--json", "--server", url,
                                        "--enroll", secret, "--fingerprint", fp, "--state-dir", str(state)])
             result = json.loads(out)
             runs.append({"peak_rss_mib": round(rss / 1024, 1), "seconds": round(secs, 2),
-                         "uploaded": result.get("uploaded", result.get("batches"))})
+                         "sent": result["sent"], "pending": result["pending"]})
         bare = import_probe("sys")
         agent_entry = import_probe(entry)
         runner = import_probe("garrison.agent.runner")

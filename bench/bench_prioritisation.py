@@ -50,7 +50,7 @@ from garrison.store.models.prioritisation import Recommendation, RecommendationE
 from garrison.store.models.tvm import DevicePackage, PackageVersionVuln
 from garrison.tvm import matching
 from garrison.tvm.kb import import_paths
-from garrison.tvm.prioritisation import exceptions as exc_mod
+from garrison.tvm.prioritisation import risk_acceptance as exc_mod
 from garrison.tvm.prioritisation.engine import refresh_tenant
 
 KB = ROOT / "tests" / "data" / "kb"

@@ -12,5 +12,5 @@ if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[server]"
 exec .venv/bin/garrison demo "$@"

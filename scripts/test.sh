@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: system packages (PostgreSQL, Chromium) when missing,
-# a virtual environment with Garrison and its test extras, then pytest.
+# a virtual environment with Garrison, its server and test extras at the versions of constraints.txt,
+# then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[server,test]"
 
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"

@@ -1,4 +1,9 @@
-"""Fixtures shared by the whole suite: a state store on SQLite *and* on PostgreSQL."""
+"""Fixtures shared by the whole suite: a state store on SQLite *and* on PostgreSQL.
+
+On PostgreSQL each test gets its own database, copied from a template migrated once per session
+(``CREATE DATABASE … TEMPLATE``), and dropped after the test. ``empty_db_url`` is a database with no
+tables at all, for the tests of the migrations themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import pytest
 
 from garrison.store.db import Store
 from garrison.store.models import metadata
-from tests.pg import TempPostgres, create_database
+from tests.pg import TempPostgres, create_database, drop_database, schema_template
 
 
 @pytest.fixture(scope="session")
@@ -26,17 +31,40 @@ def pg_base_url() -> Iterator[str]:
         pg.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_template(pg_base_url: str) -> Iterator[str]:
+    """Name of the database at the migration head that every PostgreSQL test database copies."""
+    name = schema_template(pg_base_url)
+    yield name
+    drop_database(f"{pg_base_url}/{name}")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A state store URL whose schema is at the migration head on PostgreSQL (empty file on SQLite)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return create_database(request.getfixturevalue("pg_base_url"))
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    url = create_database(request.getfixturevalue("pg_base_url"), template=request.getfixturevalue("pg_template"))
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A database without any table, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    url = create_database(request.getfixturevalue("pg_base_url"))
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    """An empty state store with every table, on each backend in turn."""
+    """A state store with every table, on each backend in turn."""
     st = Store(db_url)
-    metadata.create_all(st.engine)
+    metadata.create_all(st.engine)  # SQLite; on PostgreSQL the copied template has them already
     yield st
     st.dispose()

@@ -11,8 +11,8 @@ from garrison.store.db import Store
 from garrison.store.models import metadata
 
 
-def test_upgrade_matches_models(db_url: str) -> None:
-    store = Store(db_url)
+def test_upgrade_matches_models(empty_db_url: str) -> None:
+    store = Store(empty_db_url)
     try:
         migrate.upgrade(store.engine)
         assert migrate.current_revision(store.engine) == migrate.head_revision()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from garrison.core import audit
+from garrison.store.db import Store
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -95,8 +98,14 @@ class AuditLog:
         extra = state.get("audit_target")
         if extra:
             target = (target + " " + str(extra)).strip()
-        app = scope["app"]
-        with app.state.store.tenant(principal.tenant_id) as s:
-            audit.record(s, principal.tenant_id, principal.actor, principal.actor_type, action, target=target,
-                         method=scope["method"], path=scope["path"], status_code=status,
-                         source_ip=state.get("client_ip", ""))
+        entry = functools.partial(_write_entry, scope["app"].state.store, principal, action, target=target,
+                                  method=scope["method"], path=scope["path"], status_code=status,
+                                  source_ip=state.get("client_ip", ""))
+        # In a worker thread: a write waiting for SQLite's write lock (busy_timeout) must not stall the
+        # event loop, and with it every other request (check-ins above all).
+        await anyio.to_thread.run_sync(entry)
+
+
+def _write_entry(store: Store, principal: Any, action: str, **fields: Any) -> None:
+    with store.tenant(principal.tenant_id) as s:
+        audit.record(s, principal.tenant_id, principal.actor, principal.actor_type, action, **fields)

@@ -52,12 +52,12 @@ from garrison.store.models.prioritisation import (
 from garrison.store.models.tvm import SoftwareProduct
 from garrison.tvm.prioritisation import (
     config,
-    exceptions,
     exports,
     exposure,
     notifications,
     recommendations,
     remediation,
+    risk_acceptance,
     service,
     timeline,
 )
@@ -428,12 +428,12 @@ def get_recommendation(recommendation_id: str, request: Request,
 
 def _rec_exceptions(s: Session, principal: Principal, rec: Recommendation) -> list[dict[str, Any]]:
     now = utcnow()
-    eff = exceptions.effective(s, now).get(rec.id)
+    eff = risk_acceptance.effective(s, now).get(rec.id)
     out = []
     for e in s.scalars(select(RecommendationException).where(RecommendationException.recommendation_id == rec.id)
                        .order_by(RecommendationException.id)):
-        if exceptions.visible(s, principal, e):
-            out.append(exceptions.to_api(e, exceptions.groups_of(s, e), eff, now))
+        if risk_acceptance.visible(s, principal, e):
+            out.append(risk_acceptance.to_api(e, risk_acceptance.groups_of(s, e), eff, now))
     return out
 
 
@@ -563,7 +563,7 @@ def _exception_fields() -> dict[str, odata.Field]:
 
 
 def _exception_scope(principal: Principal) -> Any:
-    E, EG = RecommendationException, aliased(exceptions.RecommendationExceptionGroup)
+    E, EG = RecommendationException, aliased(risk_acceptance.RecommendationExceptionGroup)
     if principal.group_ids is None:
         return literal(True)
     return or_(E.scope == "Global", select(EG.id).where(EG.exception_id == E.id,
@@ -574,12 +574,12 @@ def _exception_scope(principal: Principal) -> Any:
 def list_exceptions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
-        exceptions.expire_due(s, now)
-        eff = exceptions.effective(s, now)
+        risk_acceptance.expire_due(s, now)
+        eff = risk_acceptance.effective(s, now)
         stmt = select(RecommendationException, R).outerjoin(R, R.id == RecommendationException.recommendation_id) \
             .where(_exception_scope(principal))
         return run_list(s, request, stmt, _exception_fields(),
-                        lambda r: exceptions.to_api(r[0], exceptions.groups_of(s, r[0]),
+                        lambda r: risk_acceptance.to_api(r[0], risk_acceptance.groups_of(s, r[0]),
                                                     eff.get(r[0].recommendation_id), now, r[1]),
                         "RecommendationExceptions", [RecommendationException.id.desc()])
 
@@ -589,7 +589,7 @@ def create_exception(body: ExceptionBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
-        exc = exceptions.create(s, principal, body.recommendationId, body.justification,
+        exc = risk_acceptance.create(s, principal, body.recommendationId, body.justification,
                                 context=body.justificationContext, scope=body.scope, group_ids=body.rbacGroupIds,
                                 expires_on=body.expiresOn, duration_days=body.durationDays)
         exc_id = exc.id
@@ -600,16 +600,16 @@ def create_exception(body: ExceptionBody, request: Request,
 def _exception_out(store: Any, principal: Principal, exc_id: int) -> dict[str, Any]:
     now = utcnow()
     with store.tenant(principal.tenant_id) as s:
-        exc = exceptions.get(s, principal, exc_id)
-        eff = exceptions.effective(s, now).get(exc.recommendation_id)
+        exc = risk_acceptance.get(s, principal, exc_id)
+        eff = risk_acceptance.effective(s, now).get(exc.recommendation_id)
         rec = s.get(Recommendation, (principal.tenant_id, exc.recommendation_id))
-        return exceptions.to_api(exc, exceptions.groups_of(s, exc), eff, now, rec)
+        return risk_acceptance.to_api(exc, risk_acceptance.groups_of(s, exc), eff, now, rec)
 
 
 @router.get("/recommendationExceptions/{exception_id}")
 def get_exception(exception_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
-        exc = exceptions.get(s, principal, exception_id)
+        exc = risk_acceptance.get(s, principal, exception_id)
         exc_id = exc.id
     return _exception_out(_store(request), principal, exc_id)
 
@@ -619,8 +619,8 @@ def cancel_exception(exception_id: str, body: CancelBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
-        exc = exceptions.get(s, principal, exception_id)
-        exceptions.cancel(s, principal, exc, body.rbacGroupIds)
+        exc = risk_acceptance.get(s, principal, exception_id)
+        risk_acceptance.cancel(s, principal, exc, body.rbacGroupIds)
         exc_id = exc.id
     service.refresh_after_change(store, principal.tenant_id)
     return _exception_out(store, principal, exc_id)

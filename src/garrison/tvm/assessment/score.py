@@ -47,7 +47,7 @@ def risk_reduced_exceptions(session: Session, now: dt.datetime | None = None) ->
     (``garrison.tvm.prioritisation``): check id -> device group ids, None for a global exception.
     Empty when that engine is not part of this build."""
     try:
-        from garrison.tvm.prioritisation import exceptions as exc_engine
+        from garrison.tvm.prioritisation import risk_acceptance as exc_engine
         from garrison.tvm.prioritisation.recommendations import CONFIG_PREFIX
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("garrison.tvm.prioritisation"):

@@ -20,7 +20,7 @@ from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import DeviceVulnerabilityAlert
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersion, PackageVersionVuln
 from garrison.tvm import findings
-from garrison.tvm.prioritisation import config, exceptions, exposure, recommendations
+from garrison.tvm.prioritisation import config, exposure, recommendations, risk_acceptance
 from garrison.tvm.prioritisation.engine import version_key
 
 
@@ -90,7 +90,7 @@ def device_items(s: Session, device: Device, now: dt.datetime) -> list[dict[str,
 def device_exposure(s: Session, device: Device, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     items = device_items(s, device, now)
-    eff = exceptions.effective(s, now)
+    eff = risk_acceptance.effective(s, now)
     has_data = s.get(DeviceInventoryState, device.id) is not None
     active = exposure.is_active(device, now)
     total = 0.0
@@ -98,7 +98,7 @@ def device_exposure(s: Session, device: Device, now: dt.datetime | None = None) 
         e = eff.get(it["recommendationId"])
         j = e.justification(device.group_id) if e else None
         it["exceptionJustification"] = j
-        it["riskReduced"] = exceptions.reduces_risk(j)
+        it["riskReduced"] = risk_acceptance.reduces_risk(j)
         if not it["riskReduced"]:
             total += it["hazard"]
     m = exposure.device_multiplier(device.device_value, device.internet_facing)

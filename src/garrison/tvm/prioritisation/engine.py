@@ -54,7 +54,7 @@ from garrison.store.models.prioritisation import (
 )
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage, PackageVersion, PackageVersionVuln
 from garrison.tvm import findings
-from garrison.tvm.prioritisation import config, exceptions, exposure, recommendations, remediation
+from garrison.tvm.prioritisation import config, exposure, recommendations, remediation, risk_acceptance
 from garrison.tvm.prioritisation.recommendations import RecAcc
 from garrison.tvm.software import SOURCE_KEYED, ecosystem_base
 
@@ -174,8 +174,8 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     _lock(s, tenant_id)
     if pg:  # hash the aggregates in memory rather than spill them (this transaction only)
         run_sql(s, "SET LOCAL work_mem = '256MB'")
-    exceptions.expire_due(s, now)
-    eff = exceptions.effective(s, now)
+    risk_acceptance.expire_due(s, now)
+    eff = risk_acceptance.effective(s, now)
     devs = _load_devices(s, now)
     stats.devices = len(devs)
     _create_temp_tables(s)
@@ -484,7 +484,7 @@ def _alerts(s: Session, units: Units, now: dt.datetime) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _reduced_pairs(s: Session, eff: dict[str, exceptions.Effective], units: Units) -> set[tuple[int, int]]:
+def _reduced_pairs(s: Session, eff: dict[str, risk_acceptance.Effective], units: Units) -> set[tuple[int, int]]:
     """(unit, group key) pairs whose findings a risk-reducing exception takes out of the score."""
     gkeys = [ORG, *s.scalars(select(DeviceGroup.id))]
     out: set[tuple[int, int]] = set()
@@ -495,7 +495,7 @@ def _reduced_pairs(s: Session, eff: dict[str, exceptions.Effective], units: Unit
         if u is None:
             continue
         for g in gkeys:
-            if exceptions.reduces_risk(e.justification(None if g == ORG else g)):
+            if risk_acceptance.reduces_risk(e.justification(None if g == ORG else g)):
                 out.add((u, g))
     return out
 
@@ -826,7 +826,7 @@ def _write_history(s: Session, tenant_id: int, org: exposure.Components, comps: 
 
 def _write_recommendations(s: Session, tenant_id: int, accs: dict[str, RecAcc],
                            metas: dict[str, recommendations.UnitMeta], catalog: dict[str, dict[str, Any]],
-                           eff: dict[str, exceptions.Effective], org: exposure.Components,
+                           eff: dict[str, risk_acceptance.Effective], org: exposure.Components,
                            comps: dict[int, exposure.Components], now: dt.datetime) -> int:
     first_seen = dict(s.execute(select(Recommendation.id, Recommendation.first_seen)).all())
     day = now.date()
@@ -852,7 +852,7 @@ def _write_recommendations(s: Session, tenant_id: int, accs: dict[str, RecAcc],
         nl = sum(g.nl_delta for g in acc.groups.values())
         high = sum(g.high_delta for g in acc.groups.values())
         after = [g for gk, g in acc.groups.items()
-                 if not (e and exceptions.reduces_risk(e.justification(None if gk == ORG else gk)))]
+                 if not (e and risk_acceptance.reduces_risk(e.justification(None if gk == ORG else gk)))]
         covered = [gk for gk in acc.groups if e and e.justification(None if gk == ORG else gk) is not None]
         if e and e.global_justification is not None or (covered and len(covered) == len(acc.groups)):
             status = "Exception"

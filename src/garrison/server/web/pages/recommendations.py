@@ -90,10 +90,10 @@ def load_recommendation(s: Session, principal: Principal, rec_id: str) -> Recomm
 
 
 def panel_data(s: Session, ctx: Ctx, rec: Recommendation) -> dict[str, Any]:
-    from garrison.tvm.prioritisation import exceptions
+    from garrison.tvm.prioritisation import risk_acceptance
 
     devices, device_total = tvmviews.recommendation_devices(s, ctx, rec, 10)
-    eff = exceptions.effective(s).get(rec.id)
+    eff = risk_acceptance.effective(s).get(rec.id)
     excepted_groups = set(eff.group_exception_ids) if eff else set()
     activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
                                 .order_by(RemediationActivity.created_on.desc()).limit(5)))
@@ -195,7 +195,7 @@ async def create_exception(rec_id: str, request: Request,
     back = "/console/recommendations?" + urlencode({"open": rec_id})
 
     def run() -> Response:
-        from garrison.tvm.prioritisation import exceptions
+        from garrison.tvm.prioritisation import risk_acceptance
 
         try:
             scope = "Global" if form.get("scope") == "Global" else "DeviceGroups"
@@ -204,7 +204,7 @@ async def create_exception(rec_id: str, request: Request,
             days = None if expires else int(days_raw) if days_raw.isdigit() else 30
             with request.app.state.store.tenant(principal.tenant_id) as s:
                 load_recommendation(s, principal, rec_id)
-                exc = exceptions.create(s, principal, rec_id, form.get("justification", ""),
+                exc = risk_acceptance.create(s, principal, rec_id, form.get("justification", ""),
                                         context=form.get("context", "")[:4000], scope=scope,
                                         group_ids=_groups(multi) if scope == "DeviceGroups" else None,
                                         expires_on=expires, duration_days=days)

@@ -118,7 +118,7 @@ def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
 
 
 def exceptions_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
-    from garrison.tvm.prioritisation import exceptions
+    from garrison.tvm.prioritisation import risk_acceptance
 
     now = dt.datetime.now(dt.UTC)
     cols = exception_columns()
@@ -144,25 +144,25 @@ def exceptions_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
     sort = sort_of(ctx, cols, "created", default_desc=True)
     rows = s.execute(base.order_by(*order_by(cols, sort, [RecommendationException.id.desc()]))
                      .limit(p.size).offset(p.offset)).all()
-    eff = exceptions.effective(s, now)
+    eff = risk_acceptance.effective(s, now)
     ids = [e.id for e, _n in rows]
     groups: dict[int, list[RecommendationExceptionGroup]] = {}
     if ids:
         for g in s.scalars(select(RecommendationExceptionGroup).where(RecommendationExceptionGroup.exception_id.in_(ids))
                            .order_by(RecommendationExceptionGroup.group_id)):
             groups.setdefault(g.exception_id, []).append(g)
-    items = [{"e": e, "rec_name": name, "status": exceptions.status_of(e, eff.get(e.recommendation_id), now),
-              "groups": groups.get(e.id, []), "risk_reduced": exceptions.reduces_risk(e.justification)}
+    items = [{"e": e, "rec_name": name, "status": risk_acceptance.status_of(e, eff.get(e.recommendation_id), now),
+              "groups": groups.get(e.id, []), "risk_reduced": risk_acceptance.reduces_risk(e.justification)}
              for e, name in rows]
     panel = None
     open_id = ctx.param("open")
     if open_id:
         try:
-            e = exceptions.get(s, ctx.principal, open_id)
+            e = risk_acceptance.get(s, ctx.principal, open_id)
             rec = s.get(Recommendation, (e.tenant_id, e.recommendation_id))
-            panel = {"e": e, "rec": rec, "groups": exceptions.groups_of(s, e),
-                     "status": exceptions.status_of(e, eff.get(e.recommendation_id), now),
-                     "risk_reduced": exceptions.reduces_risk(e.justification),
+            panel = {"e": e, "rec": rec, "groups": risk_acceptance.groups_of(s, e),
+                     "status": risk_acceptance.status_of(e, eff.get(e.recommendation_id), now),
+                     "risk_reduced": risk_acceptance.reduces_risk(e.justification),
                      "can_cancel_global": ctx.principal.role == "admin" and ctx.principal.group_ids is None}
         except NotFound:
             panel = {"missing": open_id}
@@ -223,15 +223,15 @@ async def cancel_exception(exception_id: str, request: Request,
     default = "/console/remediation?" + urlencode({"tab": "exceptions", "open": exception_id})
 
     def run() -> Response:
-        from garrison.tvm.prioritisation import exceptions
+        from garrison.tvm.prioritisation import risk_acceptance
 
         groups = [int(v) for k, v in multi if k == "group_id" and v.isdigit()] or None
         with request.app.state.store.tenant(principal.tenant_id) as s:
-            exc = exceptions.get(s, principal, exception_id)
+            exc = risk_acceptance.get(s, principal, exception_id)
             if form.get("action") != "cancel":
                 return redirect(request, default, "Unknown action.", "error")
             try:
-                exceptions.cancel(s, principal, exc, groups)
+                risk_acceptance.cancel(s, principal, exc, groups)
             except NotFound:
                 raise
             except GarrisonError as err:

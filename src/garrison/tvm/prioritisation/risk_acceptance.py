@@ -1,4 +1,4 @@
-"""Exceptions to security recommendations.
+"""Risk acceptance: exceptions to security recommendations.
 
 * Justifications: ``ThirdPartyControl`` and ``AlternateMitigation`` count as risk reduced (the
   excepted findings leave the exposure score; the configuration score counts the check as met);
