@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
+from garrison.cli import commands
 from garrison.cli import main as cli_main
 from tests.agent.harness import REPO, Server, cli_env
 
@@ -83,7 +85,8 @@ def test_a_server_command_without_the_server_packages_is_one_clear_line(tmp_path
 
 def test_the_command_index_matches_the_command_modules() -> None:
     defined = {}
-    for module_name in set(cli_main.COMMAND_MODULES.values()):
+    for info in pkgutil.iter_modules(commands.__path__):
+        module_name = info.name
         module = importlib.import_module(f"garrison.cli.commands.{module_name}")
         defined.update({c.name: module_name for c in module.COMMANDS})
     assert defined == cli_main.COMMAND_MODULES

@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "server": "server", "worker": "server", "demo": "server",
     "tenant": "admin", "user": "admin", "apikey": "admin", "enrollment": "admin", "db": "admin",
     "inventory": "tvm", "feeds": "tvm",
+    "events": "events",
 }
 SERVER_EXTRA_HINT = "this command needs the server: pip install 'garrison[server]'"
 
