@@ -218,6 +218,7 @@ def _tenant_tables_in(clause: Any) -> bool:
     if isinstance(clause, TextClause):
         return True
     names = _tenant_tables()
+    el: Any  # visited elements: tables, columns, text
     for el in visitors.iterate(clause):
         if el.__visit_name__ == "textclause":
             return True
@@ -236,6 +237,7 @@ def _check_statement(stmt: Any, scope: int, rows: list[dict[str, Any]], *, orm: 
         return
     if isinstance(stmt, TextClause):
         raise TenantScopeError("hand-written SQL in a tenant session: use garrison.store.db.run_sql")
+    el: Any
     names = _tenant_tables()
     plain: set[str] = set()
     scoped: set[str] = set()
@@ -276,20 +278,20 @@ def _check_statement(stmt: Any, scope: int, rows: list[dict[str, Any]], *, orm: 
                     if name in names:
                         scoped.add(name)
     if isinstance(stmt, Insert):
-        target = stmt.table.name
+        target = getattr(stmt.table, "name", "")
         if target in names:
             _check_insert(stmt, scope, rows)
             plain.discard(target)
             bare.discard(target)
-    elif isinstance(stmt, Update | Delete) and stmt.table.name in names and stmt.whereclause is None \
-            and rows != [{}]:
+    elif isinstance(stmt, Update | Delete) and getattr(stmt.table, "name", "") in names \
+            and stmt.whereclause is None and rows != [{}]:
         # an ORM bulk UPDATE by primary key: the keys come in the parameters, where no criteria reach
-        plain.add(stmt.table.name)
+        plain.add(getattr(stmt.table, "name", ""))
     loose = (plain | (bare - through_orm)) - scoped
     if loose and state is not None and state.is_select:
         # Plain key columns of an entity the statement loads are fine (session.get builds those): the
         # criteria filter that entity's rows. An entity only in ORDER BY/WHERE filters nothing.
-        for desc in stmt.column_descriptions:
+        for desc in getattr(stmt, "column_descriptions", ()):
             entity = desc.get("entity")
             if entity is not None and desc.get("expr") is entity:
                 loose -= {t.name for t in inspect(entity).tables}
