@@ -32,12 +32,9 @@ SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.c
 
 
 def load_services() -> None:
+    """Import every service module (they register upload kinds and jobs); a missing one is an error."""
     for name in SERVICE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+        importlib.import_module(name)
 
 
 class _Uvicorn(uvicorn.Server):
