@@ -228,15 +228,22 @@ def consume_enrollment_secret(s: Session, presented: str) -> EnrollmentSecret:
     return row
 
 
-_DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+_DURATION_RE = re.compile(r"^([0-9]{1,9})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_DURATION = dt.timedelta(days=3650)  # an expiry further out is no expiry; past year 9999 it is a crash
 
 
 def parse_duration(text: str) -> dt.timedelta:
     m = _DURATION_RE.match(text.strip())
     if not m:
         raise Invalid(f"invalid duration {text!r}: use a number and one of s m h d w, e.g. 7d")
-    return dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        duration = dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:
+        duration = dt.timedelta.max
+    if duration > MAX_DURATION:
+        raise Invalid(f"duration {text!r} is longer than {MAX_DURATION.days} days")
+    return duration
 
 
 # --- device groups ----------------------------------------------------------------------

@@ -8,11 +8,11 @@ fields are refused.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from garrison.protocol.bounds import Id, UtcDateTime
 from garrison.protocol.limits import CHECKS_VERSION_LEN, OS_FAMILY_LEN
 from garrison.protocol.models import LongStr, Wire
 
@@ -44,9 +44,9 @@ class AssessmentReport(Wire):
     """Payload of kind ``assessment``."""
 
     mode: Literal["full", "delta"]
-    generation: Annotated[int, Field(ge=1)]
-    base_generation: Annotated[int, Field(ge=1)] | None = None  # delta: the generation it applies to
-    assessed_at: dt.datetime
+    generation: Id
+    base_generation: Id | None = None  # delta: the generation it applies to
+    assessed_at: UtcDateTime
     checks_version: Annotated[str, StringConstraints(max_length=CHECKS_VERSION_LEN)] = ""  # digest of the checks
     os_family: Annotated[str, StringConstraints(max_length=OS_FAMILY_LEN)] = ""
     results: list[CheckResult] = Field(default_factory=list, max_length=MAX_CHECKS)

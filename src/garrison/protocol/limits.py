@@ -13,3 +13,4 @@ AGENT_VERSION_LEN = 64  # devices.agent_version
 OS_FIELD_LEN = 128  # devices.os_platform, os_version, os_build, os_id, os_codename, kernel, os_processor
 OS_FAMILY_LEN = 128  # device_assessment_state.os_family
 CHECKS_VERSION_LEN = 128  # device_assessment_state.checks_version
+INT_MAX = 2**31 - 1  # every Integer column (32-bit on PostgreSQL): ids, upload seq, generations

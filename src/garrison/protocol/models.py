@@ -7,11 +7,11 @@ both import this module; nothing else is shared between them.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from garrison.protocol.bounds import Id, UtcDateTime
 from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, MACHINE_KEY_LEN, OS_FIELD_LEN
 
 PROTOCOL_VERSION = 1
@@ -57,7 +57,7 @@ class EnrollResponse(Wire):
 class CollectorHealth(Wire):
     ok: bool
     error: LongStr | None = None
-    last_run: dt.datetime | None = None
+    last_run: UtcDateTime | None = None
     disabled: bool = False  # e.g. needs root and the agent runs unprivileged
 
 
@@ -108,9 +108,9 @@ class ActionResult(Wire):
 class Batch(Wire):
     """One spooled upload. The server is idempotent on (device, seq)."""
 
-    seq: Annotated[int, Field(ge=1)]
+    seq: Id  # the agent_batches column is an Integer
     kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
-    created_at: dt.datetime
+    created_at: UtcDateTime
     payload: dict[str, Any]
 
 
@@ -124,7 +124,7 @@ class LoggedOnUser(Wire):
     user: ShortStr
     terminal: ShortStr = ""
     host: Name = ""
-    since: dt.datetime | None = None
+    since: UtcDateTime | None = None
 
 
 class DeviceReport(Wire):
@@ -144,7 +144,7 @@ class DeviceReport(Wire):
     processor: OsField = ""
     ip_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
     mac_addresses: list[ShortStr] = Field(default_factory=list, max_length=512)
-    boot_time: dt.datetime | None = None
+    boot_time: UtcDateTime | None = None
     logged_on_users: list[LoggedOnUser] = Field(default_factory=list, max_length=1024)
     agent_version: AgentVersion = ""
     running_as_root: bool = False
@@ -182,7 +182,7 @@ class InventoryReport(Wire):
     """Payload of kind ``inventory``: a full snapshot, or a delta against ``base_generation``."""
 
     mode: Literal["snapshot", "delta"]
-    generation: Annotated[int, Field(ge=1)]
+    generation: Id
     base_generation: int | None = None
     os: OsIdentity = Field(default_factory=OsIdentity)
     packages: list[SoftwarePackage] = Field(default_factory=list, max_length=MAX_PACKAGES)  # snapshot
@@ -193,7 +193,7 @@ class InventoryReport(Wire):
 class PackageUse(Wire):
     manager: ShortStr
     name: Name
-    last_seen: dt.datetime
+    last_seen: UtcDateTime
 
 
 class RuntimeReport(Wire):

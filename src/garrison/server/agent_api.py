@@ -31,6 +31,7 @@ from garrison.protocol import (
     EnrollRequest,
     EnrollResponse,
 )
+from garrison.protocol.bounds import json_has_nul
 from garrison.protocol.events import EventAck, parse_batch_rows
 from garrison.server.auth import RateLimited, client_ip
 from garrison.store.base import utcnow
@@ -58,12 +59,19 @@ def _device_auth(fn: Any) -> Any:
 
 async def _json_body(request: Request, model: Any) -> Any:
     """Read (optionally gzip) JSON and validate it; decompression is bounded like the raw body."""
-    return _validated(model, _inflate(request, await request.body()))
+    return _validated(model, _no_nul(_inflate(request, await request.body())))
 
 
 def _inflate(request: Request, raw: bytes) -> bytes:
     if request.headers.get("content-encoding", "").lower() == "gzip":
         return inflate(raw, request.app.state.settings.agent_max_body_bytes)
+    return raw
+
+
+def _no_nul(raw: bytes) -> bytes:
+    """The body, unless a string in it holds U+0000 (PostgreSQL text cannot; see NulGuard)."""
+    if json_has_nul(raw):
+        raise _Unprocessable("invalid body: a string contains a NUL character (U+0000)")
     return raw
 
 
@@ -176,7 +184,7 @@ async def checkin(request: Request) -> CheckinResponse:
 async def upload_batch(request: Request) -> BatchAck:
     who = authenticate_device(request)
     received = await request.body()
-    batch: Batch = _validated(Batch, _inflate(request, received))
+    batch: Batch = _validated(Batch, _no_nul(_inflate(request, received)))
     # An offboarded device's credential must not keep writing (a stolen one could rename the device or
     # poison its inventory): its reports are dropped, and the agent stops at its next check-in. (The
     # offboard route drops the device from the credential cache, so ``who`` knows.)

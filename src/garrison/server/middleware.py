@@ -1,4 +1,4 @@
-"""ASGI middleware: request size limits and the audit log of state-changing calls."""
+"""ASGI middleware: request size limits, the NUL guard and the audit log of state-changing calls."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from garrison.core import audit
+from garrison.protocol.bounds import json_has_nul, query_has_nul
 from garrison.store.db import Store
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -63,6 +64,68 @@ class _BodyTooLarge(Exception):
 async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps({"error": {"code": "RequestTooLarge", "message": f"request body over {limit} bytes"}}).encode()
     await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class NulGuard:
+    """Refuse (400) a request carrying U+0000 in its path, query string, headers or JSON/form body.
+
+    PostgreSQL text cannot hold it, so such a value would otherwise fail deep in the database (a 500)
+    wherever it is stored or compared; SQLite and PostgreSQL must take the same input. Bodies of other
+    types (an inventory file, multipart) pass untouched: their parsers decide. Agent bodies, which may
+    be gzip, are checked where ``garrison.server.agent_api`` reads them."""
+
+    FORM_TYPES = (b"application/json", b"application/x-www-form-urlencoded")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        if "\x00" in scope["path"] or query_has_nul(scope.get("query_string", b"")) or \
+                any(b"\x00" in value for _name, value in headers):
+            await _nul_refused(send)
+            return
+        ctype = next((v for k, v in headers if k == b"content-type"), b"").split(b";")[0].strip().lower()
+        if scope["path"].startswith("/agent/") or not (ctype in self.FORM_TYPES or ctype.endswith(b"+json")):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []  # bounded: BodyLimit runs first
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if json_has_nul(body) if ctype != b"application/x-www-form-urlencoded" else query_has_nul(body):
+            await _nul_refused(send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
+
+
+async def _nul_refused(send: Send) -> None:
+    body = json.dumps({"error": {"code": "InvalidRequest", "target": "",
+                                 "message": "the request contains a NUL character (U+0000), which no field can hold"}}
+                      ).encode()
+    await send({"type": "http.response.start", "status": 400,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 

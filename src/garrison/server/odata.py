@@ -53,6 +53,8 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, false, func, not_, or_
 
+from garrison.protocol.bounds import to_utc
+
 MAX_FILTER_LENGTH = 4096  # also applies to $orderby and $select
 MAX_DEPTH = 32  # parentheses, not, any(), tolower() nesting
 MAX_TERMS = 200  # comparisons, function calls, any() clauses and in-list items
@@ -220,7 +222,7 @@ def _parse_datetime(m: re.Match[str]) -> dt.datetime:
     value = dt.datetime(
         int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro, tzinfo
     )
-    return value.astimezone(dt.UTC)
+    return to_utc(value)
 
 
 def _tokenize(text: str, option: str) -> list[_Token]:
@@ -754,6 +756,33 @@ def _parse_select(text: str, fields: Mapping[str, Field]) -> list[str] | None:
     return names
 
 
+def _top_skip(options: Mapping[str, str], max_top: int, default_top: int) -> tuple[int, int]:
+    top = _parse_count("$top", options["$top"], max_top) if "$top" in options else default_top
+    skip = _parse_count("$skip", options["$skip"], MAX_SKIP) if "$skip" in options else 0
+    return top, skip
+
+
+def parse_paging(params: Mapping[str, str], *, max_top: int, default_top: int) -> tuple[int, int]:
+    """(``$top``, ``$skip``) of a route that takes no other OData option, checked as :func:`parse_query`
+    checks them."""
+    return _top_skip({k.lower(): v for k, v in params.items() if k.lower() in ("$top", "$skip")}, max_top,
+                     default_top)
+
+
+def openapi_extra(*, max_top: int = DEFAULT_MAX_TOP, options: tuple[str, ...] = OPTIONS) -> dict[str, Any]:
+    """The OData options as OpenAPI query parameters, for a route's ``openapi_extra``: the API document
+    states what :func:`parse_query` (which reads them from the request) takes."""
+    text = {"type": "string", "maxLength": MAX_FILTER_LENGTH}
+    schemas: dict[str, dict[str, Any]] = {
+        "$filter": text, "$orderby": text, "$select": text,
+        "$top": {"type": "integer", "minimum": 0, "maximum": max_top},
+        "$skip": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+        "$count": {"type": "boolean"},
+    }
+    return {"parameters": [{"name": name, "in": "query", "required": False, "schema": schemas[name]}
+                           for name in options]}
+
+
 def parse_query(
     params: Mapping[str, str],
     fields: Mapping[str, Field],
@@ -786,10 +815,7 @@ def parse_query(
         filter_expr = _Parser(options["$filter"], fields).parse()
     order = _parse_orderby(options["$orderby"], fields) if "$orderby" in options else []
     order += list(default_order or [])
-    top = (
-        _parse_count("$top", options["$top"], max_top) if "$top" in options else min(DEFAULT_MAX_TOP, max_top)
-    )
-    skip = _parse_count("$skip", options["$skip"], MAX_SKIP) if "$skip" in options else 0
+    top, skip = _top_skip(options, max_top, min(DEFAULT_MAX_TOP, max_top))
     select = _parse_select(options["$select"], fields) if "$select" in options else None
     return Query(filter=filter_expr, order_by=order, top=top, skip=skip, select=select)
 
@@ -801,6 +827,8 @@ __all__ = [
     "apply",
     "compare",
     "element_exists",
+    "openapi_extra",
+    "parse_paging",
     "parse_query",
     "project",
 ]

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from garrison.core import access, audit
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.protocol.bounds import Id
 from garrison.server import odata
-from garrison.server.api.common import odata_list, run_list
+from garrison.server.api.common import ODATA, odata_list, run_list
 from garrison.server.auth import require
 from garrison.store.models.core import ApiKey, AuditEntry, DeviceGroup, EnrollmentSecret, Tenant, User
 
@@ -53,7 +54,7 @@ class UserCreate(Body):
     password: str = Field(min_length=12, max_length=1024)
     role: str
     email: str | None = Field(default=None, max_length=256)
-    deviceGroupIds: list[int] | None = None
+    deviceGroupIds: list[Id] | None = None
 
 
 def user_to_api(u: User) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def create_user(body: UserCreate, request: Request, principal: Principal = requi
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def delete_user(user_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def delete_user(user_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         user = _get(s, User, user_id, "user")
         if user.username == principal.actor and principal.actor_type == "user":
@@ -97,7 +98,7 @@ def _check_groups(s: Any, ids: list[int] | None) -> None:
 class ApiKeyCreate(Body):
     role: str
     name: str = Field(default="", max_length=128)
-    deviceGroupIds: list[int] | None = None
+    deviceGroupIds: list[Id] | None = None
 
 
 def key_to_api(k: ApiKey) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
 
 
 @router.delete("/apiKeys/{key_id}", status_code=204)
-def revoke_api_key(key_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def revoke_api_key(key_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _get(s, ApiKey, key_id, "API key").revoked = True
     request.app.state.key_cache.clear()
@@ -163,7 +164,7 @@ def create_enrollment(body: EnrollmentCreate, request: Request, response: Respon
 
 
 @router.delete("/enrollmentSecrets/{secret_id}", status_code=204)
-def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def revoke_enrollment(secret_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         _get(s, EnrollmentSecret, secret_id, "enrollment secret").revoked = True
 
@@ -203,7 +204,7 @@ def create_group(body: GroupCreate, request: Request, principal: Principal = req
 
 
 @router.get("/deviceGroups/{group_id}")
-def get_group(group_id: int, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_group(group_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         group = _get(s, DeviceGroup, group_id, "device group")
         if principal.group_ids is not None and group.id not in principal.group_ids:
@@ -212,7 +213,7 @@ def get_group(group_id: int, request: Request, principal: Principal = require("a
 
 
 @router.patch("/deviceGroups/{group_id}")
-def update_group(group_id: int, body: GroupUpdate, request: Request,
+def update_group(group_id: Id, body: GroupUpdate, request: Request,
                  principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         group = _get(s, DeviceGroup, group_id, "device group")
@@ -231,7 +232,7 @@ def update_group(group_id: int, body: GroupUpdate, request: Request,
 
 
 @router.delete("/deviceGroups/{group_id}", status_code=204)
-def delete_group(group_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def delete_group(group_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         group = _get(s, DeviceGroup, group_id, "device group")
         if group.is_default:
@@ -249,7 +250,7 @@ def audit_fields() -> dict[str, odata.Field]:
             "statusCode": odata.Field(AuditEntry.status_code, int), "sourceIp": odata.Field(AuditEntry.source_ip)}
 
 
-@router.get("/auditLogs")
+@router.get("/auditLogs", openapi_extra=ODATA)
 def audit_log(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(AuditEntry), audit_fields(), lambda r: audit.to_api(r[0]), "AuditLogs",

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.server import odata
 from garrison.server.api.common import device_scope, odata_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
@@ -28,7 +29,8 @@ def _visible_device_ids(s: Any, principal: Principal) -> list[str] | None:
     return list(s.scalars(select(Device.id).where(device_scope(principal))))
 
 
-@router.get("/machines/SecureConfigurationsAssessmentByMachine")
+@router.get("/machines/SecureConfigurationsAssessmentByMachine",
+            openapi_extra=odata.openapi_extra(max_top=100000, options=("$filter", "$top", "$skip")))
 def assessment_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     params = request.query_params
     wanted: list[str] | None = None
@@ -40,10 +42,9 @@ def assessment_by_machine(request: Request, principal: Principal = require("anal
                 raise Invalid("$filter supports DeviceId eq '<id>' (joined with 'or')")
             wanted.append(m.group(1))
     try:
-        top = min(int(params.get("$top", 10000)), 100000)
-        skip = max(int(params.get("$skip", 0)), 0)
-    except ValueError:
-        raise Invalid("$top and $skip must be integers") from None
+        top, skip = odata.parse_paging(params, max_top=100000, default_top=10000)
+    except odata.ODataError as exc:
+        raise Invalid(str(exc)) from None
     with request.app.state.store.tenant(principal.tenant_id) as s:
         visible = _visible_device_ids(s, principal)
         if visible is not None:

@@ -27,6 +27,10 @@ def odata_list(request: Request, entity: str, rows: Iterable[dict[str, Any]], se
     return body
 
 
+# A list route's ``openapi_extra``: the OData query options it takes (run_list / parse_odata read them).
+ODATA = odata.openapi_extra()
+
+
 def parse_odata(request: Request, fields: Mapping[str, odata.Field], default_order: list[Any] | None = None) -> odata.Query:
     try:
         return odata.parse_query(request.query_params, fields, default_order=default_order)

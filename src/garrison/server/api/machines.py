@@ -14,8 +14,9 @@ from sqlalchemy.orm import aliased
 from garrison.core import actions, devices
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.protocol.bounds import to_utc
 from garrison.server import odata
-from garrison.server.api.common import device_scope, odata_list, run_list
+from garrison.server.api.common import ODATA, device_scope, odata_list, run_list
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag, MachineAction
@@ -94,7 +95,7 @@ def load_device(s: Any, principal: Principal, machine_id: str) -> Device:
     return device
 
 
-@router.get("/machines")
+@router.get("/machines", openapi_extra=ODATA)
 def list_machines(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -124,7 +125,7 @@ def find_by_ip(args: str, request: Request, principal: Principal = require("anal
     at = None
     if m.group(2):
         try:
-            at = dt.datetime.fromisoformat(m.group(2))
+            at = to_utc(dt.datetime.fromisoformat(m.group(2)))
         except ValueError:
             raise Invalid(f"invalid timestamp {m.group(2)!r}") from None
     now = utcnow()
@@ -226,7 +227,7 @@ def action_fields() -> dict[str, odata.Field]:
     }
 
 
-@router.get("/machineactions")
+@router.get("/machineactions", openapi_extra=ODATA)
 def list_actions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     stmt = select(MachineAction, Device.computer_dns_name).join(Device, Device.id == MachineAction.device_id) \
         .where(device_scope(principal))

@@ -27,8 +27,10 @@ from garrison.integrations import connections as conn_mod
 from garrison.integrations import secretbox
 from garrison.integrations import service as integrations
 from garrison.integrations import settings as integration_settings
+from garrison.protocol.bounds import Id, UtcDateTime, to_utc
+from garrison.protocol.limits import INT_MAX
 from garrison.server import odata
-from garrison.server.api.common import device_scope, json_response, odata_list, parse_odata, run_list
+from garrison.server.api.common import ODATA, device_scope, json_response, odata_list, parse_odata, run_list
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup
@@ -100,10 +102,9 @@ def _parse_when(value: str | None, what: str) -> dt.datetime | None:
     if value is None or value == "":
         return None
     try:
-        t = dt.datetime.fromisoformat(value)  # 3.11 reads "Z"
-    except ValueError:
-        raise Invalid(f"{what}: expected an ISO 8601 date or time, got {value[:40]!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        return to_utc(dt.datetime.fromisoformat(value))  # 3.11 reads "Z"
+    except ValueError as exc:
+        raise Invalid(f"{what}: expected an ISO 8601 date or time in range, got {value[:40]!r} ({exc})") from None
 
 
 # =============================================================================== exposure score
@@ -138,7 +139,7 @@ def exposure_score_by_groups(request: Request, principal: Principal = require("a
 
 @router.get("/exposureScore/history")
 def exposure_score_history(request: Request, days: int = Query(default=30, ge=1, le=3660),
-                           rbacGroupId: int | None = None,
+                           rbacGroupId: Id | None = None,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     since = (utcnow() - dt.timedelta(days=days - 1)).date()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -357,7 +358,7 @@ def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[
     return stmt, agg, comps
 
 
-@router.get("/recommendations")
+@router.get("/recommendations", openapi_extra=ODATA)
 def list_recommendations(request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         stmt, agg, comps = _rec_select(principal, s, light=True)
@@ -444,7 +445,7 @@ def _machine_ref(d: Device, gname: str | None, extra: dict[str, Any] | None = No
             **(extra or {})}
 
 
-@router.get("/recommendations/{recommendation_id}/machineReferences")
+@router.get("/recommendations/{recommendation_id}/machineReferences", openapi_extra=ODATA)
 def recommendation_machines(recommendation_id: str, request: Request,
                             principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -525,7 +526,7 @@ def recommendation_vulnerabilities(recommendation_id: str, request: Request,
         return odata_list(request, "Vulnerabilities", out)
 
 
-@router.get("/machines/{machine_id}/recommendations")
+@router.get("/machines/{machine_id}/recommendations", openapi_extra=ODATA)
 def machine_recommendations(machine_id: str, request: Request,
                             principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -545,13 +546,13 @@ class ExceptionBody(Body):
     justification: str = Field(min_length=1, max_length=64)
     justificationContext: str = Field(default="", max_length=4000)
     scope: str = Field(default="DeviceGroups", pattern="^(Global|DeviceGroups)$")
-    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
-    expiresOn: dt.datetime | None = None
+    rbacGroupIds: list[Id] | None = Field(default=None, max_length=1000)
+    expiresOn: UtcDateTime | None = None
     durationDays: int | None = Field(default=None, ge=1, le=1100)
 
 
 class CancelBody(Body):
-    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    rbacGroupIds: list[Id] | None = Field(default=None, max_length=1000)
 
 
 def _exception_fields() -> dict[str, odata.Field]:
@@ -570,7 +571,7 @@ def _exception_scope(principal: Principal) -> Any:
                                                         EG.group_id.in_(principal.group_ids)).exists())
 
 
-@router.get("/recommendationExceptions")
+@router.get("/recommendationExceptions", openapi_extra=ODATA)
 def list_exceptions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -607,7 +608,7 @@ def _exception_out(store: Any, principal: Principal, exc_id: int) -> dict[str, A
 
 
 @router.get("/recommendationExceptions/{exception_id}")
-def get_exception(exception_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_exception(exception_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         exc = risk_acceptance.get(s, principal, exception_id)
         exc_id = exc.id
@@ -615,7 +616,7 @@ def get_exception(exception_id: str, request: Request, principal: Principal = re
 
 
 @router.post("/recommendationExceptions/{exception_id}/cancel")
-def cancel_exception(exception_id: str, body: CancelBody, request: Request,
+def cancel_exception(exception_id: Id, body: CancelBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
@@ -631,11 +632,11 @@ def cancel_exception(exception_id: str, body: CancelBody, request: Request,
 class RemediationBody(Body):
     recommendationId: str = Field(min_length=1, max_length=300)
     priority: str = Field(default="Medium", pattern="^(High|Medium|Low)$")
-    dueOn: dt.datetime | None = None
+    dueOn: UtcDateTime | None = None
     requesterNotes: str = Field(default="", max_length=4000)
-    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    rbacGroupIds: list[Id] | None = Field(default=None, max_length=1000)
     title: str | None = Field(default=None, max_length=512)
-    ticketConnectionId: int | None = None
+    ticketConnectionId: Id | None = None
 
 
 def _activity_fields() -> dict[str, odata.Field]:
@@ -673,7 +674,7 @@ def _tickets(s: Session, act_ids: list[str]) -> dict[str, list[RemediationTicket
     return out
 
 
-@router.get("/remediationTasks")
+@router.get("/remediationTasks", openapi_extra=ODATA)
 def list_remediation_tasks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -756,7 +757,7 @@ def complete_remediation_task(task_id: str, request: Request,
 
 
 class TicketBody(Body):
-    connectionId: int
+    connectionId: Id
 
 
 @router.post("/remediationTasks/{task_id}/tickets", status_code=201)
@@ -803,7 +804,7 @@ def _event_scope(principal: Principal) -> Any:
     return or_(*[text.contains(f'"{g}"') for g in principal.group_ids])
 
 
-@router.get("/eventTimeline")
+@router.get("/eventTimeline", openapi_extra=ODATA)
 def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,
                 toDate: str | None = None, minImpactedPercentage: float | None = None,
                 principal: Principal = require("analyst")) -> dict[str, Any]:
@@ -847,13 +848,10 @@ def list_events(request: Request, eventType: str | None = None, fromDate: str | 
 
 
 @router.get("/eventTimeline/{event_id}")
-def get_event(event_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_event(event_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
-        try:
-            e = s.get(TimelineEvent, int(event_id))
-        except ValueError:
-            e = None
+        e = s.get(TimelineEvent, event_id)
         if e is None or e.tenant_id != principal.tenant_id or (
                 principal.group_ids is not None and timeline.visible_count(e, principal.group_ids) == 0):
             raise NotFound(f"no event {event_id!r}")
@@ -878,9 +876,9 @@ class RuleBody(Body):
     enabled: bool = True
     events: list[str] | None = Field(default=None, max_length=20)
     minimumSeverity: str = "Low"
-    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    rbacGroupIds: list[Id] | None = Field(default=None, max_length=1000)
     emailRecipients: list[str] = Field(default_factory=list, max_length=100)
-    webhookConnectionIds: list[int] = Field(default_factory=list, max_length=50)
+    webhookConnectionIds: list[Id] = Field(default_factory=list, max_length=50)
     includeOrganizationName: bool = False
 
 
@@ -890,9 +888,9 @@ class RulePatch(Body):
     enabled: bool | None = None
     events: list[str] | None = Field(default=None, max_length=20)
     minimumSeverity: str | None = None
-    rbacGroupIds: list[int] | None = Field(default=None, max_length=1000)
+    rbacGroupIds: list[Id] | None = Field(default=None, max_length=1000)
     emailRecipients: list[str] | None = Field(default=None, max_length=100)
-    webhookConnectionIds: list[int] | None = Field(default=None, max_length=50)
+    webhookConnectionIds: list[Id] | None = Field(default=None, max_length=50)
     includeOrganizationName: bool | None = None
 
 
@@ -920,13 +918,13 @@ def create_rule(body: RuleBody, request: Request, principal: Principal = require
 
 
 @router.get("/notificationRules/{rule_id}")
-def get_rule(rule_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_rule(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return notifications.to_api(notifications.get(s, principal, rule_id), _group_names(s))
 
 
 @router.patch("/notificationRules/{rule_id}")
-def update_rule(rule_id: str, body: RulePatch, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def update_rule(rule_id: Id, body: RulePatch, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
         given = body.model_fields_set
@@ -951,14 +949,14 @@ def update_rule(rule_id: str, body: RulePatch, request: Request, principal: Prin
 
 
 @router.delete("/notificationRules/{rule_id}", status_code=204)
-def delete_rule(rule_id: str, request: Request, principal: Principal = require("admin")) -> Response:
+def delete_rule(rule_id: Id, request: Request, principal: Principal = require("admin")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         s.delete(notifications.get(s, principal, rule_id))
     return Response(status_code=204)
 
 
 @router.get("/notificationRules/{rule_id}/deliveries")
-def rule_deliveries(rule_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def rule_deliveries(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
         rows = s.scalars(select(NotificationDelivery).where(NotificationDelivery.rule_id == rule.id)
@@ -987,11 +985,8 @@ class ConnectionTestBody(Body):
     to: str | None = Field(default=None, max_length=320)
 
 
-def _connection(s: Session, principal: Principal, connection_id: str) -> IntegrationConnection:
-    try:
-        conn = s.get(IntegrationConnection, int(connection_id))
-    except ValueError:
-        conn = None
+def _connection(s: Session, principal: Principal, connection_id: int) -> IntegrationConnection:
+    conn = s.get(IntegrationConnection, connection_id)
     if conn is None or conn.tenant_id != principal.tenant_id:
         raise NotFound(f"no connection {connection_id!r}")
     return conn
@@ -1022,13 +1017,13 @@ def create_connection(body: ConnectionBody, request: Request, principal: Princip
 
 
 @router.get("/integrationConnections/{connection_id}")
-def get_connection(connection_id: str, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def get_connection(connection_id: Id, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return conn_mod.to_api(_connection(s, principal, connection_id))
 
 
 @router.patch("/integrationConnections/{connection_id}")
-def update_connection(connection_id: str, body: ConnectionPatch, request: Request,
+def update_connection(connection_id: Id, body: ConnectionPatch, request: Request,
                       principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         conn = _connection(s, principal, connection_id)
@@ -1051,14 +1046,14 @@ def update_connection(connection_id: str, body: ConnectionPatch, request: Reques
 
 
 @router.delete("/integrationConnections/{connection_id}", status_code=204)
-def delete_connection(connection_id: str, request: Request, principal: Principal = require("admin")) -> Response:
+def delete_connection(connection_id: Id, request: Request, principal: Principal = require("admin")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         s.delete(_connection(s, principal, connection_id))
     return Response(status_code=204)
 
 
 @router.post("/integrationConnections/{connection_id}/test")
-def try_connection(connection_id: str, body: ConnectionTestBody, request: Request,
+def try_connection(connection_id: Id, body: ConnectionTestBody, request: Request,
                     principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         conn_id = _connection(s, principal, connection_id).id
@@ -1075,6 +1070,11 @@ def try_connection(connection_id: str, body: ConnectionTestBody, request: Reques
 NDJSON = "application/x-ndjson"
 MAX_PAGE = 200_000
 DEFAULT_PAGE = 50_000
+PAGED = {"parameters": [  # what _page reads, for the API document
+    {"name": "pageSize", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
+                                                                      "maximum": MAX_PAGE}},
+    {"name": "pageIndex", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": INT_MAX}}]}
 
 
 def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
@@ -1098,8 +1098,8 @@ def _page(request: Request, principal: Principal, entity: str, produce: Any) -> 
         index = int(request.query_params.get("pageIndex", 1))
     except ValueError:
         raise Invalid("pageSize and pageIndex must be integers") from None
-    if not 1 <= size <= MAX_PAGE or index < 1:
-        raise Invalid(f"pageSize must be 1-{MAX_PAGE} and pageIndex at least 1")
+    if not 1 <= size <= MAX_PAGE or not 1 <= index <= INT_MAX:
+        raise Invalid(f"pageSize must be 1-{MAX_PAGE} and pageIndex 1-{INT_MAX}")
     with _store(request).tenant(principal.tenant_id) as s:
         rows = list(itertools.islice(produce(s), (index - 1) * size, index * size + 1))
     body = odata_list(request, entity, rows[:size])
@@ -1134,17 +1134,17 @@ def _changes(principal: Principal, since: dt.datetime) -> Any:
     return lambda s: exports.software_vulnerability_changes(s, device_scope(principal), since, now)
 
 
-@export_router.get("/machines/SoftwareInventoryByMachine")
+@export_router.get("/machines/SoftwareInventoryByMachine", openapi_extra=PAGED)
 def software_inventory_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     return _page(request, principal, "SoftwareInventoryByMachine", _inventory(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilitiesByMachine")
+@export_router.get("/machines/SoftwareVulnerabilitiesByMachine", openapi_extra=PAGED)
 def software_vulnerabilities_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     return _page(request, principal, "SoftwareVulnerabilitiesByMachine", _vulnerabilities(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilityChangesByMachine")
+@export_router.get("/machines/SoftwareVulnerabilityChangesByMachine", openapi_extra=PAGED)
 def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,
                                               principal: Principal = require("analyst")) -> dict[str, Any]:
     since = _since(sinceTime, True)

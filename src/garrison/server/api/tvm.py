@@ -37,7 +37,7 @@ from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
 from garrison.inventory import FORMATS
 from garrison.server import odata
-from garrison.server.api.common import device_scope, json_response, odata_list, run_list
+from garrison.server.api.common import ODATA, device_scope, json_response, odata_list, run_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 from garrison.store.base import utcnow
@@ -189,7 +189,7 @@ def _scope_all(request: Request) -> bool:
     return scope == "all"
 
 
-@router.get("/vulnerabilities")
+@router.get("/vulnerabilities", openapi_extra=ODATA)
 def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     all_kb = _scope_all(request)
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -217,7 +217,7 @@ def _machine_vuln_to_api(r: Any) -> dict[str, Any]:
             "inUse": tvm_findings.in_use(last_used), "lastUsed": last_used}
 
 
-@router.get("/vulnerabilities/machinesVulnerabilities")
+@router.get("/vulnerabilities/machinesVulnerabilities", openapi_extra=ODATA)
 def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     """One row per (machine, CVE, software version): Defender's "list vulnerabilities by machine and
     software"; ``fixingKbId`` is the fixed version (None: no fix yet)."""
@@ -286,7 +286,7 @@ def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str
     return out
 
 
-@router.get("/vulnerabilities/{cve_id}/machineReferences")
+@router.get("/vulnerabilities/{cve_id}/machineReferences", openapi_extra=ODATA)
 def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         v = _load_vulnerability(s, principal, cve_id, _scope_all(request))
@@ -362,7 +362,7 @@ def software_to_api(r: Any) -> dict[str, Any]:
             "inUseMachines": int(in_use or 0), "inUse": int(in_use or 0) > 0}
 
 
-@router.get("/Software")
+@router.get("/Software", openapi_extra=ODATA)
 def list_software(request: Request, principal: Principal = require("analyst")) -> Response:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         stmt, cols = _software_stmt(principal)
@@ -384,7 +384,7 @@ def get_software(software_id: str, request: Request, principal: Principal = requ
         return software_to_api(_load_software(s, principal, software_id))
 
 
-@router.get("/Software/{software_id}/machineReferences")
+@router.get("/Software/{software_id}/machineReferences", openapi_extra=ODATA)
 def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         sid = _load_software(s, principal, software_id)[0]
@@ -394,7 +394,7 @@ def software_machines(software_id: str, request: Request, principal: Principal =
                            lambda ids: _package_details(s, ids, DP.package_version_id.in_(pvs)))
 
 
-@router.get("/Software/{software_id}/vulnerabilities")
+@router.get("/Software/{software_id}/vulnerabilities", openapi_extra=ODATA)
 def software_vulnerabilities(software_id: str, request: Request,
                              principal: Principal = require("analyst")) -> Response:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -432,7 +432,7 @@ def machine_software_fields() -> dict[str, odata.Field]:
             "firstSeen": odata.Field(DP.first_seen, dt.datetime)}
 
 
-@router.get("/machines/{machine_id}/software")
+@router.get("/machines/{machine_id}/software", openapi_extra=ODATA)
 def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Software installed on the machine, one entry per installed version, with its weaknesses on this
     machine, the evidence (where it was found, by which package manager) and its runtime context."""
@@ -462,7 +462,7 @@ def machine_software(machine_id: str, request: Request, principal: Principal = r
                                       default_order=[SP.id, PV.id]))
 
 
-@router.get("/machines/{machine_id}/vulnerabilities")
+@router.get("/machines/{machine_id}/vulnerabilities", openapi_extra=ODATA)
 def machine_vulnerabilities(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Vulnerabilities of the machine (each once), with exposedMachines across the caller's devices and,
     per CVE, the affected software on this machine with fixed versions and runtime context."""

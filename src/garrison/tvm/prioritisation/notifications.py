@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.protocol.bounds import parse_id
 from garrison.store.base import utcnow
 from garrison.store.models.core import DeviceGroup, Tenant
 from garrison.store.models.prioritisation import (
@@ -78,10 +79,9 @@ def validate(s: Session, principal: Principal, *, name: str, events: Iterable[st
 
 
 def get(s: Session, principal: Principal, rule_id: int | str) -> NotificationRule:
-    try:
-        key = int(rule_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no notification rule {rule_id!r}") from None
+    key = parse_id(rule_id)
+    if key is None:
+        raise NotFound(f"no notification rule {rule_id!r}")
     rule = s.get(NotificationRule, key)
     if rule is None or rule.tenant_id != principal.tenant_id or not visible(principal, rule):
         raise NotFound(f"no notification rule {rule_id!r}")

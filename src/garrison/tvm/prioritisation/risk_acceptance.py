@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
 from garrison.core.errors import Conflict, Forbidden, Invalid, NotFound
+from garrison.protocol.bounds import parse_id
 from garrison.store.base import utcnow
 from garrison.store.models.core import DeviceGroup
 from garrison.store.models.prioritisation import (
@@ -173,10 +174,9 @@ def create(s: Session, principal: Principal, recommendation_id: str, justificati
 
 
 def get(s: Session, principal: Principal, exception_id: int | str) -> RecommendationException:
-    try:
-        key = int(exception_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no exception {exception_id!r}") from None
+    key = parse_id(exception_id)
+    if key is None:
+        raise NotFound(f"no exception {exception_id!r}")
     exc = s.get(RecommendationException, key)
     if exc is None or exc.tenant_id != principal.tenant_id or not visible(s, principal, exc):
         raise NotFound(f"no exception {exception_id!r}")

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, NotFound
+from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
 from garrison.server.web import session, tvmviews
 from garrison.server.web.common import back_to, page, redirect, router
@@ -225,7 +226,7 @@ async def cancel_exception(exception_id: str, request: Request,
     def run() -> Response:
         from garrison.tvm.prioritisation import risk_acceptance
 
-        groups = [int(v) for k, v in multi if k == "group_id" and v.isdigit()] or None
+        groups = [g for k, v in multi if k == "group_id" and (g := parse_id(v)) is not None] or None
         with request.app.state.store.tenant(principal.tenant_id) as s:
             exc = risk_acceptance.get(s, principal, exception_id)
             if form.get("action") != "cancel":

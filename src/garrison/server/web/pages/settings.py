@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from garrison.core import access
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
+from garrison.protocol.limits import INT_MAX
 from garrison.server.auth import require
 from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
@@ -80,11 +81,14 @@ def _rules_from(form: dict[str, str]) -> dict[str, Any]:
 
 def _int(value: str, what: str, default: int | None = None) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         if default is not None and not value.strip():
             return default
         raise Invalid(f"{what} must be a whole number") from None
+    if abs(number) > INT_MAX:
+        raise Invalid(f"{what} is out of range")
+    return number
 
 
 async def _admin_form(request: Request, principal: Principal, work: Any, back: str) -> Response:

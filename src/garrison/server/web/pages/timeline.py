@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 
 from garrison.core.access import Principal
+from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
 from garrison.server.web import charts, tvmviews
 from garrison.server.web.common import page, router
@@ -98,8 +99,8 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
                                   height=170)
         panel: dict[str, Any] | None = None
         open_id = ctx.param("open")
-        if open_id and open_id.isdigit():
-            e = s.get(TimelineEvent, int(open_id))
+        if open_id and parse_id(open_id) is not None:
+            e = s.get(TimelineEvent, parse_id(open_id))
             if e is None or e.tenant_id != principal.tenant_id or \
                     (ctx.scope is not None and timeline.visible_count(e, ctx.scope) == 0):
                 panel = {"missing": open_id}
