@@ -25,7 +25,10 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def settings_from(data_dir: Path, database_url: str | None, **extra: Any) -> ServerSettings:
-    return ServerSettings.from_env(data_dir=data_dir, database_url=database_url, **extra)
+    try:
+        return ServerSettings.from_env(data_dir=data_dir, database_url=database_url, **extra)
+    except ValueError as exc:  # a GARRISON_* variable of the wrong type: one line, not a traceback
+        raise UserError(str(exc)) from None
 
 
 def open_store(settings: ServerSettings, upgrade: bool = True) -> Store:

@@ -1,4 +1,5 @@
-"""Server settings: command-line flags over environment (GARRISON_*) over defaults.
+"""Server settings: command-line flags over environment (GARRISON_<SETTING>, every setting, read with
+pydantic-settings; the table is docs/configuration.md) over defaults.
 
 Integrations (see docs/integrations.md): ``GARRISON_INTEGRATIONS_ALLOWED_NETWORKS`` (comma-separated
 CIDRs of internal ticket systems, mail or webhook receivers the server may reach) and
@@ -7,10 +8,17 @@ CIDRs of internal ticket systems, mail or webhook receivers the server may reach
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from garrison.integrations.settings import IntegrationSettings
 from garrison.protocol import MAX_BATCH_BYTES
@@ -71,23 +79,60 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
+        """Defaults, then every ``GARRISON_<FIELD>`` set in the environment (docs/configuration.md),
+        then ``overrides`` (command-line options; ``None`` = not given). Raises ValueError naming the
+        variable for a value of the wrong type."""
         s = cls()
-        env = os.environ
-        if "GARRISON_DATABASE_URL" in env:
-            s.database_url = env["GARRISON_DATABASE_URL"]
-        if "GARRISON_TRUSTED_PROXIES" in env:
-            s.trusted_proxies = [p.strip() for p in env["GARRISON_TRUSTED_PROXIES"].split(",") if p.strip()]
-        if "GARRISON_INTEGRATIONS_ALLOWED_NETWORKS" in env:
-            s.integrations_allowed_networks = [p.strip() for p in env["GARRISON_INTEGRATIONS_ALLOWED_NETWORKS"]
-                                               .split(",") if p.strip()]
-        if env.get("GARRISON_SECRETS_KEY"):
-            s.secrets_key = env["GARRISON_SECRETS_KEY"]
-        if env.get("GARRISON_EVENTS_URL"):
-            s.events_url = env["GARRISON_EVENTS_URL"]
-        if "GARRISON_RATE_LIMIT" in env:
-            s.rate_limit_per_minute = int(env["GARRISON_RATE_LIMIT"])
+        try:
+            from_environment = _environment_model()().model_dump(exclude_unset=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first.get("loc") else "GARRISON_*"
+            raise ValueError(f"{name}: {first['msg']}") from None
+        for key, value in from_environment.items():
+            setattr(s, key, value)
         for key, value in overrides.items():
             if value is not None:
                 setattr(s, key, value)
         s.data_dir = Path(s.data_dir).expanduser()
         return s
+
+
+# Environment names that differ from GARRISON_<FIELD> (kept from before every setting was readable).
+ENV_ALIASES = {"rate_limit_per_minute": "GARRISON_RATE_LIMIT"}
+
+
+class _Environment(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GARRISON_", env_ignore_empty=True, extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str) and info.field_name in _LIST_FIELDS:
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+
+_LIST_FIELDS = {f.name for f in dataclasses.fields(ServerSettings) if "list[" in str(f.type)}
+
+
+@functools.cache
+def _environment_model() -> type[BaseSettings]:
+    """A pydantic-settings model with one optional field per ServerSettings field (same types)."""
+    hints = typing.get_type_hints(ServerSettings)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(ServerSettings):
+        typ: Any = hints[f.name]
+        if f.name in _LIST_FIELDS:
+            typ = Annotated[typ, NoDecode]
+        names = [f"GARRISON_{f.name.upper()}"] + ([ENV_ALIASES[f.name]] if f.name in ENV_ALIASES else [])
+        fields[f.name] = (typ | None, Field(None, validation_alias=AliasChoices(*names)))
+    model: type[BaseSettings] = create_model("ServerEnvironment", __base__=_Environment, **fields)
+    return model
+
+
+def environment_variables() -> dict[str, str]:
+    """Setting name → the environment variable(s) that set it (for docs/configuration.md)."""
+    return {f.name: ", ".join([f"GARRISON_{f.name.upper()}"] + ([ENV_ALIASES[f.name]] if f.name in ENV_ALIASES
+                                                                 else []))
+            for f in dataclasses.fields(ServerSettings)}

@@ -36,9 +36,9 @@ def _port_free(host: str, port: int) -> bool:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--insecure-http", is_flag=True, help="Serve plain HTTP instead of HTTPS (tests, behind a TLS proxy).")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="GARRISON_HOST")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535), envvar="GARRISON_PORT")
+@click.option("--insecure-http", is_flag=True, envvar="GARRISON_INSECURE_HTTP", help="Serve plain HTTP instead of HTTPS (tests, behind a TLS proxy).")
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, help="CIDR of a reverse proxy whose "
@@ -61,7 +61,7 @@ def server(host: str, port: int, insecure_http: bool, tls_cert: Path | None, tls
     if not _port_free(host, port):
         raise UserError(f"port {port} on {host} is in use", as_json=as_json)
     settings = settings_from(data_dir, database_url, host=host, port=port, insecure_http=insecure_http,
-                             tls_cert=tls_cert, tls_key=tls_key, run_jobs=not no_jobs,
+                             tls_cert=tls_cert, tls_key=tls_key, run_jobs=False if no_jobs else None,
                              trusted_proxies=list(trusted_proxies) or None, events_url=events_url,
                              events_retention_days=events_retention_days)
     store = open_store(settings)
