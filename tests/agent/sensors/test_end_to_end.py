@@ -42,7 +42,7 @@ def test_process_events_reach_the_event_store_once_across_a_server_crash(
     agent = start_agent(config, tmp_path / "agent.log")
     marker = f"e2e-{os.getpid()}"
     try:
-        wait_for(lambda: status(state)["last"].get("last_checkin"), 60, "the first check-in")
+        wait_for(lambda: status(state)["last"].get("last_checkin"), 120, "the first check-in")
         _spawn(marker, 0, 100)
         srv.kill()  # SIGKILL while the agent sends: acknowledged batches are stored, the others re-sent
         _spawn(marker, 100, 100)  # recorded while the server is down: they wait in the spool
@@ -51,7 +51,7 @@ def test_process_events_reach_the_event_store_once_across_a_server_crash(
         time.sleep(2.5)  # the sensor spools at least every second: every marker is in a batch by now
         target = status(state)["last_seq"]
         # Everything up to that batch acknowledged (the spool is never empty for long: the machine is busy).
-        wait_for(lambda: _sent_through(state, target), 90, "the marked batches to be acknowledged")
+        wait_for(lambda: _sent_through(state, target), 180, "the marked batches to be acknowledged")
     finally:
         agent.terminate()
         agent.wait(30)
