@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from garrison.core import access, audit
-from garrison.core.errors import Conflict, Invalid
+from garrison.core.errors import Conflict, Forbidden, Invalid
 from garrison.inventory import InventoryParseError, ecosystem_for, parse_inventory, parse_os_release
 from garrison.inventory.common import MAX_INPUT_BYTES
 from garrison.protocol import InventoryReport, OsIdentity, RuntimeReport, SoftwarePackage
@@ -426,6 +426,10 @@ def import_agentless(store: Store, tenant_id: int, device_name: str, data: bytes
             device.os_build = found_os.pretty_name[:128]
         s.flush()
         access.assign_group(s, device)
+        if group_ids is not None and device.group_id not in group_ids:
+            # The group rules put it (new, or moved by its new OS) where the caller cannot see: refused,
+            # and the transaction with it, so nothing is created in a group the caller does not hold.
+            raise Forbidden(f"device {name!r} would be in a device group outside yours")
         state = s.get(DeviceInventoryState, device.id)
         generation = (state.generation if state else 0) + 1
         report = InventoryReport(mode="snapshot", generation=generation, os=found_os or OsIdentity(),

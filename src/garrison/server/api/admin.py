@@ -251,7 +251,7 @@ def audit_fields() -> dict[str, odata.Field]:
 
 
 @router.get("/auditLogs", openapi_extra=ODATA)
-def audit_log(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def audit_log(request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(AuditEntry), audit_fields(), lambda r: audit.to_api(r[0]), "AuditLogs",
                         default_order=[AuditEntry.at.desc(), AuditEntry.id.desc()])

@@ -8,13 +8,13 @@ from typing import Any
 import pydantic_core
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import ColumnElement, Select, func, select, true
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid
+from garrison.core.scope import AccessScope
 from garrison.server import odata
-from garrison.store.models.core import Device
 
 
 def odata_list(request: Request, entity: str, rows: Iterable[dict[str, Any]], select_: list[str] | None = None,
@@ -40,9 +40,7 @@ def parse_odata(request: Request, fields: Mapping[str, odata.Field], default_ord
 
 def device_scope(principal: Principal) -> ColumnElement[bool]:
     """Devices a caller may see: all of the tenant (the session adds the tenant) or its groups."""
-    if principal.group_ids is None:
-        return true()
-    return Device.group_id.in_(principal.group_ids)
+    return AccessScope.of(principal).devices()
 
 
 def run_list(s: Session, request: Request, stmt: Select[*tuple[Any, ...]], fields: Mapping[str, odata.Field],

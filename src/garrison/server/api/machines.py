@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 from garrison.core import actions, devices
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.scope import AccessScope
 from garrison.protocol.bounds import to_utc
 from garrison.server import odata
 from garrison.server.api.common import ODATA, device_scope, odata_list, run_list
@@ -89,10 +90,7 @@ def _machines_stmt(principal: Principal) -> Any:
 
 
 def load_device(s: Any, principal: Principal, machine_id: str) -> Device:
-    device = devices.get_device(s, machine_id)
-    if principal.group_ids is not None and device.group_id not in principal.group_ids:
-        raise NotFound(f"no machine with id {machine_id!r}")
-    return device
+    return AccessScope.of(principal).device(s, machine_id)
 
 
 @router.get("/machines", openapi_extra=ODATA)
@@ -240,7 +238,10 @@ def _load_action(s: Any, principal: Principal, action_id: str) -> tuple[MachineA
     action = s.get(MachineAction, action_id[:64])
     if action is None or action.tenant_id != principal.tenant_id:
         raise NotFound(f"no machine action {action_id!r}")
-    device = load_device(s, principal, action.device_id)
+    try:
+        device = load_device(s, principal, action.device_id)
+    except NotFound:  # the action's device is in another group: say nothing of it
+        raise NotFound(f"no machine action {action_id!r}") from None
     return action, device
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
 from garrison.core.errors import Conflict, Invalid, NotFound
+from garrison.core.scope import AccessScope
 from garrison.integrations import connections as conn_mod
 from garrison.integrations import secretbox
 from garrison.integrations import service as integrations
@@ -87,11 +88,7 @@ def _base(request: Request) -> str:
 
 
 def _load_device(s: Session, principal: Principal, machine_id: str) -> Device:
-    device = s.get(Device, machine_id[:40])
-    if device is None or device.tenant_id != principal.tenant_id or (
-            principal.group_ids is not None and device.group_id not in principal.group_ids):
-        raise NotFound(f"no machine with id {machine_id!r}")
-    return device
+    return AccessScope.of(principal).device(s, machine_id)
 
 
 def _group_names(s: Session) -> dict[int, str]:
@@ -730,8 +727,8 @@ def remediation_task_machines(task_id: str, request: Request,
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
         rows = []
-        for t, d, g in remediation.targets_with_devices(s, act):
-            if d is None or (principal.group_ids is not None and d.group_id not in principal.group_ids):
+        for t, d, g in remediation.targets_with_devices(s, act, principal):
+            if d is None:
                 continue
             rows.append(_machine_ref(d, g, {"status": "Fixed" if t.fixed_on else "Exposed", "addedOn": t.added_on,
                                              "fixedOn": t.fixed_on}))
@@ -742,7 +739,7 @@ def remediation_task_machines(task_id: str, request: Request,
 def export_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
-        text = remediation.export_csv(s, act)
+        text = remediation.export_csv(s, act, principal)
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="remediation-{act.id}.csv"'})
 

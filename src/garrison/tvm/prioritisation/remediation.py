@@ -255,21 +255,27 @@ def ticket_to_api(t: RemediationTicket) -> dict[str, Any]:
             "attempts": t.attempts}
 
 
-def targets_with_devices(s: Session, act: RemediationActivity) -> list[tuple[RemediationTarget, Device | None, str | None]]:
-    rows = s.execute(select(RemediationTarget, Device, DeviceGroup.name)
-                     .outerjoin(Device, Device.id == RemediationTarget.device_id)
-                     .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
-                     .where(RemediationTarget.activity_id == act.id)
-                     .order_by(Device.computer_dns_name, RemediationTarget.device_id)).all()
-    return [(t, d, g) for t, d, g in rows]
+def targets_with_devices(s: Session, act: RemediationActivity,
+                         principal: Principal) -> list[tuple[RemediationTarget, Device | None, str | None]]:
+    """The activity's devices that ``principal`` may see: a caller limited to device groups gets only
+    the targets whose device is in one of them (a target whose device is gone is not provably in scope).
+    The one place the API's machine references, its CSV export and the console's page read them."""
+    stmt = (select(RemediationTarget, Device, DeviceGroup.name)
+            .outerjoin(Device, Device.id == RemediationTarget.device_id)
+            .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+            .where(RemediationTarget.activity_id == act.id)
+            .order_by(Device.computer_dns_name, RemediationTarget.device_id))
+    if principal.group_ids is not None:
+        stmt = stmt.where(Device.group_id.in_(principal.group_ids))
+    return [(t, d, g) for t, d, g in s.execute(stmt).all()]
 
 
-def export_csv(s: Session, act: RemediationActivity) -> str:
+def export_csv(s: Session, act: RemediationActivity, principal: Principal) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(["Remediation activity", "Device ID", "Device name", "OS platform", "OS version", "Device group",
                 "Status", "Added on", "Fixed on"])
-    for t, d, g in targets_with_devices(s, act):
+    for t, d, g in targets_with_devices(s, act, principal):
         w.writerow([_csv_safe(act.title), t.device_id, _csv_safe(d.computer_dns_name if d else ""),
                     _csv_safe(d.os_platform if d else ""), _csv_safe(d.os_version if d else ""), _csv_safe(g or ""),
                     "Fixed" if t.fixed_on else "Exposed", t.added_on.isoformat(),

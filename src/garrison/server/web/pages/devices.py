@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from garrison.core import devices
 from garrison.core.access import Principal
-from garrison.core.errors import GarrisonError, NotFound
+from garrison.core.errors import GarrisonError
+from garrison.core.scope import AccessScope
 from garrison.server.auth import require
 from garrison.server.web import session, tvmdata, tvmviews
 from garrison.server.web.common import back_to, page, redirect, router
@@ -181,10 +182,7 @@ def _cell(value: Any) -> Any:
 
 
 def load_device(s: Session, ctx: Ctx, machine_id: str) -> Device:
-    device = devices.get_device(s, machine_id)
-    if ctx.principal.group_ids is not None and device.group_id not in ctx.principal.group_ids:
-        raise NotFound(f"no machine with id {machine_id!r}")
-    return device
+    return AccessScope.of(ctx.principal).device(s, machine_id)
 
 
 DEVICE_TABS = [("overview", "Overview"), ("software", "Software inventory"),
@@ -220,9 +218,7 @@ def device_page(machine_id: str, request: Request, principal: Principal = requir
 def _device_action(request: Request, principal: Principal, machine_id: str, form: dict[str, str]) -> Response:
     here = f"/console/devices/{machine_id}"
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        device = devices.get_device(s, machine_id)
-        if principal.group_ids is not None and device.group_id not in principal.group_ids:
-            raise NotFound(f"no machine with id {machine_id!r}")
+        device = AccessScope.of(principal).device(s, machine_id)
         try:
             what = form.get("action", "")
             if what in ("add", "remove"):

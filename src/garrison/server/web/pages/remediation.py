@@ -108,7 +108,7 @@ def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
     if open_id:
         try:
             act = remediation.get(s, ctx.principal, open_id)
-            targets = remediation.targets_with_devices(s, act)
+            targets = remediation.targets_with_devices(s, act, ctx.principal)
             panel = {"act": act, "targets": targets[:50], "target_total": len(targets),
                      "overdue": remediation.overdue(act, now), "rec": s.get(Recommendation, (act.tenant_id,
                                                                                              act.recommendation_id))}
@@ -186,7 +186,7 @@ def export_activity(activity_id: str, request: Request, principal: Principal = r
 
     with request.app.state.store.tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, activity_id)
-        body = remediation.export_csv(s, act)
+        body = remediation.export_csv(s, act, principal)
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in act.title)[:60] or "remediation"
     return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store",
