@@ -12,8 +12,18 @@ import csv
 import datetime as dt
 import io
 
-from tests.tvm.prioritisation.conftest import GA_OS, GA_STATUS, Agent, Env, api, focal_kb, ga_packages, make_group, \
-    recompute, scoped_headers
+from tests.tvm.prioritisation.conftest import (
+    GA_OS,
+    GA_STATUS,
+    Agent,
+    Env,
+    api,
+    focal_kb,
+    ga_packages,
+    make_group,
+    recompute,
+    scoped_headers,
+)
 
 SUDO = "va-_-ubuntu-_-sudo"
 
