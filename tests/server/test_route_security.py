@@ -149,3 +149,28 @@ def test_cross_tenant_lists_and_searches_show_nothing(env: Env) -> None:
     # and tenant A does see its own
     ha = env.a.headers()
     assert [m["id"] for m in env.client.get("/api/machines", headers=ha).json()["value"]] == [ids["machine_id"]]
+
+
+def test_agent_routes_declare_device_authentication_and_start_up_refuses_one_that_does_not(env: Env) -> None:
+    from fastapi import APIRouter, Request
+
+    from garrison.server.agent_api import DEVICE, DeviceAuth
+    from garrison.server.app import UnprotectedRoute, check_routes
+    from garrison.server.auth import route_device_auth
+
+    agent = [r for r in all_routes(env.app) if getattr(r, "path", "").startswith("/agent/v1/")
+             and r.path not in PUBLIC_PATHS]
+    assert len(agent) >= 3 and all(route_device_auth(r) for r in agent)
+    router = APIRouter(prefix="/agent/v1")
+
+    @router.post("/forgot")
+    async def forgot(request: Request) -> dict[str, str]:  # authenticates nothing
+        return {}
+
+    @router.post("/declared")
+    async def declared(request: Request, who: DeviceAuth = DEVICE) -> dict[str, str]:
+        return {"device": who.device_id}
+
+    check_routes([router.routes[1]])
+    with pytest.raises(UnprotectedRoute, match="device authentication"):
+        check_routes([router.routes[0]])

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -52,9 +52,14 @@ class DeviceAuth:
     offboarded: bool = False
 
 
-def _device_auth(fn: Any) -> Any:
-    fn.garrison_device_auth = True
-    return fn
+async def _device(request: Request) -> DeviceAuth:
+    """The device a request comes from: the declared dependency of every device route (``DEVICE``).
+    ``check_routes`` refuses to start with an /agent/v1 route that does not declare it."""
+    return authenticate_device(request)
+
+
+_device.garrison_device_auth = True  # type: ignore[attr-defined]
+DEVICE: Any = Depends(_device)
 
 
 async def _json_body(request: Request, model: Any) -> Any:
@@ -155,9 +160,7 @@ def _enroll_device(request: Request, body: EnrollRequest, ip: str) -> EnrollResp
 
 
 @router.post("/checkin", response_model=CheckinResponse)
-@_device_auth
-async def checkin(request: Request) -> CheckinResponse:
-    who = authenticate_device(request)
+async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse:
     body: CheckinRequest = await _json_body(request, CheckinRequest)
     now = utcnow()
     # The fast path of the whole fleet: one indexed read, no write (heartbeats are buffered).
@@ -180,9 +183,7 @@ async def checkin(request: Request) -> CheckinResponse:
 
 
 @router.post("/batches", response_model=BatchAck)
-@_device_auth
-async def upload_batch(request: Request) -> BatchAck:
-    who = authenticate_device(request)
+async def upload_batch(request: Request, who: DeviceAuth = DEVICE) -> BatchAck:
     received = await request.body()
     batch: Batch = _validated(Batch, _no_nul(_inflate(request, received)))
     # An offboarded device's credential must not keep writing (a stolen one could rename the device or
@@ -248,11 +249,9 @@ NAME_TTL = 300.0
 
 
 @router.post("/events", response_model=EventAck)
-@_device_auth
-async def upload_events(request: Request) -> EventAck:
+async def upload_events(request: Request, who: DeviceAuth = DEVICE) -> EventAck:
     """Behaviour telemetry (garrison.protocol.events): acknowledged once durable in the event store,
     idempotent on (device, seq). It does not touch the state store's upload queue."""
-    who = authenticate_device(request)
     received = await request.body()
     batch, rows = await run_in_threadpool(_event_rows, request, received)
     seq: int = batch["seq"]
@@ -306,9 +305,7 @@ def _device_name(request: Request, who: DeviceAuth) -> str:
 
 
 @router.post("/actions/{action_id}/result")
-@_device_auth
-async def action_result(action_id: str, request: Request) -> dict[str, str]:
-    who = authenticate_device(request)
+async def action_result(action_id: str, request: Request, who: DeviceAuth = DEVICE) -> dict[str, str]:
     body: ActionResult = await _json_body(request, ActionResult)
     if body.id != action_id:
         raise _Unprocessable("action id in the body does not match the URL")

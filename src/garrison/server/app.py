@@ -21,7 +21,7 @@ from garrison.core import access
 from garrison.core.errors import GarrisonError
 from garrison.edr.events.service import EventService
 from garrison.server import api, apidocs
-from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_role
+from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_device_auth, route_role
 from garrison.server.middleware import AuditLog, BodyLimit, NulGuard
 from garrison.server.ratelimit import RateLimiter
 from garrison.server.settings import ServerSettings
@@ -129,9 +129,9 @@ def check_routes(routes: list[BaseRoute]) -> None:
         if path in PUBLIC_PATHS or getattr(route, "garrison_public", False):
             continue
         if path.startswith("/agent/v1/"):
-            if getattr(getattr(route, "endpoint", None), "garrison_device_auth", False):
+            if route_device_auth(route):
                 continue
-            raise UnprotectedRoute(f"agent route {path} does not authenticate the device")
+            raise UnprotectedRoute(f"agent route {path} does not declare device authentication (agent_api.DEVICE)")
         if getattr(route, "dependant", None) is None:
             if path.startswith(("/static",)):
                 continue  # static files of the console: no data

@@ -117,13 +117,22 @@ def require(least_role: str, *, all_groups: bool = False) -> Any:
 
 def route_role(route: BaseRoute) -> str | None:
     """The least role a route requires, found in its dependency tree (None = unprotected)."""
+    return _marker(route, "garrison_role")
+
+
+def route_device_auth(route: BaseRoute) -> bool:
+    """Whether a route declares device authentication (``agent_api.DEVICE``) in its dependency tree."""
+    return bool(_marker(route, "garrison_device_auth"))
+
+
+def _marker(route: BaseRoute, attr: str) -> Any:
     dependant = getattr(route, "dependant", None)
     stack = [dependant] if dependant is not None else []
     while stack:
         dep = stack.pop()
-        role = getattr(dep.call, "garrison_role", None)
-        if role:
-            return role
+        found = getattr(dep.call, attr, None)
+        if found:
+            return found
         stack.extend(dep.dependencies)
     return None
 
