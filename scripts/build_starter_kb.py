@@ -42,7 +42,7 @@ content).
 | `debian-tracker.json.gz` | `vuln/debian-tracker/json-samples/debian.json`, unchanged | anchore/vunnel test fixture of the tracker's `/tracker/data/json` | Debian security tracker data (public); fixture repo Apache-2.0 |
 | `debian-dsa-list.gz`, `debian-dla-list.gz` | `vuln/debian-tracker/{{DSA,DLA}}/list`, unchanged | Debian security tracker `data/DSA/list`, `data/DLA/list` @ 32127b7f220c (2023-04-02) | Debian security tracker data (public) |
 | `osv-redhat.json.gz` | not in shared/: `tests/data/tvm/redhat/RHSA-*.json` of this repository (3 Red Hat errata written in the layout of Red Hat's OSV feed, facts transcribed from the errata; see tests/data/tvm/PROVENANCE.md) | access.redhat.com/errata | Red Hat security data, CC BY 4.0 |
-| `nvd-cves.json.gz` | not in shared/: `tests/data/tvm/nvd/CVE-*.json` of this repository (2 NVD CVE API 2.0 records, trimmed as tests/data/tvm/PROVENANCE.md says), wrapped in the API's response envelope | fkie-cad/nvd-json-data-feeds | NVD: US Government public domain |
+| `nvd-cves.json.gz` | not in shared/: `tests/data/tvm/nvd/CVE-*.json` (2 NVD CVE API 2.0 records) and `tests/data/tvm/nvd-severity/nvd-severity.json` ({nvd_severity} records: NVD's Primary CVSS v3.1 metric and CWE ids of each CVE the demo fleet is exposed to that no bundled feed rates) of this repository, trimmed as tests/data/tvm/PROVENANCE.md says, wrapped in the API's response envelope | fkie-cad/nvd-json-data-feeds | NVD: US Government public domain |
 | `kev.json.gz` | `vuln/kev/known_exploited_vulnerabilities.json`, unchanged (catalog 2025.08.25) | cisagov/kev-data @ eacf03ec6637 | CC0 1.0 |
 | `epss.csv.gz` | `vuln/epss/epss_scores.csv.gz`: the {epss} rows of the {cves} CVEs the files above name | FIRST EPSS via EMBA-support-repos/EPSS-data, score date 2026-08-16 | EPSS © FIRST.org, free to use under FIRST's EPSS terms |
 
@@ -116,6 +116,9 @@ def main() -> int:
     for folder, name in ((own / "redhat", "osv-redhat.json.gz"), (own / "nvd", "nvd-cves.json.gz")):
         records = [json.loads(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
         if folder.name == "nvd":
+            # NVD's CVSS for every CVE the demo fleet is exposed to that no other bundled feed rates.
+            for extra in sorted((own / "nvd-severity").glob("*.json")):
+                records += [v["cve"] for v in json.loads(extra.read_bytes())["vulnerabilities"]]
             records = {"resultsPerPage": len(records), "startIndex": 0, "totalResults": len(records),
                        "format": "NVD_CVE", "version": "2.0", "vulnerabilities": [{"cve": r} for r in records]}
         data = _json(records)
@@ -136,6 +139,7 @@ def main() -> int:
 
     (OUT / "PROVENANCE.md").write_text(PROVENANCE.format(
         usns=len(usns), pypa=len(pypa), epss=len(rows), cves=len(named),
+        nvd_severity=sum(len(json.loads(p.read_bytes())["vulnerabilities"]) for p in (ROOT / "tests" / "data" / "tvm" / "nvd-severity").glob("*.json")),
         files="\n".join(f"| `{n}` | {sz:,} |" for n, sz in sorted(sizes.items())),
     ), encoding="utf-8")
     total = sum(sizes.values())

@@ -93,8 +93,21 @@ def load(store: Store, tenant_name: str, quiet: bool = False) -> dict[str, Any]:
     findings = _count_findings(store, tenant_id)
     say(f"demo fleet: {len(FLEET)} devices, {findings['findings']} findings on {findings['vulnerabilities']} "
         f"vulnerabilities")
+    errors = feed_errors(store)
+    for line in errors:  # at start, not only on the settings page
+        say(f"[bold red]feed error[/bold red] {line}")
     return {"knowledgeBase": kb, "demoDevices": len(fleet["created"]) + len(fleet["existing"]),
-            "demoDevicesCreated": len(fleet["created"]), "demoPackages": fleet["packages"], **findings}
+            "demoDevicesCreated": len(fleet["created"]), "demoPackages": fleet["packages"], **findings,
+            "feedErrors": errors}
+
+
+def feed_errors(store: Store) -> list[str]:
+    """One line per feed whose last import failed: "name: first line of the error"."""
+    try:
+        from garrison.tvm.kb import feeds_status
+    except ImportError:
+        return []
+    return [f"{f['name']}: {str(f['error']).splitlines()[0][:300]}" for f in feeds_status(store) if f.get("error")]
 
 
 def _count_findings(store: Store, tenant_id: int) -> dict[str, int]:

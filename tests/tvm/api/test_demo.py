@@ -28,3 +28,38 @@ def test_demo_loads_real_findings_and_is_idempotent(store: Store) -> None:
     assert (second["findings"], second["vulnerabilities"]) == (first["findings"], first["vulnerabilities"])
     with store.tenant(tenant_id) as s:
         assert len(open_findings(s)) == len(found)
+
+
+def test_demo_gives_every_cve_a_severity_and_its_source(store: Store) -> None:
+    """The starter knowledge base rates every CVE the demo fleet is exposed to (the issue: 38 of 64 were
+    "Unknown", CVE-2022-1292 among them) and its feeds import without error (Alpine v3.6's heimdal)."""
+    from garrison.store.models.kb import Vulnerability
+    from garrison.tvm.kb import feeds_status
+    from garrison.tvm.kb.cvss import severity_source
+
+    with store.system() as s:
+        tenant_id = access.create_tenant(s, "default").id
+    loaded = demo.load(store, "default", quiet=True)
+    assert loaded["knowledgeBase"]["errors"] == 0 and loaded["feedErrors"] == []
+    assert [f["name"] for f in feeds_status(store) if f["error"]] == []
+    alpine = next(f for f in feeds_status(store) if f["name"] == "alpine-secdb")
+    assert "Alpine:v3.6" in alpine["releases"] and "Alpine:v3.14" not in alpine["releases"]
+    with store.tenant(tenant_id) as s:
+        cves = {f.vulnerability_id for f in open_findings(s) if f.vulnerability_id.startswith("CVE-")}
+    assert len(cves) > 50
+    with store.system() as s:
+        rated = {v.id: (v.severity, severity_source({c: getattr(v, c) for c in (
+            "severity", "cvss_v3_score", "cvss_v3_vector", "cvss_v4_score", "cvss_v4_vector", "info_ranks")}))
+            for v in s.query(Vulnerability).filter(Vulnerability.id.in_(sorted(cves)))}
+    assert [c for c, (sev, _src) in rated.items() if sev == "Unknown"] == []
+    assert rated["CVE-2022-1292"] == ("High", "NVD CVSS v3.1")
+
+
+def test_demo_reports_feed_errors_when_it_starts(store: Store) -> None:
+    from garrison.store.models.kb import FeedSource
+
+    with store.system() as s:
+        access.create_tenant(s, "default")
+        s.add(FeedSource(name="osv:broken", stats={}, error="osv:broken: HTTP 503 from the mirror\nretry later"))
+    loaded = demo.load(store, "default", quiet=True)
+    assert loaded["feedErrors"] == ["osv:broken: osv:broken: HTTP 503 from the mirror"]

@@ -204,3 +204,20 @@ def test_feeds_status(env: Env) -> None:
     feeds = get(env, "/api/feeds/status").json()["value"]
     osv = next(f for f in feeds if f["name"] == "osv")
     assert osv["recordCount"] == 28 and osv["lastSuccess"] is not None
+
+
+def test_vulnerabilities_name_the_source_of_their_severity(env: Env) -> None:
+    """Severity order (garrison.tvm.kb.cvss): NVD's CVSS beats the OSV record's, which beats the distro's words."""
+    from tests.tvm.api.conftest import DATA
+
+    _kb(env)
+    result = import_paths(env.store, [DATA / "nvd-severity" / "nvd-severity.json"])
+    matching.rematch_changed(env.store, result.changed_packages)
+    import_ga(env)
+    ncurses = get(env, "/api/vulnerabilities/CVE-2019-17594").json()  # USN-6099-1 rates nothing; NVD does
+    assert (ncurses["severity"], ncurses["cvssV3"], ncurses["severitySource"]) == ("Medium", 5.3, "NVD CVSS v3.1")
+    everything = get(env, "/api/vulnerabilities", **{"$top": "1000"}).json()["value"]
+    sources = {v["severitySource"] for v in everything}
+    assert sources <= {"NVD CVSS v3.1", "NVD CVSS v3.0", "OSV CVSS v3.1", "OSV CVSS v3.0", "NVD CVSS v4.0",
+                       "OSV CVSS v4.0", "Advisory rating", "Distribution priority", "None"}, sources
+    assert all((v["severity"] == "Unknown") == (v["severitySource"] == "None") for v in everything)

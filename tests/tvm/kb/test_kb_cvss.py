@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from garrison.tvm.kb.cvss import CvssError, base_score_v3, severity_from_score, severity_from_text
+from garrison.tvm.kb.cvss import (
+    CvssError,
+    base_score_v3,
+    base_score_v4,
+    pick_score,
+    severity_from_score,
+    severity_from_text,
+    severity_source,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +67,40 @@ def test_qualitative_ratings() -> None:
     assert severity_from_text("MODERATE") == "Medium"  # GHSA
     assert severity_from_text("negligible") == "Low"  # Ubuntu priority
     assert severity_from_text("whatever") is None
+
+
+def test_v4_scores_are_computed_by_the_cvss_library() -> None:
+    # FIRST's CVSS v4.0 specification examples (section 8 / calculator): full impact over the network is 9.3.
+    assert base_score_v4("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N") == 9.3
+    assert base_score_v4("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N") == 0.0
+    for bad in ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "CVSS:4.0/AV:X", "", "CVSS:4.0/" + "A" * 600):
+        with pytest.raises(CvssError):
+            base_score_v4(bad)
+
+
+def test_severity_order_nvd_then_osv_then_distro() -> None:
+    """The merge (garrison.tvm.kb.pipeline) in every order: the best-ranked source's CVSS rates the CVE."""
+    from garrison.tvm.kb.pipeline import _apply_info, _new_vuln_row
+    from garrison.tvm.kb.records import RANK_DISTRO, RANK_NVD, RANK_PACKAGE_DB, VulnInfo
+
+    distro = (VulnInfo(severity="Low"), RANK_DISTRO)
+    osv = (VulnInfo(cvss_v3_vector="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", cvss_v3_score=9.8), RANK_PACKAGE_DB)
+    nvd_v4 = (VulnInfo(cvss_v4_vector="CVSS:4.0/AV:L/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:L/SC:N/SI:N/SA:N",
+                       cvss_v4_score=4.8), RANK_NVD)
+    import itertools
+
+    for order in itertools.permutations([distro, osv, nvd_v4]):
+        row = _new_vuln_row("CVE-2024-0001", None)
+        for info, rank in order:
+            _apply_info(row, info, rank)
+        assert (row["severity"], severity_source(row)) == ("Medium", "NVD CVSS v4.0"), order
+        assert pick_score(row) == ("v4", 4.8)
+    for order in itertools.permutations([distro, osv]):
+        row = _new_vuln_row("CVE-2024-0001", None)
+        for info, rank in order:
+            _apply_info(row, info, rank)
+        assert (row["severity"], severity_source(row)) == ("Critical", "OSV CVSS v3.1")
+    row = _new_vuln_row("CVE-2024-0001", None)
+    _apply_info(row, *distro)
+    assert (row["severity"], severity_source(row)) == ("Low", "Distribution priority")
+    assert severity_source(_new_vuln_row("CVE-2024-0001", None)) == "None"

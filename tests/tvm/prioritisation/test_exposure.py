@@ -156,7 +156,10 @@ def test_organisation_score_weights_and_inactive_devices(env: Env) -> None:
     recompute(env)
     scores = {i: api(env, "GET", f"/api/machines/{i}")["exposureScore"] for i in [*ids, clean.id]}
     assert scores[clean.id] == 0
-    assert api(env, "GET", f"/api/machines/{clean.id}")["exposureLevel"] == "Low"
+    # No findings at all: level "None", as Defender shows (not "Low"), and the reason says so.
+    clean_exposure = api(env, "GET", f"/api/machines/{clean.id}/exposure")
+    assert api(env, "GET", f"/api/machines/{clean.id}")["exposureLevel"] == "None"
+    assert clean_exposure["exposureLevelReason"] == "No findings"
     org = api(env, "GET", "/api/exposureScore")
     want = (scores[ids[0]] * 1 + scores[ids[1]] * 0.75 + scores[ids[2]] + 0) / (1 + 0.75 + 1 + 1)
     assert org["score"] == pytest.approx(want, abs=0.01)

@@ -208,3 +208,24 @@ def test_exposed_devices_trend(env: Env) -> None:
     assert sudo["exposedMachinesTrend"] == "Rising"
     points = [(p["date"], p["exposedMachines"]) for p in sudo["exposedMachinesHistory"]]
     assert points == [((now - dt.timedelta(days=7)).date().isoformat(), 1), (now.date().isoformat(), 2)]
+
+
+def test_two_copies_of_one_package_on_a_device_count_one_device(env: Env) -> None:
+    """pip (here requests) installed twice on one host, both vulnerable: one exposed, one installed device on
+    the recommendation, the software and the vulnerability (the issue: "Update pip" counted the device twice)."""
+    from garrison.protocol import SoftwarePackage
+    from tests.tvm.prioritisation.conftest import ROOT, load_kb
+
+    load_kb(env, ROOT / "tvm" / "pypa" / "requests")
+    host = Agent(env, "two-pythons")
+    copies = [SoftwarePackage(manager="python", name="requests", version=v, ecosystem="PyPI", path=p).model_dump()
+              for v, p in (("2.19.1", "/usr/lib/python3/dist-packages"), ("2.22.0", "/opt/app/venv/lib"))]
+    host.inventory(copies)
+    recompute(env)
+    recs = [r for r in api(env, "GET", "/api/recommendations")["value"] if r["productName"] == "requests"]
+    assert [(r["exposedMachinesCount"], r["totalMachineCount"]) for r in recs] == [(1, 1)]
+    sw = api(env, "GET", f"/api/Software/{recs[0]['id'].removeprefix('va-_-')}")
+    assert (sw["exposedMachines"], sw["installedMachines"]) == (1, 1)
+    vulns = api(env, "GET", f"/api/Software/{sw['id']}/vulnerabilities")["value"]
+    assert vulns and all(v["exposedMachines"] == 1 for v in vulns)
+    assert all(v["exposedMachines"] == 1 for v in api(env, "GET", "/api/vulnerabilities")["value"])

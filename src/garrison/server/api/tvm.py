@@ -55,6 +55,7 @@ from garrison.store.models.tvm import (
 from garrison.tvm import findings as tvm_findings
 from garrison.tvm import inventory as tvm_inventory
 from garrison.tvm import service
+from garrison.tvm.kb.cvss import severity_source
 
 router = APIRouter(prefix="/api", tags=["vulnerability management"])
 Group = aliased(DeviceGroup)
@@ -133,7 +134,7 @@ VULN_COLUMNS = (V.id, V.description, V.severity, V.cvss_v3_score, V.cvss_v3_vect
                 V.cvss_v4_vector, _json_text(V.cwes), V.published_on, V.updated_on, V.public_exploit,
                 V.exploit_verified, V.exploit_in_kit, _json_text(V.exploit_types), _json_text(V.exploit_uris),
                 V.epss, V.epss_percentile, V.kev, V.kev_date_added, V.kev_due_date, V.kev_ransomware,
-                _json_text(V.references), _json_text(V.sources))
+                _json_text(V.references), _json_text(V.sources), _json_text(V.info_ranks))
 
 
 def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any, among: Any = None) -> tuple[Select[Any], Any]:
@@ -167,9 +168,12 @@ def vulnerability_to_api(r: Any) -> dict[str, Any]:
     """A row of _vuln_stmt (unpacked by position: thousands per page)."""
     (vid, description, severity, cvss_v3, cvss_v3_vector, cvss_v4, cvss_v4_vector, cwes, published_on, updated_on,
      public_exploit, exploit_verified, exploit_in_kit, exploit_types, exploit_uris, epss, epss_percentile, kev,
-     kev_date_added, kev_due_date, kev_ransomware, references, sources, exposed) = r
+     kev_date_added, kev_due_date, kev_ransomware, references, sources, info_ranks, exposed) = r
+    source = severity_source({"severity": severity, "cvss_v3_score": cvss_v3, "cvss_v3_vector": cvss_v3_vector,
+                              "cvss_v4_score": cvss_v4, "cvss_v4_vector": cvss_v4_vector,
+                              "info_ranks": json.loads(info_ranks) if info_ranks else {}})
     return {
-        "id": vid, "name": vid, "description": description, "severity": severity,
+        "id": vid, "name": vid, "description": description, "severity": severity, "severitySource": source,
         "cvssV3": cvss_v3, "cvssVector": cvss_v3_vector, "cvssV4": cvss_v4,
         "cvssV4Vector": cvss_v4_vector, "cwes": _json_list(cwes), "exposedMachines": int(exposed or 0),
         "publishedOn": published_on, "updatedOn": updated_on,

@@ -1,13 +1,25 @@
-"""CVSS v3.0/v3.1 base score from a vector string, and qualitative severity ratings.
+"""CVSS base scores from vector strings, qualitative severity ratings, and where a CVE's severity
+comes from.
 
-Feeds such as OSV carry only the vector (``CVSS:3.1/AV:N/AC:L/...``); the base score is computed
-here with the formulas of the FIRST CVSS v3.1 specification (section 7). CVSS v4 scores are taken
-as given by the feed (NVD); v4 vectors without a score are stored without one.
+Feeds such as OSV carry only the vector (``CVSS:3.1/AV:N/AC:L/...``); the v3 base score is computed
+here with the formulas of the FIRST CVSS v3.1 specification (section 7), the v4 base score with the
+maintained ``cvss`` library (FIRST's v4.0 MacroVector lookup). NVD gives both scores itself.
+
+Severity order (one place: :func:`pick_severity`, used when records are merged): a CVE's severity is
+the CVSS rating of the best-ranked source that scored it — NVD (v3.1/v3.0, else v4.0), then the CVSS
+in an OSV record (GHSA, PYSEC, a distro's OSV feed) — and only when no source gave a CVSS, the
+words of the feeds: an advisory database's rating (GHSA "MODERATE"), then the distribution's own
+priority or urgency (Ubuntu priority, Debian tracker urgency). :func:`severity_source` names the
+source for the API and console ("NVD CVSS v3.1", "OSV CVSS v3.1", "Distribution priority"…).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
+
+from cvss import CVSS4, CVSS4Error
 
 _WEIGHTS: dict[str, dict[str, float]] = {
     "AV": {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2},
@@ -128,3 +140,50 @@ def severity_from_text(value: str | None) -> str | None:
     if not value or not isinstance(value, str):
         return None
     return _TEXT.get(value.strip().lower())
+
+
+def base_score_v4(vector: str) -> float:
+    """The CVSS v4.0 base score of ``vector`` (``cvss`` library); raises CvssError for an invalid vector."""
+    if not isinstance(vector, str) or len(vector) > 512 or not vector.startswith("CVSS:4.0/"):
+        raise CvssError("not a CVSS v4.0 vector string")
+    try:
+        return float(CVSS4(vector).base_score)
+    except (CVSS4Error, ValueError, KeyError, TypeError) as exc:
+        raise CvssError(f"invalid CVSS v4.0 vector: {str(exc)[:120]}") from None
+
+
+# Ranks (garrison.tvm.kb.records): NVD 30, advisory databases (GHSA, PYSEC…) 20, distributions 10.
+_RANK_NVD, _RANK_PACKAGE_DB, _RANK_DISTRO = 30, 20, 10
+
+
+def pick_score(row: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The CVSS that rates a vulnerability row: the best-ranked source's; v3 before v4 from one source.
+    Returns ("v3"|"v4", score)."""
+    ranks = row.get("info_ranks") or {}
+    found = [(int(ranks.get(f"cvss_{v}", 0) or 0), v == "v3", v, row.get(f"cvss_{v}_score")) for v in ("v3", "v4")]
+    found = [f for f in found if f[3] is not None]
+    if not found:
+        return None
+    _rank, _v3, version, score = max(found)
+    return version, float(score)
+
+
+def severity_source(row: Mapping[str, Any]) -> str:
+    """Human name of the source of a vulnerability's severity: "NVD CVSS v3.1", "OSV CVSS v4.0",
+    "Advisory rating", "Distribution priority", or "None" when nothing rated it."""
+    ranks = row.get("info_ranks") or {}
+    picked = pick_score(row)
+    if picked is not None:
+        version, _score = picked
+        vector = str(row.get(f"cvss_{version}_vector") or "")
+        label = vector.split("/", 1)[0].replace("CVSS:", "v") if vector.startswith("CVSS:") else version
+        origin = "NVD" if int(ranks.get(f"cvss_{version}", 0) or 0) >= _RANK_NVD else "OSV"
+        return f"{origin} CVSS {label}"
+    if row.get("severity") in (None, "", "Unknown"):
+        return "None"
+    rank = int(ranks.get("severity", 0) or 0)
+    if rank >= _RANK_PACKAGE_DB:
+        return "Advisory rating"
+    if rank >= _RANK_DISTRO:
+        return "Distribution priority"
+    return "Advisory rating"

@@ -31,7 +31,7 @@ from garrison.store.models.kb import (
     Vulnerability,
 )
 from garrison.tvm.kb.archive import iter_inputs
-from garrison.tvm.kb.cvss import severity_from_score
+from garrison.tvm.kb.cvss import pick_score, severity_from_score
 from garrison.tvm.kb.records import (
     RANK_FALLBACK,
     AdvisoryRecord,
@@ -258,12 +258,12 @@ def _apply_info(row: dict[str, Any], info: VulnInfo, rank: int) -> None:
         if _empty(row.get(col)) or rank >= ranks.get(group, 0):
             row[col] = list(value) if isinstance(value, list) else value
             ranks[group] = max(rank, ranks.get(group, 0))
-    # Severity: the CVSS rating when a score is known, else the feed's word for it.
-    score = row.get("cvss_v3_score")
-    if score is None:
-        score = row.get("cvss_v4_score")
-    if score is not None:
-        row["severity"] = severity_from_score(score)
+    # Severity: the best-ranked source's CVSS rating when a score is known, else the feeds' words for it
+    # (order documented in garrison.tvm.kb.cvss).
+    row["info_ranks"] = ranks
+    picked = pick_score(row)
+    if picked is not None:
+        row["severity"] = severity_from_score(picked[1])
     elif info.severity and (row.get("severity") in (None, "Unknown") or rank >= ranks.get("severity", 0)):
         row["severity"] = info.severity
         ranks["severity"] = rank

@@ -5,16 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from garrison.store.db import Store
-from garrison.store.models.kb import Advisory, FeedSource, Vulnerability
+from garrison.store.models.kb import Advisory, AffectedPackage, FeedSource, Vulnerability
+
+MAX_RELEASES = 200  # listed per feed
+
+
+def covered_releases(s: Session) -> set[str]:
+    """Every ecosystem (distro release or package ecosystem) some imported advisory covers: a device whose
+    release is not among them has no data, not "no vulnerabilities"."""
+    return set(s.scalars(select(AffectedPackage.ecosystem).distinct()))
 
 
 def feeds_status(store: Store) -> list[dict[str, Any]]:
     """One dict per feed: name, url, last_sync, last_success, record_count (records in its last import),
-    error, stats, and what the knowledge base holds from it (``advisories`` for advisory feeds,
-    ``vulnerabilities`` flagged for enrichment feeds)."""
+    error, stats, what the knowledge base holds from it (``advisories`` for advisory feeds,
+    ``vulnerabilities`` flagged for enrichment feeds) and, for advisory feeds, the ``releases`` (OSV
+    ecosystems: ``Ubuntu:20.04:LTS``, ``Alpine:v3.11``, ``PyPI``…) its records cover."""
     with store.system() as s:
+        releases: dict[str, list[str]] = {}
+        for source, eco in s.execute(select(Advisory.source, AffectedPackage.ecosystem).distinct()
+                                     .join(AffectedPackage, AffectedPackage.advisory_id == Advisory.id)):
+            releases.setdefault(source, []).append(eco)
         feeds = s.execute(select(FeedSource).order_by(FeedSource.name)).scalars().all()
         advisories = {
             source: count
@@ -32,6 +46,7 @@ def feeds_status(store: Store) -> list[dict[str, Any]]:
             held: dict[str, Any] = {}
             if importer in advisories:
                 held["advisories"] = advisories[importer]
+                held["releases"] = sorted(releases.get(importer, []))[:MAX_RELEASES]
             if importer in flags:
                 held["vulnerabilities"] = flags[importer]
             out.append({

@@ -119,6 +119,7 @@ def device_exposure(s: Session, device: Device, now: dt.datetime | None = None) 
         "computerDnsName": device.computer_dns_name,
         "exposureScore": device.exposure_score,
         "exposureLevel": device.exposure_level,
+        "exposureLevelReason": exposure.no_data_reason(s, device, now),
         "computedScore": exposure.rounded(score),
         "computedLevel": exposure.level_for(score, counts),
         "deviceValue": device.device_value,

@@ -277,6 +277,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
     # pass 2: per package version and device group; Python sums them into recommendations
     stage = Staging(pv_rows, sib_rows, [d.row() for d in counting])
     accs = _pass_by_package_version(s, tenant_id, units, pv_unit, pv_hz, sorted(comps), now, stage)
+    _count_devices_once(s, tenant_id, units, accs, pv_rows, now)
     _apply_sibling_use(s, tenant_id, units, pv_unit, pv_hz, accs, sorted(comps), now)
     _apply_reduced(s, tenant_id, units, accs, reduced_pvs)
     _apply_alerts(alerts, devs, units, accs, reduced, pv_hz)
@@ -586,6 +587,37 @@ def _pass_by_package_version(s: Session, tenant_id: int, units: Units, pv_unit: 
             acc.in_use += int(in_use or 0)
             acc.threat += pv_hz[pv_id] * int(cnt)
     return accs
+
+
+def _count_devices_once(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc],
+                        pv_rows: list[dict[str, Any]], now: dt.datetime) -> None:
+    """Pass 2 counts (package version, device) pairs; a device with two versions of one unit (pip in the
+    system and in a virtualenv) is one device: exposed, in-use, internet-facing and High/Low-value counts
+    are corrected for the units whose vulnerable package versions span several source versions."""
+    vks: dict[int, set[int]] = defaultdict(set)
+    for r in pv_rows:
+        vks[r["u"]].add(r["k"])
+    multi = sorted(u for u, ks in vks.items() if len(ks) > 1)
+    used = "CASE WHEN dp.last_used >= :since THEN 1 ELSE 0 END"
+    sql = (f"SELECT p.unit, d.gkey, COUNT(*), SUM({used}), MAX({used}), MAX(d.internet), MAX(d.is_high), "
+           "MAX(d.is_low) FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
+           "WHERE p.unit IN :u AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+           f"AND d.device_id = dp.device_id AND {_REP} GROUP BY p.unit, d.gkey, dp.device_id HAVING COUNT(*) > 1")
+    for i in range(0, len(multi), 500):
+        for unit, gkey, n, n_used, any_used, net, hi, lo in s.execute(
+                text(sql).bindparams(bindparam("u", expanding=True)),
+                {"u": multi[i:i + 500], "t": tenant_id, "since": now - findings.IN_USE_WINDOW}):
+            acc = accs.get(units.rec_ids[unit])
+            if acc is None:
+                continue
+            extra = int(n) - 1
+            grp = acc.group(int(gkey))
+            grp.exposed -= extra
+            grp.in_use -= int(n_used or 0) - int(any_used or 0)
+            acc.in_use -= int(n_used or 0) - int(any_used or 0)
+            acc.internet_facing -= int(net or 0) * extra
+            acc.high_value -= int(hi or 0) * extra
+            acc.low_value -= int(lo or 0) * extra
 
 
 def _apply_sibling_use(s: Session, tenant_id: int, units: Units, pv_unit: dict[int, int], pv_hz: dict[int, float],

@@ -25,14 +25,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, func, select
+from sqlalchemy import Float, and_, case, cast, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from garrison.store.models.core import Device
-from garrison.store.models.kb import Vulnerability
+from garrison.store.models.kb import AffectedPackage, Vulnerability
 from garrison.store.models.prioritisation import ORG, ExposureGroupScore
+from garrison.store.models.tvm import DeviceInventoryState
 
 # --- constants of the formula (docs/exposure-score.md) -----------------------------------
 
@@ -170,7 +171,8 @@ def score_from_hazard(total_hazard: float, multiplier: float = 1.0) -> float:
 
 
 def level_for(score: float | None, has_data: bool = True) -> str:
-    if not has_data or score is None:
+    """Low/Medium/High; "None" when the device has no data or no findings at all (score 0), as Defender shows."""
+    if not has_data or score is None or score <= 0:
         return "None"
     if score < 30:
         return "Low"
@@ -187,6 +189,55 @@ def is_active_expr(now: dt.datetime) -> ColumnElement[bool]:
     """Devices that count for vulnerability management: not offboarded, seen in the last 30 days."""
     seen = func.coalesce(Device.last_seen, Device.first_seen)
     return and_(Device.offboarded_at.is_(None), seen >= now - INACTIVE_AFTER)
+
+
+def release_covered_expr() -> ColumnElement[bool]:
+    """The device's release (its inventory's OSV ecosystem) is covered by some imported advisory; a device
+    whose inventory names no release (an SBOM of application packages) is judged by its packages."""
+    ecosystem = DeviceInventoryState.ecosystem
+    return or_(ecosystem == "", select(AffectedPackage.id).where(AffectedPackage.ecosystem == ecosystem).exists())
+
+
+def has_data_expr(now: dt.datetime) -> ColumnElement[bool]:
+    """Devices the prioritisation job scores: active, with an inventory. (Their level is "None" when they
+    have no findings; :func:`covered_expr` tells whether that is because no feed covers their release.)"""
+    inventory = (select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id)
+                 .correlate(Device).exists())
+    return and_(is_active_expr(now), inventory)
+
+
+def covered_expr() -> ColumnElement[bool]:
+    """The device has an inventory of a release some imported feed covers."""
+    return (select(DeviceInventoryState.device_id)
+            .where(DeviceInventoryState.device_id == Device.id, release_covered_expr())
+            .correlate(Device).exists())
+
+
+REASON_INACTIVE = "Inactive: not seen in the last 30 days"
+REASON_NO_INVENTORY = "No data: no software inventory yet"
+REASON_NOT_COVERED = "No data / release not covered"
+REASON_NO_FINDINGS = "No findings"
+
+
+def inventory_reason(s: Session, device: Device) -> str | None:
+    """Why the device's inventory gives no exposure data (none yet, or a release no feed covers), or None."""
+    state = s.get(DeviceInventoryState, device.id)
+    if state is None:
+        return REASON_NO_INVENTORY
+    if state.ecosystem and s.scalar(select(AffectedPackage.id)
+                                    .where(AffectedPackage.ecosystem == state.ecosystem).limit(1)) is None:
+        return f"{REASON_NOT_COVERED} ({state.ecosystem})"
+    return None
+
+
+def no_data_reason(s: Session, device: Device, now: dt.datetime) -> str | None:
+    """Why a device's exposure level is "None" (API ``exposureLevelReason``), or None when it has a level."""
+    if not is_active(device, now):
+        return REASON_INACTIVE
+    reason = inventory_reason(s, device)
+    if (device.exposure_level or "None") != "None":
+        return None  # scored (configuration findings count even where no feed covers the release)
+    return reason or REASON_NO_FINDINGS
 
 
 def is_active(device: Device, now: dt.datetime) -> bool:

@@ -99,17 +99,26 @@ def has_data_expr(now: dt.datetime) -> Any:
     prioritisation job counts them); the others show "No data"."""
     from garrison.tvm.prioritisation import exposure
 
-    inventory = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
-        .correlate(Device).exists()
-    return and_(exposure.is_active_expr(now), inventory)
+    return exposure.has_data_expr(now)
 
 
-def exposure_shown(device: Device, now: dt.datetime, has_inventory: bool = True) -> str:
+def covered_expr() -> Any:
     from garrison.tvm.prioritisation import exposure
 
-    if not has_inventory or not exposure.is_active(device, now):
+    return exposure.covered_expr()
+
+
+def exposure_shown(device: Device, now: dt.datetime, has_data: bool = True, covered: bool = True) -> str:
+    """The level a person sees: Low/Medium/High/None, "No data", or "No data / release not covered" for a
+    device whose release no imported feed covers and that nothing else scored (never "Low")."""
+    from garrison.tvm.prioritisation import exposure
+
+    if not has_data:
         return "No data"
-    return device.exposure_level or "None"
+    level = device.exposure_level or "None"
+    if level == "None" and not covered:
+        return exposure.REASON_NOT_COVERED
+    return level
 
 
 @router.get("/devices")
@@ -121,14 +130,14 @@ def device_list(request: Request, principal: Principal = require("analyst")) -> 
         total = s.scalar(select(func.count()).select_from(Device).where(*conds)) or 0
         p = pager(ctx, total)
         sort = sort_of(ctx, cols, "exposure", default_desc=True)
-        rows = s.execute(select(Device, DeviceGroup.name, has_data_expr(now))
+        rows = s.execute(select(Device, DeviceGroup.name, has_data_expr(now), covered_expr())
                          .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
                          .where(*conds).order_by(*order_by(cols, sort, [Device.computer_dns_name, Device.id]))
                          .limit(p.size).offset(p.offset)).all()
         platforms = [r for (r,) in s.execute(select(Device.os_platform).where(ctx.device_cond())
                                              .group_by(Device.os_platform).order_by(Device.os_platform)) if r]
-        items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now, data)}
-                 for d, g, data in rows]
+        items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now, data, inv)}
+                 for d, g, data, inv in rows]
         return render(ctx, "devices.html", title="Devices", cols=cols, sort=sort, p=p, items=items,
                       platforms=platforms, levels=LEVELS + ("No data",), risks=RISK,
                       health_labels=HEALTH_LABELS, values=devices.DEVICE_VALUES, now=now)
@@ -151,15 +160,15 @@ def device_csv(request: Request, principal: Principal = require("analyst")) -> R
         writer = csv.writer(buf)
         writer.writerow(CSV_FIELDS)
         with store.tenant(principal.tenant_id) as s:
-            stmt = (select(Device, DeviceGroup.name, has_data_expr(now))
+            stmt = (select(Device, DeviceGroup.name, has_data_expr(now), covered_expr())
                     .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
                     .where(*conds).order_by(Device.computer_dns_name, Device.id)
                     .execution_options(yield_per=1000))
-            for n, (d, g, data) in enumerate(s.execute(stmt)):
+            for n, (d, g, data, inv) in enumerate(s.execute(stmt)):
                 name = d.computer_dns_name
                 writer.writerow([_cell(v) for v in (
                     name, d.id, name.split(".", 1)[1] if "." in name else "", d.os_platform, d.os_version,
-                    d.risk_score, exposure_shown(d, now, data), round(d.exposure_score or 0, 1),
+                    d.risk_score, exposure_shown(d, now, data, inv), round(d.exposure_score or 0, 1),
                     devices.health_status(d, now), d.onboarding_status,
                     d.last_seen.isoformat() if d.last_seen else "", d.first_seen.isoformat() if d.first_seen else "",
                     d.last_ip_address, ";".join(d.tags or []), d.device_value, g or "")])
@@ -208,10 +217,16 @@ def device_page(machine_id: str, request: Request, principal: Principal = requir
             data = tvmdata.device_configuration(s, ctx, device)
         elif tab == "recommendations":
             data = tvmdata.device_recommendations(s, ctx, device)
+        from garrison.tvm.prioritisation import exposure
+
+        reason = exposure.no_data_reason(s, device, now)
         return render(ctx, "device.html", title=device.computer_dns_name or device.id, d=device,
                       group=group.name if group else None, tab=tab, tabs=DEVICE_TABS, data=data,
                       health=devices.health_status(device, now),
-                      exposure=exposure_shown(device, now, s.get(DeviceInventoryState, device.id) is not None),
+                      exposure=exposure_shown(device, now, s.get(DeviceInventoryState, device.id) is not None
+                                              and exposure.is_active(device, now),
+                                              exposure.inventory_reason(s, device) is None),
+                      exposure_reason=reason,
                       values=devices.DEVICE_VALUES, now=now)
 
 

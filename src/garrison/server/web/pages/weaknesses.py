@@ -15,6 +15,7 @@ from garrison.server.web import tvmviews
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Column, choice, pager, render, sort_of
 from garrison.store.models.kb import Vulnerability
+from garrison.tvm.kb.cvss import severity_source
 
 COLUMNS = [
     Column("id", "Name", "id"),
@@ -81,6 +82,9 @@ def weakness_list(request: Request, principal: Principal = require("analyst")) -
                 devices, total = tvmviews.vulnerability_devices(s, ctx, v.id, 10)
                 panel = {"v": v, "summary": summary, "devices": devices, "device_total": total,
                          "recs": tvmviews.recommendations_for_vulnerability(s, v.id),
-                         "refs": [r for r in (v.references or []) if isinstance(r, (str, dict))][:12]}
+                         "refs": [r for r in (v.references or []) if isinstance(r, (str, dict))][:12],
+                         "severity_source": severity_source(
+                             {c: getattr(v, c) for c in ("severity", "cvss_v3_score", "cvss_v3_vector", "cvss_v4_score",
+                                                          "cvss_v4_vector", "info_ranks")})}
         return render(ctx, "weaknesses.html", title="Weaknesses", cols=COLUMNS, sort=sort, p=p, items=items,
                       counts=counts, panel=panel, severities=SEVERITIES, threats=THREATS)

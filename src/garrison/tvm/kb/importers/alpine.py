@@ -3,7 +3,8 @@
 
 One advisory per (release, package, fixed version), id ``ALPINE-v3.10-openssl-1.1.1d-r0``: it names the
 CVEs fixed in that version. Fixed version "0" means the package in that release was never affected.
-Package names are origin (aports) names, as apk's installed database records them.
+Package names are origin (aports) names, as apk's installed database records them. A fixed version
+listed with an empty list of ids (real data: heimdal ``7.4.0-r0`` in v3.6) records no fix and is skipped.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class AlpineSecdbImporter(Importer):
                 yield RecordError(f"{origin}: packages[{i}].pkg.secfixes: not a mapping ({name})")
                 continue
             for version, ids in secfixes.items():
+                if ids is None or ids == []:
+                    # A version listed with no ids fixes nothing (real data: heimdal 7.4.0-r0 in v3.6).
+                    continue
                 yield self._fix(origin, i, release, ecosystem, name, version, ids)
 
     def _fix(self, origin: str, i: int, release: str, ecosystem: str, name: str, version: Any,

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from garrison.tvm.kb.cvss import severity_from_text
 from garrison.tvm.kb.records import (
     ADVISORY_ID_RE,
     CVE_RE,
@@ -117,10 +118,21 @@ class DebianTrackerImporter(Importer):
             raw=bounded_raw({"id": cve, "packages": packages}),
             vulnerabilities=[cve] if CVE_RE.match(cve) else [],
             affected=affected,
-            info={"*": VulnInfo(description=description)},
+            info={"*": VulnInfo(description=description, severity=_highest_urgency(affected))},
             rank=RANK_DISTRO,
             warnings=warnings,
         )
+
+
+def _highest_urgency(rows: list[Affected]) -> str | None:
+    """The distro's own rating of the CVE: the highest urgency over its packages and releases (the last
+    source in the severity order, after NVD and OSV CVSS; see garrison.tvm.kb.cvss)."""
+    rated = [severity_from_text(r.severity) for r in rows]
+    known = [s for s in rated if s in _URGENCY_ORDER]
+    return max(known, key=_URGENCY_ORDER.index) if known else None
+
+
+_URGENCY_ORDER = ("None", "Low", "Medium", "High", "Critical")
 
 
 def _tracker_row(rel: dict[str, Any], ecosystem: str, package: str, path: str) -> Affected:

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 
 import yaml
 
-from garrison.tvm.kb.cvss import CvssError, base_score_v3, severity_from_score, severity_from_text
+from garrison.tvm.kb.cvss import (
+    CvssError,
+    base_score_v3,
+    base_score_v4,
+    severity_from_score,
+    severity_from_text,
+)
 from garrison.tvm.kb.records import (
     ADVISORY_ID_RE,
     CVE_RE,
@@ -136,8 +142,13 @@ def _severity_entries(entries: list[Any], path: str, info: VulnInfo, warnings: l
             if info.cvss_v3_score is None or value > info.cvss_v3_score:
                 info.cvss_v3_vector, info.cvss_v3_score = score, value
         elif kind == "CVSS_V4":
-            if score.startswith("CVSS:4.0/"):
-                info.cvss_v4_vector = score
+            try:
+                value = base_score_v4(score)
+            except CvssError as exc:
+                warnings.append(f"{path}[{i}].score: ignored: {exc}")
+                continue
+            if info.cvss_v4_score is None or value > info.cvss_v4_score:
+                info.cvss_v4_vector, info.cvss_v4_score = score, value
         elif kind == "Ubuntu":
             priority = score.lower()
             info.severity = info.severity or severity_from_text(score)
