@@ -172,7 +172,13 @@ def test_side_panel_and_request_remediation(page: Any, console: Console) -> None
     data = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text(encoding="utf-8"))))
     assert data[0][:3] == ["Remediation activity", "Device ID", "Device name"]
     assert len(data) == 6 and all(r[6] == "Exposed" for r in data[1:])
-    # mark complete
+    # mark complete: a confirmation first (dismissed: nothing happens), then accepted
+    dialogs: list[str] = []
+    pg.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    panel.get_by_role("button", name="Mark as complete").click()
+    expect(pg.get_by_test_id("side-panel")).to_contain_text("0 of 5 devices fixed")
+    assert dialogs and "complete?" in dialogs[0]
+    pg.once("dialog", lambda d: d.accept())
     panel.get_by_role("button", name="Mark as complete").click()
     expect(pg.get_by_test_id("flash")).to_contain_text("as complete")
     expect(pg.get_by_test_id("side-panel")).to_contain_text("Completed by sam@acme.example")

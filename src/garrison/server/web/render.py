@@ -9,6 +9,7 @@ can be shared as it is.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,11 +60,72 @@ def _env() -> Environment:
     env.globals.update(charts=charts, fmt_num=charts.fmt_num, NAV=NAV, PREFIX=PREFIX, CSRF_FIELD=CSRF_FIELD,
                        ASSET_VERSION=ASSET_VERSION)
     env.filters.update(when=fmt_when, day=fmt_day, ago=fmt_ago, num=charts.fmt_num, pct=fmt_pct,
-                       external_url=external_url)
+                       external_url=external_url, label=label, plural=plural, software_name=software_name)
     return env
 
 
 # --- formatting -------------------------------------------------------------------------
+
+# Words for the enum values of the model (Defender's API names) that reach a page; one registry, merged
+# with the per-page ones (remediation types, categories, timeline events, justifications) by :func:`label`.
+LABELS: dict[str, str] = {
+    "CanBeOnboarded": "Can be onboarded", "Onboarded": "Onboarded", "InsufficientInfo": "Insufficient info",
+    "Unsupported": "Unsupported", "Active": "Active", "Completed": "Completed", "Exception": "Exception",
+    "NotStarted": "Not started", "InProgress": "In progress", "Cancelled": "Cancelled", "Expired": "Expired",
+    "deviceGroupIds": "Device groups", "rbacGroupIds": "Device groups", "justification": "Justification",
+    "expiringOn": "Expires on", "dueOn": "Due on", "recommendationId": "Recommendation",
+}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def label(value: object) -> str:
+    """A person's words for an enum value: the registry's, else ``CamelCase`` split into "Camel case"."""
+    if value is None:
+        return ""
+    text = str(value)
+    known = LABELS.get(text) or _page_labels().get(text)
+    if known:
+        return known
+    if _CAMEL.search(text) and " " not in text:
+        words = _CAMEL.sub(" ", text).split(" ")
+        return " ".join([words[0]] + [w.lower() if not w.isupper() else w for w in words[1:]])
+    return text
+
+
+def _page_labels() -> dict[str, str]:
+    from garrison.server.web import tvmviews
+    from garrison.server.web.pages.timeline import TYPE_LABELS
+
+    return {**tvmviews.REMEDIATION_LABELS, **tvmviews.CATEGORY_LABELS, **tvmviews.JUSTIFICATION_LABELS,
+            **TYPE_LABELS}
+
+
+_FIELD_IN_PARENS = re.compile(r" \((?:[a-z]+[A-Z][A-Za-z]*)\)")
+_FIELD = re.compile(r"\b[a-z]+[A-Z][A-Za-z]*\b")
+
+
+def humane_error(message: object) -> str:
+    """An API error for a page: API field names (``deviceGroupIds``) become words or go."""
+    text = _FIELD_IN_PARENS.sub("", str(message))
+    return _FIELD.sub(lambda m: LABELS.get(m.group(0), m.group(0)), text)
+
+
+def plural(count: object, noun: str, nouns: str | None = None) -> str:
+    """"1 device", "2 devices", "1,024 devices"."""
+    try:
+        n = int(count)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        n = 0
+    return f"{charts.fmt_num(n)} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def software_name(software_id: object) -> str:
+    """A software id (``vendor-_-product``, a recommendation's ``va-_-python-_-pip``) as "pip (python)"."""
+    parts = [p for p in str(software_id or "").split("-_-") if p and p != "va"]
+    if not parts:
+        return ""
+    return parts[-1] if len(parts) == 1 else f"{parts[-1]} ({parts[0]})"
+
 
 def fmt_when(value: dt.datetime | None) -> str:
     if value is None:

@@ -19,7 +19,7 @@ from garrison.core.errors import GarrisonError, Invalid, NotFound
 from garrison.server.auth import require
 from garrison.server.web import session, tvmviews
 from garrison.server.web.common import page, redirect, router
-from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
+from garrison.server.web.render import Column, Ctx, choice, humane_error, order_by, pager, render, sort_of
 from garrison.store.models.prioritisation import Recommendation, RemediationActivity
 
 STATUSES = {"Active": "Active", "Exception": "Full exception", "PartialException": "Partial exception"}
@@ -97,11 +97,57 @@ def panel_data(s: Session, ctx: Ctx, rec: Recommendation) -> dict[str, Any]:
     excepted_groups = set(eff.group_exception_ids) if eff else set()
     activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
                                 .order_by(RemediationActivity.created_on.desc()).limit(5)))
+    global_exception = bool(eff and eff.global_id)
     return {"rec": rec, "vulns": tvmviews.recommendation_vulns(s, rec, 25), "devices": devices,
-            "device_total": device_total, "global_exception": bool(eff and eff.global_id),
+            "device_total": device_total, "global_exception": global_exception,
             "excepted_groups": excepted_groups, "activities": activities,
             "default_due": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
-            "today": dt.date.today().isoformat()}
+            "today": dt.date.today().isoformat(),
+            "exception_form": exception_form(ctx, excepted_groups, global_exception),
+            "remediation_form": remediation_form(ctx)}
+
+
+def _sent(ctx: Ctx, form: str) -> bool:
+    """The page was reached back from a refused ``form`` (it carries what was typed)."""
+    return ctx.param("sent") == form
+
+
+def _sent_groups(ctx: Ctx) -> set[int]:
+    return {int(g) for g in ctx.params("groups") if g.isdigit()}
+
+
+def exception_form(ctx: Ctx, excepted: set[int], global_exception: bool) -> dict[str, Any]:
+    """Values of the exception form: what was typed when it comes back refused; else a scope that works —
+    the device groups selected in the console, else Global for whoever may use it, else all the user's
+    groups (never "Selected device groups" with nothing ticked)."""
+    can_global = ctx.allows("admin") and ctx.principal.group_ids is None and not global_exception
+    if _sent(ctx, "exception"):
+        scope = "Global" if ctx.param("scope") == "Global" and can_global else "DeviceGroups"
+        groups = _sent_groups(ctx)
+    elif ctx.selected:
+        scope, groups = "DeviceGroups", set(ctx.selected) - excepted
+    elif can_global:
+        scope, groups = "Global", set()
+    else:
+        scope, groups = "DeviceGroups", {gid for gid, _name in ctx.groups} - excepted
+    return {"scope": scope, "groups": groups, "can_global": can_global,
+            "justification": ctx.param("justification"), "duration": ctx.param("duration") or "30",
+            "context": (ctx.request.query_params.get("context") or "")[:4000]}
+
+
+def remediation_form(ctx: Ctx) -> dict[str, Any]:
+    sent = _sent(ctx, "remediation")
+    return {"priority": ctx.param("priority") if sent else "Medium", "due": ctx.param("due") if sent else "",
+            "groups": _sent_groups(ctx) if sent else set(ctx.selected),
+            "notes": (ctx.request.query_params.get("notes") or "")[:4000] if sent else ""}
+
+
+def _refused(request: Request, rec_id: str, form: str, multi: list[tuple[str, str]], message: str) -> Response:
+    """Back to the panel with the form open, the error, and every field as it was typed."""
+    kept = [(k, v[:4000]) for k, v in multi if k not in ("csrf_token", "sent", "action", "open")][:200]
+    query = urlencode([("open", rec_id), ("action", "remediate" if form == "remediation" else form),
+                       ("sent", form), *kept])
+    return redirect(request, "/console/recommendations?" + query, humane_error(message), "error")
 
 
 @router.get("/recommendations")
@@ -161,7 +207,6 @@ async def request_remediation(rec_id: str, request: Request,
                               principal: Principal = require("security_operator")) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
-    back = "/console/recommendations?" + urlencode({"open": rec_id})
 
     def run() -> Response:
         from garrison.tvm.prioritisation import recommendations as recs
@@ -180,7 +225,7 @@ async def request_remediation(rec_id: str, request: Request,
         except NotFound:
             raise
         except GarrisonError as exc:
-            return redirect(request, back, f"Remediation not requested: {exc}", "error")
+            return _refused(request, rec_id, "remediation", multi, f"Remediation not requested: {exc}")
         return redirect(request, "/console/remediation?" + urlencode({"open": act_id}),
                         f"Remediation activity created for {targets} exposed device{'s' if targets != 1 else ''}.")
 
@@ -192,7 +237,6 @@ async def create_exception(rec_id: str, request: Request,
                            principal: Principal = require("security_operator")) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
-    back = "/console/recommendations?" + urlencode({"open": rec_id})
 
     def run() -> Response:
         from garrison.tvm.prioritisation import risk_acceptance
@@ -213,7 +257,7 @@ async def create_exception(rec_id: str, request: Request,
         except NotFound:
             raise
         except GarrisonError as exc_:
-            return redirect(request, back, f"Exception not created: {exc_}", "error")
+            return _refused(request, rec_id, "exception", multi, f"Exception not created: {exc_}")
         return redirect(request, "/console/remediation?" + urlencode({"tab": "exceptions", "open": exc_id}),
                         "Exception created. Scores and the recommendation's status follow at the next "
                         "refresh (within a minute).")

@@ -36,6 +36,8 @@ LIST_COLUMNS = [
     Column("exposed", "Exposed devices", "exposed", numeric=True, default_desc=True),
     Column("impact", "Impact", "impact", numeric=True, default_desc=True),
 ]
+# Every weakness has a bar: "Unknown" ones too (a chart that drops them reads 0/0/0/0 for 28 weaknesses).
+SEVERITY_BARS = ("Critical", "High", "Medium", "Low", "Unknown")
 SEVERITY_COLORS = {"Critical": "#8e1b2e", "High": "#c4314b", "Medium": "#d9730d", "Low": "#c9a400",
                    "Unknown": "#a19f9d", "None": "#a19f9d"}
 
@@ -148,7 +150,7 @@ def software_page(software_id: str, request: Request, principal: Principal = req
         sev_chart = charts.bar_chart([charts.Bar(sev, by_sev.get(sev, 0), max(by_sev.values(), default=1),
                                                  text=str(by_sev.get(sev, 0)), color=SEVERITY_COLORS[sev],
                                                  href=ctx.url(f"/software/{product.id}", tab="vulnerabilities"))
-                                      for sev in ("Critical", "High", "Medium", "Low")],
+                                      for sev in SEVERITY_BARS + (("None",) if by_sev.get("None") else ())],
                                      title="Vulnerabilities by severity", width=300, label_width=70)
         exp_chart = charts.donut([charts.Segment("Exposed", exposed, "#c4314b",
                                                  ctx.url(f"/software/{product.id}", tab="devices", exposed="1")),

@@ -1,0 +1,146 @@
+"""Vulnerability management a person can trust at a glance (issue 12), in Chromium: devices no feed
+covers say so instead of "Low", each CVE names where its severity comes from, and the feed status lists
+the releases each feed covers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web import fleet
+from tests.web.conftest import Console, sign_in
+from tests.web.test_console_browser import rows, tab
+
+pytestmark = pytest.mark.browser
+
+ALPINE_314 = fleet.DATA / "inventories" / "alpine-3.14.0.apk-installed"
+ALPINE_314_OS = fleet.DATA / "inventories" / "alpine-3.14.0.os-release"
+
+
+@pytest.fixture
+def uncovered(console: Console) -> Iterator[str]:
+    """A real Alpine 3.14 host: the seeded knowledge base has secdb for v3.15 only. Removed afterwards."""
+    from sqlalchemy import delete
+
+    from garrison.store.models.core import Device
+    from garrison.tvm import inventory
+
+    os_ident = inventory.read_os_release(ALPINE_314_OS.read_bytes())
+    out = inventory.import_agentless(console.store, console.tenant_id, "alpine-old",
+                                     ALPINE_314.read_bytes(), os_ident=os_ident)
+    fleet.refresh(console.store, console.tenant_id)
+    yield str(out["machineId"])
+    with console.store.tenant(console.tenant_id) as s:
+        s.execute(delete(Device).where(Device.id == out["machineId"]))
+    fleet.refresh(console.store, console.tenant_id)
+
+
+def test_uncovered_release_is_no_data_not_low(page: Any, console: Console, uncovered: str) -> None:
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console("/devices?q=alpine-old"))
+    expect(rows(pg, "device-table")).to_have_count(1)
+    expect(rows(pg, "device-table").first).to_contain_text("No data / release not covered")
+    expect(rows(pg, "device-table").first).not_to_contain_text("Low")
+    pg.goto(console.console(f"/devices/{uncovered}"))
+    expect(pg.locator(".chips")).to_contain_text("No data / release not covered")
+    expect(pg.get_by_test_id("exposure-reason")).to_contain_text("No data / release not covered (Alpine:v3.14)")
+
+
+def test_cve_panel_names_its_severity_source_and_feeds_list_releases(page: Any, console: Console) -> None:
+    pg = page
+    sign_in(pg, console, "admin")
+    pg.goto(console.console("/weaknesses?open=CVE-2021-3156"))
+    expect(pg.get_by_test_id("side-panel").get_by_test_id("severity-source")).to_contain_text("CVSS v3.1")
+    pg.goto(console.console("/settings"))
+    tab(pg, "Feed status")
+    alpine = pg.get_by_test_id("feeds-table").locator("tr", has_text="alpine-secdb")
+    expect(alpine.get_by_test_id("feed-releases")).to_contain_text("Alpine:v3.15")
+    osv = pg.get_by_test_id("feeds-table").locator("tr", has_text="osv")
+    expect(osv.get_by_test_id("feed-releases")).to_contain_text("Ubuntu:20.04:LTS")
+
+
+def test_software_severity_chart_counts_unknown_weaknesses(page: Any, console: Console) -> None:
+    """A product whose weaknesses no feed rates shows them in an "Unknown" bar, not 0/0/0/0."""
+    from sqlalchemy import func, select
+
+    from garrison.store.models.kb import Vulnerability
+    from garrison.store.models.tvm import PackageVersion, PackageVersionVuln
+
+    with console.store.tenant(console.tenant_id) as s:
+        sid, unknown = s.execute(
+            select(PackageVersion.software_id, func.count(func.distinct(Vulnerability.id)))
+            .join(PackageVersionVuln, PackageVersionVuln.package_version_id == PackageVersion.id)
+            .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
+            .where(Vulnerability.severity == "Unknown").group_by(PackageVersion.software_id)
+            .order_by(func.count(func.distinct(Vulnerability.id)).desc()).limit(1)).one()
+    assert unknown > 0
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console(f"/software/{sid}"))
+    chart = pg.locator("section", has=pg.get_by_role("heading", name="Vulnerabilities by severity"))
+    expect(chart).to_contain_text("Unknown")
+    bar = chart.locator("[aria-label^='Unknown']")
+    expect(bar.first).to_have_attribute("aria-label", re.compile(rf"^Unknown\D+{unknown}\b"))
+
+
+def test_exception_form_defaults_to_a_working_scope_and_keeps_input_on_error(page: Any, console: Console) -> None:
+    pg = page
+    sign_in(pg, console, "admin")
+    pg.goto(console.console("/recommendations?q=xz-utils"))
+    pg.get_by_test_id("rec-link").first.click()
+    form = pg.get_by_test_id("side-panel").get_by_test_id("exception-options")
+    form.locator("summary").click()
+    # An admin who selected no device group: Global is the default, not an empty group list.
+    expect(form.get_by_label("Global: every current and future group")).to_be_checked()
+    # A refused form comes back open with everything typed, and the error names no API field.
+    form.get_by_label("Justification", exact=True).select_option("AlternateMitigation")
+    form.get_by_label("Justification context").fill("Mail gateway strips the attachment types")
+    form.get_by_label("Selected device groups:").check()
+    form.get_by_label("Duration").select_option("90")
+    form.get_by_role("button", name="Create exception").click()
+    flash = pg.get_by_test_id("flash")
+    expect(flash).to_contain_text("Exception not created")
+    expect(flash).not_to_contain_text("deviceGroupIds")
+    form = pg.get_by_test_id("side-panel").get_by_test_id("exception-options")
+    expect(form.get_by_label("Justification", exact=True)).to_have_value("AlternateMitigation")
+    expect(form.get_by_label("Justification context")).to_have_value("Mail gateway strips the attachment types")
+    expect(form.get_by_label("Duration")).to_have_value("90")
+    expect(form.get_by_label("Selected device groups:")).to_be_checked()
+
+
+def test_remediation_form_keeps_input_on_error(page: Any, console: Console) -> None:
+    pg = page
+    sign_in(pg, console, "security_operator")
+    pg.goto(console.console("/recommendations?q=openssl"))
+    pg.get_by_test_id("rec-link").first.click()
+    form = pg.get_by_test_id("side-panel").get_by_test_id("remediation-options")
+    form.locator("summary").click()
+    form.get_by_label("Priority").select_option("Low")
+    form.get_by_label("Notes").fill("Needs the vendor's go-ahead")
+    form.get_by_label("Due date").evaluate("e => { e.removeAttribute('min'); e.value = '2001-01-01'; }")
+    form.get_by_role("button", name="Submit request").click()
+    expect(pg.get_by_test_id("flash")).to_contain_text("Remediation not requested")
+    form = pg.get_by_test_id("side-panel").get_by_test_id("remediation-options")
+    expect(form.get_by_label("Priority")).to_have_value("Low")
+    expect(form.get_by_label("Notes")).to_have_value("Needs the vendor's go-ahead")
+    expect(form.get_by_label("Due date")).to_have_value("2001-01-01")
+
+
+def test_no_raw_enum_values_and_plural_forms(page: Any, console: Console, uncovered: str) -> None:
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console(f"/devices/{uncovered}"))
+    body = pg.locator("main")
+    expect(body).to_contain_text("Can be onboarded")
+    expect(body).not_to_contain_text("CanBeOnboarded")
+    pg.goto(console.console("/recommendations"))
+    expect(pg.locator("main")).not_to_contain_text("ConfigurationChange")
+    pg.goto(console.console("/weaknesses?open=CVE-2021-3156"))
+    panel = pg.get_by_test_id("side-panel")
+    expect(panel).not_to_contain_text("-_-")
+    expect(panel).not_to_contain_text(re.compile(r"\b1 devices\b"))
