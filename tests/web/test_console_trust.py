@@ -144,3 +144,36 @@ def test_no_raw_enum_values_and_plural_forms(page: Any, console: Console, uncove
     panel = pg.get_by_test_id("side-panel")
     expect(panel).not_to_contain_text("-_-")
     expect(panel).not_to_contain_text(re.compile(r"\b1 devices\b"))
+
+
+def test_recommendation_and_software_page_say_installed_on_the_same_way(page: Any, console: Console) -> None:
+    """"Installed on" of a recommendation counts devices with any package of its unit (the source package);
+    the software page of one of those packages shows that same figure, named, beside its own."""
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console("/recommendations?q=openssl"))
+    pg.get_by_test_id("rec-link").first.click()
+    installed = pg.get_by_test_id("side-panel").get_by_test_id("rec-installed")
+    expect(installed).to_contain_text("with any package of openssl")
+    figure = re.match(r"\d+ devices?", installed.inner_text()).group(0)  # type: ignore[union-attr]
+    pg.goto(console.console("/software/ubuntu-_-openssl"))
+    expect(pg.get_by_test_id("unit-installed").first).to_contain_text(figure)
+
+
+def test_exposure_trend_spans_the_selected_date_range(page: Any, console: Console) -> None:
+    """The trend covers the period chosen, not only the days that have a score (the fleet has a few)."""
+    import datetime as dt
+
+    today = dt.date.today()
+    pg = page
+    sign_in(pg, console, "analyst")
+    for days in (90, 7):
+        pg.goto(console.console(f"/timeline?range={days}"))
+        desc = pg.locator("svg.chart.line desc").first
+        expect(desc).to_contain_text(f"from {(today - dt.timedelta(days=days - 1)).isoformat()} "
+                                     f"to {today.isoformat()}")
+    start, end = today - dt.timedelta(days=20), today - dt.timedelta(days=10)
+    pg.goto(console.console(f"/timeline?start={start.isoformat()}&end={end.isoformat()}"))
+    desc = pg.locator("svg.chart.line desc").first
+    if "no exposure score" not in (desc.text_content() or ""):
+        expect(desc).to_contain_text(f"from {start.isoformat()} to {end.isoformat()}")

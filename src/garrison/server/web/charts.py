@@ -99,7 +99,7 @@ def line_chart(points: Sequence[Point], *, title: str, width: int = 560, height:
     known = [p for p in points if p.value is not None]
     if known:
         last = known[-1]
-        desc = (f"{value_label} from {known[0].day.isoformat()} to {last.day.isoformat()}: "
+        desc = (f"{value_label} from {points[0].day.isoformat()} to {points[-1].day.isoformat()}: "
                 f"latest {fmt_num(last.value)}, lowest {fmt_num(min(p.value for p in known))}, "  # type: ignore[type-var]
                 f"highest {fmt_num(max(p.value for p in known))}")  # type: ignore[type-var]
     else:

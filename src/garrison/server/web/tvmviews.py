@@ -110,17 +110,20 @@ def exposure_now(s: Session, ctx: Ctx) -> dict[str, Any]:
             "devices": comp.devices, "levels": exposure.levels_summary(comp.levels), "computed_at": computed}
 
 
-def exposure_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[charts.Point]:
-    """Daily organisation (or selected groups') score; several groups: a device-weighted average."""
-    since = dt.date.today() - dt.timedelta(days=days - 1)
+def exposure_history(s: Session, ctx: Ctx, days: int = TREND_DAYS, until: dt.date | None = None) -> list[charts.Point]:
+    """Daily organisation (or selected groups') score over the ``days`` up to ``until`` (today); several
+    groups: a device-weighted average. The points cover the whole period (gaps where nothing was scored)."""
+    last = min(until or dt.date.today(), dt.date.today())
+    since = last - dt.timedelta(days=days - 1)
     keys = [ORG] if ctx.scope is None else list(ctx.scope)
     rows = s.execute(select(ExposureScoreHistory.day, ExposureScoreHistory.score, ExposureScoreHistory.devices)
-                     .where(ExposureScoreHistory.group_id.in_(keys), ExposureScoreHistory.day >= since)
+                     .where(ExposureScoreHistory.group_id.in_(keys), ExposureScoreHistory.day >= since,
+                            ExposureScoreHistory.day <= last)
                      .order_by(ExposureScoreHistory.day)).all()
     by_day: dict[dt.date, list[tuple[float, int]]] = {}
     for day, score, devices in rows:
         by_day.setdefault(day, []).append((score, devices or 0))
-    return _daily_points(since, days, {d: _weighted(v) for d, v in by_day.items()})
+    return _daily_points(since, days, {d: _weighted(v) for d, v in by_day.items()}, whole_period=True)
 
 
 def _weighted(values: list[tuple[float, int]]) -> float:
@@ -130,12 +133,16 @@ def _weighted(values: list[tuple[float, int]]) -> float:
     return sum(sc * n for sc, n in values) / total
 
 
-def _daily_points(since: dt.date, days: int, values: dict[dt.date, float | None]) -> list[charts.Point]:
-    """One point per day up to today (days without a value stay gaps), trimmed to the first value."""
+def _daily_points(since: dt.date, days: int, values: dict[dt.date, float | None],
+                  whole_period: bool = False) -> list[charts.Point]:
+    """One point per day up to today (days without a value stay gaps), trimmed to the first value — or,
+    ``whole_period``, over the whole period asked for (the exposure trend of a chosen date range)."""
     pts = [charts.Point(since + dt.timedelta(days=i), values.get(since + dt.timedelta(days=i)))
            for i in range(days)]
     first = next((i for i, p in enumerate(pts) if p.value is not None), None)
-    return pts[first:] if first is not None else []
+    if first is None:
+        return []
+    return pts if whole_period else pts[first:]
 
 
 def value_days_ago(points: Sequence[charts.Point], days: int) -> float | None:

@@ -90,7 +90,8 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
         new_vulns = len({v for k, v, _d in in_range if k == "NewVulnerability" and v})
         exploitable = len({v for k, v, d in in_range if v and (k in ("NewPublicExploit", "ExploitVerified",
                                                                       "ExploitAddedToKit") or (d or {}).get("kev"))})
-        hist = tvmviews.exposure_history(s, ctx, days=max(7, min(180, (hi - lo).days)))
+        hist = tvmviews.exposure_history(s, ctx, days=max(1, min(366, (hi - lo).days)), until=(hi - dt.timedelta(
+            microseconds=1)).date())
         chart_events = [e for e in s.scalars(select(TimelineEvent).where(TimelineEvent.at >= lo, TimelineEvent.at < hi)
                                              .limit(SCOPED_LIMIT))
                         if ctx.scope is None or timeline.visible_count(e, ctx.scope) > 0]
