@@ -177,3 +177,17 @@ def test_exposure_trend_spans_the_selected_date_range(page: Any, console: Consol
     desc = pg.locator("svg.chart.line desc").first
     if "no exposure score" not in (desc.text_content() or ""):
         expect(desc).to_contain_text(f"from {start.isoformat()} to {end.isoformat()}")
+
+
+def test_device_configuration_tab_pages_and_filters_by_status(page: Any, console: Console) -> None:
+    dev = console.fleet.devices["web-01"]
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console(f"/devices/{dev.device_id}?tab=configuration"))
+    expect(pg.get_by_test_id("row-count")).to_contain_text("1–25 of 40 checks")
+    expect(rows(pg, "device-config")).to_have_count(25)
+    pg.get_by_test_id("config-filters").get_by_label("Status").select_option("fail")
+    pg.get_by_test_id("config-filters").get_by_role("button", name="Apply").click()
+    statuses = rows(pg, "device-config").locator("td:nth-child(4)").all_inner_texts()
+    assert statuses and {t.strip() for t in statuses} == {"Failed"}
+    expect(pg.get_by_test_id("row-count")).to_contain_text(f"of {len(statuses)} checks")

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from garrison.server.web import charts
-from garrison.server.web.render import Ctx
+from garrison.server.web.render import Ctx, choice, pager
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import (
@@ -477,12 +477,18 @@ def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]
                     else str(ev)})
     out.sort(key=lambda x: (order.get(str(x["status"]), 9), -(x["impact"] if isinstance(x["impact"], int) else 0)))
     counts = {k: sum(1 for x in out if x["status"] == k) for k in order}
-    state = None
     from garrison.store.models.assessment import DeviceAssessmentState
 
     state = s.get(DeviceAssessmentState, device.id)
-    return {"rows": out, "passed": counts["pass"], "failed": counts["fail"], "errors": counts["error"],
+    status = choice(ctx, "status", list(CONFIG_STATUSES))
+    shown = [x for x in out if x["status"] == status] if status else out
+    p = pager(ctx, len(shown))
+    return {"rows": shown[p.offset:p.offset + p.size], "p": p, "status": status, "statuses": CONFIG_STATUSES,
+            "passed": counts["pass"], "failed": counts["fail"], "errors": counts["error"],
             "na": counts["not_applicable"], "assessed_at": state.assessed_at if state else None}
+
+
+CONFIG_STATUSES = {"fail": "Failed", "pass": "Passed", "error": "Error", "not_applicable": "Not applicable"}
 
 
 def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
