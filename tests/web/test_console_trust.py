@@ -191,3 +191,23 @@ def test_device_configuration_tab_pages_and_filters_by_status(page: Any, console
     statuses = rows(pg, "device-config").locator("td:nth-child(4)").all_inner_texts()
     assert statuses and {t.strip() for t in statuses} == {"Failed"}
     expect(pg.get_by_test_id("row-count")).to_contain_text(f"of {len(statuses)} checks")
+
+
+def test_side_panel_keeps_the_list_position_and_returns_focus_to_the_row(page: Any, console: Console) -> None:
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console("/recommendations"))
+    links = pg.get_by_test_id("rec-link")
+    last = links.nth(links.count() - 1)
+    last.scroll_into_view_if_needed()
+    href = last.get_attribute("href")
+    y = pg.evaluate("window.scrollY")
+    assert y > 100, "the list must be long enough to scroll"
+    last.click()
+    expect(pg.get_by_test_id("side-panel")).to_be_visible()
+    assert abs(pg.evaluate("window.scrollY") - y) < 40  # the list stays where it was behind the panel
+    pg.get_by_test_id("side-panel").get_by_role("link", name="Close panel").click()
+    expect(pg.get_by_test_id("side-panel")).to_have_count(0)
+    pg.wait_for_function("document.activeElement && document.activeElement.tagName === 'A'")
+    assert pg.evaluate("document.activeElement.getAttribute('href')") == href
+    assert abs(pg.evaluate("window.scrollY") - y) < 40

@@ -42,9 +42,38 @@
       if (!d.contains(e.target)) d.removeAttribute("open");
     });
   });
+  // Side panels are pages of their list (?open=ID): remember where the list was and which row opened
+  // the panel, so that opening keeps the list's scroll position and closing returns to the row.
+  var PANEL_KEY = "garrison.panel";
+  function listKey(href) {
+    var u = new URL(href, window.location.href);
+    u.searchParams.delete("open");
+    u.searchParams.delete("action");
+    u.searchParams.delete("sent");
+    return u.pathname + "?" + u.searchParams.toString();
+  }
+  on("a[href*='open=']", "click", function (e, a) {
+    if (a.closest(".sidepanel")) return;
+    try {
+      sessionStorage.setItem(PANEL_KEY, JSON.stringify({ list: listKey(window.location.href), y: window.scrollY,
+                                                         opener: a.getAttribute("href") }));
+    } catch (err) { /* storage off: plain navigation */ }
+  });
   // A side panel opened from a link gets the focus, so keyboard users land in it.
   document.addEventListener("DOMContentLoaded", function () {
+    var state = null;
+    try { state = JSON.parse(sessionStorage.getItem(PANEL_KEY) || "null"); } catch (err) { state = null; }
+    var same = state && state.list === listKey(window.location.href);
+    if (same) window.scrollTo(0, state.y);
     var panel = document.querySelector(".sidepanel[data-focus]");
     if (panel) { var h = panel.querySelector("h2"); if (h) { h.setAttribute("tabindex", "-1"); h.focus({ preventScroll: true }); } }
+    else if (same) {
+      var row = null;
+      document.querySelectorAll("a[href*='open=']").forEach(function (a) {
+        if (!row && a.getAttribute("href") === state.opener) row = a;
+      });
+      if (row) row.focus({ preventScroll: true });
+      sessionStorage.removeItem(PANEL_KEY);
+    }
   });
 })();
