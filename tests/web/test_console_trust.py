@@ -211,3 +211,41 @@ def test_side_panel_keeps_the_list_position_and_returns_focus_to_the_row(page: A
     pg.wait_for_function("document.activeElement && document.activeElement.tagName === 'A'")
     assert pg.evaluate("document.activeElement.getAttribute('href')") == href
     assert abs(pg.evaluate("window.scrollY") - y) < 40
+
+
+def test_software_and_weaknesses_recount_at_once_after_a_group_change(page: Any, console: Console) -> None:
+    """A device moved into another group shows under that group on Software inventory and Weaknesses at
+    once (they read per-group counts that used to wait for the 10-minute summary job)."""
+    from sqlalchemy import select, update
+
+    from garrison.store.models.core import Device
+    from garrison.store.models.tvm import DevicePackage, PackageVersion, PackageVersionVuln
+
+    gid = console.fleet.groups["Databases"]
+    with console.store.tenant(console.tenant_id) as s:
+        device_id, old_group = s.execute(
+            select(Device.id, Device.group_id).join(DevicePackage, DevicePackage.device_id == Device.id)
+            .join(PackageVersion, PackageVersion.id == DevicePackage.package_version_id)
+            .where(PackageVersion.name == "pyyaml").limit(1)).one()
+        vuln = s.scalar(select(PackageVersionVuln.vulnerability_id)
+                        .join(PackageVersion, PackageVersion.id == PackageVersionVuln.package_version_id)
+                        .join(DevicePackage, DevicePackage.package_version_id == PackageVersion.id)
+                        .where(DevicePackage.device_id == device_id, PackageVersion.name == "pyyaml").limit(1))
+    assert vuln
+    pg = page
+    sign_in(pg, console, "analyst")
+
+    def move(group: int | None) -> None:
+        with console.store.tenant(console.tenant_id) as s:
+            s.execute(update(Device).where(Device.id == device_id).values(group_id=group))
+
+    try:
+        move(gid)
+        pg.goto(console.console(f"/software?group={gid}&q=pyyaml"))
+        expect(rows(pg, "software-table").first).to_contain_text("pyyaml")
+        pg.goto(console.console(f"/weaknesses?group={gid}&q={vuln}"))
+        expect(pg.get_by_test_id("weakness-table")).to_contain_text(vuln)
+    finally:
+        move(old_group)
+    pg.goto(console.console(f"/software?group={gid}&q=pyyaml"))
+    expect(pg.get_by_test_id("software-table")).to_contain_text("No software matches")

@@ -399,11 +399,19 @@ def _ints(text: str | None) -> list[int]:
 def rebook_moved_devices(store: Store, tenant_id: int) -> int:
     """Move devices whose group changed since they were counted; returns how many moved."""
     with store.tenant(tenant_id) as s:
-        moved = s.execute(select(Device, DeviceInventoryState.counted_group)
-                          .join(DeviceInventoryState, DeviceInventoryState.device_id == Device.id)
-                          .where(_GROUP != DeviceInventoryState.counted_group)).all()
-        for device, old in moved:
-            move_device(s, device, old)
-            s.execute(update(DeviceInventoryState).where(DeviceInventoryState.device_id == device.id)
-                      .values(counted_group=group_key(device)))
-        return len(moved)
+        return rebook_moved(s)
+
+
+def rebook_moved(s: Session) -> int:
+    """:func:`rebook_moved_devices` in the caller's tenant session. Pages that read the per-group counts
+    call it first, so that a device-group change shows at once (one indexed query when nothing moved)."""
+    moved = s.execute(select(Device, DeviceInventoryState.counted_group)
+                      .join(DeviceInventoryState, DeviceInventoryState.device_id == Device.id)
+                      .where(_GROUP != DeviceInventoryState.counted_group)).all()
+    for device, old in moved:
+        move_device(s, device, old)
+        s.execute(update(DeviceInventoryState).where(DeviceInventoryState.device_id == device.id)
+                  .values(counted_group=group_key(device)))
+    if moved:
+        s.flush()
+    return len(moved)

@@ -306,9 +306,20 @@ def _in_groups(column: Any, keys: list[int] | None) -> Any:
     return column.in_(keys) if keys is not None else literal(True)
 
 
+def counts_current(s: Session) -> None:
+    """Book devices whose device group changed into the per-group counts now (not at the next summary
+    job), and drop cached aggregates when any moved: Software inventory and Weaknesses agree with the
+    other pages at once after a group change."""
+    from garrison.tvm import findings
+
+    if findings.rebook_moved(s):
+        clear_cache()
+
+
 def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     """One row per software product installed in scope, from the per-group counts that ingest keeps
     (``tvm_group_software``, ``tvm_group_packages``); cached per tenant, scope and prioritisation run."""
+    counts_current(s)
     key = ("software", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _software_summary(s, ctx))
 
@@ -361,6 +372,7 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
 def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     """One row per vulnerability found in scope: exposed devices (``tvm_group_vulnerabilities``) and
     the fields lists sort on; cached per tenant, scope and prioritisation run."""
+    counts_current(s)
     key = ("weaknesses", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _weakness_summary(s, ctx))
 
