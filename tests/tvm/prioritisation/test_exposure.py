@@ -89,8 +89,9 @@ def test_threat_order_kev_over_exploits_over_epss_over_severity() -> None:
 
 
 def test_levels_and_weights() -> None:
-    assert [exposure.level_for(x) for x in (0, 29.9, 30, 69.99, 70, 100)] == ["Low", "Low", "Medium", "Medium",
-                                                                             "High", "High"]
+    # Score 0 (no findings at all) is "None", as Defender shows, not "Low".
+    assert [exposure.level_for(x) for x in (0, 0.01, 29.9, 30, 69.99, 70, 100)] == [
+        "None", "Low", "Low", "Medium", "Medium", "High", "High"]
     assert exposure.level_for(55, has_data=False) == "None"
     assert exposure.high_weight(100) == 10  # Defender: NumberOfAssets / 10
     assert exposure.high_weight(4) == 1  # never less than a Normal device
