@@ -204,6 +204,7 @@ def test_feeds_status(env: Env) -> None:
     feeds = get(env, "/api/feeds/status").json()["value"]
     osv = next(f for f in feeds if f["name"] == "osv")
     assert osv["recordCount"] == 28 and osv["lastSuccess"] is not None
+    assert "Ubuntu:20.04:LTS" in osv["releases"]  # which releases the feed covers
 
 
 def test_vulnerabilities_name_the_source_of_their_severity(env: Env) -> None:
