@@ -601,12 +601,12 @@ def _count_devices_once(s: Session, tenant_id: int, units: Units, accs: dict[str
     used = "CASE WHEN dp.last_used >= :since THEN 1 ELSE 0 END"
     sql = (f"SELECT p.unit, d.gkey, COUNT(*), SUM({used}), MAX({used}), MAX(d.internet), MAX(d.is_high), "
            "MAX(d.is_low) FROM prio_pv p CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-           "WHERE p.unit IN :u AND dp.package_version_id = p.pv_id AND dp.tenant_id = :t "
+           "WHERE p.unit IN :u AND dp.package_version_id = p.pv_id AND dp.tenant_id = :tenant "
            f"AND d.device_id = dp.device_id AND {_REP} GROUP BY p.unit, d.gkey, dp.device_id HAVING COUNT(*) > 1")
     for i in range(0, len(multi), 500):
-        for unit, gkey, n, n_used, any_used, net, hi, lo in s.execute(
-                text(sql).bindparams(bindparam("u", expanding=True)),
-                {"u": multi[i:i + 500], "t": tenant_id, "since": now - findings.IN_USE_WINDOW}):
+        for unit, gkey, n, n_used, any_used, net, hi, lo in run_sql(
+                s, text(sql).bindparams(bindparam("u", expanding=True)),
+                {"u": multi[i:i + 500], "since": now - findings.IN_USE_WINDOW}):
             acc = accs.get(units.rec_ids[unit])
             if acc is None:
                 continue
