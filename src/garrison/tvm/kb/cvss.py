@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from cvss import CVSS4, CVSS4Error
+from cvss import CVSS4, CVSS4Error  # type: ignore[import-untyped]
 
 _WEIGHTS: dict[str, dict[str, float]] = {
     "AV": {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2},
@@ -160,12 +160,15 @@ def pick_score(row: Mapping[str, Any]) -> tuple[str, float] | None:
     """The CVSS that rates a vulnerability row: the best-ranked source's; v3 before v4 from one source.
     Returns ("v3"|"v4", score)."""
     ranks = row.get("info_ranks") or {}
-    found = [(int(ranks.get(f"cvss_{v}", 0) or 0), v == "v3", v, row.get(f"cvss_{v}_score")) for v in ("v3", "v4")]
-    found = [f for f in found if f[3] is not None]
+    found: list[tuple[int, bool, str, float]] = []
+    for v in ("v3", "v4"):
+        score = row.get(f"cvss_{v}_score")
+        if score is not None:
+            found.append((int(ranks.get(f"cvss_{v}", 0) or 0), v == "v3", v, float(score)))
     if not found:
         return None
-    _rank, _v3, version, score = max(found)
-    return version, float(score)
+    _rank, _v3, version, best = max(found)
+    return version, best
 
 
 def severity_source(row: Mapping[str, Any]) -> str:
