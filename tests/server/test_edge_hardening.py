@@ -76,6 +76,10 @@ def test_answers_with_secrets_are_not_cached(env: Env) -> None:
     r = env.client.post("/api/enrollmentSecrets", json={"uses": 1}, headers=env.a.headers())
     assert r.status_code == 201 and r.json()["secret"].startswith("ge_")
     assert r.headers["cache-control"] == "no-store"
+    r = env.client.post("/agent/v1/enroll", json={"secret": r.json()["secret"], "machine_key": "k" * 32,
+                                                  "hostname": "h1", "agent_version": "1.0"})
+    assert r.status_code == 200 and r.json()["credential"]  # the device credential, shown once
+    assert r.headers["cache-control"] == "no-store"
 
 
 # --- 8: an XML entity bomb behind megabytes of comment, gzip-compressed, through the API --------

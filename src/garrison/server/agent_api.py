@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -124,7 +124,8 @@ def forget_device(request_app: Any, device_id: str) -> None:
 
 
 @router.post("/enroll", response_model=EnrollResponse)
-async def enroll(request: Request) -> EnrollResponse:
+async def enroll(request: Request, response: Response) -> EnrollResponse:
+    response.headers["Cache-Control"] = "no-store"  # the answer carries the device credential
     ip = client_ip(request)
     wait = request.app.state.auth_fail_limiter.hit("enroll:" + ip, cost=0.2)
     if wait > 0:
