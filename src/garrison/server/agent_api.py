@@ -175,7 +175,7 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
         with store.tenant(who.tenant_id) as s:
             pending = actions.pending_for_device(s, who.device_id, now)
             out = [ActionOut(id=a.id, type=a.type, params=a.params) for a in pending]
-    request.app.state.heartbeats.note(who.device_id, body, client_ip(request), now)
+    request.app.state.heartbeats.note(who.device_id, body, client_ip(request), now, who.tenant_id)
     offboard = who.offboarded
     resync = request.app.state.resync.pop(who.device_id, [])
     return CheckinResponse(actions=out, config_version=request.app.state.config_version,

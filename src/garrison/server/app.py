@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from garrison import __version__
 from garrison.core import access
 from garrison.core.errors import GarrisonError
+from garrison.edr.events.health import last_telemetry
 from garrison.edr.events.service import EventService
 from garrison.server import api, apidocs
 from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_device_auth, route_role
@@ -75,6 +76,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     from garrison.server import agent_api
 
     agent_api.setup_state(app)
+    app.state.heartbeats.last_telemetry = last_telemetry(app.state.events)
     app.include_router(agent_api.router)
     apidocs.setup(app)
     _load_web(app)
