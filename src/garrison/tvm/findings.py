@@ -405,13 +405,30 @@ def rebook_moved_devices(store: Store, tenant_id: int) -> int:
 def rebook_moved(s: Session) -> int:
     """:func:`rebook_moved_devices` in the caller's tenant session. Pages that read the per-group counts
     call it first, so that a device-group change shows at once (one indexed query when nothing moved)."""
-    moved = s.execute(select(Device, DeviceInventoryState.counted_group)
-                      .join(DeviceInventoryState, DeviceInventoryState.device_id == Device.id)
-                      .where(_GROUP != DeviceInventoryState.counted_group)).all()
-    for device, old in moved:
-        move_device(s, device, old)
-        s.execute(update(DeviceInventoryState).where(DeviceInventoryState.device_id == device.id)
-                  .values(counted_group=group_key(device)))
+    global _moves
+    candidates = s.execute(select(Device, DeviceInventoryState.counted_group)
+                           .join(DeviceInventoryState, DeviceInventoryState.device_id == Device.id)
+                           .where(_GROUP != DeviceInventoryState.counted_group)).all()
+    moved = 0
+    for device, old in candidates:
+        # Claim the move first: of two sessions booking the same move at once, the second finds the
+        # row already changed (PostgreSQL re-reads it after the first commits) and books nothing.
+        claimed = s.execute(update(DeviceInventoryState)
+                            .where(DeviceInventoryState.device_id == device.id,
+                                   DeviceInventoryState.counted_group == old)
+                            .values(counted_group=group_key(device))).rowcount
+        if claimed:
+            move_device(s, device, old)
+            moved += 1
     if moved:
         s.flush()
-    return len(moved)
+        _moves += 1
+    return moved
+
+
+_moves = 0  # how many times this process booked moves: readers that cache per-group counts key on it
+
+
+def moves_booked() -> int:
+    """Changes whenever this process booked a device-group move (see :func:`rebook_moved`)."""
+    return _moves

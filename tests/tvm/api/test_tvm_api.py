@@ -222,3 +222,30 @@ def test_vulnerabilities_name_the_source_of_their_severity(env: Env) -> None:
     assert sources <= {"NVD CVSS v3.1", "NVD CVSS v3.0", "OSV CVSS v3.1", "OSV CVSS v3.0", "NVD CVSS v4.0",
                        "OSV CVSS v4.0", "Advisory rating", "Distribution priority", "None"}, sources
     assert all((v["severity"] == "Unknown") == (v["severitySource"] == "None") for v in everything)
+
+
+def test_counts_are_right_at_once_after_a_device_group_change(env: Env) -> None:
+    """A new device group takes web-1 from the ungrouped devices: the Software and vulnerability
+    counts of a key limited to that group include it at once, not after the summary job."""
+    _kb(env)
+    import_ga(env, "db-1")
+    web = import_ga(env, "web-1")
+    h = env.a.headers()
+    group = env.client.post("/api/deviceGroups", json={"name": "web", "rules": {"name": "web-*"}}, headers=h).json()
+    key = env.client.post("/api/apiKeys", json={"role": "analyst", "deviceGroupIds": [group["id"]]}, headers=h)
+    limited = {"Authorization": f"Bearer {key.json()['key']}"}
+
+    software = {s["id"]: s for s in env.client.get("/api/Software", headers=limited).json()["value"]}
+    assert len(software) == 221
+    assert (software["ubuntu-_-sudo"]["installedMachines"], software["ubuntu-_-sudo"]["exposedMachines"]) == (1, 1)
+    sudo = env.client.get("/api/Software/ubuntu-_-sudo", headers=limited).json()
+    assert sudo["installedMachines"] == 1
+    assert env.client.get("/api/Software/ubuntu-_-sudo/distributions", headers=limited).json()["value"] == [
+        {"version": "1.8.31-1ubuntu1", "installations": 1, "vulnerabilities": 2, "inUseMachines": 0}]
+    vulns = {v["id"]: v for v in env.client.get("/api/vulnerabilities", headers=limited).json()["value"]}
+    assert len(vulns) == 49 and vulns["CVE-2021-3156"]["exposedMachines"] == 1
+    assert env.client.get("/api/vulnerabilities/CVE-2021-3156", headers=limited).json()["exposedMachines"] == 1
+    # The whole tenant still counts each device once.
+    everything = {s["id"]: s for s in get(env, "/api/Software").json()["value"]}
+    assert everything["ubuntu-_-sudo"]["installedMachines"] == 2
+    assert web["machineId"]

@@ -88,6 +88,16 @@ def gc_paused() -> Iterator[None]:
 
 # --- vulnerabilities ------------------------------------------------------------------------
 
+@contextmanager
+def counts_session(request: Request, principal: Principal) -> Iterator[Session]:
+    """A tenant session for reading the per-group counts: devices whose group changed are booked into
+    them first (:func:`garrison.tvm.findings.rebook_moved`, as the console pages do), so the counts are
+    right at once after a device-group change."""
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        tvm_findings.rebook_moved(s)
+        yield s
+
+
 def group_scope(principal: Principal, column: Any) -> ColumnElement[bool]:
     """Summary rows of the caller's device groups (devices without a group count as group 0)."""
     if principal.group_ids is None:
@@ -196,7 +206,7 @@ def _scope_all(request: Request) -> bool:
 @router.get("/vulnerabilities", openapi_extra=ODATA)
 def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     all_kb = _scope_all(request)
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         stmt, count = _vuln_stmt(principal, all_kb)
         return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
                                       "Vulnerabilities", default_order=[V.id]))
@@ -247,7 +257,7 @@ def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: b
 
 @router.get("/vulnerabilities/{cve_id}")
 def get_vulnerability(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         return vulnerability_to_api(_load_vulnerability(s, principal, cve_id, _scope_all(request)))
 
 
@@ -292,7 +302,7 @@ def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str
 
 @router.get("/vulnerabilities/{cve_id}/machineReferences", openapi_extra=ODATA)
 def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         v = _load_vulnerability(s, principal, cve_id, _scope_all(request))
         pvs = select(PVV.package_version_id).where(PVV.vulnerability_id == v.id)
         devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
@@ -368,7 +378,7 @@ def software_to_api(r: Any) -> dict[str, Any]:
 
 @router.get("/Software", openapi_extra=ODATA)
 def list_software(request: Request, principal: Principal = require("analyst")) -> Response:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         stmt, cols = _software_stmt(principal)
         return json_response(run_list(s, request, stmt, software_fields(cols), software_to_api, "Software",
                                       default_order=[SP.id]))
@@ -384,13 +394,13 @@ def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
 
 @router.get("/Software/{software_id}")
 def get_software(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         return software_to_api(_load_software(s, principal, software_id))
 
 
 @router.get("/Software/{software_id}/machineReferences", openapi_extra=ODATA)
 def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         pvs = select(PV.id).where(PV.software_id == sid)
         devices = select(DP.device_id).where(DP.package_version_id.in_(pvs))
@@ -401,7 +411,7 @@ def software_machines(software_id: str, request: Request, principal: Principal =
 @router.get("/Software/{software_id}/vulnerabilities", openapi_extra=ODATA)
 def software_vulnerabilities(software_id: str, request: Request,
                              principal: Principal = require("analyst")) -> Response:
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         stmt, count = _vuln_stmt(principal, False, PV.software_id == sid)
         return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
@@ -412,7 +422,7 @@ def software_vulnerabilities(software_id: str, request: Request,
 def software_distributions(software_id: str, request: Request,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
-    with request.app.state.store.tenant(principal.tenant_id) as s:
+    with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         vulns = (select(PVV.package_version_id.label("pv"), func.count().label("n"))
                  .group_by(PVV.package_version_id).subquery())

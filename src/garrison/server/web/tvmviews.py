@@ -43,6 +43,7 @@ from garrison.store.models.tvm import (
     PackageVersionVuln,
     SoftwareProduct,
 )
+from garrison.tvm import findings
 
 SEVERITY_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 TREND_DAYS = 30
@@ -74,8 +75,10 @@ CACHE_TTL = 120.0  # seconds: inventories that change between prioritisation run
 
 
 def data_version(s: Session) -> Any:
-    """Changes whenever the prioritisation job has run or the knowledge base grew."""
-    return (s.scalar(select(func.max(ExposureGroupScore.computed_at))), s.scalar(select(func.max(PackageVersion.id))))
+    """Changes whenever the prioritisation job has run, the knowledge base grew or device-group moves
+    were booked into the per-group counts."""
+    return (s.scalar(select(func.max(ExposureGroupScore.computed_at))), s.scalar(select(func.max(PackageVersion.id))),
+            findings.moves_booked())
 
 
 def cached(key: tuple[Any, ...], compute: Callable[[], Any], ttl: float = CACHE_TTL) -> Any:
@@ -306,20 +309,10 @@ def _in_groups(column: Any, keys: list[int] | None) -> Any:
     return column.in_(keys) if keys is not None else literal(True)
 
 
-def counts_current(s: Session) -> None:
-    """Book devices whose device group changed into the per-group counts now (not at the next summary
-    job), and drop cached aggregates when any moved: Software inventory and Weaknesses agree with the
-    other pages at once after a group change."""
-    from garrison.tvm import findings
-
-    if findings.rebook_moved(s):
-        clear_cache()
-
-
 def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     """One row per software product installed in scope, from the per-group counts that ingest keeps
     (``tvm_group_software``, ``tvm_group_packages``); cached per tenant, scope and prioritisation run."""
-    counts_current(s)
+    findings.rebook_moved(s)  # a device-group change shows at once (the API books moves the same way)
     key = ("software", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _software_summary(s, ctx))
 
@@ -372,7 +365,7 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
 def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     """One row per vulnerability found in scope: exposed devices (``tvm_group_vulnerabilities``) and
     the fields lists sort on; cached per tenant, scope and prioritisation run."""
-    counts_current(s)
+    findings.rebook_moved(s)
     key = ("weaknesses", ctx.principal.tenant_id, ctx.scope, data_version(s))
     return cached(key, lambda: _weakness_summary(s, ctx))
 
