@@ -3,13 +3,14 @@ and kept across a server restart. Real app, real state store (SQLite and Postgre
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from garrison.core.ingest import process_queue
 from garrison.server.app import create_app
@@ -202,3 +203,60 @@ def test_the_worker_inflates_a_queued_body_under_the_same_limit(store: Store, qu
         parked = s.execute(select(AgentUpload.state, AgentUpload.error)).one()
     assert parked[0] == "failed" and "over" in parked[1]
     assert packages_of(store, dev["device_id"]) == set()
+
+
+def test_lock_contention_is_one_warning_line_and_the_upload_is_applied_later(
+        store: Store, queued: tuple[TestClient, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Another writer holds the state store while the worker applies an upload (SQLite: its write lock
+    beyond the busy timeout; PostgreSQL: a table lock beyond the lock timeout): one warning line, no
+    traceback, no attempt counted, and the next pass applies it."""
+    client, tenant = queued
+    dev = enroll(client, tenant.enroll_secret)
+    assert upload(client, dev, "inventory", snapshot(1, pkg("bash", "5.2-1")), seq=1).status_code == 200
+    sqlite = store.engine.dialect.name == "sqlite"
+    short_wait = "PRAGMA busy_timeout=200" if sqlite else "SET lock_timeout = '200ms'"
+
+    def wait_briefly(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(short_wait)
+        cur.close()
+        dbapi_conn.commit()
+
+    store.engine.dispose()
+    event.listen(store.engine, "connect", wait_briefly)
+    holder = store.engine.raw_connection()
+    cur = holder.cursor()
+    cur.execute("BEGIN IMMEDIATE" if sqlite else "LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="garrison.ingest"):
+            assert process_queue(store) == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    records = [r for r in caplog.records if r.name == "garrison.ingest" and r.levelno >= logging.WARNING]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    line = records[0]
+    assert line.levelno == logging.WARNING and line.exc_info is None and "\n" not in line.getMessage()
+    assert line.getMessage().startswith("upload ") and "state store is busy" in line.getMessage()
+    with store.system() as s:
+        assert s.execute(select(AgentUpload.state, AgentUpload.attempts)).all() == [("queued", 0)]
+    assert process_queue(store) == 1
+    assert packages_of(store, dev["device_id"]) == {("bash", "5.2-1")}
+
+
+def test_a_failure_is_one_error_line_with_the_traceback_at_debug(
+        store: Store, queued: tuple[TestClient, Any], caplog: pytest.LogCaptureFixture) -> None:
+    client, tenant = queued
+    dev = enroll(client, tenant.enroll_secret)
+    with store.tenant(tenant.id) as s:  # an upload the worker cannot apply (it lacks the kind's plugin)
+        body = b'{"seq": 1, "kind": "no_such_kind", "created_at": "2026-11-24T00:00:00Z", "payload": {}}'
+        s.add(AgentUpload(device_id=dev["device_id"], seq=1, kind="no_such_kind", body=body, tenant_id=tenant.id))
+    with caplog.at_level(logging.DEBUG, logger="garrison.ingest"):
+        process_queue(store)
+    ours = [r for r in caplog.records if r.name == "garrison.ingest"]
+    errors = [r for r in ours if r.levelno >= logging.WARNING]
+    assert [(r.levelno, r.exc_info) for r in errors] == [(logging.ERROR, None)]
+    assert errors[0].getMessage().endswith("failed: LookupError: upload kind 'no_such_kind' is not registered in "
+                                           "the worker")
+    assert "\n" not in errors[0].getMessage()
+    assert [r.exc_info is not None for r in ours if r.levelno == logging.DEBUG] == [True]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from garrison.core.errors import Invalid
 from garrison.protocol import MAX_BATCH_BYTES, Batch
-from garrison.store.db import Store
+from garrison.store.db import Store, is_contention
 from garrison.store.models.core import AgentUpload, Device
 
 log = logging.getLogger("garrison.ingest")
@@ -154,7 +154,11 @@ def process_queue(store: Store, limit: int = 200, pause: Callable[[float], None]
             _failed(store, tenant_id, upload_id, exc, park=True)
         except Exception as exc:  # noqa: BLE001 - one bad upload must not stop the others
             blocked.add(device_id)
-            _failed(store, tenant_id, upload_id, exc)
+            if is_contention(exc):  # another writer held the store: not the upload's fault, not counted
+                log.warning("upload %s: the state store is busy (%s); applied at the next pass",
+                            upload_id, _first_line(exc))
+            else:
+                _failed(store, tenant_id, upload_id, exc)
         if pause is not None:
             pause(time.monotonic() - started)
     return done
@@ -232,7 +236,8 @@ def _failed(store: Store, tenant_id: int, upload_id: int, exc: Exception, park: 
     if park:
         log.warning("upload %s rejected: %s", upload_id, exc)
     else:
-        log.exception("applying upload %s failed", upload_id, exc_info=exc)
+        log.error("applying upload %s failed: %s", upload_id, _first_line(exc))
+        log.debug("applying upload %s failed", upload_id, exc_info=exc)
     q = AgentUpload
     try:
         with store.tenant(tenant_id) as s:  # one statement: workers counting at once lose no attempt
@@ -243,6 +248,13 @@ def _failed(store: Store, tenant_id: int, upload_id: int, exc: Exception, park: 
                       .execution_options(synchronize_session=False))
     except Exception:  # the store itself is failing: the next pass tries again
         log.exception("could not record the failure of upload %s", upload_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (SQLAlchemy appends the SQL and a link)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"[:500]
 
 
 def take_resync(store: Store) -> dict[str, list[str]]:

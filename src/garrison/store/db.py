@@ -45,6 +45,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Delete, Engine, Insert, Update, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement, operators, visitors
@@ -53,6 +54,20 @@ from sqlalchemy.sql.elements import TextClause
 from garrison.store.base import TENANT_VIEWS, Base, TenantScoped
 
 SYSTEM = "system"
+
+
+# Transient contention on PostgreSQL: serialization failure, deadlock detected, lock not available.
+_CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_contention(exc: BaseException) -> bool:
+    """The statement lost a race for a lock (SQLite "database is locked" once its busy timeout ran
+    out; PostgreSQL serialization failure, deadlock or lock timeout): trying again later succeeds."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) in _CONTENTION_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig) or "database table is locked" in str(exc.orig)
 
 
 class TenantScopeError(RuntimeError):
