@@ -159,7 +159,7 @@ class HeartbeatBuffer:
         by_tenant: dict[int, list[str]] = {}
         for d in started:
             by_tenant.setdefault(beats[d].tenant_id, []).append(d)
-        out = set()
+        out: set[str] = set()
         for tenant_id, ids in by_tenant.items():
             try:
                 last = self.last_telemetry(tenant_id, ids)

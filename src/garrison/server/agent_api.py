@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from garrison.core import access, actions, audit, devices
+from garrison.core import access, actions, audit, devices, sensor_exclusions
 from garrison.core.errors import GarrisonError, Invalid, Unauthorized
 from garrison.core.ingest import IngestContext, inflate, ingest, take_resync, validate
 from garrison.core.security import secret_matches
@@ -33,6 +33,7 @@ from garrison.protocol import (
 )
 from garrison.protocol.bounds import json_has_nul
 from garrison.protocol.events import EventAck, parse_batch_rows
+from garrison.protocol.models import SensorExclusion
 from garrison.server.auth import RateLimited, client_ip
 from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, AgentUpload, Device, MachineAction, Tenant
@@ -171,6 +172,7 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
     store = request.app.state.store
     with store.connection(who.tenant_id) as conn:  # tenant-bound: _OPEN_ACTION must name the tenant
         has_open = conn.execute(_OPEN_ACTION, {"t": who.tenant_id, "d": who.device_id}).first() is not None
+        exclusions = sensor_exclusions.for_device(conn, who.tenant_id, who.device_id)
     if has_open:
         with store.tenant(who.tenant_id) as s:
             pending = actions.pending_for_device(s, who.device_id, now)
@@ -180,7 +182,8 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
     resync = request.app.state.resync.pop(who.device_id, [])
     return CheckinResponse(actions=out, config_version=request.app.state.config_version,
                            checkin_interval=request.app.state.settings.checkin_interval,
-                           resync=resync, offboard=offboard)
+                           resync=resync, offboard=offboard,
+                           sensor_exclusions=[SensorExclusion(**e) for e in exclusions])
 
 
 @router.post("/batches", response_model=BatchAck)

@@ -198,3 +198,15 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class SensorExclusionSetting(TenantScoped, Base):
+    """Sensor exclusions sent to agents at check-in: tenant-wide (``group_id`` None) or for one device group
+    (a device gets both). Validated by :mod:`garrison.core.sensor_exclusions`."""
+
+    __tablename__ = "sensor_exclusion_settings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("device_groups.id", ondelete="CASCADE"), index=True)
+    exclusions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
