@@ -51,6 +51,26 @@ def test_uncovered_release_is_no_data_not_low(page: Any, console: Console, uncov
     expect(pg.get_by_test_id("exposure-reason")).to_contain_text("No data / release not covered (Alpine:v3.14)")
 
 
+def test_dashboard_counts_uncovered_devices_apart_from_none(page: Any, console: Console, uncovered: str) -> None:
+    """The exposure distribution has its own "No data / release not covered" segment, and its link lists
+    exactly those devices; the "None" segment's list does not include them."""
+    pg = page
+    sign_in(pg, console, "analyst")
+    pg.goto(console.console("/"))
+    legend = pg.get_by_test_id("card-distribution").locator(".legend li", has_text="release not covered")
+    expect(legend).to_have_count(1)
+    count = int(legend.locator("strong").inner_text().replace(",", ""))
+    assert count >= 1
+    legend.locator("a").click()
+    expect(rows(pg, "device-table")).to_have_count(count)
+    expect(pg.get_by_test_id("device-table")).to_contain_text("alpine-old")
+    expect(rows(pg, "device-table").first).to_contain_text("No data / release not covered")
+    pg.goto(console.console("/"))
+    pg.get_by_test_id("card-distribution").locator(".legend a", has_text=re.compile(r"^None$")).click()
+    expect(pg).to_have_url(re.compile(r"exposure=None"))
+    expect(pg.locator("body")).not_to_contain_text("alpine-old")
+
+
 def test_cve_panel_names_its_severity_source_and_feeds_list_releases(page: Any, console: Console) -> None:
     pg = page
     sign_in(pg, console, "admin")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -238,3 +239,22 @@ def test_active_alert_raises_the_device_score(env: Env) -> None:
         json={"vulnerabilityId": cve, "alertId": "da637551", "active": False})
     recompute(env)
     assert api(env, "GET", f"/api/machines/{mid}")["exposureScore"] == pytest.approx(before["exposureScore"])
+
+
+def test_devices_no_feed_covers_are_counted_apart_from_none(env: Env) -> None:
+    """A real Alpine 3.14 host, where only Ubuntu 20.04 advisories are imported, and a clean Ubuntu
+    host: both scored "None", but the organisation's levels count the Alpine one as "not covered"."""
+    from garrison.tvm import inventory
+
+    focal_kb(env)
+    clean = Agent(env, "clean-1")
+    clean.inventory([p for p in ga_packages() if p["name"] in ("base-files", "bash-completion", "hostname")])
+    data = Path(__file__).resolve().parents[2] / "data" / "inventories"
+    alpine = inventory.import_agentless(env.store, env.a.id, "alpine-old",
+                                        (data / "alpine-3.14.0.apk-installed").read_bytes(),
+                                        os_ident=inventory.read_os_release(
+                                            (data / "alpine-3.14.0.os-release").read_bytes()))
+    recompute(env)
+    assert api(env, "GET", f"/api/machines/{alpine['machineId']}")["exposureLevel"] == "None"
+    levels = api(env, "GET", "/api/exposureScore")["exposureLevels"]
+    assert levels == {"High": 0, "Medium": 0, "Low": 0, "None": 1, "NotCovered": 1}

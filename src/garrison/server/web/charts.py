@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 _ids = itertools.count(1)
 
 LEVEL_COLORS = {"High": "#c4314b", "Medium": "#d9730d", "Low": "#c9a400", "None": "#5b8c5a",
-                "No data": "#a19f9d"}
+                "No data / release not covered": "#c8c6c4", "No data": "#a19f9d"}
 
 
 @dataclass(frozen=True)

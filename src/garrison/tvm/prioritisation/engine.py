@@ -77,6 +77,7 @@ class Dev:
     counts: bool  # active and has data: counts for scores and recommendations
     old_score: float
     old_level: str
+    covered: bool = True  # its release is covered by some feed (else a "None" level is "not covered")
     hazard: float = 0.0
     e: float = 1.0
 
@@ -256,7 +257,7 @@ def refresh_tenant(s: Session, tenant_id: int, now: dt.datetime | None = None) -
         if dev.counts:
             score = exposure.rounded(exposure.score_from_hazard(dev.hazard, dev.multiplier))
             level = exposure.level_for(score)
-            comps[dev.gkey].add_device(score, dev.value, level)
+            comps[dev.gkey].add_device(score, dev.value, exposure.counted_level(level, dev.covered))
             stats.scored_devices += 1
             dev.e = math.exp(-dev.multiplier * dev.hazard / exposure.SATURATION)
             hazards.append({"d": dev.id, "h": dev.hazard, "e": dev.e, "e100": 100.0 * dev.e})
@@ -435,11 +436,12 @@ def _load_devices(s: Session, now: dt.datetime) -> dict[str, Dev]:
     has_data = select(DeviceInventoryState.device_id).where(DeviceInventoryState.device_id == Device.id) \
         .correlate(Device).exists()
     rows = s.execute(select(Device.id, Device.group_id, Device.device_value, Device.internet_facing,
-                            exposure.is_active_expr(now), has_data, Device.exposure_score, Device.exposure_level))
+                            exposure.is_active_expr(now), has_data, Device.exposure_score, Device.exposure_level,
+                            exposure.covered_expr()))
     out: dict[str, Dev] = {}
-    for did, gid, value, internet, active, data, score, level in rows:
+    for did, gid, value, internet, active, data, score, level, covered in rows:
         out[did] = Dev(did, gid, value or "Normal", bool(internet), bool(active) and bool(data), score or 0.0,
-                       level or "None")
+                       level or "None", bool(covered))
     return out
 
 

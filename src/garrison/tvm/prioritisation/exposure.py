@@ -330,5 +330,16 @@ def group_key(group_id: int | None) -> int:
     return ORG if group_id is None else group_id
 
 
+# Devices counted per level. A device scored "None" whose release no imported feed covers is counted
+# apart, under NOT_COVERED ("No data / release not covered"), not as a device without findings.
+NOT_COVERED = "NotCovered"
+LEVEL_KEYS = ("High", "Medium", "Low", "None", NOT_COVERED)
+
+
+def counted_level(level: str, covered: bool) -> str:
+    """The key a scored device is counted under in :attr:`Components.levels`."""
+    return NOT_COVERED if level == "None" and not covered else level
+
+
 def levels_summary(levels: Mapping[str, int]) -> dict[str, int]:
-    return {k: int(levels.get(k, 0)) for k in ("High", "Medium", "Low", "None")}
+    return {k: int(levels.get(k, 0)) for k in LEVEL_KEYS}

@@ -70,7 +70,7 @@ def visible_activities(ctx: Ctx) -> list[Any]:
 def dashboard(request: Request, principal: Principal = require("analyst")) -> Response:
     now = dt.datetime.now(dt.UTC)
     with page(request, principal, "dashboard") as (s, ctx):
-        from garrison.tvm.prioritisation import remediation, timeline
+        from garrison.tvm.prioritisation import exposure, remediation, timeline
 
         exp = tvmviews.exposure_now(s, ctx)
         exp_hist = tvmviews.exposure_history(s, ctx)
@@ -99,6 +99,9 @@ def dashboard(request: Request, principal: Principal = require("analyst")) -> Re
         no_data = tvmviews.no_data_devices(s, ctx, sum(levels.values()))
         segments = [charts.Segment(level, levels.get(level, 0), charts.LEVEL_COLORS[level],
                                    ctx.url("/devices", exposure=level)) for level in LEVEL_ORDER]
+        segments.append(charts.Segment(exposure.REASON_NOT_COVERED, levels.get(exposure.NOT_COVERED, 0),
+                                       charts.LEVEL_COLORS[exposure.REASON_NOT_COVERED],
+                                       ctx.url("/devices", exposure=exposure.REASON_NOT_COVERED)))
         segments.append(charts.Segment("No data", no_data, charts.LEVEL_COLORS["No data"],
                                        ctx.url("/devices", exposure="No data")))
         total_devices = sum(sg.value for sg in segments)

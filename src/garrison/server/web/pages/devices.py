@@ -25,8 +25,11 @@ from garrison.server.web.render import Column, Ctx, choice, order_by, pager, ren
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage
+from garrison.tvm.prioritisation.exposure import REASON_NOT_COVERED
 
 LEVELS = ("High", "Medium", "Low", "None")
+NOT_COVERED = REASON_NOT_COVERED  # the filter's value
+EXPOSURE_CHOICES = LEVELS + (NOT_COVERED, "No data")
 RISK = ("High", "Medium", "Low", "Informational", "None")
 HEALTH_LABELS = {"Active": "Active", "Inactive": "Inactive", "ImpairedCommunication": "Impaired communication",
                  "NoSensorData": "No sensor data", "NoSensorDataImpairedCommunication": "No data, impaired",
@@ -53,9 +56,13 @@ def device_filters(ctx: Ctx, now: dt.datetime, s: Session | None = None) -> list
     if q:
         conds.append(or_(Device.computer_dns_name.startswith(q.lower(), autoescape=True),
                          Device.last_ip_address.startswith(q, autoescape=True)))
-    exposure = choice(ctx, "exposure", LEVELS + ("No data",))
+    exposure = choice(ctx, "exposure", EXPOSURE_CHOICES)
     if exposure == "No data":
         conds.append(~has_data_expr(now))
+    elif exposure == NOT_COVERED:  # as exposure_shown labels them, and the dashboard counts them
+        conds.append(and_(Device.exposure_level == "None", has_data_expr(now), ~covered_expr()))
+    elif exposure == "None":
+        conds.append(and_(Device.exposure_level == "None", has_data_expr(now), covered_expr()))
     elif exposure:
         conds.append(and_(Device.exposure_level == exposure, has_data_expr(now)))
     risk = choice(ctx, "risk", RISK)
@@ -139,7 +146,7 @@ def device_list(request: Request, principal: Principal = require("analyst")) -> 
         items = [{"d": d, "group": g, "health": devices.health_status(d, now), "exposure": exposure_shown(d, now, data, inv)}
                  for d, g, data, inv in rows]
         return render(ctx, "devices.html", title="Devices", cols=cols, sort=sort, p=p, items=items,
-                      platforms=platforms, levels=LEVELS + ("No data",), risks=RISK,
+                      platforms=platforms, levels=EXPOSURE_CHOICES, risks=RISK,
                       health_labels=HEALTH_LABELS, values=devices.DEVICE_VALUES, now=now)
 
 
