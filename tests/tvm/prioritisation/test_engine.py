@@ -72,8 +72,10 @@ def test_binaries_of_one_source_version_count_once(env: Env) -> None:
 
 def test_jobs_refresh_when_something_changed(env: Env) -> None:
     from garrison.core.jobs import JOBS
+    from garrison.server.runner import load_services
     from garrison.tvm.prioritisation import refresh_if_changed, service
 
+    load_services()  # the jobs below are registered by their services' modules, as in the server
     focal_kb(env)
     a = Agent(env, "web-1")
     a.inventory(ga_packages())
