@@ -90,6 +90,9 @@ def load(store: Store, tenant_name: str, quiet: bool = False) -> dict[str, Any]:
     # Package versions created before the knowledge base (an earlier run) are matched here too.
     with store.system() as s:
         matching.match_pending(s)
+    history = build_history(store, tenant_id) if HISTORY_HOST in fleet["created"] else {}
+    if history:
+        say(f"demo history: {history['events']} timeline events")
     findings = _count_findings(store, tenant_id)
     say(f"demo fleet: {len(FLEET)} devices, {findings['findings']} findings on {findings['vulnerabilities']} "
         f"vulnerabilities")
@@ -98,7 +101,59 @@ def load(store: Store, tenant_name: str, quiet: bool = False) -> dict[str, Any]:
         say(f"[bold red]feed error[/bold red] {line}")
     return {"knowledgeBase": kb, "demoDevices": len(fleet["created"]) + len(fleet["existing"]),
             "demoDevicesCreated": len(fleet["created"]), "demoPackages": fleet["packages"], **findings,
-            "feedErrors": errors}
+            "feedErrors": errors, "history": history}
+
+
+# The demo's history: the Ubuntu 20.04 host is scored as imported (its GA package database), then it
+# takes the real security update of USN-5378-1 (gzip to the version the advisory names as fixed, read
+# from the knowledge base) and is scored again - the update an administrator would have applied.
+HISTORY_HOST = "demo-ubuntu-focal"
+HISTORY_PACKAGE, HISTORY_CVE = "gzip", "CVE-2022-1271"
+
+
+def build_history(store: Store, tenant_id: int) -> dict[str, Any]:
+    """Score the fleet, apply the real gzip security update to the Ubuntu host, score again: the timeline
+    gets the update's events (software updated, its exposure change). Empty when this build has no
+    prioritisation or the knowledge base names no fix."""
+    try:
+        from garrison.tvm import prioritisation
+    except ModuleNotFoundError:
+        return {}
+    fixed = _fixed_version(store, tenant_id)
+    if fixed is None:
+        return {}
+    first = prioritisation.derive_events(store, tenant_id)  # scores the fleet first
+    base = data_dir()
+    host = next(d for d in FLEET if d.name == HISTORY_HOST)
+    old = (base / host.inventory).read_bytes()
+    newer = _with_version(old, HISTORY_PACKAGE, fixed)
+    inventory.import_agentless(store, tenant_id, HISTORY_HOST, newer, path=host.inventory, actor="demo",
+                               actor_type="cli", os_ident=inventory.read_os_release(
+                                   (base / str(host.os_release)).read_bytes()))
+    second = prioritisation.derive_events(store, tenant_id)  # scores it again, then the events
+    return {"events": first["events"] + second["events"], "update": f"{HISTORY_PACKAGE} {fixed}"}
+
+
+def _fixed_version(store: Store, tenant_id: int) -> str | None:
+    """The version that fixes HISTORY_CVE in HISTORY_PACKAGE on the history host (from the advisories)."""
+    from garrison.store.models.tvm import PackageVersion
+
+    with store.tenant(tenant_id) as s:
+        return s.scalar(findings_select(PackageVersionVuln.fixed_version)
+                        .join(Device, Device.id == DevicePackage.device_id)
+                        .where(Device.computer_dns_name == HISTORY_HOST, PackageVersion.name == HISTORY_PACKAGE,
+                               PackageVersionVuln.vulnerability_id == HISTORY_CVE,
+                               PackageVersionVuln.fixed_version.is_not(None)).limit(1))
+
+
+def _with_version(status: bytes, package: str, version: str) -> bytes:
+    """A dpkg status database with ``package`` at ``version`` (what the package update writes)."""
+    stanzas = status.decode().split("\n\n")
+    for i, stanza in enumerate(stanzas):
+        lines = stanza.split("\n")
+        if f"Package: {package}" in lines:
+            stanzas[i] = "\n".join(f"Version: {version}" if ln.startswith("Version: ") else ln for ln in lines)
+    return "\n\n".join(stanzas).encode()
 
 
 def feed_errors(store: Store) -> list[str]:

@@ -63,3 +63,34 @@ def test_demo_reports_feed_errors_when_it_starts(store: Store) -> None:
         s.add(FeedSource(name="osv:broken", stats={}, error="osv:broken: HTTP 503 from the mirror\nretry later"))
     loaded = demo.load(store, "default", quiet=True)
     assert loaded["feedErrors"] == ["osv:broken: osv:broken: HTTP 503 from the mirror"]
+
+
+def test_a_fresh_demo_has_history_from_a_real_security_update(store: Store) -> None:
+    """The demo's Ubuntu host is scored as imported, then takes the real gzip update of USN-5378-1 (the
+    fixed version the advisory names) and is scored again: the timeline has that update, with the
+    exposure it removed, and the exposure score has its history. A second load adds nothing."""
+    from sqlalchemy import select
+
+    from garrison.store.models.core import Device
+    from garrison.store.models.prioritisation import ExposureScoreHistory, TimelineEvent
+    from garrison.store.models.tvm import SoftwareHistory
+
+    with store.system() as s:
+        tenant_id = access.create_tenant(s, "default").id
+    first = demo.load(store, "default", quiet=True)
+    assert first["history"] == {"events": 1, "update": "gzip 1.10-0ubuntu4.1"}
+    with store.tenant(tenant_id) as s:
+        events = list(s.scalars(select(TimelineEvent)))
+        assert [(e.kind, e.related_component) for e in events] == [("SoftwareUpdated", "gzip")]
+        assert events[0].score_impact < 0  # the update removed CVE-2022-1271's share of the score
+        assert s.execute(select(SoftwareHistory.software_id, SoftwareHistory.event, SoftwareHistory.old_version,
+                                SoftwareHistory.new_version)).all() == [
+            ("ubuntu-_-gzip", "updated", "1.10-0ubuntu4", "1.10-0ubuntu4.1")]
+        assert s.scalar(select(ExposureScoreHistory.score).where(ExposureScoreHistory.group_id == 0)) > 0
+        focal = s.scalar(select(Device.id).where(Device.computer_dns_name == "demo-ubuntu-focal"))
+        assert not [f for f in open_findings(s) if f.vulnerability_id == "CVE-2022-1271" and f.device_id == focal
+                    and f.software_id == "ubuntu-_-gzip"]
+    second = demo.load(store, "default", quiet=True)
+    assert second["history"] == {}
+    with store.tenant(tenant_id) as s:
+        assert len(list(s.scalars(select(TimelineEvent)))) == 1
