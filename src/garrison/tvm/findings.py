@@ -416,7 +416,7 @@ def rebook_moved(s: Session) -> int:
         claimed = s.execute(update(DeviceInventoryState)
                             .where(DeviceInventoryState.device_id == device.id,
                                    DeviceInventoryState.counted_group == old)
-                            .values(counted_group=group_key(device))).rowcount
+                            .values(counted_group=group_key(device))).rowcount  # type: ignore[attr-defined]
         if claimed:
             move_device(s, device, old)
             moved += 1
