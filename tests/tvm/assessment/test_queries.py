@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import text
-
 from garrison.agent.collectors.assessment import AssessmentCollector
 from garrison.checks import builtin_checks
 from garrison.protocol.assessment import AssessmentReport
+from garrison.store.db import run_sql
 from garrison.tvm.assessment import (
     assessment_by_machine,
     device_assessment,
@@ -123,26 +122,21 @@ def test_hunting_tables_as_functions_and_sql_views(fleet: Fleet) -> None:
         assert aslr["ConfigurationName"] and aslr["RiskDescription"]
 
         # The SQL views (hunting queries run on them) give the same rows on SQLite and PostgreSQL.
-        view = s.execute(
-            text(
-                'SELECT "DeviceName", "ConfigurationId", "ConfigurationCategory", "ConfigurationImpact", '
-                '"IsCompliant", "IsApplicable", "Timestamp" FROM "DeviceTvmSecureConfigurationAssessment" '
-                'WHERE "TenantId" = :t ORDER BY "DeviceName", "ConfigurationId"'
-            ),
-            {"t": fleet.tenant},
+        view = run_sql(  # hand-written SQL in a tenant session goes through the tenant guard's helper
+            s,
+            'SELECT "DeviceName", "ConfigurationId", "ConfigurationCategory", "ConfigurationImpact", '
+            '"IsCompliant", "IsApplicable", "Timestamp" FROM "DeviceTvmSecureConfigurationAssessment" '
+            'WHERE "TenantId" = :tenant ORDER BY "DeviceName", "ConfigurationId"',
         ).all()
         assert len(view) == 5
         as_dict = {(r[0], r[1]): r for r in view}
         row = as_dict[("web1.acme.test", "net.firewall-active")]
         assert (row[2], row[3], bool(row[4]), bool(row[5])) == ("Network", 9, False, True)
         assert bool(as_dict[("web1.acme.test", "ssh.permit-root-login")][5]) is False
-        n_kb = s.execute(text('SELECT count(*) FROM "DeviceTvmSecureConfigurationAssessmentKB"')).scalar()
+        n_kb = run_sql(s, 'SELECT count(*) FROM "DeviceTvmSecureConfigurationAssessmentKB"').scalar()
         assert n_kb == len(builtin_checks())
-        impact = s.execute(
-            text(
-                'SELECT "ConfigurationImpact" FROM "DeviceTvmSecureConfigurationAssessmentKB" '
-                'WHERE "ConfigurationId" = :c'
-            ),
+        impact = run_sql(
+            s, 'SELECT "ConfigurationImpact" FROM "DeviceTvmSecureConfigurationAssessmentKB" WHERE "ConfigurationId" = :c',
             {"c": "kernel.aslr"},
         ).scalar()
         assert impact == builtin_checks().get("kernel.aslr").impact

@@ -164,7 +164,8 @@ VIEWS: dict[str, str] = {
          WHERE removed_at IS NULL
     """,
 }
-TENANT_VIEWS.update(VIEWS)
+# The KB view is global (the checks, no TenantId): only views with a tenant column are tenant views.
+TENANT_VIEWS.update(name for name, sql in VIEWS.items() if '"TenantId"' in sql)
 _VIEW_TABLES = ("devices", "device_assessment_results", "device_assessment_state", "assessment_checks")
 
 
