@@ -33,7 +33,7 @@ def test_simulated_fleet_against_a_real_server(shared_server: Server, tmp_path: 
     n = 40
     state = tmp_path / "fleet.json"
     proc = garrison("simulate", "--server", shared_server.url, "--enroll", shared_server.secret, "--agents", str(n),
-                    "--interval", "0.5", "--duration", "2", "--ramp", "1", "--concurrency", "8",
+                    "--interval", "0.5", "--duration", "4", "--ramp", "1", "--concurrency", "8",
                     "--inventory", str(DPKG_STATUS), "--state", str(state), "--json", timeout=180)
     result = json.loads(proc.stdout)
     assert result["agents"] == n and result["enrolled"] == n and result["reused"] == 0
