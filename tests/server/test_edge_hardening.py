@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from garrison.store.db import Store
+from garrison.store.db import Store, private_dir
 from tests.server.conftest import Env
 from tests.server.test_server_process import cli, free_port, start_server
 
@@ -46,8 +46,21 @@ def test_an_existing_world_readable_store_is_made_private(tmp_path: Path) -> Non
         (data / name).touch()
         (data / name).chmod(0o644)
     Store(f"sqlite:///{data / 'garrison.db'}").dispose()
-    assert _mode(data) == 0o700
     assert _mode(data / "garrison.db") == 0o600 and _mode(data / "garrison.db-wal") == 0o600
+    assert _mode(data) == 0o755  # a directory the store did not create is not the store's to change
+    private_dir(data)  # the data directory is: server, worker and demo make it private at start
+    assert _mode(data) == 0o700
+
+
+def test_a_store_in_a_shared_sticky_directory_leaves_it_open(tmp_path: Path) -> None:
+    """``--database-url sqlite:////tmp/x.db`` once made /tmp 0700 and broke every other user's work."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    Store(f"sqlite:///{shared / 'x.db'}").dispose()
+    private_dir(shared)  # not even when named as the data directory
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert _mode(shared / "x.db") == 0o600
 
 
 def test_the_servers_data_directory_is_private(tmp_path: Path) -> None:

@@ -105,15 +105,19 @@ def make_engine(url: str) -> Engine:
 
 def private_dir(path: Path) -> None:
     """Create ``path`` for this user only (0700): the data directory holds the state store, the TLS key
-    and the secrets key. An existing one of this user's is made so too."""
+    and the secrets key. An existing one of this user's is made so too — unless it is a shared sticky
+    directory such as /tmp, whose mode belongs to every user of the machine."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _owner_only(path, 0o700)
+    if not path.stat().st_mode & stat.S_ISVTX:
+        _owner_only(path, 0o700)
 
 
 def private_sqlite_files(db: Path) -> None:
     """The SQLite database created 0600 before SQLite opens it (its -wal and -shm files take the
-    database's mode), in a private directory; an existing database and its WAL/SHM files made 0600."""
-    private_dir(db.parent)
+    database's mode); its directory is created 0700 when missing, but an existing one is not ours to
+    change (``--database-url sqlite:////tmp/x.db`` must not close /tmp to other users); an existing
+    database and its WAL/SHM files are made 0600."""
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         _owner_only(path, 0o600)
