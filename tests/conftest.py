@@ -14,6 +14,7 @@ import pytest
 
 from garrison.store.db import Store
 from garrison.store.models import metadata
+from tests.browser import browser  # noqa: F401  (one Chromium per process, for every directory)
 from tests.pg import TempPostgres, create_database, drop_database, schema_template
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import Console, browser, console, page, shot, sign_in  # noqa: F401
+from tests.web.conftest import Console, console, page, shot, sign_in  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

@@ -4,7 +4,6 @@ Playwright. Browser tests use SQLite only, to stay fast."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -27,9 +26,6 @@ from tests.web import fleet
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse battery staple"
 USERS = {"admin": "ada", "security_operator": "sam", "analyst": "ann"}
 
@@ -130,16 +126,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 # --- the browser ------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+# ``browser`` (one per process) is in tests/browser.py, shared through the root conftest.
 
 
 @pytest.fixture
