@@ -44,6 +44,7 @@ _OPEN_ACTION = (select(_MA.c.id).where(_MA.c.tenant_id == bindparam("t"), _MA.c.
                                        _MA.c.status.in_(("Pending", "InProgress"))).limit(1))
 
 router = APIRouter(prefix="/agent/v1", tags=["agent"], include_in_schema=True)
+EXCLUSIONS_TTL = 30.0  # seconds a device's sensor exclusions are served from memory at check-in
 
 
 @dataclass(frozen=True)
@@ -170,9 +171,16 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
     # an ORM session; only a device that has one goes through actions.pending_for_device.
     out: list[ActionOut] = []
     store = request.app.state.store
+    # Sensor exclusions change rarely: read per device at most every EXCLUSIONS_TTL seconds (a change
+    # through the settings API clears the cache at once; another server process sees it within the TTL).
+    cached = request.app.state.exclusions_cache.get(who.device_id)
     with store.connection(who.tenant_id) as conn:  # tenant-bound: _OPEN_ACTION must name the tenant
         has_open = conn.execute(_OPEN_ACTION, {"t": who.tenant_id, "d": who.device_id}).first() is not None
-        exclusions = sensor_exclusions.for_device(conn, who.tenant_id, who.device_id)
+        if cached is None or cached[0] < time.monotonic():
+            cached = (time.monotonic() + EXCLUSIONS_TTL,
+                      sensor_exclusions.for_device(conn, who.tenant_id, who.device_id))
+            request.app.state.exclusions_cache[who.device_id] = cached
+    exclusions = cached[1]
     if has_open:
         with store.tenant(who.tenant_id) as s:
             pending = actions.pending_for_device(s, who.device_id, now)
@@ -331,6 +339,7 @@ def setup_state(app: Any) -> None:
 
     app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}
+    app.state.exclusions_cache = {}  # device id → (expires, sensor exclusions); cleared on every change
     app.state.event_device_names = {}
     app.state.resync = {}
     # Writes (enrollments, uploads) wait here rather than in the connection pool: waiting for the

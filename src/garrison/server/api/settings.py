@@ -35,4 +35,6 @@ def put_sensor_exclusions(request: Request, body: ExclusionsBody, group_id: Grou
                           principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     request.state.audit_target = f"groupId={group_id}" if group_id else "tenant"
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        return sensor_exclusions.update(s, principal.tenant_id, group_id, body.exclusions, principal.actor)
+        out = sensor_exclusions.update(s, principal.tenant_id, group_id, body.exclusions, principal.actor)
+    request.app.state.exclusions_cache.clear()  # committed: the next check-ins read the change
+    return out
