@@ -93,20 +93,26 @@ def unscoped_tables(stmt: sa.Select[Any]) -> list[str]:
             if (isinstance(crit, BinaryExpression) and isinstance(crit.right, BindParameter)
                     and crit.right.key == "_tenant" and getattr(crit.left, "key", None) == "TenantId"):
                 scoped.add(crit.left.table)
-        for frm in el.get_final_froms():
-            bad.extend(t.name for t in _tables_of(frm) if getattr(t, "element", t) in _GUARDED and t not in scoped)
+        bad.extend(t.name for t in _direct_froms(el) if getattr(t, "element", t) in _GUARDED and t not in scoped)
     return bad
 
 
-def _tables_of(frm: Any) -> list[Any]:
-    """Tables a FROM entry reads directly (a sub-select is a SELECT of its own, checked on its own)."""
-    if isinstance(frm, sa.Table):
-        return [frm]
-    if isinstance(frm, sa.Join):
-        return _tables_of(frm.left) + _tables_of(frm.right)
-    if isinstance(frm, sa.Alias) and isinstance(frm.element, sa.Table):
-        return [frm]
-    return []
+def _direct_froms(el: sa.Select[Any]) -> list[Any]:
+    """Every table or alias a SELECT itself reads — in its FROM list, joins, columns, WHERE — without entering
+    nested SELECTs (each is checked on its own). A superset of ``get_final_froms()``, which builds a compile
+    state (~30 ms for a timeline page)."""
+    out: list[Any] = []
+    stack = list(el.get_children())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, sa.Select | sa.CompoundSelect):
+            continue
+        if isinstance(node, sa.Table | sa.Alias):
+            out.append(node)
+        elif isinstance(node, sa.ColumnClause) and node.table is not None:
+            out.append(node.table)
+        stack.extend(node.get_children())
+    return out
 
 
 # --- the timeline: every event table as one time-ordered stream (EventScope.timeline) -------------
