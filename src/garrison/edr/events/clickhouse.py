@@ -52,7 +52,8 @@ def _param_type(value: Any) -> tuple[str, Any]:
         return "DateTime64(6, 'UTC')", value.isoformat(sep=" ")
     if value is None:
         return "Nullable(String)", None
-    return "String", str(value)
+    # ClickHouse reads a parameter's text in its escaped format: a backslash, tab or newline must be escaped
+    return "String", str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def compile_statement(stmt: sa.Executable) -> tuple[str, dict[str, Any]]:
