@@ -1,0 +1,69 @@
+"""Advanced hunting (``POST /api/advancedqueries/run``): a KQL query over the caller's telemetry, answered
+in Defender's shape ``{"Schema": [{"Name", "Type"}], "Results": [{…}]}`` (garrison.edr.hunting)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from garrison.core.access import Principal
+from garrison.core.errors import Invalid
+from garrison.core.scope import AccessScope
+from garrison.edr.hunting.service import DEFAULT_TIMEOUT_S, MAX_ROWS, HuntingError, run
+from garrison.edr.hunting.syntax import MAX_QUERY_CHARS, KqlError
+from garrison.server.auth import RateLimited, require
+from garrison.server.ratelimit import RateLimiter
+
+router = APIRouter(prefix="/api", tags=["advanced hunting"])
+
+# Hunting reads every event of the caller's scope: analysts may hunt. (When named permissions land,
+# this becomes require("hunt").)
+HUNT = "analyst"
+# Defender's limits per tenant: 45 calls a minute, 1,500 an hour (configurable from the environment).
+CALLS_PER_MINUTE = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_MINUTE", "45"))
+CALLS_PER_HOUR = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_HOUR", "1500"))
+
+
+class HuntRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    Query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+
+
+def setup(app: Any) -> None:
+    app.state.hunting_limits = (RateLimiter(CALLS_PER_MINUTE, burst=max(1, int(CALLS_PER_MINUTE))),
+                                RateLimiter(CALLS_PER_HOUR / 60, burst=max(1, int(CALLS_PER_HOUR))))
+
+
+@router.post("/advancedqueries/run")
+async def run_query(body: HuntRequest, request: Request, principal: Principal = require(HUNT)) -> dict[str, Any]:
+    """Run an advanced-hunting query (KQL) on the tenant's telemetry of the last 30 days, limited to the
+    caller's device groups: at most 100,000 rows (``Truncated`` says there were more)."""
+    tenant = f"tenant:{principal.tenant_id}"
+    for limiter in request.app.state.hunting_limits:
+        wait = limiter.hit(tenant)
+        if wait:
+            raise RateLimited(wait)
+    access = AccessScope.of(principal)
+
+    def hunt() -> dict[str, Any]:
+        with request.app.state.store.tenant(principal.tenant_id) as s:
+            scope = access.events(s, request.app.state.events.store)
+        try:
+            result = run(scope, body.Query, max_rows=MAX_ROWS, timeout_s=DEFAULT_TIMEOUT_S)
+        except (KqlError, HuntingError) as exc:
+            raise Invalid(str(exc)) from None
+        stats: dict[str, Any] = dict(result.stats)
+        if result.chart:
+            stats["chart"] = result.chart
+        return {"Schema": result.schema, "Results": result.results, "Truncated": result.truncated,
+                "Stats": stats}
+
+    return await run_in_threadpool(hunt)
+
+
+__all__ = ["router"]
