@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "tenant": "admin", "user": "admin", "apikey": "admin", "enrollment": "admin", "db": "admin",
     "inventory": "tvm", "feeds": "tvm",
     "events": "events",
+    "rules": "rules",
 }
 SERVER_EXTRA_HINT = "this command needs the server: pip install 'garrison[server]'"
 

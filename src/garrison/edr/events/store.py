@@ -8,6 +8,7 @@ handle (:meth:`EventStore.scope`), whose statements are built only from :func:`s
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from garrison.edr.events.enrich import ProcessLinks, enrich, report_id
 from garrison.protocol.events import EVENT_TABLES, TABLES
 
 UTC = dt.UTC
+log = logging.getLogger("garrison.events")
 DEFAULT_RETENTION_DAYS = 180  # the timeline (Defender keeps six months)
 DEFAULT_HUNTING_DAYS = 30  # advanced hunting's window
 MAX_TIMELINE_PAGE = 10_000
@@ -74,6 +76,9 @@ class EventStore:
         self.retention_days = retention_days
         self.hunting_days = hunting_days
         self.links = ProcessLinks()
+        # Called with each write's stored rows by table (enriched, after the commit), in the writer's pass:
+        # the detection engine evaluates them here instead of polling the store.
+        self.listeners: list[Callable[[Mapping[str, Sequence[dict[str, Any]]]], None]] = []
         self._write_lock = threading.Lock()
         engine.setup(retention_days)
 
@@ -119,6 +124,11 @@ class EventStore:
         if ledger:
             tables = {t: _arrow(t, r) for t, r in rows.items()}
             self.engine.insert(tables, pa.Table.from_pylist(ledger, schema=schema.arrow_schema("EventBatches")))
+            for listener in self.listeners:
+                try:
+                    listener(rows)
+                except Exception:  # the rows are stored; a failing listener must not fail the ingest
+                    log.exception("an event-store listener failed on a stored write")
         return out
 
     def prune(self, now: dt.datetime | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Detection: Sigma rules compiled to predicates, evaluated at ingest; alerts."""
