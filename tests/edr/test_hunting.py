@@ -286,3 +286,10 @@ def test_row_cap_says_truncated(store: EventStore) -> None:
     assert len(r.results) == 2 and r.truncated
     r = run(store.scope(1), "DeviceProcessEvents", now=NOW, max_rows=7)
     assert len(r.results) == 7 and not r.truncated
+
+
+def test_a_long_query_is_stopped_at_the_timeout(store: EventStore) -> None:
+    # 7 rows joined with themselves ten times: 7**10 (282 million) rows to count
+    q = ("let t = DeviceProcessEvents | project k = 1; t" + " | join kind=inner t on k" * 10 + " | count")
+    with pytest.raises(HuntingError, match="longer than|Timeout exceeded"):
+        run(store.scope(1), q, now=NOW, timeout_s=1)

@@ -165,8 +165,11 @@ class ClickHouseEngine:
         for ddl in schema.ddl_clickhouse(retention_days):
             self.t.run(ddl)
 
-    def query(self, stmt: sa.Executable) -> list[dict[str, Any]]:
+    def query(self, stmt: sa.Executable, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Run a read; ``timeout_s``: ClickHouse stops it after that long (max_execution_time)."""
         sql, params = compile_statement(stmt)
+        if timeout_s:  # a statement may carry its own SETTINGS clause already (values are never in the text)
+            sql += (", " if " SETTINGS " in sql else " SETTINGS ") + f"max_execution_time = {max(1, round(timeout_s))}"
         return self.t.run(sql, params).to_pylist()
 
     def stored_keys(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:

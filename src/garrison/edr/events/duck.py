@@ -49,14 +49,22 @@ class DuckDBEngine:
         for ddl in schema.ddl_duckdb():
             self._writer.execute(ddl)
 
-    def query(self, stmt: sa.Executable) -> list[dict[str, Any]]:
+    def query(self, stmt: sa.Executable, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Run a read; ``timeout_s``: interrupt it after that long (EventStoreError)."""
         sql, params = compile_statement(stmt)
         cur = self._db.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s else None
         try:
+            if timer:
+                timer.start()
             cur.execute(sql, params)
             names = [d[0] for d in cur.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except duckdb.InterruptException:
+            raise EventStoreError(f"the query ran longer than {timeout_s:g} s and was stopped") from None
         finally:
+            if timer:
+                timer.cancel()
             cur.close()
 
     def stored_keys(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:

@@ -91,7 +91,7 @@ def _scoped_views(d: Dialect, tables: set[str], scope: EventScope, since: dt.dat
     return ("WITH " + ", ".join(ctes) + " ") if ctes else "", params
 
 
-def run(scope: EventScope, query: str, *, max_rows: int = MAX_ROWS, timeout_s: int = DEFAULT_TIMEOUT_S,
+def run(scope: EventScope, query: str, *, max_rows: int = MAX_ROWS, timeout_s: float = DEFAULT_TIMEOUT_S,
         now: dt.datetime | None = None) -> HuntResult:
     """Translate and run ``query`` in ``scope``: at most ``max_rows`` rows (``truncated`` says if there were more)."""
     engine = scope.store.engine
@@ -103,15 +103,11 @@ def run(scope: EventScope, query: str, *, max_rows: int = MAX_ROWS, timeout_s: i
     since = (now - dt.timedelta(days=scope.store.hunting_days)).astimezone(UTC).replace(tzinfo=None)
     views, scope_params = _scoped_views(d, tr.tables, scope, since)
     limit = max(0, int(max_rows)) + 1
-    settings = d.settings
-    if engine.name == "clickhouse":
-        settings += f", max_execution_time = {int(timeout_s)}" if settings else \
-            f" SETTINGS max_execution_time = {int(timeout_s)}"
-    sql = f"{views}SELECT * FROM ({tr.sql}) AS _result LIMIT {limit}{settings}"
+    sql = f"{views}SELECT * FROM ({tr.sql}) AS _result LIMIT {limit}{d.settings}"
     used = set(_PARAM.findall(sql))
     stmt = sa.text(sql).bindparams(**{k: v for k, v in {**tr.params, **scope_params}.items() if k in used})
     try:
-        rows = engine.query(stmt)
+        rows = engine.query(stmt, timeout_s=timeout_s)
     except EventStoreError as exc:
         raise HuntingError(_engine_message(str(exc))) from None
     except Exception as exc:  # noqa: BLE001 (the engine's own error types: a query it could not run)
