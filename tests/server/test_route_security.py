@@ -106,6 +106,7 @@ SAMPLE_BODIES: dict[str, Any] = {
     "cancel_action": {"Comment": "x"},
     "request_collectInventory": {"Comment": "x"},
     "request_runConfigurationAssessment": {"Comment": "x"},
+    "run_antivirus_scan": {"Comment": "x", "ScanType": "Quick"},
     "update_group": {"rank": 5},
     "set_vulnerability_alert": {"vulnerabilityId": "CVE-2021-3156"},
     "cancel_exception": {},

@@ -86,3 +86,11 @@ register_action("RunConfigurationAssessment")(_resync("assessment"))
 def _offboard(action: ActionOut, host: ActionHost) -> Outcome:
     host.request_stop(offboard=True)
     return Outcome("Succeeded", {"offboarded": True})
+
+
+@register_action("RunAntiVirusScan")
+def _run_antivirus_scan(action: ActionOut, host: ActionHost) -> Outcome:
+    # The scanner (libyara, rule packs) is imported when a scan runs, not when the agent starts.
+    from garrison.agent.protection.action import run_antivirus_scan
+
+    return run_antivirus_scan(action, host)

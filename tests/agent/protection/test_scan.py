@@ -51,7 +51,7 @@ def test_custom_scan_finds_each_engine_and_records_it(engine: Engine, tmp_path: 
         ("Garrison test dropper", "hash", f"{base}/srv/dropper.sh"),
     }
     assert rec.detections_count == 3 and rec.duration_s > 0 and rec.started <= rec.ended
-    assert rec.engine["rulePack"].startswith("rules@0+") and rec.engine["hashes"] == 1
+    assert rec.engine["rulePacks"][0].startswith("rules@0+") and rec.engine["hashes"] == 1
 
 
 def test_exclusions_and_scan_type_validation(engine: Engine, tmp_path: Path) -> None:

@@ -95,10 +95,10 @@ def _stream_hashes(f: IO[bytes]) -> tuple[FileHashes, bytes, int]:
 
 
 class Engine:
-    def __init__(self, pack: RulePack | None = None, hashes: HashReputation | None = None,
+    def __init__(self, pack: RulePack | list[RulePack] | None = None, hashes: HashReputation | None = None,
                  clamd: Clamd | None = None, limits: ArchiveLimits | None = None,
                  max_file_bytes: int = 256 << 20) -> None:
-        self.pack = pack
+        self.packs: list[RulePack] = pack if isinstance(pack, list) else [pack] if pack is not None else []
         self.hashes = hashes if hashes is not None else HashReputation()
         self.clamd = clamd
         self.limits = limits or ArchiveLimits()
@@ -107,7 +107,7 @@ class Engine:
     @property
     def version(self) -> dict[str, Any]:
         """What the engine runs, for device health and the scan record."""
-        return {"rulePack": self.pack.version if self.pack else "", "rules": self.pack.rule_count if self.pack else 0,
+        return {"rulePacks": [p.version for p in self.packs], "rules": sum(p.rule_count for p in self.packs),
                 "hashes": len(self.hashes), "yara": yara.__version__, "clamd": bool(self.clamd)}
 
     # --- a file on disk ------------------------------------------------------------------------
@@ -134,10 +134,10 @@ class Engine:
             if size > self.max_file_bytes:
                 verdict.incomplete.append(f"{path}: larger than {self.max_file_bytes} bytes (hashed only)")
                 return verdict
-            if self.pack is not None:
+            for pack in self.packs:
                 self._yara(verdict, path, head, size, hashes,
-                           lambda ext: self.pack.rules.match(f"/proc/self/fd/{fd}", externals=ext,
-                                                             timeout=MATCH_TIMEOUT),
+                           lambda ext, rules=pack.rules: rules.match(f"/proc/self/fd/{fd}", externals=ext,
+                                                                     timeout=MATCH_TIMEOUT),
                            owner=_owner(st.st_uid))
             kind = kind_of(head)
             if kind is not None:
@@ -159,11 +159,11 @@ class Engine:
         hashes = FileHashes.of(data)
         head = data[:512]
         self._simple(verdict, display, head, len(data), hashes)
-        if self.pack is not None:
-            name = display.rsplit("!", 1)[-1].rsplit("/", 1)[-1]
+        name = display.rsplit("!", 1)[-1].rsplit("/", 1)[-1]
+        for pack in self.packs:
             self._yara(verdict, display, head, len(data), hashes,
-                       lambda ext: self.pack.rules.match(data=data, externals=ext,
-                                                         timeout=MATCH_TIMEOUT), name=name)
+                       lambda ext, rules=pack.rules: rules.match(data=data, externals=ext, timeout=MATCH_TIMEOUT),
+                       name=name)
         kind = kind_of(head)
         if kind is not None:
             self._archive(verdict, io.BytesIO(data), kind, display, depth + 1, budget, len(data))
