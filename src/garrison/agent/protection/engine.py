@@ -113,18 +113,25 @@ class Engine:
     # --- a file on disk ------------------------------------------------------------------------
 
     def scan_file(self, path: str) -> FileVerdict:
-        verdict = FileVerdict(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            verdict.error = f"{type(exc).__name__}: {exc.strerror}"
-            return verdict
+            return FileVerdict(path, error=f"{type(exc).__name__}: {exc.strerror}")
+        return self._scan_open(fd, path)
+
+    def scan_fd(self, fd: int, path: str) -> FileVerdict:
+        """Scan an open file (a fanotify event's descriptor); ``fd`` stays open (a duplicate is used)."""
+        return self._scan_open(os.dup(fd), path)
+
+    def _scan_open(self, fd: int, path: str) -> FileVerdict:
+        verdict = FileVerdict(path)
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 verdict.error = "not a regular file"
                 return verdict
             try:
+                f.seek(0)
                 hashes, head, size = _stream_hashes(f)
             except OSError as exc:
                 verdict.error = f"{type(exc).__name__}: {exc.strerror}"
