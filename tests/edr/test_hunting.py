@@ -293,3 +293,13 @@ def test_a_long_query_is_stopped_at_the_timeout(store: EventStore) -> None:
     q = ("let t = DeviceProcessEvents | project k = 1; t" + " | join kind=inner t on k" * 10 + " | count")
     with pytest.raises(HuntingError, match="longer than|Timeout exceeded"):
         run(store.scope(1), q, now=NOW, timeout_s=1)
+
+
+def test_print_ip_functions_and_typed_extracts(store: EventStore) -> None:
+    rows = hunt(store, "print a = ipv4_is_private('172.20.1.1'), b = ipv4_is_private('8.8.8.8'), "
+                       "c = ipv4_is_in_range('10.1.2.3', '10.0.0.0/8'), d = ipv4_is_in_range('11.1.2.3', '10.0.0.0/8'), "
+                       "e = extractjson('$.a', '{\"a\": 5}', typeof(int)) + 1, f = extract('x(\\\\d+)', 1, 'x42', typeof(long)), "
+                       "g = 'TEST' =~ 'test', h = 'TEST' == 'test'")
+    assert rows == [{"a": True, "b": False, "c": True, "d": False, "e": 6, "f": 42, "g": True, "h": False}]
+    rows = hunt(store, "DeviceNetworkEvents | where DeviceId == 'd1' and ipv4_is_private(RemoteIP) | project RemoteIP")
+    assert rows == [{"RemoteIP": "10.0.0.9"}]

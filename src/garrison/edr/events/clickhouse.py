@@ -97,8 +97,17 @@ class ChdbTransport:
             try:
                 res = self._session.query(sql, "ArrowTable", params=params or None)
             except Exception as exc:  # noqa: BLE001 (chdb raises plain RuntimeErrors and its own types)
+                self._drain()
                 raise EventStoreError(f"ClickHouse: {str(exc)[:500]}") from None
         return res if isinstance(res, pa.Table) else pa.table({})
+
+    def _drain(self) -> None:
+        """After a failed query (e.g. a timeout) chdb 4.4 answers the next Arrow query with the rest of the
+        failed one's stream ("Invalid flatbuffers message"): one throw-away query clears it."""
+        try:
+            self._session.query("SELECT 1", "ArrowTable")
+        except Exception:  # noqa: BLE001, S110 (that answer is the garbage being cleared)
+            pass
 
     def insert(self, table: str, data: pa.Table, token: str = "") -> None:
         cols = ", ".join(f"`{c}`" for c in data.column_names)

@@ -59,6 +59,7 @@ class Dialect:
     base64_decode: str
     sha256: str
     row_number: str
+    ipv4_number: str  # {a}: the address as a number, NULL if it is not an IPv4 address
     settings: str = ""
 
 
@@ -107,6 +108,9 @@ DUCKDB = Dialect(
                 "ELSE [{a}] END)",
     base64_decode="CAST(from_base64({a}) AS VARCHAR)", sha256="sha256({a})",
     row_number="row_number() OVER (PARTITION BY {keys} ORDER BY {keys})",
+    ipv4_number="(CASE WHEN regexp_matches({a}, '^[0-9]{{1,3}}([.][0-9]{{1,3}}){{3}}$') THEN "
+                "CAST(split_part({a}, '.', 1) AS BIGINT) * 16777216 + CAST(split_part({a}, '.', 2) AS BIGINT) * 65536 "
+                "+ CAST(split_part({a}, '.', 3) AS BIGINT) * 256 + CAST(split_part({a}, '.', 4) AS BIGINT) END)",
 )
 
 CLICKHOUSE = Dialect(
@@ -141,6 +145,7 @@ CLICKHOUSE = Dialect(
                 "[ifNull({a}, 'null')]))",
     base64_decode="tryBase64Decode({a})", sha256="lower(hex(SHA256({a})))",
     row_number="row_number() OVER (PARTITION BY {keys})",
+    ipv4_number="toInt64(IPv4StringToNumOrNull({a}))",
     settings=" SETTINGS join_use_nulls = 1, prefer_column_name_to_alias = 1",
 )
 

@@ -12,6 +12,7 @@ from garrison.edr.hunting.translate import (
     Env,
     Rel,
     Translator,
+    _kql_type,
     aggregate_function,
     alias,
     quote,
@@ -234,13 +235,15 @@ def _trim(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
 
 @scalar_function("extract")
 def _extract(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
-    args = t.args(c, rel, env, 3, 4)
-    pattern, group, text = args[0], args[1], args[2]
+    if len(c.args) not in (3, 4):
+        raise t.err("extract() takes a regex, a group number, a text and optionally typeof(type)", c)
+    pattern, group, text = (t.scalar(a, rel, env) for a in c.args[:3])
     if not group.sql.isdigit():
         raise t.err("extract(): the group must be a number", c)
     e = E(t.fmt(t.d.regex_extract, a=t.as_string(text).sql, b=pattern.sql, n=group.sql), "string")
-    if len(args) == 4:
-        raise t.err("extract() with a type is not supported", c)
+    if len(c.args) == 4:
+        typ = _typeof_arg(t, c, c.args[3])
+        return e if typ == "string" else t.convert(E(f"nullif({e.sql}, '')", "string"), typ)
     return e
 
 
@@ -359,7 +362,7 @@ def _array_length(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
 
 @scalar_function("pack_array")
 def _pack_array(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
-    args = t.args(c, rel, env, 1, 64)
+    args = t.args(c, rel, env, 1, 1000)
     return E(t.fmt(t.d.json_array, args=", ".join(t.dynamic(a).sql for a in args)), "dynamic")
 
 
@@ -375,9 +378,19 @@ def _split(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     return e
 
 
-@scalar_function("extractjson")
+def _typeof_arg(t: Translator, c: k.Call, node: k.Node) -> str:
+    """The type a ``typeof(T)`` argument names (extract, extractjson)."""
+    if isinstance(node, k.Call) and node.name == "typeof" and len(node.args) == 1 and isinstance(node.args[0], k.Name):
+        return _kql_type(node.args[0].name, node, t)
+    raise t.err(f"{c.name}(): expected typeof(type)", node)
+
+
+@scalar_function("extractjson", "extract_json")
 def _extractjson(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
-    path, text = t.args(c, rel, env, 2, 3)[:2]
+    if len(c.args) not in (2, 3):
+        raise t.err(f"{c.name}() takes a path, a JSON text and optionally typeof(type)", c)
+    typ = _typeof_arg(t, c, c.args[2]) if len(c.args) == 3 else "string"
+    path, text = t.scalar(c.args[0], rel, env), t.scalar(c.args[1], rel, env)
     p = t._constant(path)
     if p is None or not p.startswith("$"):
         raise t.err("extractjson(): the path must be a constant like '$.a.b'", c)
@@ -394,7 +407,7 @@ def _extractjson(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     m: k.Node = node
     for key in keys:
         m = k.Member(c.pos, m, k.Lit(c.pos, key, "long" if isinstance(key, int) else "string"))
-    return t.convert(t.scalar(m, rel, env), "string")
+    return t.convert(t.scalar(m, rel, env), typ)
 
 
 @scalar_function("pack")
@@ -419,6 +432,31 @@ def _toscalar(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     sub = t.tabular(c.args[0], env)
     first, typ = next(iter(sub.cols.items()))
     return E(f"(SELECT {quote(first)} FROM ({sub.sql}) AS {t.alias()} LIMIT 1)", typ)
+
+
+# --- IP addresses -----------------------------------------------------------------------------------------
+
+_PRIVATE_V4 = r"^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.)"
+
+
+@scalar_function("ipv4_is_private")
+def _ipv4_is_private(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
+    (ip,) = t.args(c, rel, env, 1, 1)
+    return E(t.fmt(t.d.regex, a=t.as_string(ip).sql, b=t.param(_PRIVATE_V4)), "bool")
+
+
+@scalar_function("ipv4_is_in_range")
+def _ipv4_is_in_range(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
+    import ipaddress
+
+    ip, cidr = t.args(c, rel, env, 2, 2)
+    text = t._constant(cidr)
+    try:
+        net = ipaddress.IPv4Network(text or "", strict=False)
+    except ValueError:
+        raise t.err("ipv4_is_in_range(): the range must be a constant like '10.0.0.0/8'", c) from None
+    num = t.fmt(t.d.ipv4_number, a=t.as_string(ip).sql)
+    return E(f"({num} BETWEEN {int(net.network_address)} AND {int(net.broadcast_address)})", "bool")
 
 
 # --- aggregates --------------------------------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def _value(v: Any, typ: str) -> Any:
     if typ == "datetime" and isinstance(v, dt.datetime):
         v = v.astimezone(UTC) if v.tzinfo else v.replace(tzinfo=UTC)
         return v.isoformat().replace("+00:00", "Z")
+    if typ == "bool" and isinstance(v, int):  # ClickHouse answers conditions as 0/1
+        return bool(v)
     if typ == "dynamic" and isinstance(v, str):
         try:
             return json.loads(v)

@@ -445,7 +445,7 @@ class Parser:
                 return True
             if t.value in self.tabular_names and nxt.kind == "op" and nxt.value == "(":
                 return True  # a tabular function called
-            return t.value in TABULAR_STARTS and (t.value != "print" or nxt.kind != "op" or nxt.value != "(")
+            return t.value in TABULAR_STARTS
         if t.kind == "op" and t.value == "(":
             j = self.i
             while self.toks[j].kind == "op" and self.toks[j].value == "(":
@@ -488,6 +488,9 @@ class Parser:
             inner = self.tabular()
             self.expect(")")
             return inner
+        if name == "print":
+            self.i += 1
+            return Op(t.pos, "print", {"items": self.assignments()})
         if name in TABULAR_STARTS:
             raise self.error(f"the {name!r} operator is not supported")
         self.i += 1

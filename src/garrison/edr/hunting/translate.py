@@ -157,6 +157,10 @@ class Translator:
             return self.datatable(node, env)
         if isinstance(node, k.Op) and node.name == "union":
             return self.union(None, node.args, env, node)
+        if isinstance(node, k.Op) and node.name == "print":
+            items = [(a.name or f"print_{i}", self.scalar(a.expr, Rel("", {}), env))
+                     for i, a in enumerate(node.args["items"])]
+            return Rel("SELECT " + ", ".join(f"{e.sql} AS {quote(n)}" for n, e in items), {n: e.type for n, e in items})
         if isinstance(node, k.Call):
             return self.call_tabular(node, env)
         raise self.err("expected a table", node)
@@ -222,10 +226,15 @@ class Translator:
     def select(self, rel: Rel, items: list[tuple[str, E]], tail: str = "", distinct: bool = False) -> Rel:
         if not items:
             raise KqlError("no columns left")
-        names = [n for n, _ in items]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise KqlError(f"column {dup!r} appears twice")
+        seen: set[str] = set()
+        unique = []
+        for n, e in items:  # Kusto names a repeated column Name1, Name2, …
+            name, i = n, 1
+            while name in seen:
+                name, i = f"{n}{i}", i + 1
+            seen.add(name)
+            unique.append((name, e))
+        items = unique
         body = ", ".join(e.sql if e.sql == quote(n) else f"{e.sql} AS {quote(n)}" for n, e in items)
         sql = f"SELECT {'DISTINCT ' if distinct else ''}{body} FROM ({rel.sql}) AS {self.alias()}{tail}"
         return Rel(sql, {n: e.type for n, e in items})
