@@ -17,7 +17,10 @@ reach the event store through the normal upload, not through the sensors' rate c
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,28 +120,43 @@ def quarantine_detections(record: ScanRecord, quarantine: Quarantine) -> tuple[s
     return done, failed
 
 
+def scan(state_dir: Path, params: ScanParams) -> dict[str, Any]:
+    """Run one scan here (in the scan process): the record, its events rows and what was quarantined."""
+    engine, load_errors = build_engine(state_dir)
+    # The agent's own state (rule sources match their own rules; spooled telemetry quotes command lines).
+    job = Scan(engine, params.ScanType, params.Paths, exclude=[str(state_dir.resolve())])
+    record = job.run()
+    remediated: set[str] = set()
+    failures: list[str] = []
+    if params.Quarantine and record.detections:
+        remediated, failures = quarantine_detections(record, Quarantine(protection_dir(state_dir) / "quarantine"))
+    result = record.to_dict()
+    result.update(loadErrors=load_errors, quarantined=sorted(remediated), quarantineFailures=failures)
+    return {"result": result, "events": detection_events(record, remediated)}
+
+
 def run_antivirus_scan(action: ActionOut, host: ActionHost) -> Outcome:
+    """Run the scan in a process of its own (``python -m garrison.agent.protection.worker``): the rules'
+    memory (~30 MB for signature-base) is not the agent's, a crash of libyara on a hostile file is not
+    the agent's, and the process's CPU and I/O priority are the scan's."""
     try:
         params = ScanParams.model_validate(action.params)
     except ValueError as exc:
         return Outcome("Failed", {"error": f"invalid RunAntiVirusScan parameters: {exc}"[:4000]})
     state_dir = host.ctx.state_dir
-    engine, load_errors = build_engine(state_dir)
-    # The agent's own state (rule sources match their own rules; spooled telemetry quotes command lines).
-    scan = Scan(engine, params.ScanType, params.Paths, exclude=[str(state_dir.resolve())])
-    log.info("%s scan %s started (%s)", params.ScanType, scan.record.scan_id, engine.version)
-    record = scan.run()
-    remediated: set[str] = set()
-    failures: list[str] = []
-    if params.Quarantine and record.detections:
-        remediated, failures = quarantine_detections(record, Quarantine(protection_dir(state_dir) / "quarantine"))
+    protection_dir(state_dir)
+    log.info("%s scan for action %s started", params.ScanType, action.id)
+    proc = subprocess.run(
+        [sys.executable, "-m", "garrison.agent.protection.worker", "--state-dir", str(state_dir)],
+        input=params.model_dump_json(), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        return Outcome("Failed", {"error": f"the scan process ended with {how}: {proc.stderr[-2000:]}"})
+    out = json.loads(proc.stdout)
     spool = getattr(host, "spool", None)
     if spool is not None:
-        spool.put(EVENTS_KIND, to_payload(detection_events(record, remediated)))
-    result = record.to_dict()
-    result.update(loadErrors=load_errors, quarantined=sorted(remediated), quarantineFailures=failures)
-    log.info("%s scan %s: %s, %d files, %d detections", params.ScanType, record.scan_id, record.state,
-             record.files_scanned, record.detections_count)
-    return Outcome("Succeeded" if record.state == "Completed" else "Failed", result)
-
-
+        spool.put(EVENTS_KIND, to_payload([(table, row) for table, row in out["events"]]))
+    result = out["result"]
+    log.info("%s scan %s: %s, %d files, %d detections", params.ScanType, result["scan_id"], result["state"],
+             result["files_scanned"], result["detections_count"])
+    return Outcome("Succeeded" if result["state"] == "Completed" else "Failed", result)
