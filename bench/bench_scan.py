@@ -1,7 +1,8 @@
 """Scan throughput and rule-pack cost: yara-python (the agent's engine) vs yara-x, side by side.
 
     .venv/bin/pip install -c constraints.txt -e '.[bench]'     # yara-x, for the comparison only
-    .venv/bin/python bench/bench_scan.py [--rules DIR] [--tree /usr/bin] [--max-files 400] [--json]
+    .venv/bin/python bench/bench_scan.py [--rules DIR] [--tree /usr/bin] [--max-files 400] [--stride N] [--json]
+    (apt-get install yara for the command-line tool's row)
 
 Each engine runs in its own process (so memory is its own): compile the whole rule directory (one
 namespace per file), serialise and load the compiled rules again (the agent's cache), then scan the
@@ -53,18 +54,50 @@ def corpus(dir_: Path) -> list[Path]:
     return sorted(dir_.iterdir())
 
 
-def files_of(tree: Path, limit: int) -> list[Path]:
-    out = []
-    for p in sorted(tree.iterdir()):
-        if p.is_file() and not p.is_symlink() and p.stat().st_size <= 64 << 20:
-            out.append(p)
-            if len(out) >= limit:
-                break
+def files_of(tree: Path, limit: int, stride: int = 1) -> list[Path]:
+    """Regular files under ``tree`` (recursively, sorted), every ``stride``-th one, at most ``limit``."""
+    out: list[Path] = []
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not p.is_file() or p.is_symlink() or p.stat().st_size > 64 << 20:
+                continue
+            seen += 1
+            if seen % stride == 0:
+                out.append(p)
+                if len(out) >= limit:
+                    return out
     return out
 
 
 def rule_files(rules: Path) -> list[Path]:
     return sorted(p for p in rules.iterdir() if p.suffix in (".yar", ".yara"))
+
+
+def run_cli(rules: Path, paths: list[Path]) -> dict[str, Any]:
+    """The ``yara`` command-line tool (Debian's package) on the same files: yarac, then one thread."""
+    files = rule_files(rules)
+    out: dict[str, Any] = {"engine": "yara-cli " + subprocess.run(["yara", "--version"], capture_output=True,
+                                                                  text=True, check=True).stdout.strip()}
+    tmp = Path(tempfile.mkdtemp())
+    defines = [a for k in EXTERNALS for a in ("-d", f"{k}=")]
+    t = time.perf_counter()
+    subprocess.run(["yarac", *defines, *map(str, files), str(tmp / "rules.yarc")], check=True, capture_output=True)
+    out["compile_s"] = round(time.perf_counter() - t, 2)
+    out["compiled_bytes"] = (tmp / "rules.yarc").stat().st_size
+    (tmp / "list").write_text("\n".join(map(str, paths)) + "\n")
+    t = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "yara", "-C", "-p", "1", *defines, "--scan-list",
+                           str(tmp / "rules.yarc"), str(tmp / "list")], capture_output=True, text=True, check=False)
+    dt = time.perf_counter() - t
+    size = sum(p.stat().st_size for p in paths)
+    hit_files = {line.split(" ", 1)[1] for line in proc.stdout.splitlines() if " " in line}
+    out.update(files=len(paths), mb=round(size / 1e6, 1), scan_s=round(dt, 2), files_per_s=round(len(paths) / dt, 1),
+               mb_per_s=round(size / 1e6 / dt, 2), files_with_hits=len(hit_files),
+               peak_rss_mb=round(int(proc.stderr.strip().splitlines()[-1]) / 1024, 1))
+    return out
 
 
 def run_engine(engine: str, rules: Path, paths: list[Path], per_file: bool) -> dict[str, Any]:
@@ -160,7 +193,8 @@ def main() -> None:
     ap.add_argument("--rules", type=Path, default=RULES)
     ap.add_argument("--tree", type=Path, default=Path("/usr/bin"))
     ap.add_argument("--max-files", type=int, default=400)
-    ap.add_argument("--engines", default="yara-python,garrison,yara-x")
+    ap.add_argument("--stride", type=int, default=1, help="take every n-th file of the tree (a sample of /usr)")
+    ap.add_argument("--engines", default="yara-python,garrison,yara-x,yara-cli")
     ap.add_argument("--per-file", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -171,11 +205,14 @@ def main() -> None:
         print(json.dumps(run_engine(args.child, args.rules, paths, args.per_file)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        paths = files_of(args.tree, args.max_files) + corpus(Path(tmp) / "corpus")
+        paths = files_of(args.tree, args.max_files, args.stride) + corpus(Path(tmp) / "corpus")
         listing = Path(tmp) / "paths.txt"
         listing.write_text("\n".join(map(str, paths)))
         results = []
         for engine in args.engines.split(","):
+            if engine == "yara-cli":
+                results.append(run_cli(args.rules, paths))
+                continue
             cmd = [sys.executable, __file__, "--child", engine, "--paths", str(listing), "--rules", str(args.rules)]
             if args.per_file:
                 cmd.append("--per-file")

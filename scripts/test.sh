@@ -14,6 +14,8 @@ python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v su >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# the protection tests: a real clamd with a signature database of their own
+command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
