@@ -303,3 +303,12 @@ def test_print_ip_functions_and_typed_extracts(store: EventStore) -> None:
     assert rows == [{"a": True, "b": False, "c": True, "d": False, "e": 6, "f": 42, "g": True, "h": False}]
     rows = hunt(store, "DeviceNetworkEvents | where DeviceId == 'd1' and ipv4_is_private(RemoteIP) | project RemoteIP")
     assert rows == [{"RemoteIP": "10.0.0.9"}]
+
+
+def test_parse_url_and_named_arg_max(store: EventStore) -> None:
+    rows = hunt(store, "print u = parse_url('https://user:pw@www.Example.com:8443/a/b.php?x=1#frag') "
+                       "| project h = tostring(u.Host), p = toint(u.Port), s = tostring(u.Scheme), path = tostring(u.Path)")
+    assert rows == [{"h": "www.Example.com", "p": 8443, "s": "https", "path": "/a/b.php"}]
+    rows = hunt(store, "DeviceProcessEvents | summarize (Last, Name) = arg_max(Timestamp, FileName), n = count() "
+                       "by DeviceId | project DeviceId, Name, n | sort by DeviceId asc")
+    assert rows == [{"DeviceId": "d1", "Name": "Python3", "n": 3}, {"DeviceId": "d2", "Name": "nc", "n": 4}]

@@ -434,6 +434,25 @@ def _toscalar(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     return E(f"(SELECT {quote(first)} FROM ({sub.sql}) AS {t.alias()} LIMIT 1)", typ)
 
 
+_URL = (r"^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^:@/]*)(?::([^@/]*))?@)?([^:/?#]*)(?::([0-9]+))?([^?#]*)"
+        r"(?:\?([^#]*))?(?:#(.*))?$")
+_URL_PARTS = (("Scheme", 1), ("Host", 4), ("Port", 5), ("Path", 6), ("Username", 2), ("Password", 3),
+              ("Query", 7), ("Fragment", 8))
+
+
+@scalar_function("parse_url")
+def _parse_url(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
+    """Kusto's parse_url: a dynamic object of the URL's parts ("" for a part it lacks)."""
+    (url,) = t.args(c, rel, env, 1, 1)
+    text, pattern = t.as_string(url).sql, t.param(_URL)
+    parts: list[str] = []
+    for i, (key, group) in enumerate(_URL_PARTS):
+        value = t.fmt(t.d.to_json_string, a=t.fmt(t.d.regex_extract, a=text, b=pattern, n=str(group)))
+        parts.extend([t.param(("{" if i == 0 else ",") + f'"{key}":'), value])
+    parts.append(t.param("}"))
+    return E(t.fmt(t.d.concat, args=", ".join(parts)), "dynamic")
+
+
 # --- IP addresses -----------------------------------------------------------------------------------------
 
 _PRIVATE_V4 = r"^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.)"

@@ -233,6 +233,7 @@ class Star(Node):
 class Assign(Node):
     name: str | None
     expr: Node
+    names: list[str] = field(default_factory=list)  # (a, b) = f(…): the columns f's results are named
 
 
 @dataclass
@@ -602,14 +603,30 @@ class Parser:
         while True:
             pos = self.tok.pos
             name = None
-            if self.at("("):  # (a, b) = f(…)
-                raise self.error("assigning to several columns at once is not supported")
+            if self.at("(") and self._names_assign_ahead():  # (a, b) = f(…)
+                self.i += 1
+                names = [self.ident()]
+                while self.accept(","):
+                    names.append(self.ident())
+                self.expect(")")
+                self.expect("=")
+                out.append(Assign(pos, None, self.arg(), names))
+                if not self.accept(","):
+                    return out
+                continue
             if (self.tok.kind == "ident" or self.at("[")) and self._assign_ahead():
                 name = self.ident()
                 self.expect("=")
             out.append(Assign(pos, name, self.arg()))
             if not self.accept(","):
                 return out
+
+    def _names_assign_ahead(self) -> bool:
+        j = self.i + 1
+        while self.toks[j].kind == "ident" or (self.toks[j].kind == "op" and self.toks[j].value == ","):
+            j += 1
+        return (self.toks[j].kind == "op" and self.toks[j].value == ")" and self.toks[j + 1].kind == "op"
+                and self.toks[j + 1].value == "=")
 
     def _assign_ahead(self) -> bool:
         if self.at("["):

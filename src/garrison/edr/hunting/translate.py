@@ -247,6 +247,8 @@ class Translator:
         return self.select(rel, self.columns(rel), f" WHERE {cond.sql}")
 
     def named(self, item: k.Assign, rel: Rel, env: Env, auto: int) -> tuple[str, E]:
+        if item.names:
+            raise self.err("assigning several columns at once is supported for arg_max/arg_min only", item)
         e = self.scalar(item.expr, rel, env)
         return item.name or _auto_name(item.expr, auto), e
 
@@ -337,7 +339,13 @@ class Translator:
                         raise self.err("arg_max: named columns are not supported", arg)
                     e = self.scalar(arg, rel, env)
                     out.append((cname or f"{name}_{len(out)}", E(self.fmt(tmpl, x=e.sql, by=by.sql), e.type)))
+            if a.names:  # (Last, Name) = arg_max(Timestamp, DeviceName)
+                if len(a.names) > len(out):
+                    raise self.err(f"{name}() gives {len(out)} columns, {len(a.names)} names", a)
+                out = [(a.names[i] if i < len(a.names) else n, e) for i, (n, e) in enumerate(out)]
             return out
+        if a.names:
+            raise self.err("assigning several columns at once is supported for arg_max/arg_min only", a)
         agg = _AGGREGATES.get(name)
         if agg is None:
             raise self.err(f"unknown aggregate function {call.name!r}", call)
