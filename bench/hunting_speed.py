@@ -35,7 +35,7 @@ _NAMES = "['bash','curl','python3','sshd','cron','systemd','nginx','wget','sh','
 
 
 def fill_duckdb(store, n: int) -> None:  # type: ignore[no-untyped-def]
-    db = store.engine._writer  # noqa: SLF001 (the bench writes generated rows in bulk, not through ingest)
+    db = store.engine._writer  # the bench writes generated rows in bulk, not through ingest
     procs, conns = int(n * 0.7), n - int(n * 0.7)
     db.execute(f"""INSERT INTO "DeviceProcessEvents" ("TenantId", "Timestamp", "DeviceId", "DeviceName", "ActionType",
         "FileName", "FolderPath", "ProcessId", "ProcessCommandLine", "AccountName", "ReportId")
