@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -160,3 +162,24 @@ def test_the_rate_cap_waits_for_what_exceeds_the_rate() -> None:
     cap.take(1_500_000)  # 1 MB over: one second of waiting
     assert sleeps == [pytest.approx(1.0)]
     RateCap(0).take(10**12)  # no cap
+
+
+def test_a_running_process_whose_file_was_deleted_is_still_scanned(tmp_path: Path) -> None:
+    """Malware often deletes its file once running: the Quick scan reads the image through the process."""
+    miner = tmp_path / "kworker-miner"
+    shutil.copy("/usr/bin/sleep", miner)
+    hashes = HashReputation()
+    hashes.add(FileHashes.of(miner.read_bytes()).sha256, "Test miner (deleted after start)")
+    proc = subprocess.Popen([str(miner), "60"])
+    try:
+        miner.unlink()
+        image = f"/proc/{proc.pid}/exe"
+        assert image in process_images()
+        rec = Scan(Engine(hashes=hashes), "Custom", [image], nice=0).run()
+        assert [(d["threat_name"], d["path"]) for d in rec.detections] == [("Test miner (deleted after start)", image)]
+    finally:
+        proc.kill()
+        proc.wait()
+    # Elsewhere symlinks are still never followed.
+    (tmp_path / "link").symlink_to("/usr/bin/sleep")
+    assert Scan(Engine(hashes=hashes), "Custom", [str(tmp_path)], nice=0).run().files_scanned == 0

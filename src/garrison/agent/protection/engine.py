@@ -24,6 +24,7 @@ from garrison.agent.protection.archives import ArchiveLimits, Budget, LimitReach
 from garrison.agent.protection.clamd import Clamd
 from garrison.agent.protection.hashes import FileHashes, HashReputation
 from garrison.agent.protection.rulepack import RulePack
+from garrison.agent.protection.targets import is_process_image
 
 # The EICAR test file (eicar.org): these 68 bytes at the start, optionally followed by white space,
 # 128 bytes at most in all. Defender's name for it.
@@ -113,8 +114,11 @@ class Engine:
     # --- a file on disk ------------------------------------------------------------------------
 
     def scan_file(self, path: str) -> FileVerdict:
+        # Never through a symlink — except a process's own image link (/proc/<pid>/exe), which reaches
+        # the executable even after it was deleted.
+        nofollow = 0 if is_process_image(path) else os.O_NOFOLLOW
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             return FileVerdict(path, error=f"{type(exc).__name__}: {exc.strerror}")
         return self._scan_open(fd, path)

@@ -44,9 +44,19 @@ def _homes(root: Path) -> list[str]:
     return homes
 
 
+_PROC_EXE = re.compile(r"^/proc/\d+/exe$")
+
+
+def is_process_image(path: str) -> bool:
+    """``/proc/<pid>/exe``: a running process's executable, opened through the process (even deleted)."""
+    return bool(_PROC_EXE.match(path))
+
+
 def process_images(proc: Path = Path("/proc")) -> list[str]:
-    """The executables of the running processes (``/proc/<pid>/exe``), each once."""
-    seen: dict[str, None] = {}
+    """The executables of the running processes, each once: the file's path, or ``/proc/<pid>/exe`` when
+    the file was deleted after the process started (malware often removes itself: the image is still
+    readable through the process)."""
+    seen: dict[str, str] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,8 +64,8 @@ def process_images(proc: Path = Path("/proc")) -> list[str]:
             target = os.readlink(entry / "exe")
         except OSError:  # kernel threads, gone, or not ours to read
             continue
-        seen.setdefault(target.removesuffix(" (deleted)"), None)
-    return list(seen)
+        seen.setdefault(target, f"/proc/{entry.name}/exe" if target.endswith(" (deleted)") else target)
+    return list(seen.values())
 
 
 def unit_exec_targets(text: str) -> list[str]:
@@ -158,6 +168,10 @@ def walk(paths: Iterable[str], root: Path = Path("/"), skip: Iterable[str] = (),
         except OSError:
             continue
         if covered(start):
+            continue
+        if is_process_image(start) and root == Path("/"):
+            files.add(start)
+            yield start
             continue
         if stat.S_ISREG(st.st_mode):
             if start not in files:
