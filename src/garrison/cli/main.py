@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
     "inventory": "tvm", "feeds": "tvm",
     "events": "events",
     "rules": "rules",
+    "protection": "protection",
 }
 SERVER_EXTRA_HINT = "this command needs the server: pip install 'garrison[server]'"
 
