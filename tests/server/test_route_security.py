@@ -93,6 +93,7 @@ EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = [
     lambda env, dev: __import__("tests.tvm.prioritisation.ids", fromlist=["prioritisation_ids"])  # recommendations,
     .prioritisation_ids(env, dev),  # exceptions, remediation tasks, events, rules, connections
     lambda env, dev: __import__("tests.edr.ids", fromlist=["edr_ids"]).edr_ids(env, dev),  # timeline events
+    lambda env, dev: __import__("tests.edr.detection.ids", fromlist=["detection_ids"]).detection_ids(env, dev),
 ]
 
 # Parameters that are not ids of a tenant's object: a query inside the path, or an id of the
@@ -114,6 +115,7 @@ SAMPLE_BODIES: dict[str, Any] = {
     "update_rule": {"enabled": False},
     "update_connection": {"enabled": False},
     "try_connection": {},
+    "update_alert": {"status": "InProgress"},
 }
 
 

@@ -52,6 +52,9 @@ class ServerSettings:
     events_url: str | None = None
     events_retention_days: int = 180  # the timeline's reach
     hunting_days: int = 30  # advanced hunting's window
+    # Sigma rules evaluated at ingest: "shipped" (the SigmaHQ release in the package), "none", or
+    # comma-separated rule directories / zip archives
+    detection_rules: str = "shipped"
 
     @property
     def db_url(self) -> str:

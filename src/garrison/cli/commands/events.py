@@ -13,6 +13,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from garrison.cli.common import open_store, service_errors, settings_from, store_options
 from garrison.cli.output import UserError, console, emit, err_console, json_option
 from garrison.core import access
+from garrison.edr.detection import rules as detection_rules
+from garrison.edr.detection.alerts import AlertSink
+from garrison.edr.detection.stream import DetectionService
 from garrison.edr.events import EventStoreError, open_event_store
 from garrison.edr.events.imports import import_windows, parse_files, resolve_device
 from garrison.edr.events.windows import MAX_FILE_BYTES
@@ -89,12 +92,16 @@ def events_import(paths: tuple[Path, ...], tenant_name: str, device_name: str, e
             events = open_event_store(settings.events_db_url, settings.events_retention_days, settings.hunting_days)
         except EventStoreError as exc:
             raise UserError(str(exc), as_json=as_json) from None
+        sink = AlertSink(store)  # the rules run on the imported events as they do at the server's ingest
+        detection = DetectionService(lambda: detection_rules.configured(settings.detection_rules), sink)
+        events.listeners.append(detection.on_write)
         try:
             device_id, name, created = resolve_device(store, tenant_id, device_name=device_name)
             out = import_windows(events.write, tenant_id, device_id, name, parsed)
         finally:
             events.close()
         out["created"] = created
+        out["alerts"] = {"matches": detection.matches, "created": sink.created, "updated": sink.updated}
 
     def human() -> None:
         console.print(f"device {out['computerDnsName']} ({out['machineId']}){' created' if created else ''}: "
@@ -102,6 +109,9 @@ def events_import(paths: tuple[Path, ...], tenant_name: str, device_name: str, e
                       highlight=False)
         for table, n in out["tables"].items():
             console.print(f"  {table}: {n}", highlight=False)
+        alerts = out["alerts"]
+        console.print(f"alerts: {alerts['created']} new, {alerts['updated']} updated "
+                      f"({alerts['matches']} rule matches)", highlight=False)
         if out["skipped"]:
             kinds = ", ".join(f"{k} ×{n}" for k, n in list(out["skipped"].items())[:8])
             err_console.print(f"[yellow]skipped[/yellow] (not mapped): {kinds}", highlight=False)

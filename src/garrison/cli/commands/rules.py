@@ -23,18 +23,10 @@ def rules_status(paths: tuple[Path, ...], show_all: bool, as_json: bool) -> None
     """Compile every rule: counts of rules compiled and not runnable, each unrunnable one with its reason."""
     from garrison.edr.detection import rules
 
-    texts: list[tuple[str, str | None]] = []
-    for p in paths:
-        if p.is_dir():
-            texts.extend(rules.directory_texts(p))
-        elif p.suffix.lower() == ".zip":
-            try:
-                texts.extend(rules.zip_texts(p.read_bytes()))
-            except ValueError as exc:
-                raise UserError(f"{p}: {exc}", as_json=as_json) from None
-        else:
-            texts.append((str(p), p.read_text("utf-8", "replace")))
-    ruleset = rules.load(texts if paths else rules.shipped_texts())
+    try:
+        ruleset = rules.load(rules.path_texts(paths) if paths else rules.shipped_texts())
+    except (ValueError, OSError) as exc:  # a zip that is not one, an unreadable file
+        raise UserError(str(exc), as_json=as_json) from None
     status = ruleset.status()
 
     def human() -> None:

@@ -7,6 +7,7 @@ rule keeps its author, shown with every alert it raises; ``data/SIGMA-NOTICE.md`
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections import Counter
@@ -91,7 +92,11 @@ def shipped_texts() -> Iterator[tuple[str, str | None]]:
 
 
 def zip_texts(data: bytes) -> Iterator[tuple[str, str | None]]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"not a zip archive of rules ({exc})") from None
+    with archive:
         members = [m for m in archive.infolist() if m.filename.endswith((".yml", ".yaml")) and not m.is_dir()]
         if len(members) > MAX_RULES:
             raise ValueError(f"more than {MAX_RULES} rule files in the archive")
@@ -105,6 +110,31 @@ def directory_texts(*roots: str | Path) -> Iterator[tuple[str, str | None]]:
         for p in sorted(base.rglob("*.yml")):
             small = p.stat().st_size <= MAX_RULE_BYTES
             yield f"{base.name}/{p.relative_to(base)}", p.read_text("utf-8", "replace") if small else None
+
+
+def path_texts(paths: Iterable[Path]) -> list[tuple[str, str | None]]:
+    """Rules from directories (searched), zip archives and single YAML files."""
+    texts: list[tuple[str, str | None]] = []
+    for p in paths:
+        if p.is_dir():
+            texts.extend(directory_texts(p))
+        elif p.suffix.lower() == ".zip":
+            texts.extend(zip_texts(p.read_bytes()))
+        else:
+            small = p.stat().st_size <= MAX_RULE_BYTES
+            texts.append((str(p), p.read_text("utf-8", "replace") if small else None))
+    return texts
+
+
+@functools.lru_cache(maxsize=4)
+def configured(spec: str) -> RuleSet:
+    """The ruleset a server runs (its ``detection_rules`` setting): ``shipped``, ``none``, or comma-separated
+    paths. Compiled once per process: the rules are immutable once loaded."""
+    if spec == "shipped":
+        return load(shipped_texts())
+    if spec == "none":
+        return RuleSet()
+    return load(path_texts(Path(part.strip()) for part in spec.split(",") if part.strip()))
 
 
 # --- compiling -------------------------------------------------------------------------------------

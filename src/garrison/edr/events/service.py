@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from garrison.edr.events import open_event_store
 from garrison.edr.events.ingest import EventWriter
@@ -17,13 +19,17 @@ class EventService:
         self._store: EventStore | None = None
         self._writer: EventWriter | None = None
         self._lock = threading.Lock()
+        # added to the store's listeners when it opens (the detection engine: garrison.server.api.alerts)
+        self.listeners: list[Callable[[Mapping[str, Sequence[dict[str, Any]]]], None]] = []
 
     @property
     def store(self) -> EventStore:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = open_event_store(self.url, self.retention_days, self.hunting_days)
+                    store = open_event_store(self.url, self.retention_days, self.hunting_days)
+                    store.listeners.extend(self.listeners)
+                    self._store = store
         return self._store
 
     @property

@@ -1,0 +1,45 @@
+"""Alerts raised by the detection engine (Defender's Alert entity)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from garrison.store.base import Base, TenantScoped, utcnow
+
+
+class Alert(TenantScoped, Base):
+    """One alert: a rule that matched on a device. Repeats of the same rule, device and entity within the
+    dedupe window update it (``event_count``, ``last_event_time``) instead of creating another."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_tenant_created", "tenant_id", "alert_creation_time"),
+        Index("ix_alerts_dedupe", "tenant_id", "dedupe_key", "last_event_time"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16))  # Informational, Low, Medium, High
+    status: Mapped[str] = mapped_column(String(16), default="New")  # New, InProgress, Resolved
+    classification: Mapped[str | None] = mapped_column(String(40), default=None)
+    determination: Mapped[str | None] = mapped_column(String(40), default=None)
+    category: Mapped[str] = mapped_column(String(40))
+    detection_source: Mapped[str] = mapped_column(String(40))
+    detector_id: Mapped[str] = mapped_column(String(64))  # the rule's id
+    mitre_techniques: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    assigned_to: Mapped[str | None] = mapped_column(String(256), default=None)
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # title, author, level, references, path
+    evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    comments: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(Integer, default=1)
+    first_event_time: Mapped[dt.datetime] = mapped_column()
+    last_event_time: Mapped[dt.datetime] = mapped_column()
+    alert_creation_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_update_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_time: Mapped[dt.datetime | None] = mapped_column(default=None)
