@@ -41,6 +41,7 @@ NAV = [
     ("weaknesses", "Weaknesses", "/weaknesses"),
     ("timeline", "Event timeline", "/timeline"),
     ("devices", "Devices", "/devices"),
+    ("alerts", "Alerts", "/alerts"),
     ("hunting", "Advanced hunting", "/hunting"),
     ("settings", "Settings", "/settings"),
 ]

@@ -34,7 +34,7 @@ from garrison.server.web.session import COOKIE, LOGIN_CSRF_COOKIE, PREFIX
 
 STATIC = Path(__file__).with_name("static")
 PAGE_MODULES = ("dashboard", "devices", "device_timeline", "settings", "recommendations", "remediation", "software",
-                "weaknesses", "timeline", "hunting")
+                "weaknesses", "timeline", "hunting", "alerts")
 
 
 def is_console_path(path: str) -> bool:
