@@ -50,8 +50,8 @@ def _now(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
 def _bin(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     value, size = t.args(c, rel, env, 2, 2)
     if value.type == "datetime" and size.type == "timespan":
-        micros = t.fmt(t.d.epoch_micros, a=value.sql)
-        return E(t.fmt(t.d.from_micros, a=f"({t.fmt(t.d.int_div, a=micros, b=size.sql)} * {size.sql})"), "datetime")
+        bucket = t.fmt(t.d.int_div, a=t.fmt(t.d.epoch_micros, a=value.sql), b=size.sql)
+        return E(t.fmt(t.d.from_micros, a=f"({bucket} * {size.sql})"), "datetime", key=bucket)
     if value.type in ("long", "int", "timespan") and size.type in ("long", "int", "timespan"):
         return E(f"({t.fmt(t.d.int_div, a=value.sql, b=size.sql)} * {size.sql})", value.type)
     if value.type == "real" or size.type == "real":

@@ -31,6 +31,7 @@ class E:
 
     sql: str
     type: str
+    key: str = ""  # what to group by when cheaper than sql (bin of a datetime: the bucket's number)
 
 
 @dataclass
@@ -313,7 +314,7 @@ class Translator:
             raise self.err("summarize needs an aggregate or a by clause", op)
         tail = ""
         if groups:
-            tail = " GROUP BY " + ", ".join(e.sql for _, e in groups)
+            tail = " GROUP BY " + ", ".join(e.key or e.sql for _, e in groups)
         return self.select(rel, items, tail)
 
     def aggregate(self, a: k.Assign, rel: Rel, env: Env, auto: int, group_names: list[str]) -> list[tuple[str, E]]:
