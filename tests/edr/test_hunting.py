@@ -312,3 +312,11 @@ def test_parse_url_and_named_arg_max(store: EventStore) -> None:
     rows = hunt(store, "DeviceProcessEvents | summarize (Last, Name) = arg_max(Timestamp, FileName), n = count() "
                        "by DeviceId | project DeviceId, Name, n | sort by DeviceId asc")
     assert rows == [{"DeviceId": "d1", "Name": "Python3", "n": 3}, {"DeviceId": "d2", "Name": "nc", "n": 4}]
+
+
+def test_lookup_adds_the_right_sides_columns_without_repeating_the_key(store: EventStore) -> None:
+    q = ("DeviceProcessEvents | where DeviceId == 'd1' | project FileName, ProcessId "
+         "| lookup (datatable(FileName:string, Risk:long) ['curl', 5]) on FileName | sort by ProcessId asc")
+    r = run(store.scope(1), q, now=NOW)
+    assert [c["Name"] for c in r.schema] == ["FileName", "ProcessId", "Risk"]
+    assert [(x["FileName"], x["Risk"]) for x in r.results] == [("bash", None), ("curl", 5), ("Python3", None)]

@@ -973,7 +973,14 @@ def _join(p: Parser) -> dict[str, Any]:
                 break
     elif p.accept("where"):
         raise p.error("join … where is not supported (use on)")
-    return {"kind": hints.get("kind", "innerunique"), "right": right, "on": keys}
+    return {"kind": hints.get("kind", "innerunique"), "right": right, "on": keys, "hints": hints}
+
+
+def _lookup(p: Parser) -> dict[str, Any]:
+    args = _join(p)
+    if "kind" not in args.get("hints", {}) and args["kind"] == "innerunique":
+        args["kind"] = "leftouter"  # lookup's default
+    return args
 
 
 def _union(p: Parser) -> dict[str, Any]:
@@ -1095,7 +1102,7 @@ def _evaluate(p: Parser) -> dict[str, Any]:
 _OPERATORS: dict[str, Callable[[Parser], dict[str, Any]]] = {
     "where": _where, "filter": _where, "project": _project, "project-away": _names, "project-keep": _names,
     "project-rename": _rename, "project-reorder": _reorder, "extend": _project, "summarize": _summarize,
-    "join": _join, "union": _union, "top": _top, "sort": _sort, "order": _sort, "take": _take, "limit": _take,
+    "join": _join, "lookup": _lookup, "union": _union, "top": _top, "sort": _sort, "order": _sort, "take": _take, "limit": _take,
     "distinct": _distinct, "count": _count, "mv-expand": _mv_expand, "mvexpand": _mv_expand, "parse": _parse,
     "render": _render, "invoke": _invoke, "serialize": _serialize, "as": _as, "evaluate": _evaluate,
 }

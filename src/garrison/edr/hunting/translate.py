@@ -499,7 +499,14 @@ class Translator:
         cols = ({source_col: "string"} if source_col else {}) | types
         return Rel(" UNION ALL ".join(f"SELECT * FROM ({p}) AS {self.alias()}" for p in parts), cols)
 
-    def op_join(self, op: k.Op, left: Rel, env: Env) -> Rel:
+    def op_lookup(self, op: k.Op, left: Rel, env: Env) -> Rel:
+        """A join (leftouter by default) whose right side's same-named key columns are not repeated."""
+        if op.args["kind"] not in ("leftouter", "inner"):
+            raise self.err(f"lookup kind={op.args['kind']} is not supported", op)
+        joined = self.op_join(op, left, env, lookup=True)
+        return joined
+
+    def op_join(self, op: k.Op, left: Rel, env: Env, lookup: bool = False) -> Rel:
         kind = op.args["kind"]
         if kind not in _JOIN_KINDS:
             raise self.err(f"join kind={kind} is not supported", op)
@@ -552,7 +559,10 @@ class Translator:
         for c, t in left.cols.items():
             out[c] = t
             items.append(f"{la}.{quote(c)} AS {quote(c)}")
+        same_keys = {lc for lc, rc in pairs if lc == rc} if lookup else set()
         for c, t in right.cols.items():
+            if c in same_keys:
+                continue
             name = c
             n = 1
             while name in out:
@@ -944,7 +954,7 @@ _OPERATORS: dict[str, OpHandler] = {
     "take": Translator.op_take, "distinct": Translator.op_distinct, "count": Translator.op_count,
     "render": Translator.op_render, "serialize": Translator.op_serialize, "as": Translator.op_as,
     "invoke": Translator.op_invoke, "mv-expand": Translator.op_mv_expand, "parse": Translator.op_parse,
-    "union": Translator.op_union, "join": Translator.op_join,
+    "union": Translator.op_union, "join": Translator.op_join, "lookup": Translator.op_lookup,
 }
 
 # the functions (scalar and aggregate) live in garrison.edr.hunting.functions and join these registries
