@@ -116,6 +116,7 @@ SAMPLE_BODIES: dict[str, Any] = {
     "update_connection": {"enabled": False},
     "try_connection": {},
     "update_alert": {"status": "InProgress"},
+    "update_incident": {"status": "Resolved"},
 }
 
 

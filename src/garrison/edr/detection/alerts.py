@@ -28,10 +28,13 @@ from garrison.edr.detection.engine import Match
 from garrison.store.base import new_hex_id, utcnow
 from garrison.store.db import Store
 from garrison.store.models.core import Device
-from garrison.store.models.detection import Alert
+from garrison.store.models.detection import Alert, Incident
 
 log = logging.getLogger("garrison.detection")
 DEDUPE_WINDOW = dt.timedelta(hours=24)
+INCIDENT_WINDOW = dt.timedelta(hours=24)  # Defender's "proximate time" correlation: the same device
+INCIDENT_STATUSES = ("Active", "Resolved")
+LINK_REASON = "Proximate time: same device"
 MAX_EVIDENCE = 20
 DETECTION_SOURCE = "CustomDetection"  # Defender's source for rule-based detections (here: Sigma rules)
 
@@ -171,6 +174,7 @@ class AlertSink:
             if alert is None:
                 alert = _new_alert(m, device_id, key, when)
                 s.add(alert)
+                correlate(s, alert)
                 self.created += 1
             else:
                 alert.event_count += 1
@@ -181,6 +185,33 @@ class AlertSink:
                     alert.evidence = [*alert.evidence, *evidence(m.table, m.row)][:MAX_EVIDENCE]
                 self.updated += 1
             pending[key] = alert
+
+
+SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}
+
+
+def correlate(s: Session, alert: Alert) -> Incident:
+    """Put a new alert into the active incident of its device within :data:`INCIDENT_WINDOW`, or a new one."""
+    when = _aware(alert.last_event_time)
+    incident = s.scalar(select(Incident).where(Incident.device_id == alert.device_id, Incident.status == "Active",
+                                               Incident.last_activity >= when - INCIDENT_WINDOW)
+                        .order_by(Incident.last_activity.desc()).limit(1))
+    if incident is None:
+        incident = Incident(name=f"{alert.title} on one endpoint"[:256], device_id=alert.device_id,
+                            severity=alert.severity, first_activity=when, last_activity=when)
+        s.add(incident)
+        s.flush()
+    else:
+        categories = set(s.scalars(select(Alert.category).where(Alert.incident_id == incident.id))) | {alert.category}
+        if len(categories) > 1:
+            incident.name = f"Multi-stage incident involving {' & '.join(sorted(categories)[:3])} on one endpoint"[:256]
+        if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(incident.severity, 0):
+            incident.severity = alert.severity
+        incident.first_activity = min(_aware(incident.first_activity), when)
+        incident.last_activity = max(_aware(incident.last_activity), when)
+        incident.last_update_time = utcnow()
+    alert.incident_id = incident.id
+    return incident
 
 
 def _new_alert(m: Match, device_id: str, key: str, when: dt.datetime) -> Alert:
@@ -204,7 +235,7 @@ def to_api(alert: Alert, device_name: str | None, group_name: str | None, expand
            ) -> dict[str, Any]:
     rule = alert.rule or {}
     out: dict[str, Any] = {
-        "id": alert.id, "incidentId": None, "title": alert.title, "description": alert.description,
+        "id": alert.id, "incidentId": alert.incident_id, "title": alert.title, "description": alert.description,
         "severity": alert.severity, "status": alert.status, "classification": alert.classification,
         "determination": alert.determination, "category": alert.category,
         "detectionSource": alert.detection_source, "detectorId": alert.detector_id,
@@ -223,6 +254,22 @@ def to_api(alert: Alert, device_name: str | None, group_name: str | None, expand
 MAX_COMMENT = 4096
 
 
+def classified(classification: str | None, determination: str | None, patch: Mapping[str, Any],
+               ) -> tuple[str | None, str | None]:
+    """Classification and determination after ``patch``, checked as Defender pairs them (a new
+    classification without a determination clears the old determination)."""
+    new_class = patch.get("classification", classification)
+    new_det = patch.get("determination", determination if "classification" not in patch else None)
+    if new_class is not None and new_class not in CLASSIFICATIONS:
+        raise Invalid(f"classification must be one of {', '.join(CLASSIFICATIONS)}")
+    if new_det is not None:
+        allowed = DETERMINATIONS.get(new_class or "", ())
+        if new_det not in allowed:
+            raise Invalid(f"determination {new_det!r} does not go with classification {new_class!r}"
+                          + (f" (one of {', '.join(allowed)})" if allowed else ""))
+    return new_class, new_det
+
+
 def apply_update(alert: Alert, patch: Mapping[str, Any], actor: str) -> None:
     """Defender's alert update: status, assignedTo, classification, determination, comment."""
     now = utcnow()
@@ -237,18 +284,58 @@ def apply_update(alert: Alert, patch: Mapping[str, Any], actor: str) -> None:
         alert.status = status
     if "assignedTo" in patch:
         alert.assigned_to = patch["assignedTo"] or None
-    classification = patch.get("classification", alert.classification)
-    determination = patch.get("determination", alert.determination if "classification" not in patch else None)
-    if classification is not None and classification not in CLASSIFICATIONS:
-        raise Invalid(f"classification must be one of {', '.join(CLASSIFICATIONS)}")
-    if determination is not None:
-        allowed = DETERMINATIONS.get(classification or "", ())
-        if determination not in allowed:
-            raise Invalid(f"determination {determination!r} does not go with classification {classification!r}"
-                          + (f" (one of {', '.join(allowed)})" if allowed else ""))
-    alert.classification, alert.determination = classification, determination
+    alert.classification, alert.determination = classified(alert.classification, alert.determination, patch)
     comment = patch.get("comment")
     if comment:
         alert.comments = [*alert.comments, {"comment": comment[:MAX_COMMENT], "createdBy": actor,
                                             "createdTime": now.isoformat()}][-200:]
     alert.last_update_time = now
+
+
+def incident_to_api(incident: Incident, device_name: str | None, alerts: Sequence[Alert] | None = None,
+                    ) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "incidentId": incident.id, "incidentName": incident.name, "status": incident.status,
+        "severity": incident.severity, "assignedTo": incident.assigned_to,
+        "classification": incident.classification, "determination": incident.determination,
+        "tags": incident.tags, "comments": incident.comments, "createdTime": incident.created_time,
+        "lastUpdateTime": incident.last_update_time, "firstActivity": incident.first_activity,
+        "lastActivity": incident.last_activity, "machineId": incident.device_id, "computerDnsName": device_name,
+    }
+    if alerts is not None:
+        out["alerts"] = [{**to_api(a, device_name, None, expand_evidence=False), "linkReason": LINK_REASON}
+                         for a in alerts]
+    return out
+
+
+MAX_TAGS = 50
+
+
+def apply_incident_update(incident: Incident, alerts: Sequence[Alert], patch: Mapping[str, Any], actor: str) -> None:
+    """Defender's incident update: status (resolving resolves its alerts), assignedTo (assigns its alerts too),
+    classification, determination, tags, comment."""
+    now = utcnow()
+    status = patch.get("status")
+    if status is not None:
+        if status not in INCIDENT_STATUSES:
+            raise Invalid(f"status must be one of {', '.join(INCIDENT_STATUSES)}")
+        incident.status = status
+        if status == "Resolved":
+            for a in alerts:
+                apply_update(a, {"status": "Resolved"}, actor)
+    if "assignedTo" in patch:
+        incident.assigned_to = patch["assignedTo"] or None
+        for a in alerts:
+            apply_update(a, {"assignedTo": incident.assigned_to}, actor)
+    incident.classification, incident.determination = classified(incident.classification, incident.determination,
+                                                                 patch)
+    if "tags" in patch:
+        tags = patch["tags"] or []
+        if len(tags) > MAX_TAGS or any(not isinstance(t, str) or not t.strip() or len(t) > 100 for t in tags):
+            raise Invalid(f"tags: at most {MAX_TAGS} non-empty texts of at most 100 characters")
+        incident.tags = sorted({t.strip() for t in tags})
+    comment = patch.get("comment")
+    if comment:
+        incident.comments = [*incident.comments, {"comment": comment[:MAX_COMMENT], "createdBy": actor,
+                                                  "createdTime": now.isoformat()}][-200:]
+    incident.last_update_time = now

@@ -11,6 +11,27 @@ from sqlalchemy.orm import Mapped, mapped_column
 from garrison.store.base import Base, TenantScoped, utcnow
 
 
+class Incident(TenantScoped, Base):
+    """Related alerts grouped (Defender's Incident entity); severity is the highest of its alerts."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_tenant_device_activity", "tenant_id", "device_id", "last_activity"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="Active")  # Active, Resolved
+    severity: Mapped[str] = mapped_column(String(16))
+    assigned_to: Mapped[str | None] = mapped_column(String(256), default=None)
+    classification: Mapped[str | None] = mapped_column(String(40), default=None)
+    determination: Mapped[str | None] = mapped_column(String(40), default=None)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    comments: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_update_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    first_activity: Mapped[dt.datetime] = mapped_column()
+    last_activity: Mapped[dt.datetime] = mapped_column()
+
+
 class Alert(TenantScoped, Base):
     """One alert: a rule that matched on a device. Repeats of the same rule, device and entity within the
     dedupe window update it (``event_count``, ``last_event_time``) instead of creating another."""
@@ -22,6 +43,8 @@ class Alert(TenantScoped, Base):
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), default=None,
+                                                    index=True)
     title: Mapped[str] = mapped_column(String(256))
     description: Mapped[str] = mapped_column(Text, default="")
     severity: Mapped[str] = mapped_column(String(16))  # Informational, Low, Medium, High
