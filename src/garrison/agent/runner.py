@@ -31,6 +31,7 @@ from garrison.agent import actions as action_registry
 from garrison.agent.collectors import base as collector_base
 from garrison.agent.collectors.base import AgentContext, Collector
 from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
+from garrison.agent.protection.status import protection_health
 from garrison.agent.sensors.manager import SensorManager
 from garrison.agent.spool import Spool, SpoolError, enrollment_floor
 from garrison.agent.transport import (
@@ -344,6 +345,7 @@ class Agent:
         if self.sensors is not None:
             health.update(self.sensors.health())
             drops.update(self.sensors.drops())
+        health.update(protection_health(self.state_dir))  # the rule pack versions (garrison.agent.protection)
         request = CheckinRequest(
             agent_version=__version__,
             health=health,

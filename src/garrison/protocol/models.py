@@ -59,6 +59,7 @@ class CollectorHealth(Wire):
     error: LongStr | None = None
     last_run: UtcDateTime | None = None
     disabled: bool = False  # e.g. needs root and the agent runs unprivileged
+    message: LongStr | None = None  # what it runs, shown on the device page (e.g. the protection rule packs)
 
 
 class CheckinRequest(Wire):

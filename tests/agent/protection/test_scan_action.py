@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from garrison.agent.actions import run_action
 from garrison.agent.collectors.base import AgentContext
+from garrison.agent.protection.status import protection_health, write_status
 from garrison.agent.spool import EVENTS_KIND, Spool
 from garrison.protocol import ActionOut
 from garrison.protocol.events import EventBatch
-from tests.agent.harness import Server
+from tests.agent.harness import Server, wait_for
 from tests.agent.protection.samples import EICAR, RULES, plague_sample
 from tests.agent.test_agent_server import run_once_json
 
@@ -113,3 +116,25 @@ def test_run_antivirus_scan_through_the_server(shared_server: Server, tmp_path: 
     extra = json.loads(extra) if isinstance(extra, str) else extra
     assert extra["ScanType"] == "Custom" and extra["WasRemediated"] is False
     assert (drop / "eicar.com").exists()  # no Quarantine asked: the files stay
+    # The rule pack versions reach device health at the next check-in (shown on the device page).
+    run_once_json(state)
+
+    def stored_health() -> dict[str, Any] | None:  # heartbeats are written in buffered batches
+        with sqlite3.connect(shared_server.data_dir / "garrison.db") as db:
+            (raw,) = db.execute("SELECT collector_health FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return json.loads(raw).get("protection")
+
+    health = wait_for(stored_health, 60, "the protection health entry")
+    assert health["ok"] is True and health["message"].startswith("rule packs: signature-base@0+")
+    assert health["message"].endswith("hashes: 1")
+
+
+def test_protection_health_reports_versions_and_load_errors(tmp_path: Path) -> None:
+    assert protection_health(tmp_path) == {}  # nothing loaded yet: no entry
+    (tmp_path / "protection").mkdir()
+    write_status(tmp_path / "protection", ["signature-base@2026.04+0123456789ab"], {}, 3357)
+    ok = protection_health(tmp_path)["protection"]
+    assert ok.ok and ok.message == "rule packs: signature-base@2026.04+0123456789ab; hashes: 3357"
+    write_status(tmp_path / "protection", [], {"broken": "cannot read"}, 0)
+    bad = protection_health(tmp_path)["protection"]
+    assert not bad.ok and bad.error == "broken: cannot read"

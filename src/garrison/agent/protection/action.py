@@ -31,6 +31,7 @@ from garrison.agent.protection.hashes import HashReputation
 from garrison.agent.protection.quarantine import Quarantine
 from garrison.agent.protection.rulepack import SUFFIXES, RulePack, load_pack
 from garrison.agent.protection.scan import Scan, ScanRecord
+from garrison.agent.protection.status import write_status
 from garrison.agent.sensors.base import to_payload
 from garrison.agent.spool import EVENTS_KIND
 from garrison.protocol import ActionOut
@@ -76,6 +77,7 @@ def build_engine(state_dir: Path) -> tuple[Engine, dict[str, str]]:
                 hashes.load(path)
             except (OSError, ValueError) as exc:
                 errors[path.name] = str(exc)[:500]
+    write_status(base, [p.version for p in packs], errors, len(hashes))
     return Engine(packs, hashes, clamd=Clamd.detect()), errors
 
 
