@@ -299,8 +299,9 @@ def test_print_ip_functions_and_typed_extracts(store: EventStore) -> None:
     rows = hunt(store, "print a = ipv4_is_private('172.20.1.1'), b = ipv4_is_private('8.8.8.8'), "
                        "c = ipv4_is_in_range('10.1.2.3', '10.0.0.0/8'), d = ipv4_is_in_range('11.1.2.3', '10.0.0.0/8'), "
                        "e = extractjson('$.a', '{\"a\": 5}', typeof(int)) + 1, f = extract('x(\\\\d+)', 1, 'x42', typeof(long)), "
-                       "g = 'TEST' =~ 'test', h = 'TEST' == 'test'")
-    assert rows == [{"a": True, "b": False, "c": True, "d": False, "e": 6, "f": 42, "g": True, "h": False}]
+                       "g = 'TEST' =~ 'test', h = 'TEST' == 'test', i = url_decode('a%20b%2Fc')")
+    assert rows == [{"a": True, "b": False, "c": True, "d": False, "e": 6, "f": 42, "g": True, "h": False,
+                     "i": "a b/c"}]
     rows = hunt(store, "DeviceNetworkEvents | where DeviceId == 'd1' and ipv4_is_private(RemoteIP) | project RemoteIP")
     assert rows == [{"RemoteIP": "10.0.0.9"}]
 

@@ -58,6 +58,8 @@ class Dialect:
     unnest_json: str  # {a}: one row per element of a JSON array (a non-array is one row)
     base64_decode: str
     sha256: str
+    url_decode: str
+    url_encode: str
     row_number: str
     ipv4_number: str  # {a}: the address as a number, NULL if it is not an IPv4 address
     settings: str = ""
@@ -107,6 +109,7 @@ DUCKDB = Dialect(
     unnest_json="unnest(CASE WHEN json_type({a}) = 'ARRAY' THEN CAST(json_extract({a}, '$[*]') AS VARCHAR[]) "
                 "ELSE [{a}] END)",
     base64_decode="CAST(from_base64({a}) AS VARCHAR)", sha256="sha256({a})",
+    url_decode="url_decode({a})", url_encode="url_encode({a})",
     row_number="row_number() OVER (PARTITION BY {keys} ORDER BY {keys})",
     ipv4_number="(CASE WHEN regexp_matches({a}, '^[0-9]{{1,3}}([.][0-9]{{1,3}}){{3}}$') THEN "
                 "CAST(split_part({a}, '.', 1) AS BIGINT) * 16777216 + CAST(split_part({a}, '.', 2) AS BIGINT) * 65536 "
@@ -144,6 +147,7 @@ CLICKHOUSE = Dialect(
     unnest_json="arrayJoin(if(JSONType(ifNull({a}, 'null')) = 'Array', JSONExtractArrayRaw(ifNull({a}, '[]')), "
                 "[ifNull({a}, 'null')]))",
     base64_decode="tryBase64Decode({a})", sha256="lower(hex(SHA256({a})))",
+    url_decode="decodeURLComponent({a})", url_encode="encodeURLComponent({a})",
     row_number="row_number() OVER (PARTITION BY {keys})",
     ipv4_number="toInt64(IPv4StringToNumOrNull({a}))",
     settings=" SETTINGS join_use_nulls = 1, prefer_column_name_to_alias = 1",

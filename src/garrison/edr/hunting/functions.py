@@ -293,6 +293,13 @@ def _b64(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     return E(t.fmt(t.d.base64_decode, a=t.as_string(v).sql), "string")
 
 
+@scalar_function("url_decode", "url_encode")
+def _url_code(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
+    (v,) = t.args(c, rel, env, 1, 1)
+    tmpl = t.d.url_decode if c.name == "url_decode" else t.d.url_encode
+    return E(t.fmt(tmpl, a=t.as_string(v).sql), "string")
+
+
 @scalar_function("hash_sha256")
 def _sha256(t: Translator, c: k.Call, rel: Rel, env: Env) -> E:
     (v,) = t.args(c, rel, env, 1, 1)
