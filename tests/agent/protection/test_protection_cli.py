@@ -21,6 +21,7 @@ def test_scan_quarantine_and_restore_from_the_command_line(tmp_path: Path) -> No
 
     rules = json.loads(garrison("protection", "rules", "--state-dir", str(state), "--json").stdout)
     assert rules["packs"][0]["version"].startswith("signature-base@0+") and rules["packs"][0]["rules"] == 2
+    assert json.loads((state / "protection/status.json").read_text())["rulePacks"] == [rules["packs"][0]["version"]]
 
     proc = garrison("protection", "scan", str(drop), "--quarantine", "--state-dir", str(state), "--json",
                     check=False)

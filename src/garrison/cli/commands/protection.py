@@ -107,16 +107,16 @@ def quarantine_delete(entry_id: str, state_dir: Path | None, as_json: bool) -> N
 @STATE_DIR
 @json_option
 def rules_command(state_dir: Path | None, as_json: bool) -> None:
-    """Compile (or load from the cache) the rule packs and print their versions."""
-    from garrison.agent.protection.action import load_packs, protection_dir
+    """Compile (or load from the cache) the rule packs and hash lists, print their versions (and record
+    them for device health)."""
+    from garrison.agent.protection.action import build_engine
 
-    base = protection_dir(state_dir or default_state_dir())
-    packs, errors = load_packs(base / "rules", base / "cache")
+    engine, errors = build_engine(state_dir or default_state_dir())
     rows: list[dict[str, Any]] = [{"version": p.version, "files": p.files, "rules": p.rule_count,
-                                   "errors": p.errors} for p in packs]
-    emit({"packs": rows, "errors": errors}, as_json, human=lambda: table(
-        "Rule packs", ["version", "files", "rules", "left out"],
-        [(r["version"], r["files"], r["rules"], len(r["errors"])) for r in rows]))
+                                   "errors": p.errors} for p in engine.packs]
+    emit({"packs": rows, "hashes": len(engine.hashes), "clamd": bool(engine.clamd), "errors": errors}, as_json,
+         human=lambda: table("Rule packs", ["version", "files", "rules", "left out"],
+                             [(r["version"], r["files"], r["rules"], len(r["errors"])) for r in rows]))
 
 
 COMMANDS = [protection_group]
