@@ -124,10 +124,13 @@ def test_full_scan_skips_virtual_file_systems() -> None:
         "28 22 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw",
         "29 22 8:1 / /mnt/again rw - ext4 /dev/sda1 rw",  # bind mount of / again
         "30 22 8:2 / /home\\040data rw - xfs /dev/sda2 rw",
+        "31 22 0:40 / /mnt/share rw - nfs4 files:/export rw",
+        "32 22 0:41 / /mnt/win rw - cifs //nas/c rw",
     ]
     sample = "\n".join(lines)
     assert local_mounts(sample) == (["/", "/dev/shm", "/tmp", "/home data"],
-                                    ["/proc", "/run", "/run/user/0", "/sys/fs/cgroup", "/mnt/again"])
+                                    ["/proc", "/run", "/run/user/0", "/sys/fs/cgroup", "/mnt/again", "/mnt/share",
+                                     "/mnt/win"])
 
 
 def test_a_scan_thread_lowers_its_own_cpu_and_io_priority() -> None:

@@ -19,6 +19,9 @@ VIRTUAL_FS = frozenset({
     "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc", "efivarfs", "rpc_pipefs",
     "nsfs", "ramfs", "selinuxfs", "fuse.gvfsd-fuse", "fuse.portal", "overlay-internal",
 })
+# Network file systems: a Full scan covers the device's own disks (their servers scan theirs).
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "sshfs", "ceph", "glusterfs",
+                        "fuse.glusterfs", "afs", "davfs", "fuse.davfs", "9p", "fuse.s3fs", "fuse.rclone"})
 # tmpfs holds real files where malware drops them (/tmp, /dev/shm) but only runtime state elsewhere.
 TMPFS_SKIPPED_UNDER = ("/run", "/sys", "/proc", "/dev")
 TMPFS_KEPT = ("/dev/shm",)
@@ -122,8 +125,8 @@ def _unescape(field: str) -> str:
 
 
 def local_mounts(mountinfo: str) -> tuple[list[str], list[str]]:
-    """(mount points to scan, mount points to skip) from ``/proc/self/mountinfo``; a bind mount of
-    something already listed (same device and root) is scanned once."""
+    """(mount points to scan, mount points to skip) from ``/proc/self/mountinfo``: virtual and network file
+    systems are skipped; a bind mount of something already listed (same device and root) is scanned once."""
     scan: list[str] = []
     skip: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -134,7 +137,7 @@ def local_mounts(mountinfo: str) -> tuple[list[str], list[str]]:
             continue
         device, fs_root, point = fields[2], _unescape(fields[3]), _unescape(fields[4])
         fstype = right.split()[0]
-        virtual = fstype in VIRTUAL_FS or (
+        virtual = fstype in VIRTUAL_FS or fstype in NETWORK_FS or (
             fstype == "tmpfs" and point not in TMPFS_KEPT
             and any(point == p or point.startswith(p + "/") for p in TMPFS_SKIPPED_UNDER))
         if virtual or (device, fs_root) in seen:
