@@ -64,3 +64,18 @@ def test_hunting_page_runs_queries(page: Any, console: Console) -> None:
     schema.get_by_role("link", name="Failed logons by source").click()
     expect(pg.get_by_test_id("hunt-results")).to_be_visible()
     expect(pg.get_by_test_id("hunt-query")).to_have_value(re.compile("LogonFailed"))
+
+
+def test_hunting_follows_the_consoles_device_group_selector(page: Any, console: Console) -> None:
+    _send_telemetry(console)
+    pg = page
+    sign_in(pg, console, "admin", "/hunting")
+    q = "DeviceProcessEvents | where ProcessCommandLine has 'hunt-me' | project FileName"
+    web = console.fleet.groups["Web servers"]
+    pg.goto(console.console("/hunting?") + str(httpx.QueryParams({"group": web, "query": q})))
+    expect(pg.get_by_test_id("hunt-results").locator("tbody tr")).to_have_text(["No results."])  # ws-01: no group
+    pg.get_by_test_id("hunt-run").click()  # the form keeps the selection
+    expect(pg).to_have_url(re.compile(rf"group={web}"))
+    expect(pg.get_by_test_id("hunt-results").locator("tbody tr")).to_have_text(["No results."])
+    pg.goto(console.console("/hunting?") + str(httpx.QueryParams({"query": q})))
+    expect(pg.get_by_test_id("hunt-results").locator("tbody tr")).to_have_count(2)

@@ -46,11 +46,13 @@ SAMPLES = {
 }
 
 
-def _hunt(request: Request, principal: Principal, s: Any, query: str, max_rows: int) -> HuntResult:
+def _hunt(request: Request, ctx: Ctx, s: Any, query: str, max_rows: int) -> HuntResult:
+    """Run in the device groups the page shows: the caller's, narrowed by the console's group selector."""
     if len(query) > MAX_CONSOLE_QUERY:
         raise KqlError(f"the console runs queries of at most {MAX_CONSOLE_QUERY} characters (use the API)")
-    scope = AccessScope.of(principal).events(s, request.app.state.events.store)
-    return run(scope, query, max_rows=max_rows)
+    groups = ctx.scope
+    access = AccessScope(ctx.principal.tenant_id, None if groups is None else frozenset(groups))
+    return run(access.events(s, request.app.state.events.store), query, max_rows=max_rows)
 
 
 def _cell(value: Any) -> str:
@@ -69,7 +71,7 @@ def hunting_page(request: Request, principal: Principal = require("analyst")) ->
         error = ""
         if query:
             try:
-                result = _hunt(request, principal, s, query, SHOWN_ROWS)
+                result = _hunt(request, ctx, s, query, SHOWN_ROWS)
             except (KqlError, HuntingError) as exc:
                 error = str(exc)
         return render(ctx, "hunting.html", query=query or SAMPLES["Processes started from /tmp"], ran=bool(query),
@@ -84,7 +86,7 @@ def hunting_csv(request: Request, principal: Principal = require("analyst")) -> 
         if not query:
             raise Invalid("no query to export")
         try:
-            result = _hunt(request, principal, s, query, MAX_ROWS)
+            result = _hunt(request, ctx, s, query, MAX_ROWS)
         except (KqlError, HuntingError) as exc:
             raise Invalid(str(exc)) from None
     buf = io.StringIO()
