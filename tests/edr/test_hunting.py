@@ -321,3 +321,20 @@ def test_lookup_adds_the_right_sides_columns_without_repeating_the_key(store: Ev
     r = run(store.scope(1), q, now=NOW)
     assert [c["Name"] for c in r.schema] == ["FileName", "ProcessId", "Risk"]
     assert [(x["FileName"], x["Risk"]) for x in r.results] == [("bash", None), ("curl", 5), ("Python3", None)]
+
+
+def test_search_across_tables_and_within_one(store: EventStore) -> None:
+    rows = hunt(store, 'search "evil" | summarize n = count() by ["$table"] | sort by ["$table"] asc')
+    # the connection matches through its initiating process's command line (linked at ingest)
+    assert rows == [{"$table": "DeviceNetworkEvents", "n": 2}, {"$table": "DeviceProcessEvents", "n": 4}]
+    rows = hunt(store, "search in (DeviceLogonEvents, DeviceNetworkEvents) RemoteIP == '10.0.0.9' or RemoteIP == "
+                       "'203.0.113.7' | where DeviceId == 'd1' | project ['$table'], RemoteIP | sort by RemoteIP asc")
+    assert rows == [{"$table": "DeviceNetworkEvents", "RemoteIP": "10.0.0.9"},
+                    {"$table": "DeviceLogonEvents", "RemoteIP": "203.0.113.7"}]
+    # a table without a column the predicate names has no match
+    rows = hunt(store, "search in (DeviceLogonEvents, DeviceNetworkEvents) LogonType == 'RemoteInteractive' "
+                       "| where DeviceId == 'd1' | project ['$table']")
+    assert rows == [{"$table": "DeviceLogonEvents"}]
+    rows = hunt(store, "DeviceProcessEvents | where DeviceId == 'd2' | search 'curl' and 'sh' | project FileName "
+                       "| sort by FileName asc")
+    assert col(rows, "FileName") == ["bash", "curl"]

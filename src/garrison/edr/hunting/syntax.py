@@ -492,6 +492,9 @@ class Parser:
         if name == "print":
             self.i += 1
             return Op(t.pos, "print", {"items": self.assignments()})
+        if name == "search":
+            self.i += 1
+            return Op(t.pos, "search", _search(self))
         if name in TABULAR_STARTS:
             raise self.error(f"the {name!r} operator is not supported")
         self.i += 1
@@ -983,6 +986,16 @@ def _lookup(p: Parser) -> dict[str, Any]:
     return args
 
 
+def _search(p: Parser) -> dict[str, Any]:
+    p.hints()
+    tables: list[str] | None = None
+    if p.accept("in"):
+        p.expect("(")
+        tables = p.names()
+        p.expect(")")
+    return {"tables": tables, "expr": p.expr()}
+
+
 def _union(p: Parser) -> dict[str, Any]:
     return p.union_args()
 
@@ -1104,7 +1117,7 @@ _OPERATORS: dict[str, Callable[[Parser], dict[str, Any]]] = {
     "project-rename": _rename, "project-reorder": _reorder, "extend": _project, "summarize": _summarize,
     "join": _join, "lookup": _lookup, "union": _union, "top": _top, "sort": _sort, "order": _sort, "take": _take, "limit": _take,
     "distinct": _distinct, "count": _count, "mv-expand": _mv_expand, "mvexpand": _mv_expand, "parse": _parse,
-    "render": _render, "invoke": _invoke, "serialize": _serialize, "as": _as, "evaluate": _evaluate,
+    "render": _render, "invoke": _invoke, "search": _search, "serialize": _serialize, "as": _as, "evaluate": _evaluate,
 }
 _ALIASES = {"filter": "where", "order": "sort", "limit": "take", "mvexpand": "mv-expand"}
 

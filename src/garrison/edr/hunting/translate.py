@@ -158,6 +158,8 @@ class Translator:
             return self.datatable(node, env)
         if isinstance(node, k.Op) and node.name == "union":
             return self.union(None, node.args, env, node)
+        if isinstance(node, k.Op) and node.name == "search":
+            return self.search(None, node.args, env, node)
         if isinstance(node, k.Op) and node.name == "print":
             items = [(a.name or f"print_{i}", self.scalar(a.expr, Rel("", {}), env))
                      for i, a in enumerate(node.args["items"])]
@@ -457,6 +459,48 @@ class Translator:
             cols[cname] = self.convert(e, _kql_type(ctype, op, self))
         return self.select(rel, list(cols.items()))
 
+    def op_search(self, op: k.Op, rel: Rel, env: Env) -> Rel:
+        return self.search(rel, op.args, env, op)
+
+    def search(self, first: Rel | None, args: dict[str, Any], env: Env, node: k.Node) -> Rel:
+        """``search`` a predicate over a table (``T | search …``) or over tables (``search in (…) …``, all
+        the event tables when none are named; the answer has ``$table``). A bare string is a term any
+        string column has; a table lacking a column the predicate names has no match."""
+        if first is not None:
+            return self.select(first, self.columns(first), f" WHERE {self.search_cond(args['expr'], first, env).sql}")
+        names = args["tables"] or [t for t in self.schema if t not in ("DeviceInfo", "DeviceNetworkInfo")]
+        parts: list[tuple[str, Rel]] = []
+        for name in names:
+            hits = [t for t in self.schema if fnmatch.fnmatchcase(t, name)]
+            if not hits:
+                raise self.err(f"unknown table {name!r}", node)
+            for t in hits:
+                rel = self.source(k.Name(node.pos, t), env)
+                try:
+                    cond = self.search_cond(args["expr"], rel, env)
+                except KqlError:
+                    continue
+                parts.append((t, self.select(rel, self.columns(rel), f" WHERE {cond.sql}")))
+        if not parts:
+            raise self.err("search: no table has the columns the predicate names", node)
+        return self.union_rels(parts, "outer", "$table")
+
+    def search_cond(self, node: k.Node, rel: Rel, env: Env) -> E:
+        if isinstance(node, k.Lit) and node.type == "string":
+            term = E(self.param(str(node.value)), "string")
+            strings = [c for c, t in rel.cols.items() if t == "string"]
+            if not strings:
+                return E("FALSE", "bool")
+            op = "contains" if "*" in str(node.value) else "has"
+            if op == "contains":
+                term = E(self.param(str(node.value).replace("*", "")), "string")
+            return E("(" + " OR ".join(self.string_op(op, E(quote(c), "string"), term, node).sql
+                                       for c in strings) + ")", "bool")
+        if isinstance(node, k.Binary) and node.op in ("and", "or"):
+            a, b = self.search_cond(node.left, rel, env), self.search_cond(node.right, rel, env)
+            return E(f"({a.sql} {node.op.upper()} {b.sql})", "bool")
+        return self.boolean(node, rel, env)
+
     def op_union(self, op: k.Op, rel: Rel, env: Env) -> Rel:
         return self.union(rel, op.args, env, op)
 
@@ -472,7 +516,11 @@ class Translator:
                 rels.extend((n, self.source(k.Name(t.pos, n), env)) for n in hits)
             else:
                 rels.append((t.name if isinstance(t, k.Name) else "", self.source(t, env)))
-        kind = args.get("kind", "outer")
+        return self.union_rels(rels, args.get("kind", "outer"), args.get("withsource"))
+
+    def union_rels(self, rels: list[tuple[str, Rel]], kind: str, source_col: str | None) -> Rel:
+        """The rows of all ``rels``: outer (every column, NULL where a table lacks it) or inner (the
+        common columns); ``source_col`` names a column holding each row's table label."""
         if kind == "inner":
             names = [c for c in rels[0][1].cols if all(c in r.cols for _, r in rels)]
         else:
@@ -483,7 +531,6 @@ class Translator:
         for c in names:
             ts = {r.cols[c] for _, r in rels if c in r.cols}
             types[c] = ts.pop() if len(ts) == 1 else "string"
-        source_col = args.get("withsource")
         parts = []
         for label, r in rels:
             items = []
@@ -955,6 +1002,7 @@ _OPERATORS: dict[str, OpHandler] = {
     "render": Translator.op_render, "serialize": Translator.op_serialize, "as": Translator.op_as,
     "invoke": Translator.op_invoke, "mv-expand": Translator.op_mv_expand, "parse": Translator.op_parse,
     "union": Translator.op_union, "join": Translator.op_join, "lookup": Translator.op_lookup,
+    "search": Translator.op_search,
 }
 
 # the functions (scalar and aggregate) live in garrison.edr.hunting.functions and join these registries
