@@ -31,6 +31,7 @@ from garrison.agent import actions as action_registry
 from garrison.agent.collectors import base as collector_base
 from garrison.agent.collectors.base import AgentContext, Collector
 from garrison.agent.collectors.device import hostname_and_fqdn, machine_key
+from garrison.agent.protection.background import collect_finished
 from garrison.agent.protection.status import protection_health
 from garrison.agent.sensors.manager import SensorManager
 from garrison.agent.spool import Spool, SpoolError, enrollment_floor
@@ -562,6 +563,7 @@ class Agent:
     def _upload_steps(self) -> list[Callable[[], None]]:
         """What there is to send, results first. (A call with nothing to send would reset the backoff.)"""
         assert self.spool is not None
+        collect_finished(self.state_dir, self.spool)  # background scans that ended: their final results
         steps: list[Callable[[], None]] = []
         if self.spool.unposted_results():
             steps.append(self.post_results)

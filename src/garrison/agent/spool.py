@@ -210,6 +210,13 @@ class Spool:
                 (action_id, json.dumps(body), dt.datetime.now(dt.UTC).isoformat()),
             )
 
+    def replace_result(self, action_id: str, body: dict[str, Any]) -> None:
+        """The final result of an action that first reported InProgress (a background scan): posted again."""
+        with self._lock, self._tx() as db:
+            db.execute("INSERT INTO action_results(action_id, body, created_at) VALUES (?,?,?) "
+                       "ON CONFLICT(action_id) DO UPDATE SET body = excluded.body, posted = 0",
+                       (action_id, json.dumps(body), dt.datetime.now(dt.UTC).isoformat()))
+
     def has_result(self, action_id: str) -> bool:
         with self._lock:
             return self._db.execute(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import httpx
 
 from garrison.agent.actions import run_action
 from garrison.agent.collectors.base import AgentContext
+from garrison.agent.protection.background import collect_finished
 from garrison.agent.protection.status import protection_health, write_status
 from garrison.agent.spool import EVENTS_KIND, Spool
 from garrison.protocol import ActionOut
@@ -57,9 +60,13 @@ def test_the_handler_scans_reports_events_and_quarantines(tmp_path: Path) -> Non
     # The agent's state directory (rule sources match their own rules) is never scanned.
     action = ActionOut(id="a1", type="RunAntiVirusScan",
                        params={"ScanType": "Custom", "Paths": [str(drop), str(state)], "Quarantine": True})
-    result = run_action(action, host)
-    assert result.status == "Succeeded", result.result
-    rec = result.result
+    started = run_action(action, host)
+    assert started.status == "InProgress" and started.result["scanType"] == "Custom", started.result
+    spool.add_result(started.id, started.model_dump(mode="json"))  # as the runner does
+    assert finish(state, spool) == ["a1"]
+    [final] = spool.unposted_results()
+    assert final["status"] == "Succeeded", final
+    rec = final["result"]
     assert rec["state"] == "Completed" and rec["files_scanned"] == 3 and rec["detections_count"] == 2
     assert rec["engine"]["rulePacks"][0].startswith("signature-base@0+") and rec["engine"]["hashes"] == 1
     assert sorted(rec["quarantined"]) == [str(drop / "eicar.com"), str(drop / "plague")]
@@ -73,6 +80,28 @@ def test_the_handler_scans_reports_events_and_quarantines(tmp_path: Path) -> Non
     assert detections == [("eicar.com", str(drop), "Virus:DOS/EICAR_Test_File", True),
                           ("plague", str(drop), "MAL_LNX_PLAGUE_BACKDOOR_Jul25", True)]
     assert [e.ActionType for e in events][-1] == "AntivirusScanCompleted"  # type: ignore[attr-defined]
+    spool.close()
+
+
+def finish(state: Path, spool: Spool) -> list[str]:
+    """Wait for the background scans of ``state`` to end, then collect them as the agent does."""
+    scans = state / "protection/scans"
+    wait_for(lambda: all((scans / f"{p.stem}.json").exists() or not (scans / f"{p.stem}.pid").exists()
+                         for p in scans.glob("*.pid")), 120, "the scan process")
+    return collect_finished(state, spool)
+
+
+def test_a_scan_process_that_dies_fails_its_action_with_the_reason(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    host = Host(AgentContext(state_dir=tmp_path, agent_version="test"), spool)
+    started = run_action(ActionOut(id="k1", type="RunAntiVirusScan", params={"ScanType": "Full"}), host)
+    spool.add_result("k1", started.model_dump(mode="json"))
+    assert collect_finished(tmp_path, spool) == []  # still running: nothing to post
+    os.kill(started.result["pid"], signal.SIGKILL)
+    wait_for(lambda: collect_finished(tmp_path, spool) == ["k1"], 60, "the dead scan collected")
+    [final] = spool.unposted_results()
+    assert final["status"] == "Failed" and "ended without a result" in final["result"]["error"]
+    assert list((tmp_path / "protection/scans").iterdir()) == []
     spool.close()
 
 
@@ -104,7 +133,13 @@ def test_run_antivirus_scan_through_the_server(shared_server: Server, tmp_path: 
     assert action["type"] == "RunAntiVirusScan" and action["status"] == "Pending"
     assert action["params"] == {"ScanType": "Custom", "Paths": [str(drop)], "Quarantine": False}
     _code, report = run_once_json(state)
-    assert report["actions"] == [{"id": action["id"], "type": "RunAntiVirusScan", "status": "Succeeded"}]
+    # The scan runs in the background: the check-in loop is not held, the action is InProgress…
+    assert report["actions"] == [{"id": action["id"], "type": "RunAntiVirusScan", "status": "InProgress"}]
+    assert shared_server.api("GET", f"/api/machineactions/{action['id']}")["status"] == "InProgress"
+    scans = state / "protection/scans"
+    wait_for(lambda: (scans / f"{action['id']}.json").exists(), 120, "the scan process")
+    # …and the next run of the agent (another process: the scan outlived `run --once`) posts the result.
+    run_once_json(state)
     done = shared_server.api("GET", f"/api/machineactions/{action['id']}")
     assert done["status"] == "Succeeded" and done["result"]["detections_count"] == 2
     assert {d["threat_name"] for d in done["result"]["detections"]} == {

@@ -17,14 +17,12 @@ reach the event store through the normal upload, not through the sensors' rate c
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from garrison.agent.actions import ActionHost, Outcome
+from garrison.agent.protection.background import start_scan
 from garrison.agent.protection.clamd import Clamd
 from garrison.agent.protection.engine import Engine
 from garrison.agent.protection.hashes import HashReputation
@@ -32,8 +30,6 @@ from garrison.agent.protection.quarantine import Quarantine
 from garrison.agent.protection.rulepack import SUFFIXES, RulePack, load_pack
 from garrison.agent.protection.scan import Scan, ScanRecord
 from garrison.agent.protection.status import write_status
-from garrison.agent.sensors.base import to_payload
-from garrison.agent.spool import EVENTS_KIND
 from garrison.protocol import ActionOut
 from garrison.protocol.protection import ANTIVIRUS_DETECTION, SCAN_ENDED, ScanParams
 
@@ -138,27 +134,14 @@ def scan(state_dir: Path, params: ScanParams) -> dict[str, Any]:
 
 
 def run_antivirus_scan(action: ActionOut, host: ActionHost) -> Outcome:
-    """Run the scan in a process of its own (``python -m garrison.agent.protection.worker``): the rules'
-    memory (~30 MB for signature-base) is not the agent's, a crash of libyara on a hostile file is not
-    the agent's, and the process's CPU and I/O priority are the scan's."""
+    """Start the scan in a process of its own (:mod:`.background`) and answer ``InProgress``: the rules'
+    memory (~30 MB for signature-base) is not the agent's, a crash of libyara on a hostile file is not the
+    agent's, the scan's CPU and I/O priority are its own, and a Full scan does not hold the check-ins.
+    The final result is posted when the scan ends (``background.collect_finished``)."""
     try:
         params = ScanParams.model_validate(action.params)
     except ValueError as exc:
         return Outcome("Failed", {"error": f"invalid RunAntiVirusScan parameters: {exc}"[:4000]})
-    state_dir = host.ctx.state_dir
-    protection_dir(state_dir)
-    log.info("%s scan for action %s started", params.ScanType, action.id)
-    proc = subprocess.run(
-        [sys.executable, "-m", "garrison.agent.protection.worker", "--state-dir", str(state_dir)],
-        input=params.model_dump_json(), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        return Outcome("Failed", {"error": f"the scan process ended with {how}: {proc.stderr[-2000:]}"})
-    out = json.loads(proc.stdout)
-    spool = getattr(host, "spool", None)
-    if spool is not None:
-        spool.put(EVENTS_KIND, to_payload([(table, row) for table, row in out["events"]]))
-    result = out["result"]
-    log.info("%s scan %s: %s, %d files, %d detections", params.ScanType, result["scan_id"], result["state"],
-             result["files_scanned"], result["detections_count"])
-    return Outcome("Succeeded" if result["state"] == "Completed" else "Failed", result)
+    pid = start_scan(host.ctx.state_dir, action.id, params.model_dump_json())
+    log.info("%s scan for action %s started (pid %d)", params.ScanType, action.id, pid)
+    return Outcome("InProgress", {"scanType": params.ScanType, "pid": pid})
