@@ -220,10 +220,10 @@ def _new_alert(m: Match, device_id: str, key: str, when: dt.datetime) -> Alert:
     return Alert(
         id="da" + new_hex_id(19), device_id=device_id, title=rule.title[:256], description=rule.description,
         severity=SEVERITY.get(rule.level, "Medium"), status="New", category=category(rule.tactics),
-        detection_source=DETECTION_SOURCE, detector_id=rule.id[:64], mitre_techniques=rule.techniques,
+        detection_source=m.source, detector_id=rule.id[:64], mitre_techniques=rule.techniques,
         rule={"id": rule.id, "title": rule.title, "author": rule.author, "level": rule.level, "status": rule.status,
               "references": list(rule.references), "falsePositives": list(rule.falsepositives),
-              "path": rule.path, "source": "SigmaHQ", "license": "DRL-1.1"},
+              "path": rule.path, **({"source": "SigmaHQ", "license": "DRL-1.1"} if rule.path else {})},
         evidence=evidence(m.table, m.row), dedupe_key=key, event_count=1, first_event_time=when,
         last_event_time=when, alert_creation_time=now, last_update_time=now,
         comments=[])

@@ -27,6 +27,7 @@ class Match:
     rule: Rule
     table: str
     row: Mapping[str, Any]
+    source: str = "CustomDetection"  # the alert's detectionSource (CustomerTI for an indicator)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.store.base import Base, TenantScoped, utcnow
@@ -66,3 +66,24 @@ class Alert(TenantScoped, Base):
     alert_creation_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_update_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
     resolved_time: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Indicator(TenantScoped, Base):
+    """A custom indicator of compromise (Defender's Indicator entity), matched at ingest."""
+
+    __tablename__ = "indicators"
+    __table_args__ = (UniqueConstraint("tenant_id", "indicator_type", "indicator_value"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_value: Mapped[str] = mapped_column(String(1024))
+    indicator_type: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16), default="Informational")
+    recommended_actions: Mapped[str] = mapped_column(Text, default="")
+    expiration_time: Mapped[dt.datetime | None] = mapped_column(default=None)
+    generate_alert: Mapped[bool] = mapped_column(Boolean, default=True)
+    rbac_group_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every device
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    creation_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_update_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
