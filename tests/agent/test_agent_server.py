@@ -215,7 +215,8 @@ def test_health_tells_disabled_from_failing(shared_server: Server, tmp_path: Pat
     assert health["test_root_only"]["disabled"] is True and health["test_root_only"]["ok"] is True
     assert "needs root" in health["test_root_only"]["error"]
     assert health["test_broken"] == {"ok": False, "error": "OSError: database locked",
-                                     "last_run": health["test_broken"]["last_run"], "disabled": False}
+                                     "last_run": health["test_broken"]["last_run"], "disabled": False,
+                                     "message": None}
     assert health["device"]["ok"] is True and health["device"]["last_run"]
     assert health["inventory"]["disabled"] is True  # not in the enabled list
     assert report.collected == {"device": 1}
