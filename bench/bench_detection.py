@@ -3,6 +3,7 @@
     python bench/bench_detection.py throughput [--otrf DIR] [--repeats 3] [--json]
     python bench/bench_detection.py ingest [--otrf DIR] [--batch 1000] [--json]
     python bench/bench_detection.py regression [--sigma DIR] [--json]
+    python bench/bench_detection.py indicators [--events 100000] [--json]
 
 * ``throughput``: compile the shipped ruleset (time, peak RSS), read every OTRF recording (Windows
   Sysmon/Security logs, through the Windows import's mapping) and evaluate all of it, ``--repeats`` times:
@@ -10,6 +11,8 @@
   printed), alerts per 10,000 events, rules evaluated per event (the prefilter's work).
 * ``ingest``: the same events written to an in-memory DuckDB event store in batches, once without and once
   with the detection listener (the engine evaluates each write in the writer's pass): events/s of both.
+* ``indicators``: the indicator matcher's cost per event with 100 and with 1,000,000 indicators of a tenant
+  (OTRF-shaped rows: hashes, remote IPs and URLs; none of them an indicator, the common case).
 * ``regression``: SigmaHQ's regression data, every case imported through the Windows import into the event
   store with the detection listener: hit rate (each case must fire its own rule), each miss with its reason.
 """
@@ -170,20 +173,48 @@ def regression(args: argparse.Namespace) -> None:
            + [(f"miss: {t}", r) for t, r in misses], args.json)
 
 
+def indicators_cost(args: argparse.Namespace) -> None:
+    from garrison.edr.detection import indicators
+
+    rows = [{**r, "TenantId": 1, "DeviceId": "dev-1"} for r in _otrf_rows(args.otrf)][:args.events]
+    matcher = indicators.IndicatorMatcher(None, None)  # type: ignore[arg-type]  # no store: sets given below
+    out: dict[str, Any] = {"events": len(rows)}
+    for n in (100, 1_000_000):
+        entries = {}
+        for i in range(n):
+            kind = ("FileSha256", "IpAddress", "DomainName")[i % 3]
+            value = (f"{i:064x}" if kind == "FileSha256" else f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+                     if kind == "IpAddress" else f"bad{i}.example")
+            entries[(kind, value)] = indicators._Entry(i, "t", "", "High", "Alert", True, frozenset(), "")
+        tables = _by_table(rows)
+        c = time.process_time()
+        for _ in range(args.repeats):
+            for table, table_rows in tables.items():
+                for row in table_rows:
+                    matcher._match(entries, table, row)
+        per_event_us = (time.process_time() - c) / (args.repeats * len(rows)) * 1e6
+        out[f"us_per_event_{n}"] = round(per_event_us, 2)
+    report("Indicator matching cost per event", out, [
+        ("events", f"{len(rows):,}"), ("100 indicators", f"{out['us_per_event_100']} µs/event"),
+        ("1,000,000 indicators", f"{out['us_per_event_1000000']} µs/event")], args.json)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("throughput", "ingest"):
+    for name in ("throughput", "ingest", "indicators"):
         p = sub.add_parser(name)
         p.add_argument("--otrf", type=Path, default=SHARED / "otrf")
         p.add_argument("--repeats", type=int, default=3)
         p.add_argument("--batch", type=int, default=1000)
+        p.add_argument("--events", type=int, default=100_000)
         p.add_argument("--json", action="store_true")
     p = sub.add_parser("regression")
     p.add_argument("--sigma", type=Path, default=SHARED / "sigma")
     p.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    {"throughput": throughput, "ingest": ingest, "regression": regression}[args.cmd](args)
+    {"throughput": throughput, "ingest": ingest, "regression": regression,
+     "indicators": indicators_cost}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,24 @@ Rows = Mapping[str, Sequence[Mapping[str, Any]]]
 MAX_BACKLOG_EVENTS = 500_000
 
 
+_DETECTORS: dict[int, tuple[RuleSet, Detector]] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def detector_for(ruleset: RuleSet) -> Detector:
+    """One index per ruleset in a process (building the RE2 sets of the whole ruleset takes seconds; every app
+    of a test process, or of a server, shares the ruleset of its setting: ``rules.configured``)."""
+    with _DETECTORS_LOCK:
+        hit = _DETECTORS.get(id(ruleset))
+        if hit is not None and hit[0] is ruleset:
+            return hit[1]
+        detector = Detector(ruleset)
+        if len(_DETECTORS) >= 8:
+            _DETECTORS.pop(next(iter(_DETECTORS)))
+        _DETECTORS[id(ruleset)] = (ruleset, detector)
+        return detector
+
+
 class DetectionService:
     def __init__(self, load: Callable[[], RuleSet], sink: Sink | None = None, background: bool = False) -> None:
         self._load = load
@@ -47,7 +65,7 @@ class DetectionService:
             with self._lock:
                 if self._detector is None:
                     started = time.monotonic()
-                    self._detector = Detector(self._load())
+                    self._detector = detector_for(self._load())
                     status = self._detector.ruleset.status()
                     log.info("detection: %d rules compiled, %d not runnable, in %.1f s", status["compiled"],
                              status["notRunnable"], time.monotonic() - started)
