@@ -177,6 +177,15 @@ def offboard(s: Session, device: Device, requestor: str, comment: str) -> Any:
     return action
 
 
+def reference_to_api(device: Device, group_name: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A device as a sub-resource lists it (Defender's machine references): the one shape of every
+    ``…/machineReferences`` and of a timeline event's devices; ``extra``: the sub-resource's own fields."""
+    return {"id": device.id, "computerDnsName": device.computer_dns_name, "osPlatform": device.os_platform,
+            "osVersion": device.os_version, "rbacGroupId": device.group_id, "rbacGroupName": group_name,
+            "exposureLevel": device.exposure_level, "exposureScore": device.exposure_score,
+            "deviceValue": device.device_value, **(extra or {})}
+
+
 def tag_filter(tag: str, starts_with: bool) -> ColumnElement[bool]:
     q = select(DeviceTag.device_id)
     if starts_with:

@@ -182,8 +182,13 @@ def test_sub_resources_and_odata(env: Env) -> None:
     assert all(s["exposedMachines"] == 1 for s in software)
     vulns = api(env, "GET", "/api/recommendations/va-_-ubuntu-_-sudo/vulnerabilities")["value"]
     assert [v["id"] for v in vulns] == ["CVE-2021-3156", "CVE-2021-23239"]
-    assert vulns[0]["knownExploited"] and vulns[0]["exposedMachines"] == 2 and vulns[0]["fixAvailable"]
+    assert vulns[0]["kev"] and vulns[0]["exposedMachines"] == 2 and vulns[0]["fixAvailable"]
     assert vulns[0]["epss"] == pytest.approx(0.99295)
+    # One shape per entity: a recommendation's vulnerability is /api/vulnerabilities/{id} plus the
+    # ranking fields (it used to be a second shape: knownExploited, no cvssVector, severitySource, cwes…)
+    same = api(env, "GET", "/api/vulnerabilities/CVE-2021-3156")
+    assert set(vulns[0]) == set(same) | {"threatScore", "threatReason", "fixAvailable"}
+    assert {k: vulns[0][k] for k in same} == same
     per_device = {r["id"] for r in api(env, "GET", f"/api/machines/{agent.id}/recommendations")["value"]}
     assert "va-_-ubuntu-_-sudo" in per_device and "va-_-ubuntu-_-openssl" not in per_device
     assert len(per_device) == len(focal_expectations()) - 1

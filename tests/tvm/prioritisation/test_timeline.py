@@ -68,7 +68,7 @@ def test_feed_changes_become_events_for_the_devices_that_had_the_software(env: E
     # drill-down: the devices and the vulnerability
     one = api(env, "GET", f"/api/eventTimeline/{verified[0]['id']}")
     assert {d["computerDnsName"] for d in one["devices"]} == {"web-1.corp.example", "db-1.corp.example"}
-    assert one["vulnerability"]["knownExploited"]
+    assert one["vulnerability"]["kev"]
 
     # sudo is updated on web-1: a 'software updated' event that lowered the score
     web.inventory(bump(ga_packages(), "sudo", "1.8.31-1ubuntu1.2"))

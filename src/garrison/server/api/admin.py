@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from garrison.core import access, audit
+from garrison.core import access, administration, audit
 from garrison.core.access import Principal
-from garrison.core.errors import Invalid, NotFound
 from garrison.protocol.bounds import Id
 from garrison.server import odata
-from garrison.server.api.common import ODATA, odata_list, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, odata_list, returns, run_list
 from garrison.server.auth import require
 from garrison.store.models.core import ApiKey, AuditEntry, DeviceGroup, EnrollmentSecret, Tenant, User
 
@@ -30,16 +30,9 @@ def _no_store(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
-def _get(s: Any, model: Any, ident: int, what: str) -> Any:
-    row = s.get(model, ident)
-    if row is None or row.tenant_id != s.info["tenant"]:
-        raise NotFound(f"no {what} with id {ident}")
-    return row
-
-
 # --- whoami / tenant --------------------------------------------------------------------
 
-@router.get("/me")
+@router.get("/me", responses=returns(schema.Me))
 def whoami(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.system() as s:
         tenant = s.get(Tenant, principal.tenant_id)
@@ -63,18 +56,17 @@ def user_to_api(u: User) -> dict[str, Any]:
             "lockedUntil": u.locked_until}
 
 
-@router.get("/users")
+@router.get("/users", responses=returns(schema.ODataList[schema.User]))
 def list_users(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        return odata_list(request, "Users", [user_to_api(u) for u in s.scalars(select(User).order_by(User.id))])
+        return odata_list(request, "Users", [user_to_api(u) for u in administration.users(s)])
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=returns(schema.User, 201))
 def create_user(body: UserCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        _check_groups(s, body.deviceGroupIds)
         user = access.create_user(s, principal.tenant_id, body.username, body.password, body.role, body.email,
-                                  body.deviceGroupIds)
+                                  administration.check_group_ids(s, body.deviceGroupIds))
         request.state.audit_target = f"user={user.username}"
         return user_to_api(user)
 
@@ -82,15 +74,7 @@ def create_user(body: UserCreate, request: Request, principal: Principal = requi
 @router.delete("/users/{user_id}", status_code=204)
 def delete_user(user_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        user = _get(s, User, user_id, "user")
-        if user.username == principal.actor and principal.actor_type == "user":
-            raise Invalid("you cannot delete your own account")
-        s.delete(user)
-
-
-def _check_groups(s: Any, ids: list[int] | None) -> None:
-    for gid in ids or []:
-        _get(s, DeviceGroup, gid, "device group")
+        administration.delete_user(s, principal, user_id)
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -107,27 +91,26 @@ def key_to_api(k: ApiKey) -> dict[str, Any]:
             "revoked": k.revoked}
 
 
-@router.get("/apiKeys")
+@router.get("/apiKeys", responses=returns(schema.ODataList[schema.ApiKey]))
 def list_api_keys(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        return odata_list(request, "ApiKeys", [key_to_api(k) for k in s.scalars(select(ApiKey).order_by(ApiKey.id))])
+        return odata_list(request, "ApiKeys", [key_to_api(k) for k in administration.api_keys(s)])
 
 
-@router.post("/apiKeys", status_code=201)
+@router.post("/apiKeys", status_code=201, responses=returns(schema.NewApiKey, 201))
 def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
                    principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     _no_store(response)
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        _check_groups(s, body.deviceGroupIds)
         key, secret = access.create_api_key(s, principal.tenant_id, body.role, body.name, principal.actor,
-                                            body.deviceGroupIds)
+                                            administration.check_group_ids(s, body.deviceGroupIds))
         return {**key_to_api(key), "key": secret}
 
 
 @router.delete("/apiKeys/{key_id}", status_code=204)
 def revoke_api_key(key_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        _get(s, ApiKey, key_id, "API key").revoked = True
+        administration.revoke_api_key(s, key_id)
     request.app.state.key_cache.clear()
 
 
@@ -143,14 +126,14 @@ def enrollment_to_api(e: EnrollmentSecret) -> dict[str, Any]:
             "createdAt": e.created_at, "revoked": e.revoked}
 
 
-@router.get("/enrollmentSecrets")
+@router.get("/enrollmentSecrets", responses=returns(schema.ODataList[schema.EnrollmentSecret]))
 def list_enrollment(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        rows = s.scalars(select(EnrollmentSecret).order_by(EnrollmentSecret.id))
-        return odata_list(request, "EnrollmentSecrets", [enrollment_to_api(e) for e in rows])
+        return odata_list(request, "EnrollmentSecrets",
+                          [enrollment_to_api(e) for e in administration.enrollment_secrets(s)])
 
 
-@router.post("/enrollmentSecrets", status_code=201)
+@router.post("/enrollmentSecrets", status_code=201, responses=returns(schema.NewEnrollmentSecret, 201))
 def create_enrollment(body: EnrollmentCreate, request: Request, response: Response,
                       principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     _no_store(response)
@@ -166,7 +149,7 @@ def create_enrollment(body: EnrollmentCreate, request: Request, response: Respon
 @router.delete("/enrollmentSecrets/{secret_id}", status_code=204)
 def revoke_enrollment(secret_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        _get(s, EnrollmentSecret, secret_id, "enrollment secret").revoked = True
+        administration.revoke_enrollment_secret(s, secret_id)
 
 
 # --- device groups ----------------------------------------------------------------------
@@ -189,57 +172,36 @@ def group_to_api(g: DeviceGroup) -> dict[str, Any]:
             "isDefault": g.is_default}
 
 
-@router.get("/deviceGroups")
+@router.get("/deviceGroups", responses=returns(schema.ODataList[schema.DeviceGroup]))
 def list_groups(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        rows = s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id))
-        visible = [g for g in rows if principal.group_ids is None or g.id in principal.group_ids]
-        return odata_list(request, "DeviceGroups", [group_to_api(g) for g in visible])
+        return odata_list(request, "DeviceGroups", [group_to_api(g) for g in administration.device_groups(s, principal)])
 
 
-@router.post("/deviceGroups", status_code=201)
+@router.post("/deviceGroups", status_code=201, responses=returns(schema.DeviceGroup, 201))
 def create_group(body: GroupCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return group_to_api(access.create_group(s, body.name, body.rank, body.rules, body.description))
 
 
-@router.get("/deviceGroups/{group_id}")
+@router.get("/deviceGroups/{group_id}", responses=returns(schema.DeviceGroup))
 def get_group(group_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        group = _get(s, DeviceGroup, group_id, "device group")
-        if principal.group_ids is not None and group.id not in principal.group_ids:
-            raise NotFound(f"no device group with id {group_id}")
-        return group_to_api(group)
+        return group_to_api(administration.device_group(s, principal, group_id))
 
 
-@router.patch("/deviceGroups/{group_id}")
+@router.patch("/deviceGroups/{group_id}", responses=returns(schema.DeviceGroup))
 def update_group(group_id: Id, body: GroupUpdate, request: Request,
                  principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        group = _get(s, DeviceGroup, group_id, "device group")
-        if body.rules is not None:
-            if group.is_default:
-                raise Invalid("the default group has no rules")
-            access.validate_group_rules(body.rules)
-            group.rules = body.rules
-        if body.rank is not None and not group.is_default:
-            group.rank = body.rank
-        if body.description is not None:
-            group.description = body.description
-        s.flush()
-        access.reassign_all_devices(s)
-        return group_to_api(group)
+        return group_to_api(administration.update_group(s, group_id, rank=body.rank, rules=body.rules,
+                                                        description=body.description))
 
 
 @router.delete("/deviceGroups/{group_id}", status_code=204)
 def delete_group(group_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
-        group = _get(s, DeviceGroup, group_id, "device group")
-        if group.is_default:
-            raise Invalid("the default group cannot be deleted")
-        s.delete(group)
-        s.flush()
-        access.reassign_all_devices(s)
+        administration.delete_group(s, group_id)
 
 
 # --- audit log --------------------------------------------------------------------------
@@ -250,7 +212,7 @@ def audit_fields() -> dict[str, odata.Field]:
             "statusCode": odata.Field(AuditEntry.status_code, int), "sourceIp": odata.Field(AuditEntry.source_ip)}
 
 
-@router.get("/auditLogs", openapi_extra=ODATA)
+@router.get("/auditLogs", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.AuditEntry]))
 def audit_log(request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(AuditEntry), audit_fields(), lambda r: audit.to_api(r[0]), "AuditLogs",

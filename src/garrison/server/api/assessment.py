@@ -11,7 +11,8 @@ from sqlalchemy import select
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
 from garrison.server import odata
-from garrison.server.api.common import device_scope, odata_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import device_scope, odata_list, returns
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 from garrison.store.models.core import Device
@@ -30,7 +31,7 @@ def _visible_device_ids(s: Any, principal: Principal) -> list[str] | None:
 
 
 @router.get("/machines/SecureConfigurationsAssessmentByMachine",
-            openapi_extra=odata.openapi_extra(max_top=100000, options=("$filter", "$top", "$skip")))
+            openapi_extra=odata.openapi_extra(max_top=100000, options=("$filter", "$top", "$skip")), responses=returns(schema.ODataList[schema.AssessmentRow]))
 def assessment_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     params = request.query_params
     wanted: list[str] | None = None
@@ -53,20 +54,20 @@ def assessment_by_machine(request: Request, principal: Principal = require("anal
     return odata_list(request, "SecureConfigurationsAssessmentByMachine", rows)
 
 
-@router.get("/machines/{machine_id}/configurationAssessment")
+@router.get("/machines/{machine_id}/configurationAssessment", responses=returns(schema.ODataList[schema.AssessmentRow]))
 def machine_assessment(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         return odata_list(request, "ConfigurationAssessment", assessment.device_assessment(s, device.id))
 
 
-@router.get("/configurationChecks")
+@router.get("/configurationChecks", responses=returns(schema.ODataList[schema.AssessmentRow]))
 def configuration_checks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "ConfigurationChecks", assessment.secure_configuration_kb_rows(s))
 
 
-@router.get("/configurationChecks/{check_id}/machineReferences")
+@router.get("/configurationChecks/{check_id}/machineReferences", responses=returns(schema.ODataList[schema.AssessmentRow]))
 def check_machines(check_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         known = {r.get("ConfigurationId") for r in assessment.secure_configuration_kb_rows(s)}

@@ -61,3 +61,21 @@ def json_response(body: dict[str, Any]) -> Response:
     ``jsonable_encoder`` walks over every value, which took more than the queries on a large page (a
     dense machine's 4 MB of vulnerabilities; docs/matching.md, Performance)."""
     return Response(pydantic_core.to_json(body), media_type="application/json")
+
+
+def returns(model: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: the model of its answer (``garrison.server.api.models``), documented in
+    ``/api/openapi.json``. The handler's own JSON is sent as it is (no second validation pass over a
+    large page); ``tests/server/test_api_schemas.py`` validates real answers against the model."""
+    return {status: {"model": model, "description": "Successful Response"}}
+
+
+def csv_file(description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` when it answers a CSV file."""
+    return {200: {"description": description, "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+def json_lines(model: Any, description: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` when it streams JSON lines, one ``model`` per line."""
+    return {200: {"description": f"{description}: one {model.__name__} per line",
+                  "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}

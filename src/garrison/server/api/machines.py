@@ -17,7 +17,8 @@ from garrison.core.errors import Invalid, NotFound
 from garrison.core.scope import AccessScope
 from garrison.protocol.bounds import to_utc
 from garrison.server import odata
-from garrison.server.api.common import ODATA, device_scope, odata_list, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, device_scope, odata_list, returns, run_list
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag, MachineAction
@@ -93,7 +94,7 @@ def load_device(s: Any, principal: Principal, machine_id: str) -> Device:
     return AccessScope.of(principal).device(s, machine_id)
 
 
-@router.get("/machines", openapi_extra=ODATA)
+@router.get("/machines", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Machine]))
 def list_machines(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -102,7 +103,7 @@ def list_machines(request: Request, principal: Principal = require("analyst")) -
                         default_order=[Device.computer_dns_name, Device.id])
 
 
-@router.get("/machines/findbytag")
+@router.get("/machines/findbytag", responses=returns(schema.ODataList[schema.Machine]))
 def find_by_tag(request: Request, tag: str, useStartsWithFilter: bool = False,
                 principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
@@ -115,7 +116,7 @@ def find_by_tag(request: Request, tag: str, useStartsWithFilter: bool = False,
 _FINDBYIP = re.compile(r"^ip='([0-9A-Fa-f:.%]{1,64})'(?:,timestamp=([0-9T:.+\-Z]{10,40}))?$")
 
 
-@router.get("/machines/findbyip({args})")
+@router.get("/machines/findbyip({args})", responses=returns(schema.ODataList[schema.Machine]))
 def find_by_ip(args: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     m = _FINDBYIP.match(args)
     if not m:
@@ -132,7 +133,7 @@ def find_by_ip(args: str, request: Request, principal: Principal = require("anal
         return odata_list(request, "Machines", [machine_to_api(d, g, now) for d, g in rows])
 
 
-@router.get("/machines/{machine_id}")
+@router.get("/machines/{machine_id}", responses=returns(schema.Machine))
 def get_machine(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
@@ -140,7 +141,7 @@ def get_machine(machine_id: str, request: Request, principal: Principal = requir
         return machine_to_api(device, group.name if group else None)
 
 
-@router.get("/machines/{machine_id}/logonusers")
+@router.get("/machines/{machine_id}/logonusers", responses=returns(schema.ODataList[schema.LogonUser]))
 def logon_users(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
@@ -161,7 +162,7 @@ class BatchTagBody(TagBody):
     MachineIds: list[str] = Field(min_length=1, max_length=500)
 
 
-@router.post("/machines/{machine_id}/tags")
+@router.post("/machines/{machine_id}/tags", responses=returns(schema.Machine))
 def machine_tags(machine_id: str, body: TagBody, request: Request,
                  principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -172,7 +173,7 @@ def machine_tags(machine_id: str, body: TagBody, request: Request,
         return machine_to_api(device, group.name if group else None)
 
 
-@router.post("/machines/AddOrRemoveTagForMultipleMachines")
+@router.post("/machines/AddOrRemoveTagForMultipleMachines", responses=returns(schema.ODataList[schema.Machine]))
 def batch_tags(body: BatchTagBody, request: Request,
                principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -188,7 +189,7 @@ class DeviceValueBody(BaseModel):
     DeviceValue: str
 
 
-@router.post("/machines/{machine_id}/setDeviceValue")
+@router.post("/machines/{machine_id}/setDeviceValue", responses=returns(schema.Machine))
 def set_device_value(machine_id: str, body: DeviceValueBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -202,7 +203,7 @@ class CommentBody(BaseModel):
     Comment: str = Field(default="", max_length=4000)
 
 
-@router.post("/machines/{machine_id}/offboard", status_code=201)
+@router.post("/machines/{machine_id}/offboard", status_code=201, responses=returns(schema.MachineAction, 201))
 def offboard_machine(machine_id: str, body: CommentBody, request: Request,
                      principal: Principal = require("admin")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -225,7 +226,7 @@ def action_fields() -> dict[str, odata.Field]:
     }
 
 
-@router.get("/machineactions", openapi_extra=ODATA)
+@router.get("/machineactions", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineAction]))
 def list_actions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     stmt = select(MachineAction, Device.computer_dns_name).join(Device, Device.id == MachineAction.device_id) \
         .where(device_scope(principal))
@@ -245,14 +246,14 @@ def _load_action(s: Any, principal: Principal, action_id: str) -> tuple[MachineA
     return action, device
 
 
-@router.get("/machineactions/{action_id}")
+@router.get("/machineactions/{action_id}", responses=returns(schema.MachineAction))
 def get_action(action_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         action, device = _load_action(s, principal, action_id)
         return actions.to_api(action, device.computer_dns_name)
 
 
-@router.post("/machineactions/{action_id}/cancel")
+@router.post("/machineactions/{action_id}/cancel", responses=returns(schema.MachineAction))
 def cancel_action(action_id: str, body: CommentBody, request: Request,
                   principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -279,7 +280,8 @@ def _make_action_route(action_type: str, path_name: str) -> None:
             return actions.to_api(action, device.computer_dns_name)
 
     request_action.__name__ = f"request_{path_name}"
-    router.add_api_route(f"/machines/{{machine_id}}/{path_name}", request_action, methods=["POST"], status_code=201)
+    router.add_api_route(f"/machines/{{machine_id}}/{path_name}", request_action, methods=["POST"], status_code=201,
+                         responses=returns(schema.MachineAction, 201))
 
 
 for _type, _path in AGENT_ACTIONS.items():

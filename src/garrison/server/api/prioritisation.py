@@ -22,6 +22,7 @@ from sqlalchemy import Text, and_, case, cast, distinct, func, inspect, literal,
 from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
+from garrison.core.devices import reference_to_api
 from garrison.core.errors import Conflict, Invalid, NotFound
 from garrison.core.scope import AccessScope
 from garrison.integrations import connections as conn_mod
@@ -31,11 +32,21 @@ from garrison.integrations import settings as integration_settings
 from garrison.protocol.bounds import Id, UtcDateTime, to_utc
 from garrison.protocol.limits import INT_MAX
 from garrison.server import odata
-from garrison.server.api.common import ODATA, device_scope, json_response, odata_list, parse_odata, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import (
+    ODATA,
+    csv_file,
+    device_scope,
+    json_lines,
+    json_response,
+    odata_list,
+    parse_odata,
+    returns,
+    run_list,
+)
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup
-from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import (
     ORG,
     RISK_REDUCING,
@@ -67,6 +78,7 @@ from garrison.tvm.prioritisation import (
 from garrison.tvm.prioritisation import (
     device as device_exposure,
 )
+from garrison.tvm.queries import vulnerabilities
 
 router = APIRouter(prefix="/api", tags=["prioritisation"])
 # Routes under /api/machines/<name> must come before the machines router's /machines/{machine_id}:
@@ -112,7 +124,7 @@ def _score_body(request: Request, comps: exposure.Components, at: dt.datetime | 
             "devices": comps.devices, "exposureLevels": exposure.levels_summary(comps.levels)}
 
 
-@router.get("/exposureScore")
+@router.get("/exposureScore", responses=returns(schema.ExposureScore))
 def exposure_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         comps = exposure.components_for(s, principal.group_ids)
@@ -121,7 +133,7 @@ def exposure_score(request: Request, principal: Principal = require("analyst")) 
             **_score_body(request, comps, at)}
 
 
-@router.get("/exposureScore/ByMachineGroups")
+@router.get("/exposureScore/ByMachineGroups", responses=returns(schema.ODataList[schema.ExposureScore]))
 def exposure_score_by_groups(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         groups = list(s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id)))
@@ -134,7 +146,7 @@ def exposure_score_by_groups(request: Request, principal: Principal = require("a
     return odata_list(request, "ExposureScore", rows)
 
 
-@router.get("/exposureScore/history")
+@router.get("/exposureScore/history", responses=returns(schema.ODataList[schema.ExposureScorePoint]))
 def exposure_score_history(request: Request, days: int = Query(default=30, ge=1, le=3660),
                            rbacGroupId: Id | None = None,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
@@ -161,21 +173,21 @@ def exposure_score_history(request: Request, days: int = Query(default=30, ge=1,
 
 
 if config.has_secure_score():
-    @router.get("/configurationScore")
+    @router.get("/configurationScore", responses=returns(schema.ConfigurationScore))
     def configuration_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
         with _store(request).tenant(principal.tenant_id) as s:
             res = config.configuration_score(s, list(principal.group_ids) if principal.group_ids is not None else None)
         return {"@odata.context": f"{_base(request)}/api/$metadata#ConfigurationScore/$entity", **(res or {})}
 
 
-@router.post("/exposureScore/recompute")
+@router.post("/exposureScore/recompute", responses=returns(schema.RefreshStats))
 def recompute(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
     """Recompute the tenant's scores and recommendations now (the job does it within a minute)."""
     stats = service.refresh(_store(request), principal.tenant_id)
     return stats.as_dict()
 
 
-@router.get("/machines/{machine_id}/exposure")
+@router.get("/machines/{machine_id}/exposure", responses=returns(schema.DeviceExposure))
 def machine_exposure(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         device = _load_device(s, principal, machine_id)
@@ -189,7 +201,7 @@ class AlertBody(Body):
     active: bool = True
 
 
-@router.post("/machines/{machine_id}/vulnerabilityAlerts")
+@router.post("/machines/{machine_id}/vulnerabilityAlerts", responses=returns(schema.VulnerabilityAlert))
 def set_vulnerability_alert(machine_id: str, body: AlertBody, request: Request,
                             principal: Principal = require("security_operator")) -> dict[str, Any]:
     """The 'active alert on this device' hook: EDR calls it through the service layer; here for the API."""
@@ -211,7 +223,7 @@ def set_vulnerability_alert(machine_id: str, body: AlertBody, request: Request,
         return _alert_to_api(row)
 
 
-@router.get("/machines/{machine_id}/vulnerabilityAlerts")
+@router.get("/machines/{machine_id}/vulnerabilityAlerts", responses=returns(schema.ODataList[schema.VulnerabilityAlert]))
 def list_vulnerability_alerts(machine_id: str, request: Request,
                               principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -355,7 +367,7 @@ def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[
     return stmt, agg, comps
 
 
-@router.get("/recommendations", openapi_extra=ODATA)
+@router.get("/recommendations", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Recommendation]))
 def list_recommendations(request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         stmt, agg, comps = _rec_select(principal, s, light=True)
@@ -404,7 +416,7 @@ def _load_rec(s: Session, principal: Principal, rec_id: str) -> tuple[Recommenda
     return row[0], _scoped_values(row, comps)
 
 
-@router.get("/recommendations/{recommendation_id}")
+@router.get("/recommendations/{recommendation_id}", responses=returns(schema.RecommendationDetail))
 def get_recommendation(recommendation_id: str, request: Request,
                        principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -435,14 +447,7 @@ def _rec_exceptions(s: Session, principal: Principal, rec: Recommendation) -> li
     return out
 
 
-def _machine_ref(d: Device, gname: str | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": d.id, "computerDnsName": d.computer_dns_name, "osPlatform": d.os_platform,
-            "osVersion": d.os_version, "rbacGroupId": d.group_id, "rbacGroupName": gname,
-            "exposureLevel": d.exposure_level, "exposureScore": d.exposure_score, "deviceValue": d.device_value,
-            **(extra or {})}
-
-
-@router.get("/recommendations/{recommendation_id}/machineReferences", openapi_extra=ODATA)
+@router.get("/recommendations/{recommendation_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineReference]))
 def recommendation_machines(recommendation_id: str, request: Request,
                             principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -459,11 +464,11 @@ def recommendation_machines(recommendation_id: str, request: Request,
                   "rbacGroupName": odata.Field(Group.name), "exposureLevel": odata.Field(Device.exposure_level),
                   "exposureScore": odata.Field(Device.exposure_score, float),
                   "deviceValue": odata.Field(Device.device_value)}
-        return run_list(s, request, stmt, fields, lambda r: _machine_ref(r[0], r[1]), "MachineReferences",
+        return run_list(s, request, stmt, fields, lambda r: reference_to_api(r[0], r[1]), "MachineReferences",
                         [Device.computer_dns_name, Device.id])
 
 
-@router.get("/recommendations/{recommendation_id}/software")
+@router.get("/recommendations/{recommendation_id}/software", responses=returns(schema.ODataList[schema.RecommendationSoftware]))
 def recommendation_software(recommendation_id: str, request: Request,
                             principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -491,19 +496,7 @@ def recommendation_software(recommendation_id: str, request: Request,
         return odata_list(request, "Software", out)
 
 
-def vuln_to_api(v: Vulnerability, exposed: int) -> dict[str, Any]:
-    return {"id": v.id, "name": v.id, "description": v.description, "severity": v.severity,
-            "cvssV3": v.cvss_v3_score, "cvssV4": v.cvss_v4_score, "exposedMachines": exposed,
-            "publishedOn": v.published_on, "updatedOn": v.updated_on, "publicExploit": v.public_exploit,
-            "exploitVerified": v.exploit_verified, "exploitInKit": v.exploit_in_kit,
-            "exploitTypes": v.exploit_types, "exploitUris": v.exploit_uris, "epss": v.epss,
-            "epssPercentile": v.epss_percentile, "knownExploited": v.kev,
-            "kevDateAdded": v.kev_date_added, "kevDueDate": v.kev_due_date,
-            "knownRansomwareCampaignUse": v.kev_ransomware or None,
-            "threatScore": round(exposure.hazard(v), 4), "threatReason": exposure.threat_reason(v)}
-
-
-@router.get("/recommendations/{recommendation_id}/vulnerabilities")
+@router.get("/recommendations/{recommendation_id}/vulnerabilities", responses=returns(schema.ODataList[schema.Vulnerability]))
 def recommendation_vulnerabilities(recommendation_id: str, request: Request,
                                    principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -512,18 +505,18 @@ def recommendation_vulnerabilities(recommendation_id: str, request: Request,
         if stmt is None:
             return odata_list(request, "Vulnerabilities", [])
         f = stmt.subquery()
-        rows = s.execute(select(Vulnerability, func.count(distinct(f.c.device_id)),
-                                func.max(f.c.fixed_version), func.count(f.c.fixed_version))
-                         .join(f, f.c.vulnerability_id == Vulnerability.id)
-                         .join(Device, Device.id == f.c.device_id)
-                         .where(device_scope(principal), exposure.is_active_expr(utcnow()))
-                         .group_by(Vulnerability.id)).all()
-        out = [{**vuln_to_api(v, int(n)), "fixAvailable": int(nfix) > 0} for v, n, _fx, nfix in rows]
+        per_vuln = (select(f.c.vulnerability_id, func.count(distinct(f.c.device_id)).label("exposed"),
+                           func.count(f.c.fixed_version).label("fixes"))
+                    .join(Device, Device.id == f.c.device_id)
+                    .where(device_scope(principal), exposure.is_active_expr(utcnow()))
+                    .group_by(f.c.vulnerability_id).subquery())
+        rows = s.execute(vulnerabilities.with_counts(per_vuln)).all()
+        out = [{**vulnerabilities.with_threat(r), "fixAvailable": int(r.fixes) > 0} for r in rows]
         out.sort(key=lambda x: (-x["threatScore"], x["id"]))
         return odata_list(request, "Vulnerabilities", out)
 
 
-@router.get("/machines/{machine_id}/recommendations", openapi_extra=ODATA)
+@router.get("/machines/{machine_id}/recommendations", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Recommendation]))
 def machine_recommendations(machine_id: str, request: Request,
                             principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -568,7 +561,7 @@ def _exception_scope(principal: Principal) -> Any:
                                                         EG.group_id.in_(principal.group_ids)).exists())
 
 
-@router.get("/recommendationExceptions", openapi_extra=ODATA)
+@router.get("/recommendationExceptions", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.RecommendationException]))
 def list_exceptions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -582,16 +575,14 @@ def list_exceptions(request: Request, principal: Principal = require("analyst"))
                         "RecommendationExceptions", [RecommendationException.id.desc()])
 
 
-@router.post("/recommendationExceptions", status_code=201)
+@router.post("/recommendationExceptions", status_code=201, responses=returns(schema.RecommendationException, 201))
 def create_exception(body: ExceptionBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
-    with store.tenant(principal.tenant_id) as s:
-        exc = risk_acceptance.create(s, principal, body.recommendationId, body.justification,
-                                context=body.justificationContext, scope=body.scope, group_ids=body.rbacGroupIds,
-                                expires_on=body.expiresOn, duration_days=body.durationDays)
-        exc_id = exc.id
-    service.refresh_after_change(store, principal.tenant_id)
+    exc_id = service.create_exception(store, principal, body.recommendationId, body.justification,
+                                      context=body.justificationContext, scope=body.scope,
+                                      group_ids=body.rbacGroupIds, expires_on=body.expiresOn,
+                                      duration_days=body.durationDays)
     return _exception_out(store, principal, exc_id)
 
 
@@ -604,7 +595,7 @@ def _exception_out(store: Any, principal: Principal, exc_id: int) -> dict[str, A
         return risk_acceptance.to_api(exc, risk_acceptance.groups_of(s, exc), eff, now, rec)
 
 
-@router.get("/recommendationExceptions/{exception_id}")
+@router.get("/recommendationExceptions/{exception_id}", responses=returns(schema.RecommendationException))
 def get_exception(exception_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         exc = risk_acceptance.get(s, principal, exception_id)
@@ -612,15 +603,11 @@ def get_exception(exception_id: Id, request: Request, principal: Principal = req
     return _exception_out(_store(request), principal, exc_id)
 
 
-@router.post("/recommendationExceptions/{exception_id}/cancel")
+@router.post("/recommendationExceptions/{exception_id}/cancel", responses=returns(schema.RecommendationException))
 def cancel_exception(exception_id: Id, body: CancelBody, request: Request,
                      principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
-    with store.tenant(principal.tenant_id) as s:
-        exc = risk_acceptance.get(s, principal, exception_id)
-        risk_acceptance.cancel(s, principal, exc, body.rbacGroupIds)
-        exc_id = exc.id
-    service.refresh_after_change(store, principal.tenant_id)
+    exc_id, _status = service.cancel_exception(store, principal, exception_id, body.rbacGroupIds)
     return _exception_out(store, principal, exc_id)
 
 
@@ -671,7 +658,7 @@ def _tickets(s: Session, act_ids: list[str]) -> dict[str, list[RemediationTicket
     return out
 
 
-@router.get("/remediationTasks", openapi_extra=ODATA)
+@router.get("/remediationTasks", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.RemediationTask]))
 def list_remediation_tasks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -687,7 +674,7 @@ def list_remediation_tasks(request: Request, principal: Principal = require("ana
                           q.select, count)
 
 
-@router.post("/remediationTasks", status_code=201)
+@router.post("/remediationTasks", status_code=201, responses=returns(schema.RemediationTask, 201))
 def create_remediation_task(body: RemediationBody, request: Request,
                             principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
@@ -700,10 +687,8 @@ def create_remediation_task(body: RemediationBody, request: Request,
             except ValueError as exc:
                 raise Invalid(str(exc)) from None
         rec, _ = _load_rec(s, principal, body.recommendationId)
-        exposed = recommendations.exposed_device_ids(s, rec)
-        active = recommendations.active_device_ids(s, utcnow())
-        act = remediation.create(s, principal, rec, exposed & active, priority=body.priority, due_on=body.dueOn,
-                                 notes=body.requesterNotes, group_ids=body.rbacGroupIds, title=body.title)
+        act = remediation.request(s, principal, rec, priority=body.priority, due_on=body.dueOn,
+                                  notes=body.requesterNotes, group_ids=body.rbacGroupIds, title=body.title)
         act_id = act.id
     if body.ticketConnectionId is not None:
         integrations.open_ticket(store, principal.tenant_id, act_id, body.ticketConnectionId)
@@ -716,12 +701,12 @@ def _activity_out(store: Any, principal: Principal, act_id: str) -> dict[str, An
         return remediation.to_api(act, utcnow(), _tickets(s, [act.id]).get(act.id))
 
 
-@router.get("/remediationTasks/{task_id}")
+@router.get("/remediationTasks/{task_id}", responses=returns(schema.RemediationTask))
 def get_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     return _activity_out(_store(request), principal, task_id)
 
 
-@router.get("/remediationTasks/{task_id}/machineReferences")
+@router.get("/remediationTasks/{task_id}/machineReferences", responses=returns(schema.ODataList[schema.RemediationTarget]))
 def remediation_task_machines(task_id: str, request: Request,
                               principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -730,12 +715,12 @@ def remediation_task_machines(task_id: str, request: Request,
         for t, d, g in remediation.targets_with_devices(s, act, principal):
             if d is None:
                 continue
-            rows.append(_machine_ref(d, g, {"status": "Fixed" if t.fixed_on else "Exposed", "addedOn": t.added_on,
+            rows.append(reference_to_api(d, g, {"status": "Fixed" if t.fixed_on else "Exposed", "addedOn": t.added_on,
                                              "fixedOn": t.fixed_on}))
         return odata_list(request, "MachineReferences", rows)
 
 
-@router.get("/remediationTasks/{task_id}/export")
+@router.get("/remediationTasks/{task_id}/export", responses=csv_file("the activity's devices as CSV"))
 def export_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
@@ -744,7 +729,7 @@ def export_remediation_task(task_id: str, request: Request, principal: Principal
                     headers={"Content-Disposition": f'attachment; filename="remediation-{act.id}.csv"'})
 
 
-@router.post("/remediationTasks/{task_id}/complete")
+@router.post("/remediationTasks/{task_id}/complete", responses=returns(schema.RemediationTask))
 def complete_remediation_task(task_id: str, request: Request,
                               principal: Principal = require("security_operator")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -757,7 +742,7 @@ class TicketBody(Body):
     connectionId: Id
 
 
-@router.post("/remediationTasks/{task_id}/tickets", status_code=201)
+@router.post("/remediationTasks/{task_id}/tickets", status_code=201, responses=returns(schema.Ticket, 201))
 def open_remediation_ticket(task_id: str, body: TicketBody, request: Request,
                             principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
@@ -773,7 +758,7 @@ def open_remediation_ticket(task_id: str, body: TicketBody, request: Request,
     return integrations.open_ticket(store, principal.tenant_id, act_id, body.connectionId)
 
 
-@router.post("/remediationTasks/{task_id}/tickets/sync")
+@router.post("/remediationTasks/{task_id}/tickets/sync", responses=returns(schema.ODataList[schema.Ticket]))
 def sync_remediation_tickets(task_id: str, request: Request,
                              principal: Principal = require("security_operator")) -> dict[str, Any]:
     store = _store(request)
@@ -801,7 +786,7 @@ def _event_scope(principal: Principal) -> Any:
     return or_(*[text.contains(f'"{g}"') for g in principal.group_ids])
 
 
-@router.get("/eventTimeline", openapi_extra=ODATA)
+@router.get("/eventTimeline", openapi_extra=ODATA, responses=returns(schema.TimelineEventList))
 def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,
                 toDate: str | None = None, minImpactedPercentage: float | None = None,
                 principal: Principal = require("analyst")) -> dict[str, Any]:
@@ -844,7 +829,7 @@ def list_events(request: Request, eventType: str | None = None, fromDate: str | 
         return body
 
 
-@router.get("/eventTimeline/{event_id}")
+@router.get("/eventTimeline/{event_id}", responses=returns(schema.TimelineEventDetail))
 def get_event(event_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
@@ -858,10 +843,9 @@ def get_event(event_id: Id, request: Request, principal: Principal = require("an
         devices = s.execute(select(Device, Group.name).outerjoin(Group, Group.id == Device.group_id)
                             .where(Device.id.in_(ids), device_scope(principal))
                             .order_by(Device.computer_dns_name)).all() if ids else []
-        out["devices"] = [_machine_ref(d, g) for d, g in devices]
+        out["devices"] = [reference_to_api(d, g) for d, g in devices]
         if e.vulnerability_id:
-            v = s.get(Vulnerability, e.vulnerability_id)
-            out["vulnerability"] = vuln_to_api(v, out["currentlyImpactedDevices"] or 0) if v else None
+            out["vulnerability"] = vulnerabilities.by_id(s, e.vulnerability_id, out["currentlyImpactedDevices"] or 0)
         return out
 
 
@@ -891,7 +875,7 @@ class RulePatch(Body):
     includeOrganizationName: bool | None = None
 
 
-@router.get("/notificationRules")
+@router.get("/notificationRules", responses=returns(schema.ODataList[schema.NotificationRule]))
 def list_rules(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         names = _group_names(s)
@@ -900,7 +884,7 @@ def list_rules(request: Request, principal: Principal = require("analyst")) -> d
         return odata_list(request, "NotificationRules", [notifications.to_api(r, names) for r in rules])
 
 
-@router.post("/notificationRules", status_code=201)
+@router.post("/notificationRules", status_code=201, responses=returns(schema.NotificationRule, 201))
 def create_rule(body: RuleBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         v = notifications.validate(s, principal, name=body.name, events=body.events,
@@ -914,13 +898,13 @@ def create_rule(body: RuleBody, request: Request, principal: Principal = require
         return notifications.to_api(rule, _group_names(s))
 
 
-@router.get("/notificationRules/{rule_id}")
+@router.get("/notificationRules/{rule_id}", responses=returns(schema.NotificationRule))
 def get_rule(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return notifications.to_api(notifications.get(s, principal, rule_id), _group_names(s))
 
 
-@router.patch("/notificationRules/{rule_id}")
+@router.patch("/notificationRules/{rule_id}", responses=returns(schema.NotificationRule))
 def update_rule(rule_id: Id, body: RulePatch, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
@@ -952,7 +936,7 @@ def delete_rule(rule_id: Id, request: Request, principal: Principal = require("a
     return Response(status_code=204)
 
 
-@router.get("/notificationRules/{rule_id}/deliveries")
+@router.get("/notificationRules/{rule_id}/deliveries", responses=returns(schema.ODataList[schema.NotificationDelivery]))
 def rule_deliveries(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
@@ -989,14 +973,14 @@ def _connection(s: Session, principal: Principal, connection_id: int) -> Integra
     return conn
 
 
-@router.get("/integrationConnections")
+@router.get("/integrationConnections", responses=returns(schema.ODataList[schema.IntegrationConnection]))
 def list_connections(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rows = s.scalars(select(IntegrationConnection).order_by(IntegrationConnection.id))
         return odata_list(request, "IntegrationConnections", [conn_mod.to_api(c) for c in rows])
 
 
-@router.post("/integrationConnections", status_code=201)
+@router.post("/integrationConnections", status_code=201, responses=returns(schema.IntegrationConnection, 201))
 def create_connection(body: ConnectionBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     try:
         cfg = conn_mod.validate(body.kind, body.name, body.config, body.secrets)
@@ -1013,13 +997,13 @@ def create_connection(body: ConnectionBody, request: Request, principal: Princip
         return conn_mod.to_api(conn)
 
 
-@router.get("/integrationConnections/{connection_id}")
+@router.get("/integrationConnections/{connection_id}", responses=returns(schema.IntegrationConnection))
 def get_connection(connection_id: Id, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return conn_mod.to_api(_connection(s, principal, connection_id))
 
 
-@router.patch("/integrationConnections/{connection_id}")
+@router.patch("/integrationConnections/{connection_id}", responses=returns(schema.IntegrationConnection))
 def update_connection(connection_id: Id, body: ConnectionPatch, request: Request,
                       principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -1049,7 +1033,7 @@ def delete_connection(connection_id: Id, request: Request, principal: Principal 
     return Response(status_code=204)
 
 
-@router.post("/integrationConnections/{connection_id}/test")
+@router.post("/integrationConnections/{connection_id}/test", responses=returns(schema.ConnectionCheck))
 def try_connection(connection_id: Id, body: ConnectionTestBody, request: Request,
                     principal: Principal = require("admin")) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
@@ -1131,17 +1115,17 @@ def _changes(principal: Principal, since: dt.datetime) -> Any:
     return lambda s: exports.software_vulnerability_changes(s, device_scope(principal), since, now)
 
 
-@export_router.get("/machines/SoftwareInventoryByMachine", openapi_extra=PAGED)
+@export_router.get("/machines/SoftwareInventoryByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
 def software_inventory_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     return _page(request, principal, "SoftwareInventoryByMachine", _inventory(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilitiesByMachine", openapi_extra=PAGED)
+@export_router.get("/machines/SoftwareVulnerabilitiesByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
 def software_vulnerabilities_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     return _page(request, principal, "SoftwareVulnerabilitiesByMachine", _vulnerabilities(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilityChangesByMachine", openapi_extra=PAGED)
+@export_router.get("/machines/SoftwareVulnerabilityChangesByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
 def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,
                                               principal: Principal = require("analyst")) -> dict[str, Any]:
     since = _since(sinceTime, True)
@@ -1149,17 +1133,17 @@ def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,
     return _page(request, principal, "SoftwareVulnerabilityChangesByMachine", _changes(principal, since))
 
 
-@export_router.get("/machines/SoftwareInventoryExport")
+@export_router.get("/machines/SoftwareInventoryExport", responses=json_lines(schema.AssessmentRow, "the software inventory"))
 def software_inventory_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
     return _stream(request, principal, _inventory(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilitiesExport")
+@export_router.get("/machines/SoftwareVulnerabilitiesExport", responses=json_lines(schema.AssessmentRow, "the software vulnerabilities"))
 def software_vulnerabilities_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
     return _stream(request, principal, _vulnerabilities(principal))
 
 
-@export_router.get("/machines/SoftwareVulnerabilityChangesExport")
+@export_router.get("/machines/SoftwareVulnerabilityChangesExport", responses=json_lines(schema.AssessmentRow, "the changes of software vulnerabilities"))
 def software_vulnerability_changes_export(request: Request, sinceTime: str,
                                           principal: Principal = require("analyst")) -> StreamingResponse:
     since = _since(sinceTime, True)
@@ -1167,7 +1151,7 @@ def software_vulnerability_changes_export(request: Request, sinceTime: str,
     return _stream(request, principal, _changes(principal, since))
 
 
-@export_router.get("/machines/SecureConfigurationsAssessmentExport")
+@export_router.get("/machines/SecureConfigurationsAssessmentExport", responses=json_lines(schema.AssessmentRow, "the secure configuration assessment"))
 def secure_configurations_export(request: Request, sinceTime: str | None = None,
                                  principal: Principal = require("analyst")) -> StreamingResponse:
     since = _since(sinceTime, False)

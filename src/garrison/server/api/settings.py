@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from garrison.core import sensor_exclusions
 from garrison.core.access import Principal
+from garrison.server.api import models as schema
+from garrison.server.api.common import returns
 from garrison.server.auth import require
 
 router = APIRouter(prefix="/api/settings", tags=["settings"])
@@ -23,14 +25,14 @@ class ExclusionsBody(BaseModel):
 GroupId = Annotated[int | None, Query(alias="groupId", ge=1, le=2**31 - 1)]
 
 
-@router.get("/sensorExclusions")
+@router.get("/sensorExclusions", responses=returns(schema.SensorExclusions))
 def get_sensor_exclusions(request: Request, group_id: GroupId = None,
                           principal: Principal = require("security_operator", all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return sensor_exclusions.read(s, group_id)
 
 
-@router.put("/sensorExclusions")
+@router.put("/sensorExclusions", responses=returns(schema.SensorExclusions))
 def put_sensor_exclusions(request: Request, body: ExclusionsBody, group_id: GroupId = None,
                           principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
     request.state.audit_target = f"groupId={group_id}" if group_id else "tenant"

@@ -22,7 +22,8 @@ from garrison.edr.events.schema import TIMELINE_COLUMNS
 from garrison.edr.events.store import MAX_TIMELINE_PAGE
 from garrison.protocol.events import EVENT_TABLES
 from garrison.server import odata
-from garrison.server.api.common import json_response, odata_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import csv_file, json_response, odata_list, returns
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 from garrison.store.base import utcnow
@@ -109,7 +110,7 @@ class _Query:
         self.search = (request.query_params.get("search") or "").strip()[:256] or None
 
 
-@router.get("/machines/{machine_id}/timeline")
+@router.get("/machines/{machine_id}/timeline", responses=returns(schema.ODataList[schema.TimelineRow]))
 def timeline(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """A device's events in time order (newest first), with Defender's column names. ``fromDate``/``toDate``
     (default: the last 30 days), ``search`` (file, command line, IP, URL, account, registry key…),
@@ -124,7 +125,7 @@ def timeline(machine_id: str, request: Request, principal: Principal = require("
     return json_response(odata_list(request, "Timeline", rows, q.select, count))
 
 
-@router.get("/machines/{machine_id}/sensorHealth")
+@router.get("/machines/{machine_id}/sensorHealth", responses=returns(schema.SensorHealth))
 def sensor_health(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Telemetry health: sensor state, events/s and drops over 5 minutes, last event time, and
     ``healthStatus`` — ``NoSensorData`` for a device that checks in but sends no telemetry."""
@@ -135,7 +136,7 @@ def sensor_health(machine_id: str, request: Request, principal: Principal = requ
         return json_response(telemetry_health(sc, device, utcnow()))
 
 
-@router.get("/machines/{machine_id}/timeline/{table}/{report_id}")
+@router.get("/machines/{machine_id}/timeline/{table}/{report_id}", responses=returns(schema.EventDetail))
 def timeline_event(machine_id: str, table: str, report_id: int, request: Request,
                    principal: Principal = require("analyst")) -> Response:
     """One event whole, and the process tree around it (parent → … → process → children)."""
@@ -167,7 +168,7 @@ _CSV_COLUMNS = ("Timestamp", "Table", "ActionType", "FileName", "FolderPath", "P
                 "InitiatingProcessCommandLine", "InitiatingProcessId", "SHA256", "ReportId", "DeviceName")
 
 
-@router.get("/machines/{machine_id}/timeline/export")
+@router.get("/machines/{machine_id}/timeline/export", responses=csv_file("the timeline as CSV"))
 def timeline_export(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """The timeline as CSV: at most 7 days, with the same search/tables/$filter as the list."""
     sc, device_id, name = scope_for(request, principal, machine_id)
@@ -198,7 +199,7 @@ def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
 
-@router.post("/machines/{machine_id}/events/import")
+@router.post("/machines/{machine_id}/events/import", responses=returns(schema.ImportResult))
 async def import_events(machine_id: str, request: Request,
                         principal: Principal = require("security_operator")) -> dict[str, Any]:
     """Agentless telemetry: a Windows event log file (EVTX, JSON lines, zip of them) as the request body

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,9 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Text,
     case,
-    cast,
     distinct,
     false,
     func,
@@ -34,10 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from garrison.core.access import Principal
+from garrison.core.devices import reference_to_api
 from garrison.core.errors import Invalid, NotFound
 from garrison.inventory import FORMATS
 from garrison.server import odata
-from garrison.server.api.common import ODATA, device_scope, json_response, odata_list, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, device_scope, json_response, odata_list, returns, run_list
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 from garrison.store.base import utcnow
@@ -55,7 +54,7 @@ from garrison.store.models.tvm import (
 from garrison.tvm import findings as tvm_findings
 from garrison.tvm import inventory as tvm_inventory
 from garrison.tvm import service
-from garrison.tvm.kb.cvss import severity_source
+from garrison.tvm.queries import vulnerabilities
 
 router = APIRouter(prefix="/api", tags=["vulnerability management"])
 Group = aliased(DeviceGroup)
@@ -126,36 +125,15 @@ def _exposed(principal: Principal, *where: Any, among: Any = None) -> Any:
             .group_by(PVV.vulnerability_id).subquery())
 
 
-def _json_text(column: Any) -> Any:
-    return cast(column, Text).label(column.key)
-
-
-def _json_list(text: str | None) -> list[Any]:
-    """A JSON list column read as text (see VULN_COLUMNS); most are empty."""
-    if not text or text == "[]":
-        return []
-    return json.loads(text) or []  # 'null' -> []
-
-
-# The columns vulnerability_to_api reads: plain rows instead of ORM objects, no unused columns, and
-# the JSON lists as text, parsed only when not empty — a dense machine has thousands of
-# vulnerabilities and parsing 20,000 mostly empty lists was a fifth of building its page.
-VULN_COLUMNS = (V.id, V.description, V.severity, V.cvss_v3_score, V.cvss_v3_vector, V.cvss_v4_score,
-                V.cvss_v4_vector, _json_text(V.cwes), V.published_on, V.updated_on, V.public_exploit,
-                V.exploit_verified, V.exploit_in_kit, _json_text(V.exploit_types), _json_text(V.exploit_uris),
-                V.epss, V.epss_percentile, V.kev, V.kev_date_added, V.kev_due_date, V.kev_ransomware,
-                _json_text(V.references), _json_text(V.sources), _json_text(V.info_ranks))
-
-
 def _vuln_stmt(principal: Principal, all_kb: bool, *where: Any, among: Any = None) -> tuple[Select[Any], Any]:
-    """Rows of VULN_COLUMNS + ``exposed``."""
+    """Rows of vulnerabilities.COLUMNS + ``exposed``."""
     exposed = _exposed(principal, *where, among=among)
     if all_kb:
         count = func.coalesce(exposed.c.n, 0)
-        stmt = select(*VULN_COLUMNS, count.label("exposed")).outerjoin(exposed, exposed.c.vid == V.id)
+        stmt = select(*vulnerabilities.COLUMNS, count.label("exposed")).outerjoin(exposed, exposed.c.vid == V.id)
     else:
         count = exposed.c.n
-        stmt = select(*VULN_COLUMNS, count.label("exposed")).join(exposed, exposed.c.vid == V.id)
+        stmt = select(*vulnerabilities.COLUMNS, count.label("exposed")).join(exposed, exposed.c.vid == V.id)
     return stmt, count
 
 
@@ -174,28 +152,6 @@ def vulnerability_fields(count: Any) -> dict[str, odata.Field]:
     }
 
 
-def vulnerability_to_api(r: Any) -> dict[str, Any]:
-    """A row of _vuln_stmt (unpacked by position: thousands per page)."""
-    (vid, description, severity, cvss_v3, cvss_v3_vector, cvss_v4, cvss_v4_vector, cwes, published_on, updated_on,
-     public_exploit, exploit_verified, exploit_in_kit, exploit_types, exploit_uris, epss, epss_percentile, kev,
-     kev_date_added, kev_due_date, kev_ransomware, references, sources, info_ranks, exposed) = r
-    source = severity_source({"severity": severity, "cvss_v3_score": cvss_v3, "cvss_v3_vector": cvss_v3_vector,
-                              "cvss_v4_score": cvss_v4, "cvss_v4_vector": cvss_v4_vector,
-                              "info_ranks": json.loads(info_ranks) if info_ranks else {}})
-    return {
-        "id": vid, "name": vid, "description": description, "severity": severity, "severitySource": source,
-        "cvssV3": cvss_v3, "cvssVector": cvss_v3_vector, "cvssV4": cvss_v4,
-        "cvssV4Vector": cvss_v4_vector, "cwes": _json_list(cwes), "exposedMachines": int(exposed or 0),
-        "publishedOn": published_on, "updatedOn": updated_on,
-        "publicExploit": public_exploit, "exploitVerified": exploit_verified, "exploitInKit": exploit_in_kit,
-        "exploitTypes": _json_list(exploit_types), "exploitUris": _json_list(exploit_uris),
-        "epss": epss, "epssPercentile": epss_percentile,
-        "kev": kev, "kevDateAdded": kev_date_added, "kevDueDate": kev_due_date,
-        "kevRansomware": kev_ransomware or None, "references": _json_list(references)[:50],
-        "sources": _json_list(sources),
-    }
-
-
 def _scope_all(request: Request) -> bool:
     scope = request.query_params.get("scope", "tenant")
     if scope not in ("tenant", "all"):
@@ -203,12 +159,12 @@ def _scope_all(request: Request) -> bool:
     return scope == "all"
 
 
-@router.get("/vulnerabilities", openapi_extra=ODATA)
+@router.get("/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Vulnerability]))
 def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     all_kb = _scope_all(request)
     with counts_session(request, principal) as s:
         stmt, count = _vuln_stmt(principal, all_kb)
-        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
+        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerabilities.to_api,
                                       "Vulnerabilities", default_order=[V.id]))
 
 
@@ -231,7 +187,7 @@ def _machine_vuln_to_api(r: Any) -> dict[str, Any]:
             "inUse": tvm_findings.in_use(last_used), "lastUsed": last_used}
 
 
-@router.get("/vulnerabilities/machinesVulnerabilities", openapi_extra=ODATA)
+@router.get("/vulnerabilities/machinesVulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineSoftwareVulnerability]))
 def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
     """One row per (machine, CVE, software version): Defender's "list vulnerabilities by machine and
     software"; ``fixingKbId`` is the fixed version (None: no fix yet)."""
@@ -255,16 +211,17 @@ def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: b
     return row
 
 
-@router.get("/vulnerabilities/{cve_id}")
+@router.get("/vulnerabilities/{cve_id}", responses=returns(schema.Vulnerability))
 def get_vulnerability(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with counts_session(request, principal) as s:
-        return vulnerability_to_api(_load_vulnerability(s, principal, cve_id, _scope_all(request)))
+        return vulnerabilities.to_api(_load_vulnerability(s, principal, cve_id, _scope_all(request)))
 
 
 def reference_fields() -> dict[str, odata.Field]:
     return {"id": odata.Field(Device.id), "computerDnsName": odata.Field(Device.computer_dns_name),
             "osPlatform": odata.Field(Device.os_platform), "rbacGroupId": odata.Field(Device.group_id, int),
-            "rbacGroupName": odata.Field(Group.name)}
+            "rbacGroupName": odata.Field(Group.name), "exposureLevel": odata.Field(Device.exposure_level),
+            "exposureScore": odata.Field(Device.exposure_score, float), "deviceValue": odata.Field(Device.device_value)}
 
 
 def _references(s: Session, request: Request, principal: Principal, device_ids: Any, entity: str,
@@ -273,10 +230,8 @@ def _references(s: Session, request: Request, principal: Principal, device_ids: 
     (device id -> extra fields) for the page's devices."""
     stmt = (select(Device, Group.name).outerjoin(Group, Group.id == Device.group_id)
             .where(device_scope(principal), Device.id.in_(device_ids)))
-    body = run_list(s, request, stmt, reference_fields(), lambda r: {
-        "id": r[0].id, "computerDnsName": r[0].computer_dns_name, "osPlatform": r[0].os_platform,
-        "rbacGroupName": r[1], "rbacGroupId": r[0].group_id}, entity,
-        default_order=[Device.computer_dns_name, Device.id])
+    body = run_list(s, request, stmt, reference_fields(), lambda r: reference_to_api(r[0], r[1]), entity,
+                    default_order=[Device.computer_dns_name, Device.id])
     extra = details([m["id"] for m in body["value"] if "id" in m]) if body["value"] else {}
     for m in body["value"]:
         m.update(extra.get(m.get("id"), {}))
@@ -300,7 +255,7 @@ def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str
     return out
 
 
-@router.get("/vulnerabilities/{cve_id}/machineReferences", openapi_extra=ODATA)
+@router.get("/vulnerabilities/{cve_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineWithSoftware]))
 def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         v = _load_vulnerability(s, principal, cve_id, _scope_all(request))
@@ -376,7 +331,7 @@ def software_to_api(r: Any) -> dict[str, Any]:
             "inUseMachines": int(in_use or 0), "inUse": int(in_use or 0) > 0}
 
 
-@router.get("/Software", openapi_extra=ODATA)
+@router.get("/Software", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Software]))
 def list_software(request: Request, principal: Principal = require("analyst")) -> Response:
     with counts_session(request, principal) as s:
         stmt, cols = _software_stmt(principal)
@@ -392,13 +347,13 @@ def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
     return row
 
 
-@router.get("/Software/{software_id}")
+@router.get("/Software/{software_id}", responses=returns(schema.Software))
 def get_software(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         return software_to_api(_load_software(s, principal, software_id))
 
 
-@router.get("/Software/{software_id}/machineReferences", openapi_extra=ODATA)
+@router.get("/Software/{software_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineWithSoftware]))
 def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
@@ -408,17 +363,17 @@ def software_machines(software_id: str, request: Request, principal: Principal =
                            lambda ids: _package_details(s, ids, DP.package_version_id.in_(pvs)))
 
 
-@router.get("/Software/{software_id}/vulnerabilities", openapi_extra=ODATA)
+@router.get("/Software/{software_id}/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Vulnerability]))
 def software_vulnerabilities(software_id: str, request: Request,
                              principal: Principal = require("analyst")) -> Response:
     with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         stmt, count = _vuln_stmt(principal, False, PV.software_id == sid)
-        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
+        return json_response(run_list(s, request, stmt, vulnerability_fields(count), vulnerabilities.to_api,
                                       "Vulnerabilities", default_order=[V.id]))
 
 
-@router.get("/Software/{software_id}/distributions")
+@router.get("/Software/{software_id}/distributions", responses=returns(schema.ODataList[schema.VersionDistribution]))
 def software_distributions(software_id: str, request: Request,
                            principal: Principal = require("analyst")) -> dict[str, Any]:
     """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
@@ -446,7 +401,7 @@ def machine_software_fields() -> dict[str, odata.Field]:
             "firstSeen": odata.Field(DP.first_seen, dt.datetime)}
 
 
-@router.get("/machines/{machine_id}/software", openapi_extra=ODATA)
+@router.get("/machines/{machine_id}/software", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineSoftware]))
 def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Software installed on the machine, one entry per installed version, with its weaknesses on this
     machine, the evidence (where it was found, by which package manager) and its runtime context."""
@@ -476,7 +431,7 @@ def machine_software(machine_id: str, request: Request, principal: Principal = r
                                       default_order=[SP.id, PV.id]))
 
 
-@router.get("/machines/{machine_id}/vulnerabilities", openapi_extra=ODATA)
+@router.get("/machines/{machine_id}/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineVulnerability]))
 def machine_vulnerabilities(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     """Vulnerabilities of the machine (each once), with exposedMachines across the caller's devices and,
     per CVE, the affected software on this machine with fixed versions and runtime context."""
@@ -485,7 +440,7 @@ def machine_vulnerabilities(machine_id: str, request: Request, principal: Princi
         on_device = (select(PVV.vulnerability_id).join(DP, DP.package_version_id == PVV.package_version_id)
                      .where(DP.device_id == device.id))
         stmt, count = _vuln_stmt(principal, False, among=on_device)
-        body = run_list(s, request, stmt, vulnerability_fields(count), vulnerability_to_api,
+        body = run_list(s, request, stmt, vulnerability_fields(count), vulnerabilities.to_api,
                         "Vulnerabilities", default_order=[V.id])
         ids = [v["id"] for v in body["value"] if "id" in v]
         if ids:
@@ -543,7 +498,7 @@ async def _read_import(request: Request) -> tuple[bytes, dict[str, str], bytes |
     return data, params, os_release
 
 
-@router.post("/machines/import")
+@router.post("/machines/import", responses=returns(schema.ImportResult))
 async def import_machine(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
     """Agentless import: create or update the device ``deviceName`` from an inventory file (dpkg status,
     apk db, rpm -qa, CycloneDX, SPDX; gzip allowed), as multipart (``file``, ``osRelease``, ``deviceName``,
@@ -570,7 +525,7 @@ async def import_machine(request: Request, principal: Principal = require("secur
     return await run_in_threadpool(run)
 
 
-@router.get("/feeds/status")
+@router.get("/feeds/status", responses=returns(schema.ODataList[schema.FeedStatus]))
 def feeds_status(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     rows = service.feeds_status(request.app.state.store)
     return odata_list(request, "Feeds", rows)

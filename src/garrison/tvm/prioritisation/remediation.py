@@ -122,6 +122,20 @@ def create(s: Session, principal: Principal, rec: Recommendation, exposed: Itera
     return act
 
 
+def request(s: Session, principal: Principal, rec: Recommendation, *, priority: str = "Medium",
+            due_on: dt.datetime | None = None, notes: str = "", group_ids: list[int] | None = None,
+            title: str | None = None, now: dt.datetime | None = None) -> RemediationActivity:
+    """Request remediation of ``rec`` (API and console alike): the targets are the devices exposed to it
+    that are active (seen in the last 30 days, the devices the recommendation counts), narrowed to the
+    chosen device groups by :func:`create`."""
+    from garrison.tvm.prioritisation import recommendations
+
+    now = now or utcnow()
+    targets = recommendations.exposed_device_ids(s, rec) & recommendations.active_device_ids(s, now)
+    return create(s, principal, rec, targets, priority=priority, due_on=due_on, notes=notes, group_ids=group_ids,
+                  title=title, now=now)
+
+
 def _description(rec: Recommendation, n: int) -> str:
     what = {"Update": f"Update {rec.product_name} to {rec.recommended_version}" if rec.recommended_version
             else f"Update {rec.product_name} to a fixed version",

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from garrison.core.access import Principal
 from garrison.core.jobs import register_job
 from garrison.store.base import utcnow
 from garrison.store.db import Store
@@ -32,7 +33,7 @@ from garrison.store.models.prioritisation import (
     RecommendationExceptionGroup,
 )
 from garrison.store.models.tvm import DeviceInventoryState, PackageVersion, PackageVersionVuln
-from garrison.tvm.prioritisation import notifications, remediation, timeline
+from garrison.tvm.prioritisation import notifications, remediation, risk_acceptance, timeline
 from garrison.tvm.prioritisation.engine import RefreshStats, refresh_tenant
 
 log = logging.getLogger("garrison.tvm.prioritisation")
@@ -117,6 +118,27 @@ def refresh_after_change(store: Store, tenant_id: int) -> bool:
     if quick:
         refresh(store, tenant_id)
     return quick
+
+
+def create_exception(store: Store, principal: Principal, recommendation_id: str, justification: str,
+                     **options: Any) -> int:
+    """Create a risk-acceptance exception (API and console alike; ``options`` as
+    :func:`risk_acceptance.create`), then refresh the scores when that is quick. Returns its id."""
+    with store.tenant(principal.tenant_id) as s:
+        exc_id = risk_acceptance.create(s, principal, recommendation_id, justification, **options).id
+    refresh_after_change(store, principal.tenant_id)
+    return exc_id
+
+
+def cancel_exception(store: Store, principal: Principal, exception_id: int | str,
+                     group_ids: list[int] | None = None) -> tuple[int, str]:
+    """Cancel an exception for ``group_ids`` (None: every group the caller may see), then refresh the
+    scores when that is quick. Returns its id and its status afterwards."""
+    with store.tenant(principal.tenant_id) as s:
+        exc = risk_acceptance.cancel(s, principal, risk_acceptance.get(s, principal, exception_id), group_ids)
+        out = (exc.id, exc.status)
+    refresh_after_change(store, principal.tenant_id)
+    return out
 
 
 def tenant_ids(store: Store) -> list[int]:

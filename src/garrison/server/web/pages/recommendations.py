@@ -209,17 +209,15 @@ async def request_remediation(rec_id: str, request: Request,
     form = dict(multi)
 
     def run() -> Response:
-        from garrison.tvm.prioritisation import recommendations as recs
         from garrison.tvm.prioritisation import remediation
 
         try:
             with request.app.state.store.tenant(principal.tenant_id) as s:
                 rec = load_recommendation(s, principal, rec_id)
-                exposed = recs.exposed_device_ids(s, rec)
                 due = None if rec.remediation_type == "AttentionRequired" else _date(form.get("due", ""), "Due date")
-                act = remediation.create(s, principal, rec, exposed, priority=form.get("priority", "Medium"),
-                                         due_on=due, notes=form.get("notes", "")[:4000],
-                                         group_ids=_groups(multi))
+                act = remediation.request(s, principal, rec, priority=form.get("priority", "Medium"),
+                                          due_on=due, notes=form.get("notes", "")[:4000],
+                                          group_ids=_groups(multi))
                 act_id, targets = act.id, act.target_devices
                 request.state.audit_target = f"recommendation={rec.id} activity={act_id}"
         except NotFound:
@@ -239,21 +237,18 @@ async def create_exception(rec_id: str, request: Request,
     form = dict(multi)
 
     def run() -> Response:
-        from garrison.tvm.prioritisation import risk_acceptance
+        from garrison.tvm.prioritisation import service
 
         try:
             scope = "Global" if form.get("scope") == "Global" else "DeviceGroups"
             days_raw = form.get("duration", "30")
             expires = _date(form.get("expires", ""), "End date")
             days = None if expires else int(days_raw) if days_raw.isdigit() else 30
-            with request.app.state.store.tenant(principal.tenant_id) as s:
-                load_recommendation(s, principal, rec_id)
-                exc = risk_acceptance.create(s, principal, rec_id, form.get("justification", ""),
-                                        context=form.get("context", "")[:4000], scope=scope,
-                                        group_ids=_groups(multi) if scope == "DeviceGroups" else None,
-                                        expires_on=expires, duration_days=days)
-                exc_id = exc.id
-                request.state.audit_target = f"recommendation={rec_id} exception={exc_id}"
+            exc_id = service.create_exception(request.app.state.store, principal, rec_id[:300],
+                                              form.get("justification", ""), context=form.get("context", "")[:4000],
+                                              scope=scope, group_ids=_groups(multi) if scope == "DeviceGroups" else None,
+                                              expires_on=expires, duration_days=days)
+            request.state.audit_target = f"recommendation={rec_id} exception={exc_id}"
         except NotFound:
             raise
         except GarrisonError as exc_:

@@ -224,20 +224,19 @@ async def cancel_exception(exception_id: str, request: Request,
     default = "/console/remediation?" + urlencode({"tab": "exceptions", "open": exception_id})
 
     def run() -> Response:
-        from garrison.tvm.prioritisation import risk_acceptance
+        from garrison.tvm.prioritisation import risk_acceptance, service
 
         groups = [g for k, v in multi if k == "group_id" and (g := parse_id(v)) is not None] or None
-        with request.app.state.store.tenant(principal.tenant_id) as s:
-            exc = risk_acceptance.get(s, principal, exception_id)
-            if form.get("action") != "cancel":
-                return redirect(request, default, "Unknown action.", "error")
-            try:
-                risk_acceptance.cancel(s, principal, exc, groups)
-            except NotFound:
-                raise
-            except GarrisonError as err:
-                return redirect(request, default, str(err), "error")
-            status = exc.status
+        if form.get("action") != "cancel":
+            with request.app.state.store.tenant(principal.tenant_id) as s:
+                risk_acceptance.get(s, principal, exception_id)  # 404 before anything else
+            return redirect(request, default, "Unknown action.", "error")
+        try:
+            _id, status = service.cancel_exception(request.app.state.store, principal, exception_id, groups)
+        except NotFound:
+            raise
+        except GarrisonError as err:
+            return redirect(request, default, str(err), "error")
         what = "Exception cancelled" if status == "Cancelled" else "Exception cancelled for the chosen device group"
         return redirect(request, back_to(request, form, default),
                         f"{what}. Scores follow at the next refresh (within a minute).")

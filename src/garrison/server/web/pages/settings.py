@@ -9,11 +9,10 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from garrison.core import access
+from garrison.core import access, administration
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
 from garrison.protocol.limits import INT_MAX
@@ -21,7 +20,7 @@ from garrison.server.auth import require
 from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
 from garrison.server.web.render import Ctx, render
-from garrison.store.models.core import ApiKey, Device, DeviceGroup, EnrollmentSecret, User
+from garrison.store.models.core import DeviceGroup
 
 TABS = [("groups", "Device groups", "analyst"), ("feeds", "Feed status", "analyst"),
         ("users", "Users", "admin"), ("apikeys", "API keys", "admin"), ("enrollment", "Enrollment", "admin")]
@@ -29,13 +28,6 @@ TABS = [("groups", "Device groups", "analyst"), ("feeds", "Feed status", "analys
 
 def _tabs(ctx: Ctx) -> list[tuple[str, str, str]]:
     return [(key, label, ctx.url(f"/settings/{key}")) for key, label, role in TABS if ctx.allows(role)]
-
-
-def _get(s: Session, model: Any, ident: int, what: str, tenant_id: int) -> Any:
-    row = s.get(model, ident)
-    if row is None or row.tenant_id != tenant_id:
-        raise NotFound(f"no {what} with id {ident}")
-    return row
 
 
 @router.get("/settings")
@@ -49,10 +41,9 @@ def settings_home(request: Request, principal: Principal = require("analyst")) -
 @router.get("/settings/groups")
 def settings_groups(request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "settings") as (s, ctx):
-        counts = dict(s.execute(select(Device.group_id, func.count()).group_by(Device.group_id)).all())
-        groups = [g for g in s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id))
-                  if principal.group_ids is None or g.id in principal.group_ids]
-        rows = [{"g": g, "devices": counts.get(g.id, 0), "rules": _rules_text(g.rules)} for g in groups]
+        counts = administration.group_device_counts(s)
+        rows = [{"g": g, "devices": counts.get(g.id, 0), "rules": _rules_text(g.rules)}
+                for g in administration.device_groups(s, principal)]
         return render(ctx, "settings.html", title="Settings · Device groups", tab="groups", tabs=_tabs(ctx),
                       groups=rows)
 
@@ -125,25 +116,16 @@ async def create_group(request: Request, principal: Principal = require("admin",
 @router.post("/settings/groups/{group_id}")
 async def update_group(group_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
-        group = _get(s, DeviceGroup, group_id, "device group", principal.tenant_id)
         if form.get("action") == "delete":
-            if group.is_default:
-                raise Invalid("the default group cannot be deleted")
-            name = group.name
-            s.delete(group)
-            s.flush()
-            access.reassign_all_devices(s)
-            return f"Device group '{name}' deleted."
+            return f"Device group '{administration.delete_group(s, group_id).name}' deleted."
+        group = administration.owned(s, DeviceGroup, group_id, "device group")
+        rules, rank = None, None
         if not group.is_default:
             rules = _rules_from(form)
             if not rules:
                 raise Invalid("give at least one rule (name pattern, domain, OS or tags)")
-            access.validate_group_rules(rules)
-            group.rules = rules
-            group.rank = _int(form.get("rank", ""), "Rank", group.rank)
-        group.description = form.get("description", group.description)[:2000]
-        s.flush()
-        access.reassign_all_devices(s)
+            rank = _int(form.get("rank", ""), "Rank", group.rank)
+        group = administration.update_group(s, group_id, rank=rank, rules=rules, description=form.get("description"))
         return f"Device group '{group.name}' saved."
 
     return await _admin_form(request, principal, work, "/console/settings/groups")
@@ -179,19 +161,16 @@ def settings_feeds(request: Request, principal: Principal = require("analyst")) 
 @router.get("/settings/users")
 def settings_users(request: Request, principal: Principal = require("admin")) -> Response:
     with page(request, principal, "settings") as (s, ctx):
-        users = list(s.scalars(select(User).order_by(User.username)))
+        users = administration.users(s)
         return render(ctx, "settings.html", title="Settings · Users", tab="users", tabs=_tabs(ctx), users=users,
                       roles=access.ROLE_RANK, now=dt.datetime.now(dt.UTC))
 
 
 def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
-    ids = []
-    for raw in form_groups:
-        gid = _int(raw, "Device group")
-        if s.get(DeviceGroup, gid) is None:
-            raise Invalid(f"no device group {gid}")
-        ids.append(gid)
-    return ids or None
+    try:
+        return administration.check_group_ids(s, [_int(raw, "Device group") for raw in form_groups])
+    except NotFound as exc:  # a form field, not the page's subject: an error on the form
+        raise Invalid(str(exc)) from None
 
 
 @router.post("/settings/users")
@@ -210,20 +189,13 @@ async def create_user(request: Request, principal: Principal = require("admin", 
 @router.post("/settings/users/{user_id}")
 async def update_user(user_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
-        user = _get(s, User, user_id, "user", principal.tenant_id)
         action = form.get("action")
         if action == "delete":
-            if user.username == principal.actor:
-                raise Invalid("you cannot delete your own account")
-            s.delete(user)
-            return f"User '{user.username}' deleted."
+            return f"User '{administration.delete_user(s, principal, user_id).username}' deleted."
         if action == "unlock":
-            user.locked_until, user.failed_logins = None, 0
-            return f"User '{user.username}' unlocked."
+            return f"User '{administration.unlock_user(s, user_id).username}' unlocked."
         if action in ("disable", "enable"):
-            if user.username == principal.actor:
-                raise Invalid("you cannot disable your own account")
-            user.disabled = action == "disable"
+            user = administration.set_user_disabled(s, principal, user_id, action == "disable")
             return f"User '{user.username}' {action}d."
         raise Invalid("unknown action")
 
@@ -239,7 +211,7 @@ def settings_apikeys(request: Request, principal: Principal = require("admin")) 
 
 
 def _apikeys_page(s: Session, ctx: Ctx, new_key: str | None = None, new_name: str = "") -> Response:
-    keys = list(s.scalars(select(ApiKey).order_by(ApiKey.revoked, ApiKey.id.desc())))
+    keys = administration.api_keys(s)
     return render(ctx, "settings.html", title="Settings · API keys", tab="apikeys", tabs=_tabs(ctx), keys=keys,
                   roles=access.ROLE_RANK, new_key=new_key, new_name=new_name)
 
@@ -267,9 +239,7 @@ async def create_apikey(request: Request, principal: Principal = require("admin"
 @router.post("/settings/apikeys/{key_id}")
 async def revoke_apikey(key_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
-        key = _get(s, ApiKey, key_id, "API key", principal.tenant_id)
-        key.revoked = True
-        return f"API key {key.prefix} revoked."
+        return f"API key {administration.revoke_api_key(s, key_id).prefix} revoked."
 
     response = await _admin_form(request, principal, work, "/console/settings/apikeys")
     request.app.state.key_cache.clear()
@@ -301,7 +271,7 @@ def settings_enrollment(request: Request, principal: Principal = require("admin"
 
 
 def _enrollment_page(s: Session, ctx: Ctx, new_secret: str | None = None, command: str = "") -> Response:
-    secrets = list(s.scalars(select(EnrollmentSecret).order_by(EnrollmentSecret.revoked, EnrollmentSecret.id.desc())))
+    secrets = administration.enrollment_secrets(s)
     return render(ctx, "settings.html", title="Settings · Enrollment", tab="enrollment", tabs=_tabs(ctx),
                   secrets=secrets, new_secret=new_secret, command=command, now=dt.datetime.now(dt.UTC),
                   fingerprint=ctx.request.app.state.fingerprint, server=server_url(ctx.request))
@@ -329,9 +299,7 @@ async def create_enrollment(request: Request, principal: Principal = require("ad
 @router.post("/settings/enrollment/{secret_id}")
 async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
-        row = _get(s, EnrollmentSecret, secret_id, "enrollment secret", principal.tenant_id)
-        row.revoked = True
-        return f"Enrollment secret {row.prefix} revoked."
+        return f"Enrollment secret {administration.revoke_enrollment_secret(s, secret_id).prefix} revoked."
 
     return await _admin_form(request, principal, work, "/console/settings/enrollment")
 
