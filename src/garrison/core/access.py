@@ -113,6 +113,11 @@ def create_user(s: Session, tenant_id: int, username: str, password: str, role: 
     return user
 
 
+def user_tenant(s: Session, username: str) -> int | None:
+    """The tenant of the user called ``username`` (a system session: sign-in, before any tenant is known)."""
+    return s.scalar(select(User.tenant_id).where(User.username == username))
+
+
 def _username_taken(s: Session, username: str) -> bool:
     """Whether any tenant has the name; read in a system session of the same database, since the
     caller's tenant session sees only its own users."""

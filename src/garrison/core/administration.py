@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from garrison.core import access
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
-from garrison.store.models.core import ApiKey, Device, DeviceGroup, EnrollmentSecret, User
+from garrison.store.models.core import ApiKey, Device, DeviceGroup, EnrollmentSecret, Tenant, User
 
 T = TypeVar("T")
 
@@ -31,6 +31,11 @@ def owned(s: Session, model: type[T], ident: int, what: str) -> T:
 
 
 # --- reads ------------------------------------------------------------------------------
+
+def tenant_name(s: Session, tenant_id: int) -> str:
+    tenant = s.get(Tenant, tenant_id)
+    return tenant.name if tenant else ""
+
 
 def users(s: Session) -> list[User]:
     return list(s.scalars(select(User).order_by(User.username, User.id)))

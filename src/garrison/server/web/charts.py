@@ -16,16 +16,12 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from garrison.tvm.queries.summary import Point
+
 _ids = itertools.count(1)
 
 LEVEL_COLORS = {"High": "#c4314b", "Medium": "#d9730d", "Low": "#c9a400", "None": "#5b8c5a",
                 "No data / release not covered": "#c8c6c4", "No data": "#a19f9d"}
-
-
-@dataclass(frozen=True)
-class Point:
-    day: dt.date
-    value: float | None
 
 
 @dataclass(frozen=True)
@@ -267,12 +263,3 @@ def sparkline(values: Sequence[float], *, title: str, width: int = 72, height: i
     return Markup(f'{head}<polyline points="{pts}"/>{tail}')
 
 
-def exposure_level(score: float | None) -> str:
-    """0–29 low, 30–69 medium, 70–100 high (Defender's bands); None = no data."""
-    if score is None:
-        return "No data"
-    if score >= 70:
-        return "High"
-    if score >= 30:
-        return "Medium"
-    return "Low"

@@ -21,14 +21,15 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from garrison import __version__
+from garrison.core import administration
 from garrison.core.access import Principal
+from garrison.core.scope import AccessScope
 from garrison.server.web import charts
 from garrison.server.web.session import CSRF_FIELD, PREFIX, SessionInfo
-from garrison.store.models.core import Device, DeviceGroup, Tenant
 
 HERE = Path(__file__).parent
 ASSET_VERSION = __version__
@@ -95,10 +96,10 @@ def label(value: object) -> str:
 
 
 def _page_labels() -> dict[str, str]:
-    from garrison.server.web import tvmviews
     from garrison.server.web.pages.timeline import TYPE_LABELS
+    from garrison.tvm.queries import summary
 
-    return {**tvmviews.REMEDIATION_LABELS, **tvmviews.CATEGORY_LABELS, **tvmviews.JUSTIFICATION_LABELS,
+    return {**summary.REMEDIATION_LABELS, **summary.CATEGORY_LABELS, **summary.JUSTIFICATION_LABELS,
             **TYPE_LABELS}
 
 
@@ -197,11 +198,10 @@ class Ctx:
             return self.selected
         return self.principal.group_ids
 
-    def device_cond(self, column: Any = None) -> ColumnElement[bool]:
+    def device_cond(self) -> ColumnElement[bool]:
+        """Condition on ``Device`` for the page's device groups (the session adds the tenant)."""
         scope = self.scope
-        if scope is None:
-            return true()
-        return (column if column is not None else Device.group_id).in_(scope)
+        return AccessScope(self.principal.tenant_id, None if scope is None else frozenset(scope)).devices()
 
     @property
     def group_params(self) -> list[tuple[str, str]]:
@@ -280,8 +280,7 @@ def make_ctx(request: Request, principal: Principal, s: Session, section: str) -
     from garrison.server.web.session import session_info
 
     info = session_info(request)
-    rows = s.execute(select(DeviceGroup.id, DeviceGroup.name).order_by(DeviceGroup.rank, DeviceGroup.id)).all()
-    visible = [(gid, name) for gid, name in rows if principal.group_ids is None or gid in principal.group_ids]
+    visible = [(g.id, g.name) for g in administration.device_groups(s, principal)]
     ids = {g for g, _ in visible}
     chosen: list[int] = []
     for raw in request.query_params.getlist("group"):
@@ -291,8 +290,8 @@ def make_ctx(request: Request, principal: Principal, s: Session, section: str) -
             continue
         if gid in ids and gid not in chosen:
             chosen.append(gid)
-    tenant = s.get(Tenant, principal.tenant_id)
-    return Ctx(request, principal, info, tenant.name if tenant else "", visible, tuple(sorted(chosen)), section)
+    return Ctx(request, principal, info, administration.tenant_name(s, principal.tenant_id), visible,
+               tuple(sorted(chosen)), section)
 
 
 FLASH_COOKIE = "garrison_flash"

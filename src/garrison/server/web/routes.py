@@ -14,7 +14,6 @@ import hmac
 import importlib
 import mimetypes
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -76,7 +75,7 @@ def _sign_in(request: Request, username: str, password: str) -> tuple[str | None
         try:
             user = access.authenticate_user(s, username, password)
         except Unauthorized as exc:
-            known = s.scalar(_user_tenant(username))
+            known = access.user_tenant(s, username)
             if known is not None:
                 audit.record(s, known, username, "user", "console_sign_in_failed", target=f"user={username}",
                              method="POST", path=request.url.path, status_code=401, source_ip=ip)
@@ -85,14 +84,6 @@ def _sign_in(request: Request, username: str, password: str) -> tuple[str | None
         audit.record(s, user.tenant_id, user.username, "user", "console_sign_in", target=f"user={username}",
                      method="POST", path=request.url.path, status_code=303, source_ip=ip)
     return token, ""
-
-
-def _user_tenant(username: str) -> Any:
-    from sqlalchemy import select
-
-    from garrison.store.models.core import User
-
-    return select(User.tenant_id).where(User.username == username)
 
 
 @router.post("/login")

@@ -5,33 +5,19 @@ and the top events of the last 7 days. Every card links to its page, filtered.""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
 from garrison.server.auth import require
-from garrison.server.web import charts, tvmviews
+from garrison.server.web import charts
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Ctx, render
-from garrison.store.models.core import Device
-from garrison.store.models.prioritisation import RemediationActivity, RemediationTarget, TimelineEvent
+from garrison.store.models.prioritisation import TimelineEvent
+from garrison.tvm.queries import summary
 
 LEVEL_ORDER = ("High", "Medium", "Low", "None")
-
-
-def timeline_events(s: Session, ctx: Ctx, since: dt.datetime, limit: int = 5000) -> list[TimelineEvent]:
-    """Events since ``since`` that touch the page's device groups (newest first)."""
-    from garrison.tvm.prioritisation import timeline
-
-    rows = list(s.scalars(select(TimelineEvent).where(TimelineEvent.at >= since)
-                          .order_by(TimelineEvent.at.desc(), TimelineEvent.id.desc()).limit(limit)))
-    if ctx.scope is None:
-        return rows
-    return [e for e in rows if timeline.visible_count(e, ctx.scope) > 0]
 
 
 def event_dots(ctx: Ctx, events: list[TimelineEvent], kinds: tuple[str, ...] | None = None) -> list[charts.ChartEvent]:
@@ -46,43 +32,23 @@ def event_dots(ctx: Ctx, events: list[TimelineEvent], kinds: tuple[str, ...] | N
             for day, n in sorted(per_day.items())]
 
 
-def activity_scope(ctx: Ctx) -> Any:
-    """Remediation activities that target devices of the page's device groups."""
-    if ctx.scope is None:
-        return None
-    return exists().where(RemediationTarget.activity_id == RemediationActivity.id,
-                          RemediationTarget.device_id == Device.id, ctx.device_cond())
-
-
-def visible_activities(ctx: Ctx) -> list[Any]:
-    """SQL conditions for the activities a page shows (finish with ``remediation.visible``)."""
-    conds: list[Any] = []
-    cond = activity_scope(ctx)
-    if cond is not None:
-        conds.append(cond)
-    if ctx.principal.group_ids is not None:
-        # activities of other groups stay hidden from group-scoped users (remediation.visible)
-        conds.append(RemediationActivity.group_ids.is_not(None))
-    return conds
-
-
 @router.get("/")
 def dashboard(request: Request, principal: Principal = require("analyst")) -> Response:
     now = dt.datetime.now(dt.UTC)
     with page(request, principal, "dashboard") as (s, ctx):
-        from garrison.tvm.prioritisation import exposure, remediation, timeline
+        from garrison.tvm.prioritisation import exposure, timeline
 
-        exp = tvmviews.exposure_now(s, ctx)
-        exp_hist = tvmviews.exposure_history(s, ctx)
-        month_events = timeline_events(s, ctx, now - dt.timedelta(days=tvmviews.TREND_DAYS))
+        exp = summary.exposure_now(s, ctx)
+        exp_hist = summary.exposure_history(s, ctx)
+        month_events = summary.timeline_events(s, ctx, now - dt.timedelta(days=summary.TREND_DAYS))
         vuln_kinds = tuple(timeline.VULNERABILITY_EVENTS) + tuple(timeline.SOFTWARE_KINDS.values())
         exposure_chart = charts.line_chart(exp_hist, title="Exposure score over time", y_max=100,
                                            color="#c4314b", value_label="exposure score",
                                            events=event_dots(ctx, month_events, vuln_kinds))
-        week_ago = tvmviews.value_days_ago(exp_hist, 7)
+        week_ago = summary.value_days_ago(exp_hist, 7)
 
-        secure = tvmviews.secure_score_now(s, ctx)
-        sec_hist = tvmviews.secure_score_history(s, ctx)
+        secure = summary.secure_score_now(s, ctx)
+        sec_hist = summary.secure_score_history(s, ctx)
         secure_chart = charts.line_chart(sec_hist, title="Secure Score for Devices over time", y_max=100,
                                          color="#2e7d32", value_label="Secure Score", higher_is_better=True,
                                          events=event_dots(ctx, month_events, ("NewConfigurationAssessment",)))
@@ -90,13 +56,13 @@ def dashboard(request: Request, principal: Principal = require("analyst")) -> Re
         if secure is not None:
             cats = secure.get("categories") or {}
             secure_bars = charts.bar_chart(
-                [charts.Bar(tvmviews.CATEGORY_LABELS[c], cats.get(c) or 0.0, 100.0,
+                [charts.Bar(summary.CATEGORY_LABELS[c], cats.get(c) or 0.0, 100.0,
                             href=ctx.url("/recommendations", category=c),
                             text="no data" if cats.get(c) is None else f"{cats[c]:.0f}%", color="#2e7d32")
-                 for c in tvmviews.CATEGORIES], title="Secure Score by category")
+                 for c in summary.CATEGORIES], title="Secure Score by category")
 
         levels = exp["levels"]
-        no_data = tvmviews.no_data_devices(s, ctx, sum(levels.values()))
+        no_data = summary.no_data_devices(s, ctx, sum(levels.values()))
         segments = [charts.Segment(level, levels.get(level, 0), charts.LEVEL_COLORS[level],
                                    ctx.url("/devices", exposure=level)) for level in LEVEL_ORDER]
         segments.append(charts.Segment(exposure.REASON_NOT_COVERED, levels.get(exposure.NOT_COVERED, 0),
@@ -108,17 +74,12 @@ def dashboard(request: Request, principal: Principal = require("analyst")) -> Re
         donut = charts.donut(segments, title="Device exposure distribution", center=f"{int(total_devices):,}",
                              center_sub="devices")
 
-        top_recs = tvmviews.top_recommendations(s, ctx, 5)
-        trends = tvmviews.recommendation_trends(s, [r["r"].id for r in top_recs])
-        software = sorted((sw for sw in tvmviews.software_summary(s, ctx) if sw["exposed"]),
+        top_recs = summary.top_recommendations(s, ctx, 5)
+        trends = summary.recommendation_trends(s, [r["r"].id for r in top_recs])
+        software = sorted((sw for sw in summary.software_summary(s, ctx) if sw["exposed"]),
                           key=lambda sw: (-sw["impact"], -sw["weaknesses"], -sw["exposed"], sw["name"]))[:5]
-        act_conds = visible_activities(ctx)
-        activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.status == "Active",
-                                                                      *act_conds)
-                                    .order_by(RemediationActivity.due_on.is_(None), RemediationActivity.due_on,
-                                              RemediationActivity.created_on.desc()).limit(20)))
-        activities = [a for a in activities if remediation.visible(principal, a)][:5]
-        devices_top = tvmviews.top_exposed_devices(s, ctx, 5)
+        activities = summary.active_activities(s, ctx, 5)
+        devices_top = summary.top_exposed_devices(s, ctx, 5)
         week = [e for e in month_events if e.at >= now - dt.timedelta(days=7)]
         top_events = sorted(week, key=lambda e: (-timeline.visible_count(e, ctx.scope),
                                                  -timeline.SEVERITY_RANK.get(e.severity, 0), -e.id))[:3]
@@ -127,4 +88,4 @@ def dashboard(request: Request, principal: Principal = require("analyst")) -> Re
                       sec_hist=sec_hist, donut=donut, segments=segments, top_recs=top_recs, trends=trends,
                       software=software, activities=activities, devices_top=devices_top, top_events=top_events,
                       visible_count=lambda e: timeline.visible_count(e, ctx.scope), now=now,
-                      remediation_labels=tvmviews.REMEDIATION_LABELS)
+                      remediation_labels=summary.REMEDIATION_LABELS)

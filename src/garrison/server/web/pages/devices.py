@@ -19,13 +19,15 @@ from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError
 from garrison.core.scope import AccessScope
 from garrison.server.auth import require
-from garrison.server.web import session, tvmdata, tvmviews
+from garrison.server.web import session
 from garrison.server.web.common import back_to, page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
 from garrison.store.base import utcnow
 from garrison.store.models.core import Device, DeviceGroup, DeviceTag
 from garrison.store.models.tvm import DeviceInventoryState, DevicePackage
 from garrison.tvm.prioritisation.exposure import REASON_NOT_COVERED
+from garrison.tvm.queries import device as device_queries
+from garrison.tvm.queries import summary
 
 LEVELS = ("High", "Medium", "Low", "None")
 NOT_COVERED = REASON_NOT_COVERED  # the filter's value
@@ -88,7 +90,7 @@ def device_filters(ctx: Ctx, now: dt.datetime, s: Session | None = None) -> list
         conds.append(Device.id.in_(ids[:500]))
     vuln = ctx.param("vuln")
     if vuln and s is not None:
-        pvs = tvmviews.vulnerability_package_versions(s, vuln)
+        pvs = summary.vulnerability_package_versions(s, vuln)
         conds.append(Device.id.in_(select(DevicePackage.device_id).where(DevicePackage.package_version_id.in_(pvs)))
                      if pvs else false())
     rec_id = ctx.param("rec")
@@ -96,7 +98,7 @@ def device_filters(ctx: Ctx, now: dt.datetime, s: Session | None = None) -> list
         from garrison.store.models.prioritisation import Recommendation
 
         rec = s.get(Recommendation, (ctx.principal.tenant_id, rec_id))
-        stmt = tvmviews.exposed_devices_select(s, rec) if rec is not None else None
+        stmt = summary.exposed_devices_select(s, rec) if rec is not None else None
         conds.append(Device.id.in_(stmt) if stmt is not None else false())
     return conds
 
@@ -215,15 +217,18 @@ def device_page(machine_id: str, request: Request, principal: Principal = requir
         tab = choice(ctx, "tab", [t for t, _ in DEVICE_TABS]) or "overview"
         data: dict[str, Any] = {}
         if tab == "overview":
-            data = tvmdata.device_overview(s, ctx, device)
+            data = device_queries.device_overview(s, device)
         elif tab == "software":
-            data = tvmdata.device_software(s, ctx, device)
+            data = device_queries.device_software(s, device, lambda total: pager(ctx, total))
         elif tab == "vulnerabilities":
-            data = tvmdata.device_vulnerabilities(s, ctx, device)
+            data = device_queries.device_vulnerabilities(s, device, lambda total: pager(ctx, total))
         elif tab == "configuration":
-            data = tvmdata.device_configuration(s, ctx, device)
+            data = summary.device_configuration(s, device, choice(ctx, "status", list(summary.CONFIG_STATUSES)))
+            if "rows" in data:
+                data["p"] = p = pager(ctx, len(data["rows"]))
+                data["rows"] = data["rows"][p.offset:p.offset + p.size]
         elif tab == "recommendations":
-            data = tvmdata.device_recommendations(s, ctx, device)
+            data = summary.device_recommendations(s, device)
         from garrison.tvm.prioritisation import exposure
 
         reason = exposure.no_data_reason(s, device, now)

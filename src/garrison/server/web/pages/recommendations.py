@@ -17,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
 from garrison.server.auth import require
-from garrison.server.web import session, tvmviews
+from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, humane_error, order_by, pager, render, sort_of
 from garrison.store.models.prioritisation import Recommendation, RemediationActivity
+from garrison.tvm.queries import summary
 
 STATUSES = {"Active": "Active", "Exception": "Full exception", "PartialException": "Partial exception"}
 DURATIONS = (("30", "30 days"), ("60", "60 days"), ("90", "90 days"), ("180", "180 days"), ("365", "1 year"))
@@ -53,16 +54,16 @@ def filters(ctx: Ctx) -> list[Any]:
     status = choice(ctx, "status", STATUSES)
     if status:
         conds.append(Recommendation.status == status)
-    rtype = choice(ctx, "type", tvmviews.REMEDIATION_TYPES)
+    rtype = choice(ctx, "type", summary.REMEDIATION_TYPES)
     if rtype:
         conds.append(Recommendation.remediation_type == rtype)
-    category = choice(ctx, "category", tvmviews.CATEGORIES)
+    category = choice(ctx, "category", summary.CATEGORIES)
     if category:
         conds.append(Recommendation.category == category)
     kind = choice(ctx, "kind", ("software", "configuration"))
     if kind:
         conds.append(Recommendation.kind == kind)
-    threat = choice(ctx, "threat", tvmviews.THREAT_FILTERS)
+    threat = choice(ctx, "threat", summary.THREAT_FILTERS)
     if threat == "kev":
         conds.append(Recommendation.kev.is_(True))
     elif threat == "exploit":
@@ -92,13 +93,13 @@ def load_recommendation(s: Session, principal: Principal, rec_id: str) -> Recomm
 def panel_data(s: Session, ctx: Ctx, rec: Recommendation) -> dict[str, Any]:
     from garrison.tvm.prioritisation import risk_acceptance
 
-    devices, device_total = tvmviews.recommendation_devices(s, ctx, rec, 10)
+    devices, device_total = summary.recommendation_devices(s, ctx, rec, 10)
     eff = risk_acceptance.effective(s).get(rec.id)
     excepted_groups = set(eff.group_exception_ids) if eff else set()
     activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
                                 .order_by(RemediationActivity.created_on.desc()).limit(5)))
     global_exception = bool(eff and eff.global_id)
-    return {"rec": rec, "vulns": tvmviews.recommendation_vulns(s, rec, 25), "devices": devices,
+    return {"rec": rec, "vulns": summary.recommendation_vulns(s, rec, 25), "devices": devices,
             "device_total": device_total, "global_exception": global_exception,
             "excepted_groups": excepted_groups, "activities": activities,
             "default_due": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
@@ -153,7 +154,7 @@ def _refused(request: Request, rec_id: str, form: str, multi: list[tuple[str, st
 @router.get("/recommendations")
 def recommendation_list(request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "recommendations") as (s, ctx):
-        base, exposed, impact = tvmviews.scoped_recommendations(ctx)
+        base, exposed, impact = summary.scoped_recommendations(ctx)
         cols = columns(exposed, impact)
         conds = filters(ctx)
         total = s.scalar(select(func.count()).select_from(base.where(*conds).subquery())) or 0
@@ -162,7 +163,7 @@ def recommendation_list(request: Request, principal: Principal = require("analys
         rows = s.execute(base.where(*conds).order_by(*order_by(cols, sort, [Recommendation.id]))
                          .limit(p.size).offset(p.offset)).all()
         ids = [r[0].id for r in rows]
-        trends = tvmviews.recommendation_trends(s, ids)
+        trends = summary.recommendation_trends(s, ids)
         active = dict(s.execute(select(RemediationActivity.recommendation_id, func.count())
                                 .where(RemediationActivity.recommendation_id.in_(ids),
                                        RemediationActivity.status == "Active")
@@ -176,8 +177,8 @@ def recommendation_list(request: Request, principal: Principal = require("analys
             panel = panel_data(s, ctx, rec) if rec is not None else {"missing": open_id}
         return render(ctx, "recommendations.html", title="Security recommendations", cols=cols, sort=sort, p=p,
                       items=items, panel=panel, statuses=STATUSES, durations=DURATIONS,
-                      types=tvmviews.REMEDIATION_LABELS, categories=tvmviews.CATEGORY_LABELS,
-                      threats=tvmviews.THREAT_FILTERS, justifications=tvmviews.JUSTIFICATION_LABELS)
+                      types=summary.REMEDIATION_LABELS, categories=summary.CATEGORY_LABELS,
+                      threats=summary.THREAT_FILTERS, justifications=summary.JUSTIFICATION_LABELS)
 
 
 def _date(value: str, what: str) -> dt.datetime | None:

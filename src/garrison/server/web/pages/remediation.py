@@ -17,9 +17,8 @@ from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, NotFound
 from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
-from garrison.server.web import session, tvmviews
+from garrison.server.web import session
 from garrison.server.web.common import back_to, page, redirect, router
-from garrison.server.web.pages.dashboard import visible_activities
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
 from garrison.store.models.prioritisation import (
     Recommendation,
@@ -27,6 +26,7 @@ from garrison.store.models.prioritisation import (
     RecommendationExceptionGroup,
     RemediationActivity,
 )
+from garrison.tvm.queries import summary
 
 PRIORITY_RANK = {"High": 3, "Medium": 2, "Low": 1}
 EXC_STATUSES = ("Active", "Expired", "Cancelled")
@@ -77,14 +77,14 @@ def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
 
     now = dt.datetime.now(dt.UTC)
     cols = activity_columns()
-    conds = visible_activities(ctx)
+    conds = summary.visible_activities(ctx)
     status = choice(ctx, "status", ("Active", "Completed"))
     if status:
         conds.append(RemediationActivity.status == status)
     prio = choice(ctx, "priority", PRIORITY_RANK)
     if prio:
         conds.append(RemediationActivity.priority == prio)
-    rtype = choice(ctx, "type", tvmviews.REMEDIATION_TYPES)
+    rtype = choice(ctx, "type", summary.REMEDIATION_TYPES)
     if rtype:
         conds.append(RemediationActivity.type == rtype)
     rec = ctx.param("rec")
@@ -124,7 +124,7 @@ def exceptions_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     cols = exception_columns()
     conds = _exception_scope(ctx)
-    just = choice(ctx, "justification", tvmviews.JUSTIFICATION_LABELS)
+    just = choice(ctx, "justification", summary.JUSTIFICATION_LABELS)
     if just:
         conds.append(RecommendationException.justification == just)
     status = choice(ctx, "status", EXC_STATUSES)
@@ -175,8 +175,8 @@ def remediation_page(request: Request, principal: Principal = require("analyst")
     with page(request, principal, "remediation") as (s, ctx):
         tab = choice(ctx, "tab", ("activities", "exceptions")) or "activities"
         data = activities_tab(s, ctx) if tab == "activities" else exceptions_tab(s, ctx)
-        return render(ctx, "remediation.html", title="Remediation", tab=tab, types=tvmviews.REMEDIATION_LABELS,
-                      justifications=tvmviews.JUSTIFICATION_LABELS, exc_statuses=EXC_STATUSES,
+        return render(ctx, "remediation.html", title="Remediation", tab=tab, types=summary.REMEDIATION_LABELS,
+                      justifications=summary.JUSTIFICATION_LABELS, exc_statuses=EXC_STATUSES,
                       priorities=tuple(PRIORITY_RANK), **data)
 
 

@@ -227,7 +227,6 @@ async def create_apikey(request: Request, principal: Principal = require("admin"
             with page(request, principal, "settings") as (s, ctx):
                 _key, secret = access.create_api_key(s, principal.tenant_id, form.get("role", ""),
                                                      form.get("name", ""), principal.actor, _group_ids(s, groups))
-                s.flush()
                 request.state.audit_target = f"apikey={_key.prefix}"
                 return _apikeys_page(s, ctx, new_key=secret, new_name=_key.name)
         except GarrisonError as exc:
@@ -287,7 +286,6 @@ async def create_enrollment(request: Request, principal: Principal = require("ad
             uses = _int(form["uses"], "Uses") if form.get("uses", "").strip() else None
             with page(request, principal, "settings") as (s, ctx):
                 row, secret = access.create_enrollment_secret(s, principal.tenant_id, expires, uses)
-                s.flush()
                 request.state.audit_target = f"enrollment={row.prefix}"
                 return _enrollment_page(s, ctx, new_secret=secret, command=install_command(request, secret))
         except GarrisonError as exc:

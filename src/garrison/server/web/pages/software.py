@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from garrison.core.access import Principal
 from garrison.core.errors import NotFound
 from garrison.server.auth import require
-from garrison.server.web import charts, tvmviews
+from garrison.server.web import charts
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Column, Ctx, choice, pager, render, sort_of
 from garrison.store.models.core import Device
@@ -26,6 +26,7 @@ from garrison.store.models.tvm import (
     SoftwareHistory,
     SoftwareProduct,
 )
+from garrison.tvm.queries import summary
 
 LIST_COLUMNS = [
     Column("name", "Name", "name"), Column("vendor", "Vendor", "vendor"),
@@ -45,7 +46,7 @@ SEVERITY_COLORS = {"Critical": "#8e1b2e", "High": "#c4314b", "Medium": "#d9730d"
 @router.get("/software")
 def software_list(request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "software") as (s, ctx):
-        rows = tvmviews.software_summary(s, ctx)
+        rows = summary.software_summary(s, ctx)
         q = ctx.param("q").lower().replace(" ", "_")
         if q:
             rows = [r for r in rows if q in r["name"].lower() or q in r["vendor"].lower() or q in r["id"]]
@@ -60,7 +61,7 @@ def software_list(request: Request, principal: Principal = require("analyst")) -
         vendor = ctx.param("vendor")
         if vendor:
             rows = [r for r in rows if r["vendor"] == vendor]
-        vendors = sorted({r["vendor"] for r in tvmviews.software_summary(s, ctx)})
+        vendors = sorted({r["vendor"] for r in summary.software_summary(s, ctx)})
         sort = sort_of(ctx, LIST_COLUMNS, "impact", default_desc=True)
         key = sort.key
 
@@ -135,7 +136,7 @@ def software_page(software_id: str, request: Request, principal: Principal = req
             for vid in vulns_of.get(pv, ()):
                 per_vuln.setdefault(vid, set()).add(d)
         vuln_objs = list(s.scalars(select(Vulnerability).where(Vulnerability.id.in_(sorted(per_vuln)))
-                                   .order_by(Vulnerability.kev.desc(), tvmviews.severity_rank().desc(),
+                                   .order_by(Vulnerability.kev.desc(), summary.severity_rank().desc(),
                                              func.coalesce(Vulnerability.cvss_v3_score, 0).desc(), Vulnerability.id))) \
             if per_vuln else []
         by_sev: dict[str, int] = {}
@@ -144,7 +145,7 @@ def software_page(software_id: str, request: Request, principal: Principal = req
         recs = software_recommendations(s, product.id)
         impact = max((r.exposure_impact for r in recs), default=0.0)
         installed, exposed = len(devices), len(exposed_devices)
-        summary = {"installed": installed, "exposed": exposed, "weaknesses": len(vuln_objs),
+        totals = {"installed": installed, "exposed": exposed, "weaknesses": len(vuln_objs),
                    "kev": any(v.kev for v in vuln_objs), "exploit": any(v.public_exploit for v in vuln_objs),
                    "impact": impact, "versions": len(per_version)}
         sev_chart = charts.bar_chart([charts.Bar(sev, by_sev.get(sev, 0), max(by_sev.values(), default=1),
@@ -172,8 +173,8 @@ def software_page(software_id: str, request: Request, principal: Principal = req
         elif tab == "timeline":
             data.update(_timeline(s, ctx, product.id))
         return render(ctx, "software.html", title=f"{product.name} · Software", sw=product, software_id=product.id,
-                      summary=summary, recs=recs, tab=tab, tabs=SW_TABS, data=data, sev_chart=sev_chart,
-                      exp_chart=exp_chart, types=tvmviews.REMEDIATION_LABELS)
+                      summary=totals, recs=recs, tab=tab, tabs=SW_TABS, data=data, sev_chart=sev_chart,
+                      exp_chart=exp_chart, types=summary.REMEDIATION_LABELS)
 
 
 def _installed_devices(s: Session, ctx: Ctx, versions: dict[int, str], vulns_of: dict[int, set[str]]) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from sqlalchemy import func, or_, select
 from garrison.core.access import Principal
 from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
-from garrison.server.web import charts, tvmviews
+from garrison.server.web import charts
 from garrison.server.web.common import page, router
 from garrison.server.web.pages.dashboard import event_dots
 from garrison.server.web.render import Ctx, choice, pager, render
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import Recommendation, TimelineEvent
+from garrison.tvm.queries import summary
 
 TYPE_LABELS = {"NewVulnerability": "New vulnerability", "NewPublicExploit": "New public exploit",
                "ExploitVerified": "Exploit was verified", "ExploitAddedToKit": "Exploit added to an exploit kit",
@@ -90,7 +91,7 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
         new_vulns = len({v for k, v, _d in in_range if k == "NewVulnerability" and v})
         exploitable = len({v for k, v, d in in_range if v and (k in ("NewPublicExploit", "ExploitVerified",
                                                                       "ExploitAddedToKit") or (d or {}).get("kev"))})
-        hist = tvmviews.exposure_history(s, ctx, days=max(1, min(366, (hi - lo).days)), until=(hi - dt.timedelta(
+        hist = summary.exposure_history(s, ctx, days=max(1, min(366, (hi - lo).days)), until=(hi - dt.timedelta(
             microseconds=1)).date())
         chart_events = [e for e in s.scalars(select(TimelineEvent).where(TimelineEvent.at >= lo, TimelineEvent.at < hi)
                                              .limit(SCOPED_LIMIT))

@@ -11,11 +11,10 @@ from fastapi.responses import Response
 
 from garrison.core.access import Principal
 from garrison.server.auth import require
-from garrison.server.web import tvmviews
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Column, choice, pager, render, sort_of
-from garrison.store.models.kb import Vulnerability
 from garrison.tvm.kb.cvss import severity_source
+from garrison.tvm.queries import summary
 
 COLUMNS = [
     Column("id", "Name", "id"),
@@ -48,7 +47,7 @@ def _sort_value(key: str) -> Any:
 @router.get("/weaknesses")
 def weakness_list(request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "weaknesses") as (s, ctx):
-        rows = tvmviews.weakness_summary(s, ctx)
+        rows = summary.weakness_summary(s, ctx)
         q = ctx.param("q").lower()
         if q:
             rows = [r for r in rows if q in r["id"].lower() or any(q in sw for sw in r["software"])]
@@ -74,14 +73,14 @@ def weakness_list(request: Request, principal: Principal = require("analyst")) -
         panel: dict[str, Any] | None = None
         open_id = ctx.param("open")
         if open_id:
-            v = s.get(Vulnerability, open_id[:128])
-            summary = next((r for r in tvmviews.weakness_summary(s, ctx) if r["id"] == open_id), None)
+            v = summary.vulnerability(s, open_id)
+            found = next((r for r in summary.weakness_summary(s, ctx) if r["id"] == open_id), None)
             if v is None:
                 panel = {"missing": open_id}
             else:
-                devices, total = tvmviews.vulnerability_devices(s, ctx, v.id, 10)
-                panel = {"v": v, "summary": summary, "devices": devices, "device_total": total,
-                         "recs": tvmviews.recommendations_for_vulnerability(s, v.id),
+                devices, total = summary.vulnerability_devices(s, ctx, v.id, 10)
+                panel = {"v": v, "summary": found, "devices": devices, "device_total": total,
+                         "recs": summary.recommendations_for_vulnerability(s, v.id),
                          "refs": [r for r in (v.references or []) if isinstance(r, (str, dict))][:12],
                          "severity_source": severity_source(
                              {c: getattr(v, c) for c in ("severity", "cvss_v3_score", "cvss_v3_vector", "cvss_v4_score",

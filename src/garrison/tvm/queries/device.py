@@ -1,4 +1,5 @@
-"""Vulnerability-management data of one device, for the tabs of the device page.
+"""Vulnerability-management data of one device, for the tabs of the device page (``page(total)``: the
+caller's pager for that many rows — an object with ``offset`` and ``size``).
 
 Findings are rows of ``device_packages`` joined with ``package_version_vulns`` (see
 :mod:`garrison.store.models.tvm`); these helpers read them in the page's tenant session.
@@ -6,12 +7,12 @@ Findings are rows of ``device_packages`` joined with ``package_version_vulns`` (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from garrison.server.web.render import Ctx, pager
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.tvm import (
@@ -26,12 +27,10 @@ SEVERITY_ORDER = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 
 
 def _severity_rank() -> Any:
-    from sqlalchemy import case
-
     return case(*((Vulnerability.severity == k, v) for k, v in SEVERITY_ORDER.items()), else_=0)
 
 
-def device_overview(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+def device_overview(s: Session, device: Device) -> dict[str, Any]:
     inv = s.get(DeviceInventoryState, device.id)
     counts = dict(s.execute(
         select(Vulnerability.severity, func.count(func.distinct(PackageVersionVuln.vulnerability_id)))
@@ -40,20 +39,20 @@ def device_overview(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
         .join(Vulnerability, Vulnerability.id == PackageVersionVuln.vulnerability_id)
         .where(DevicePackage.device_id == device.id).group_by(Vulnerability.severity)).all())
     software = s.scalar(select(func.count()).select_from(DevicePackage).where(DevicePackage.device_id == device.id))
-    from garrison.server.web import tvmviews
+    from garrison.tvm.queries import summary
 
     return {"inventory": inv, "severity_counts": counts, "software_count": software or 0,
-            "vuln_count": sum(counts.values()), "assessment": tvmviews.device_assessment_summary(s, device)}
+            "vuln_count": sum(counts.values()), "assessment": summary.device_assessment_summary(s, device)}
 
 
-def device_software(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+def device_software(s: Session, device: Device, page: Callable[[int], Any]) -> dict[str, Any]:
     """The device's software, most weaknesses first, paged in SQL."""
     vulns = (select(PackageVersionVuln.package_version_id, func.count().label("n"))
              .where(PackageVersionVuln.package_version_id.in_(
                  select(DevicePackage.package_version_id).where(DevicePackage.device_id == device.id)))
              .group_by(PackageVersionVuln.package_version_id).subquery())
     total = s.scalar(select(func.count()).select_from(DevicePackage).where(DevicePackage.device_id == device.id)) or 0
-    p = pager(ctx, total)
+    p = page(total)
     rows = s.execute(
         select(SoftwareProduct.id, SoftwareProduct.vendor, SoftwareProduct.name, PackageVersion.version,
                PackageVersion.ecosystem, PackageVersion.manager, DevicePackage.path, DevicePackage.first_seen,
@@ -70,7 +69,7 @@ def device_software(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
             "total": total, "p": p}
 
 
-def device_vulnerabilities(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+def device_vulnerabilities(s: Session, device: Device, page: Callable[[int], Any]) -> dict[str, Any]:
     """The device's findings, known exploited and most severe first, paged in SQL."""
     v = Vulnerability
     base = (select(v.id, v.severity, v.cvss_v3_score, v.kev, v.public_exploit, v.exploit_verified, v.exploit_in_kit,
@@ -88,21 +87,9 @@ def device_vulnerabilities(s: Session, ctx: Ctx, device: Device) -> dict[str, An
                             .join(PackageVersionVuln,
                                   PackageVersionVuln.package_version_id == DevicePackage.package_version_id)
                             .where(DevicePackage.device_id == device.id)).one()
-    p = pager(ctx, total or 0)
+    p = page(total or 0)
     rows = s.execute(base.order_by(v.kev.desc(), _severity_rank().desc(), func.coalesce(v.cvss_v3_score, 0).desc(),
                                    v.id, PackageVersion.name).limit(p.size).offset(p.offset)).all()
     keys = ("id", "severity", "cvss", "kev", "exploit", "verified", "kit", "epss", "software_id", "software",
             "version", "fixed", "status", "advisory", "package", "source")
     return {"rows": [dict(zip(keys, r, strict=True)) for r in rows], "total": total or 0, "cves": cves or 0, "p": p}
-
-
-def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
-    from garrison.server.web import tvmviews
-
-    return tvmviews.device_configuration(s, ctx, device)
-
-
-def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
-    from garrison.server.web import tvmviews
-
-    return tvmviews.device_recommendations(s, ctx, device)

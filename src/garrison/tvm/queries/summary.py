@@ -1,4 +1,6 @@
-"""Read side of the vulnerability-management pages, scoped to the page's device groups.
+"""Read side of the vulnerability-management pages, scoped to the page's device groups (``scope``:
+an object with ``scope`` — the device-group ids shown, None for every group —, ``principal`` and
+``device_cond()``; the console's page context is one).
 
 The prioritisation job materialises per tenant what is expensive (exposure score components,
 recommendations with their per-group shares, daily histories, the event timeline), and ingest keeps
@@ -17,13 +19,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
-from garrison.server.web import charts
-from garrison.server.web.render import Ctx, choice, pager
+from garrison.core.access import Principal
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import (
@@ -33,6 +35,9 @@ from garrison.store.models.prioritisation import (
     Recommendation,
     RecommendationGroup,
     RecommendationHistory,
+    RemediationActivity,
+    RemediationTarget,
+    TimelineEvent,
 )
 from garrison.store.models.tvm import (
     DevicePackage,
@@ -44,6 +49,37 @@ from garrison.store.models.tvm import (
     SoftwareProduct,
 )
 from garrison.tvm import findings
+
+
+class PageScope(Protocol):
+    """The device groups a page reads: ``scope`` (ids, None = every group of the tenant), the caller."""
+
+    @property
+    def scope(self) -> tuple[int, ...] | None: ...
+
+    @property
+    def principal(self) -> Principal: ...
+
+    def device_cond(self) -> ColumnElement[bool]: ...
+
+
+@dataclass(frozen=True)
+class Point:
+    """A day's value of a trend (None: nothing was scored that day)."""
+    day: dt.date
+    value: float | None
+
+
+def exposure_level(score: float | None) -> str:
+    """0–29 low, 30–69 medium, 70–100 high (Defender's bands); None = no data."""
+    if score is None:
+        return "No data"
+    if score >= 70:
+        return "High"
+    if score >= 30:
+        return "Medium"
+    return "Low"
+
 
 SEVERITY_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 TREND_DAYS = 30
@@ -103,17 +139,17 @@ def clear_cache() -> None:
 
 # --- exposure score -----------------------------------------------------------------------
 
-def exposure_now(s: Session, ctx: Ctx) -> dict[str, Any]:
+def exposure_now(s: Session, ctx: PageScope) -> dict[str, Any]:
     from garrison.tvm.prioritisation import exposure
 
     comp = exposure.components_for(s, list(ctx.scope) if ctx.scope is not None else None)
     computed = exposure.last_computed(s)
     score = comp.score if comp.devices else None
-    return {"score": score, "level": charts.exposure_level(score) if score is not None else "No data",
+    return {"score": score, "level": exposure_level(score) if score is not None else "No data",
             "devices": comp.devices, "levels": exposure.levels_summary(comp.levels), "computed_at": computed}
 
 
-def exposure_history(s: Session, ctx: Ctx, days: int = TREND_DAYS, until: dt.date | None = None) -> list[charts.Point]:
+def exposure_history(s: Session, ctx: PageScope, days: int = TREND_DAYS, until: dt.date | None = None) -> list[Point]:
     """Daily organisation (or selected groups') score over the ``days`` up to ``until`` (today); several
     groups: a device-weighted average. The points cover the whole period (gaps where nothing was scored)."""
     last = min(until or dt.date.today(), dt.date.today())
@@ -137,10 +173,10 @@ def _weighted(values: list[tuple[float, int]]) -> float:
 
 
 def _daily_points(since: dt.date, days: int, values: dict[dt.date, float | None],
-                  whole_period: bool = False) -> list[charts.Point]:
+                  whole_period: bool = False) -> list[Point]:
     """One point per day up to today (days without a value stay gaps), trimmed to the first value — or,
     ``whole_period``, over the whole period asked for (the exposure trend of a chosen date range)."""
-    pts = [charts.Point(since + dt.timedelta(days=i), values.get(since + dt.timedelta(days=i)))
+    pts = [Point(since + dt.timedelta(days=i), values.get(since + dt.timedelta(days=i)))
            for i in range(days)]
     first = next((i for i, p in enumerate(pts) if p.value is not None), None)
     if first is None:
@@ -148,7 +184,7 @@ def _daily_points(since: dt.date, days: int, values: dict[dt.date, float | None]
     return pts if whole_period else pts[first:]
 
 
-def value_days_ago(points: Sequence[charts.Point], days: int) -> float | None:
+def value_days_ago(points: Sequence[Point], days: int) -> float | None:
     if not points:
         return None
     target = points[-1].day - dt.timedelta(days=days)
@@ -160,7 +196,7 @@ def value_days_ago(points: Sequence[charts.Point], days: int) -> float | None:
 
 # --- secure score -------------------------------------------------------------------------
 
-def secure_score_now(s: Session, ctx: Ctx) -> dict[str, Any] | None:
+def secure_score_now(s: Session, ctx: PageScope) -> dict[str, Any] | None:
     try:
         from garrison.tvm import assessment
     except ModuleNotFoundError:
@@ -168,7 +204,7 @@ def secure_score_now(s: Session, ctx: Ctx) -> dict[str, Any] | None:
     return assessment.secure_score(s, list(ctx.scope) if ctx.scope is not None else None)
 
 
-def secure_score_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[charts.Point]:
+def secure_score_history(s: Session, ctx: PageScope, days: int = TREND_DAYS) -> list[Point]:
     try:
         from garrison.tvm import assessment
     except ModuleNotFoundError:
@@ -188,7 +224,7 @@ def secure_score_history(s: Session, ctx: Ctx, days: int = TREND_DAYS) -> list[c
 
 # --- recommendations ----------------------------------------------------------------------
 
-def scoped_recommendations(ctx: Ctx) -> tuple[Any, Any, Any]:
+def scoped_recommendations(ctx: PageScope) -> tuple[Any, Any, Any]:
     """(SELECT of recommendations with scoped figures, exposed expr, impact expr).
 
     Columns: Recommendation, exposed devices, exposure impact, installed devices.
@@ -227,7 +263,7 @@ def recommendation_trends(s: Session, ids: Sequence[str], days: int = TREND_DAYS
     return out
 
 
-def top_recommendations(s: Session, ctx: Ctx, n: int = 5) -> list[dict[str, Any]]:
+def top_recommendations(s: Session, ctx: PageScope, n: int = 5) -> list[dict[str, Any]]:
     stmt, _exposed, _impact = scoped_recommendations(ctx)
     order = Recommendation.priority_score.desc()
     rows = s.execute(stmt.where(Recommendation.status != "Exception").order_by(order, Recommendation.id).limit(n)).all()
@@ -281,7 +317,7 @@ def exposed_devices_select(s: Session, rec: Recommendation) -> Any | None:
     return select(stmt.subquery().c[0]) if stmt is not None else None
 
 
-def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
+def recommendation_devices(s: Session, ctx: PageScope, rec: Recommendation, limit: int = 25) -> tuple[list[Any], int]:
     """The most exposed devices of ``rec`` now, and how many the last prioritisation run counted in
     the page's scope (the figure the list shows)."""
     stmt = exposed_devices_select(s, rec)
@@ -300,7 +336,7 @@ def recommendation_devices(s: Session, ctx: Ctx, rec: Recommendation, limit: int
 
 # --- software -----------------------------------------------------------------------------
 
-def _group_keys(ctx: Ctx) -> list[int] | None:
+def _group_keys(ctx: PageScope) -> list[int] | None:
     """Keys of the per-group count tables for the page's scope (None: every group of the tenant)."""
     return None if ctx.scope is None else list(ctx.scope)
 
@@ -309,7 +345,7 @@ def _in_groups(column: Any, keys: list[int] | None) -> Any:
     return column.in_(keys) if keys is not None else literal(True)
 
 
-def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+def software_summary(s: Session, ctx: PageScope) -> list[dict[str, Any]]:
     """One row per software product installed in scope, from the per-group counts that ingest keeps
     (``tvm_group_software``, ``tvm_group_packages``); cached per tenant, scope and prioritisation run."""
     findings.rebook_moved(s)  # a device-group change shows at once (the API books moves the same way)
@@ -317,7 +353,7 @@ def software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     return cached(key, lambda: _software_summary(s, ctx))
 
 
-def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+def _software_summary(s: Session, ctx: PageScope) -> list[dict[str, Any]]:
     keys = _group_keys(ctx)
     counts = s.execute(select(GroupSoftwareCount.software_id, func.sum(GroupSoftwareCount.installed),
                               func.sum(GroupSoftwareCount.exposed))
@@ -362,7 +398,7 @@ def _software_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
 
 # --- weaknesses ---------------------------------------------------------------------------
 
-def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+def weakness_summary(s: Session, ctx: PageScope) -> list[dict[str, Any]]:
     """One row per vulnerability found in scope: exposed devices (``tvm_group_vulnerabilities``) and
     the fields lists sort on; cached per tenant, scope and prioritisation run."""
     findings.rebook_moved(s)
@@ -370,7 +406,7 @@ def weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
     return cached(key, lambda: _weakness_summary(s, ctx))
 
 
-def _weakness_summary(s: Session, ctx: Ctx) -> list[dict[str, Any]]:
+def _weakness_summary(s: Session, ctx: PageScope) -> list[dict[str, Any]]:
     keys = _group_keys(ctx)
     exposed = {vid: int(n or 0) for vid, n in s.execute(
         select(GroupVulnerabilityCount.vulnerability_id, func.sum(GroupVulnerabilityCount.exposed))
@@ -402,7 +438,7 @@ def vulnerability_package_versions(s: Session, vuln_id: str) -> list[int]:
     return _ids(s, select(PackageVersionVuln.package_version_id).where(PackageVersionVuln.vulnerability_id == vuln_id))
 
 
-def vulnerability_devices(s: Session, ctx: Ctx, vuln_id: str, limit: int = 25) -> tuple[list[Any], int]:
+def vulnerability_devices(s: Session, ctx: PageScope, vuln_id: str, limit: int = 25) -> tuple[list[Any], int]:
     """The most exposed devices with ``vuln_id``, and how many there are (the per-group counts)."""
     pvs = vulnerability_package_versions(s, vuln_id)
     if not pvs:
@@ -431,7 +467,7 @@ def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommen
 
 # --- devices ------------------------------------------------------------------------------
 
-def top_exposed_devices(s: Session, ctx: Ctx, n: int = 5) -> list[Device]:
+def top_exposed_devices(s: Session, ctx: PageScope, n: int = 5) -> list[Device]:
     from garrison.tvm.prioritisation import exposure
 
     now = dt.datetime.now(dt.UTC)
@@ -440,7 +476,7 @@ def top_exposed_devices(s: Session, ctx: Ctx, n: int = 5) -> list[Device]:
                           .order_by(Device.exposure_score.desc(), Device.computer_dns_name).limit(n)))
 
 
-def no_data_devices(s: Session, ctx: Ctx, with_data: int) -> int:
+def no_data_devices(s: Session, ctx: PageScope, with_data: int) -> int:
     """Devices in scope without an exposure level: inactive for 30 days, offboarded, or no inventory yet."""
     total = s.scalar(select(func.count()).select_from(Device).where(ctx.device_cond())) or 0
     return max(0, total - with_data)
@@ -465,7 +501,8 @@ def _status(row: dict[str, Any]) -> str:
     return str(value)
 
 
-def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+def device_configuration(s: Session, device: Device, status: str | None) -> dict[str, Any]:
+    """The device's configuration checks (failed first), those of ``status`` when given, and the counts."""
     try:
         from garrison.tvm import assessment
     except ModuleNotFoundError:
@@ -485,10 +522,8 @@ def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]
     from garrison.store.models.assessment import DeviceAssessmentState
 
     state = s.get(DeviceAssessmentState, device.id)
-    status = choice(ctx, "status", list(CONFIG_STATUSES))
     shown = [x for x in out if x["status"] == status] if status else out
-    p = pager(ctx, len(shown))
-    return {"rows": shown[p.offset:p.offset + p.size], "p": p, "status": status, "statuses": CONFIG_STATUSES,
+    return {"rows": shown, "status": status, "statuses": CONFIG_STATUSES,
             "passed": counts["pass"], "failed": counts["fail"], "errors": counts["error"],
             "na": counts["not_applicable"], "assessed_at": state.assessed_at if state else None}
 
@@ -496,7 +531,7 @@ def device_configuration(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]
 CONFIG_STATUSES = {"fail": "Failed", "pass": "Passed", "error": "Error", "not_applicable": "Not applicable"}
 
 
-def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, Any]:
+def device_recommendations(s: Session, device: Device) -> dict[str, Any]:
     from garrison.tvm.prioritisation import recommendations as recs
 
     units = {recs.software_rec_id(recs.unit_of(eco, mgr, mn)[0])
@@ -522,3 +557,44 @@ def device_recommendations(s: Session, ctx: Ctx, device: Device) -> dict[str, An
     return {"rows": rows}
 
 
+
+
+# --- timeline events and remediation activities of the page's groups ----------------------
+
+def timeline_events(s: Session, ctx: PageScope, since: dt.datetime, limit: int = 5000) -> list[TimelineEvent]:
+    """Events since ``since`` that touch the page's device groups (newest first)."""
+    from garrison.tvm.prioritisation import timeline
+
+    rows = list(s.scalars(select(TimelineEvent).where(TimelineEvent.at >= since)
+                          .order_by(TimelineEvent.at.desc(), TimelineEvent.id.desc()).limit(limit)))
+    if ctx.scope is None:
+        return rows
+    return [e for e in rows if timeline.visible_count(e, ctx.scope) > 0]
+
+
+def visible_activities(ctx: PageScope) -> list[Any]:
+    """SQL conditions for the remediation activities a page shows: those that target devices of the
+    page's device groups (finish with ``remediation.visible``, which checks the caller's own groups)."""
+    conds: list[Any] = []
+    if ctx.scope is not None:
+        conds.append(exists().where(RemediationTarget.activity_id == RemediationActivity.id,
+                                    RemediationTarget.device_id == Device.id, ctx.device_cond()))
+    if ctx.principal.group_ids is not None:
+        # activities of other groups stay hidden from group-scoped users (remediation.visible)
+        conds.append(RemediationActivity.group_ids.is_not(None))
+    return conds
+
+
+def active_activities(s: Session, ctx: PageScope, n: int = 5) -> list[RemediationActivity]:
+    """The page's active remediation activities, soonest due first."""
+    from garrison.tvm.prioritisation import remediation
+
+    rows = s.scalars(select(RemediationActivity).where(RemediationActivity.status == "Active",
+                                                       *visible_activities(ctx))
+                     .order_by(RemediationActivity.due_on.is_(None), RemediationActivity.due_on,
+                               RemediationActivity.created_on.desc()).limit(20))
+    return [a for a in rows if remediation.visible(ctx.principal, a)][:n]
+
+
+def vulnerability(s: Session, vulnerability_id: str) -> Vulnerability | None:
+    return s.get(Vulnerability, vulnerability_id[:128])
