@@ -8,7 +8,8 @@ import re
 import xml.etree.ElementTree as ET
 
 from garrison.server.web import charts
-from garrison.server.web.charts import Bar, ChartEvent, Point, Segment
+from garrison.server.web.charts import Bar, ChartEvent, Segment
+from garrison.tvm.queries.summary import Point, exposure_level
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 DAY = dt.date(2026, 11, 1)
@@ -128,7 +129,7 @@ def test_sparkline_colour_follows_the_direction() -> None:
 
 
 def test_exposure_levels_follow_defenders_bands() -> None:
-    assert [charts.exposure_level(v) for v in (0, 29.9, 30, 69.9, 70, 100, None)] == \
+    assert [exposure_level(v) for v in (0, 29.9, 30, 69.9, 70, 100, None)] == \
         ["Low", "Low", "Medium", "Medium", "High", "High", "No data"]
 
 

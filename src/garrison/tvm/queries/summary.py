@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, select
+from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
@@ -33,6 +33,8 @@ from garrison.store.models.prioritisation import (
     ExposureGroupScore,
     ExposureScoreHistory,
     Recommendation,
+    RecommendationException,
+    RecommendationExceptionGroup,
     RecommendationGroup,
     RecommendationHistory,
     RemediationActivity,
@@ -452,17 +454,23 @@ def vulnerability_devices(s: Session, ctx: PageScope, vuln_id: str, limit: int =
     return rows, max(int(total), len(rows))
 
 
-def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommendation]:
+def recommendations_of_package_versions(s: Session, pv_ids: Any, limit: int | None = None) -> list[Recommendation]:
+    """The recommendations whose remediation unit includes these package versions (ids or a SELECT of
+    them), highest priority first."""
     from garrison.tvm.prioritisation import recommendations as recs
 
-    pvs = vulnerability_package_versions(s, vuln_id)
-    if not pvs:
-        return []
     units = {recs.software_rec_id(recs.unit_of(eco, mgr, name)[0]) for eco, mgr, name in s.execute(
         select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name)
-        .where(PackageVersion.id.in_(pvs)).distinct())}
-    return list(s.scalars(select(Recommendation).where(Recommendation.id.in_(sorted(units)))
-                          .order_by(Recommendation.priority_score.desc()).limit(10)))
+        .where(PackageVersion.id.in_(pv_ids)).distinct())}
+    if not units:
+        return []
+    stmt = select(Recommendation).where(Recommendation.id.in_(sorted(units))).order_by(Recommendation.priority_score.desc())
+    return list(s.scalars(stmt.limit(limit) if limit else stmt))
+
+
+def recommendations_for_vulnerability(s: Session, vuln_id: str) -> list[Recommendation]:
+    pvs = vulnerability_package_versions(s, vuln_id)
+    return recommendations_of_package_versions(s, pvs, limit=10) if pvs else []
 
 
 # --- devices ------------------------------------------------------------------------------
@@ -598,3 +606,207 @@ def active_activities(s: Session, ctx: PageScope, n: int = 5) -> list[Remediatio
 
 def vulnerability(s: Session, vulnerability_id: str) -> Vulnerability | None:
     return s.get(Vulnerability, vulnerability_id[:128])
+
+
+# --- the recommendation list ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecommendationFilter:
+    """The list's filters (already checked against their allowed values; "" = not filtered)."""
+    q: str = ""
+    status: str = ""
+    type: str = ""
+    category: str = ""
+    kind: str = ""
+    threat: str = ""
+    tag: str = ""
+    software: str = ""
+
+
+THREAT_CONDITIONS = {"kev": Recommendation.kev, "exploit": Recommendation.public_exploit,
+                     "kit": Recommendation.exploit_in_kit, "alert": Recommendation.active_alert}
+TAG_CONDITIONS = {"zero-day": Recommendation.zero_day, "eos": Recommendation.end_of_life}
+
+
+def recommendation_conditions(f: RecommendationFilter) -> list[Any]:
+    conds: list[Any] = []
+    if f.q:
+        like = f"%{f.q.lower().replace('%', '').replace('_', '')}%"
+        conds.append(or_(func.lower(Recommendation.name).like(like),
+                         func.lower(Recommendation.related_component).like(like),
+                         func.lower(Recommendation.product_name).like(like)))
+    for value, column in ((f.status, Recommendation.status), (f.type, Recommendation.remediation_type),
+                          (f.category, Recommendation.category), (f.kind, Recommendation.kind),
+                          (f.software, Recommendation.product_id)):
+        if value:
+            conds.append(column == value)
+    if f.threat in THREAT_CONDITIONS:
+        conds.append(THREAT_CONDITIONS[f.threat].is_(True))
+    if f.tag in TAG_CONDITIONS:
+        conds.append(TAG_CONDITIONS[f.tag].is_(True))
+    return conds
+
+
+def list_page(s: Session, stmt: Any, order: Sequence[Any], page: Callable[[int], Any]) -> tuple[list[Any], Any]:
+    """The rows of ``stmt`` on one page: ``page(total)`` is the caller's pager (``offset``, ``size``)."""
+    p = page(s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    return list(s.execute(stmt.order_by(*order).limit(p.size).offset(p.offset)).all()), p
+
+
+def recommendation(s: Session, tenant_id: int, rec_id: str) -> Recommendation | None:
+    return s.get(Recommendation, (tenant_id, rec_id[:300]))
+
+
+def recommendation_activities(s: Session, rec_id: str, n: int = 5) -> list[RemediationActivity]:
+    return list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec_id)
+                          .order_by(RemediationActivity.created_on.desc()).limit(n)))
+
+
+def active_activity_counts(s: Session, rec_ids: Sequence[str]) -> dict[str, int]:
+    if not rec_ids:
+        return {}
+    return {rid: n for rid, n in s.execute(
+        select(RemediationActivity.recommendation_id, func.count())
+        .where(RemediationActivity.recommendation_id.in_(list(rec_ids)), RemediationActivity.status == "Active")
+        .group_by(RemediationActivity.recommendation_id))}
+
+
+# --- the event timeline page -----------------------------------------------------------------
+
+SCOPED_LIMIT = 5000  # events of a range read for a group-limited page (impacted devices per group are JSON)
+
+
+def timeline_conditions(lo: dt.datetime, hi: dt.datetime, kinds: Sequence[str], q: str,
+                        min_pct: float) -> list[Any]:
+    conds: list[Any] = [TimelineEvent.at >= lo, TimelineEvent.at < hi]
+    if kinds:
+        conds.append(TimelineEvent.kind.in_(list(kinds)))
+    if q:
+        like = f"%{q.lower().replace('%', '')}%"
+        conds.append(or_(func.lower(TimelineEvent.title).like(like),
+                         func.lower(TimelineEvent.related_component).like(like),
+                         func.lower(func.coalesce(TimelineEvent.vulnerability_id, "")).like(like)))
+    if min_pct > 0:
+        conds.append(TimelineEvent.originally_impacted * 100.0 >= min_pct * func.nullif(TimelineEvent.total_devices, 0))
+    return conds
+
+
+def timeline_page(s: Session, ctx: PageScope, conds: list[Any],
+                  page: Callable[[int], Any]) -> tuple[list[TimelineEvent], Any, list[tuple[str, str | None, Any]]]:
+    """(the page's events newest first, the pager, (kind, vulnerability, details) of every event matched)."""
+    from garrison.tvm.prioritisation import timeline
+
+    order: list[Any] = [TimelineEvent.at.desc(), TimelineEvent.id.desc()]
+    if ctx.scope is None:
+        p = page(s.scalar(select(func.count()).select_from(TimelineEvent).where(*conds)) or 0)
+        events = list(s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(p.size).offset(p.offset)))
+        matched = [(k, v, d) for k, v, d in s.execute(
+            select(TimelineEvent.kind, TimelineEvent.vulnerability_id, TimelineEvent.details).where(*conds))]
+        return events, p, matched
+    # impacted devices per group live in a JSON map: filter the range's events in Python
+    scoped = [e for e in s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(SCOPED_LIMIT))
+              if timeline.visible_count(e, ctx.scope) > 0]
+    p = page(len(scoped))
+    return scoped[p.offset:p.offset + p.size], p, [(e.kind, e.vulnerability_id, e.details) for e in scoped]
+
+
+def timeline_events_between(s: Session, ctx: PageScope, lo: dt.datetime, hi: dt.datetime) -> list[TimelineEvent]:
+    from garrison.tvm.prioritisation import timeline
+
+    return [e for e in s.scalars(select(TimelineEvent).where(TimelineEvent.at >= lo, TimelineEvent.at < hi)
+                                 .limit(SCOPED_LIMIT))
+            if ctx.scope is None or timeline.visible_count(e, ctx.scope) > 0]
+
+
+def timeline_event(s: Session, ctx: PageScope,
+                   event_id: int) -> tuple[TimelineEvent, Vulnerability | None, Recommendation | None] | None:
+    """One event the page's groups may see, with its vulnerability and recommendation; else None."""
+    from garrison.tvm.prioritisation import timeline
+
+    e = s.get(TimelineEvent, event_id)
+    if e is None or e.tenant_id != ctx.principal.tenant_id or \
+            (ctx.scope is not None and timeline.visible_count(e, ctx.scope) == 0):
+        return None
+    vuln = s.get(Vulnerability, e.vulnerability_id) if e.vulnerability_id else None
+    rec = s.get(Recommendation, (e.tenant_id, e.recommendation_id)) if e.recommendation_id else None
+    return e, vuln, rec
+
+
+# --- the remediation page: activities and exceptions -------------------------------------------
+
+PRIORITY_RANK = {"High": 3, "Medium": 2, "Low": 1}
+
+
+def activity_sort_keys() -> dict[str, Any]:
+    """The sortable columns of the activity list (key -> SQL expression)."""
+    A = RemediationActivity
+    return {"title": A.title, "type": A.type, "due": A.due_on, "status": A.status, "created": A.created_on,
+            "by": A.requester_email, "completed": A.completer_email,
+            "priority": case(*((A.priority == k, v) for k, v in PRIORITY_RANK.items()), else_=0),
+            "progress": A.fixed_devices * 1.0 / func.nullif(A.target_devices, 0)}
+
+
+def activity_conditions(s: Session, ctx: PageScope, *, status: str = "", priority: str = "", type: str = "",
+                        recommendation: str = "", q: str = "") -> list[Any]:
+    """Conditions on the activities the page lists (its groups, the caller's, the filters)."""
+    from garrison.tvm.prioritisation import remediation
+
+    A = RemediationActivity
+    conds = visible_activities(ctx)
+    for value, column in ((status, A.status), (priority, A.priority), (type, A.type), (recommendation, A.recommendation_id)):
+        if value:
+            conds.append(column == value)
+    if q:
+        conds.append(func.lower(A.title).like(f"%{q.lower().replace('%', '')}%"))
+    if ctx.principal.group_ids is not None:
+        # remediation.visible (group overlap) is not expressible portably on a JSON list: check in Python
+        allowed = [a.id for a in s.scalars(select(A).where(*conds)) if remediation.visible(ctx.principal, a)]
+        conds.append(A.id.in_(allowed))
+    return conds
+
+
+def activities_page(s: Session, conds: list[Any], order: Sequence[Any],
+                    page: Callable[[int], Any]) -> tuple[list[RemediationActivity], Any]:
+    rows, p = list_page(s, select(RemediationActivity).where(*conds), order, page)
+    return [r[0] for r in rows], p
+
+
+def exception_sort_keys() -> dict[str, Any]:
+    E = RecommendationException
+    return {"rec": Recommendation.name, "justification": E.justification, "scope": E.scope, "status": E.status,
+            "created": E.created_at, "by": E.created_by, "expires": E.expires_at}
+
+
+def exception_conditions(ctx: PageScope, now: dt.datetime, *, justification: str = "", status: str = "",
+                         scope: str = "") -> list[Any]:
+    """Exceptions a page shows — global ones, and group ones touching the page's groups — and its filters."""
+    E, EG = RecommendationException, RecommendationExceptionGroup
+    conds: list[Any] = []
+    if ctx.scope is not None:
+        conds.append(or_(E.scope == "Global", exists().where(EG.exception_id == E.id, EG.group_id.in_(ctx.scope))))
+    if justification:
+        conds.append(E.justification == justification)
+    if status == "Expired":
+        conds.append(or_(E.status == "Expired", (E.status == "Active") & (E.expires_at <= now)))
+    elif status == "Active":
+        conds += [E.status == "Active", E.expires_at > now]
+    elif status:
+        conds.append(E.status == status)
+    if scope:
+        conds.append(E.scope == scope)
+    return conds
+
+
+def exceptions_page(s: Session, conds: list[Any], order: Sequence[Any], page: Callable[[int], Any]
+                    ) -> tuple[list[tuple[RecommendationException, str | None, list[RecommendationExceptionGroup]]], Any]:
+    """The page's exceptions with their recommendation's name and their device groups."""
+    base = select(RecommendationException, Recommendation.name).outerjoin(
+        Recommendation, Recommendation.id == RecommendationException.recommendation_id).where(*conds)
+    rows, p = list_page(s, base, order, page)
+    groups: dict[int, list[RecommendationExceptionGroup]] = {}
+    ids = [e.id for e, _n in rows]
+    if ids:
+        for g in s.scalars(select(RecommendationExceptionGroup).where(RecommendationExceptionGroup.exception_id.in_(ids))
+                           .order_by(RecommendationExceptionGroup.group_id)):
+            groups.setdefault(g.exception_id, []).append(g)
+    return [(e, name, groups.get(e.id, [])) for e, name in rows], p

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +19,7 @@ from garrison.server.auth import require
 from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, humane_error, order_by, pager, render, sort_of
-from garrison.store.models.prioritisation import Recommendation, RemediationActivity
+from garrison.store.models.prioritisation import Recommendation
 from garrison.tvm.queries import summary
 
 STATUSES = {"Active": "Active", "Exception": "Full exception", "PartialException": "Partial exception"}
@@ -44,47 +43,15 @@ def columns(exposed: Any, impact: Any) -> list[Column]:
 
 
 def filters(ctx: Ctx) -> list[Any]:
-    conds: list[Any] = []
-    q = ctx.param("q").lower()
-    if q:
-        like = f"%{q.replace('%', '').replace('_', '')}%"
-        conds.append(or_(func.lower(Recommendation.name).like(like),
-                         func.lower(Recommendation.related_component).like(like),
-                         func.lower(Recommendation.product_name).like(like)))
-    status = choice(ctx, "status", STATUSES)
-    if status:
-        conds.append(Recommendation.status == status)
-    rtype = choice(ctx, "type", summary.REMEDIATION_TYPES)
-    if rtype:
-        conds.append(Recommendation.remediation_type == rtype)
-    category = choice(ctx, "category", summary.CATEGORIES)
-    if category:
-        conds.append(Recommendation.category == category)
-    kind = choice(ctx, "kind", ("software", "configuration"))
-    if kind:
-        conds.append(Recommendation.kind == kind)
-    threat = choice(ctx, "threat", summary.THREAT_FILTERS)
-    if threat == "kev":
-        conds.append(Recommendation.kev.is_(True))
-    elif threat == "exploit":
-        conds.append(Recommendation.public_exploit.is_(True))
-    elif threat == "kit":
-        conds.append(Recommendation.exploit_in_kit.is_(True))
-    elif threat == "alert":
-        conds.append(Recommendation.active_alert.is_(True))
-    tag = choice(ctx, "tag", ("zero-day", "eos"))
-    if tag == "zero-day":
-        conds.append(Recommendation.zero_day.is_(True))
-    elif tag == "eos":
-        conds.append(Recommendation.end_of_life.is_(True))
-    software = ctx.param("software")
-    if software:
-        conds.append(Recommendation.product_id == software)
-    return conds
+    return summary.recommendation_conditions(summary.RecommendationFilter(
+        q=ctx.param("q"), status=choice(ctx, "status", STATUSES), type=choice(ctx, "type", summary.REMEDIATION_TYPES),
+        category=choice(ctx, "category", summary.CATEGORIES), kind=choice(ctx, "kind", ("software", "configuration")),
+        threat=choice(ctx, "threat", summary.THREAT_FILTERS), tag=choice(ctx, "tag", ("zero-day", "eos")),
+        software=ctx.param("software")))
 
 
 def load_recommendation(s: Session, principal: Principal, rec_id: str) -> Recommendation:
-    rec = s.get(Recommendation, (principal.tenant_id, rec_id[:300]))
+    rec = summary.recommendation(s, principal.tenant_id, rec_id)
     if rec is None:
         raise NotFound(f"no security recommendation {rec_id!r}")
     return rec
@@ -96,8 +63,7 @@ def panel_data(s: Session, ctx: Ctx, rec: Recommendation) -> dict[str, Any]:
     devices, device_total = summary.recommendation_devices(s, ctx, rec, 10)
     eff = risk_acceptance.effective(s).get(rec.id)
     excepted_groups = set(eff.group_exception_ids) if eff else set()
-    activities = list(s.scalars(select(RemediationActivity).where(RemediationActivity.recommendation_id == rec.id)
-                                .order_by(RemediationActivity.created_on.desc()).limit(5)))
+    activities = summary.recommendation_activities(s, rec.id, 5)
     global_exception = bool(eff and eff.global_id)
     return {"rec": rec, "vulns": summary.recommendation_vulns(s, rec, 25), "devices": devices,
             "device_total": device_total, "global_exception": global_exception,
@@ -157,23 +123,18 @@ def recommendation_list(request: Request, principal: Principal = require("analys
         base, exposed, impact = summary.scoped_recommendations(ctx)
         cols = columns(exposed, impact)
         conds = filters(ctx)
-        total = s.scalar(select(func.count()).select_from(base.where(*conds).subquery())) or 0
-        p = pager(ctx, total)
         sort = sort_of(ctx, cols, "priority", default_desc=True)
-        rows = s.execute(base.where(*conds).order_by(*order_by(cols, sort, [Recommendation.id]))
-                         .limit(p.size).offset(p.offset)).all()
+        rows, p = summary.list_page(s, base.where(*conds), order_by(cols, sort, [Recommendation.id]),
+                                    lambda total: pager(ctx, total))
         ids = [r[0].id for r in rows]
         trends = summary.recommendation_trends(s, ids)
-        active = dict(s.execute(select(RemediationActivity.recommendation_id, func.count())
-                                .where(RemediationActivity.recommendation_id.in_(ids),
-                                       RemediationActivity.status == "Active")
-                                .group_by(RemediationActivity.recommendation_id)).all()) if ids else {}
+        active = summary.active_activity_counts(s, ids)
         items = [{"r": r[0], "exposed": int(r[1] or 0), "impact": float(r[2] or 0), "installed": int(r[3] or 0),
                   "trend": trends.get(r[0].id, []), "activities": active.get(r[0].id, 0)} for r in rows]
         panel = None
         open_id = ctx.param("open")
         if open_id:
-            rec = s.get(Recommendation, (principal.tenant_id, open_id[:300]))
+            rec = summary.recommendation(s, principal.tenant_id, open_id)
             panel = panel_data(s, ctx, rec) if rec is not None else {"missing": open_id}
         return render(ctx, "recommendations.html", title="Security recommendations", cols=cols, sort=sort, p=p,
                       items=items, panel=panel, statuses=STATUSES, durations=DURATIONS,

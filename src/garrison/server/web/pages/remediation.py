@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -21,55 +20,41 @@ from garrison.server.web import session
 from garrison.server.web.common import back_to, page, redirect, router
 from garrison.server.web.render import Column, Ctx, choice, order_by, pager, render, sort_of
 from garrison.store.models.prioritisation import (
-    Recommendation,
     RecommendationException,
-    RecommendationExceptionGroup,
     RemediationActivity,
 )
 from garrison.tvm.queries import summary
 
-PRIORITY_RANK = {"High": 3, "Medium": 2, "Low": 1}
+PRIORITY_RANK = summary.PRIORITY_RANK
 EXC_STATUSES = ("Active", "Expired", "Cancelled")
 
 
 def activity_columns() -> list[Column]:
-    from sqlalchemy import case
-
-    prio = case(*((RemediationActivity.priority == k, v) for k, v in PRIORITY_RANK.items()), else_=0)
-    progress = RemediationActivity.fixed_devices * 1.0 / func.nullif(RemediationActivity.target_devices, 0)
+    keys = summary.activity_sort_keys()
     return [
-        Column("title", "Remediation activity", RemediationActivity.title),
-        Column("type", "Remediation type", RemediationActivity.type),
-        Column("priority", "Priority", prio, default_desc=True),
-        Column("due", "Due date", RemediationActivity.due_on),
-        Column("progress", "Progress", progress, default_desc=True),
-        Column("status", "Status", RemediationActivity.status),
-        Column("created", "Created", RemediationActivity.created_on, default_desc=True),
-        Column("by", "Requested by", RemediationActivity.requester_email),
-        Column("completed", "Completed by", RemediationActivity.completer_email),
+        Column("title", "Remediation activity", keys["title"]),
+        Column("type", "Remediation type", keys["type"]),
+        Column("priority", "Priority", keys["priority"], default_desc=True),
+        Column("due", "Due date", keys["due"]),
+        Column("progress", "Progress", keys["progress"], default_desc=True),
+        Column("status", "Status", keys["status"]),
+        Column("created", "Created", keys["created"], default_desc=True),
+        Column("by", "Requested by", keys["by"]),
+        Column("completed", "Completed by", keys["completed"]),
     ]
 
 
 def exception_columns() -> list[Column]:
+    keys = summary.exception_sort_keys()
     return [
-        Column("rec", "Security recommendation", Recommendation.name),
-        Column("justification", "Justification", RecommendationException.justification),
-        Column("scope", "Scope", RecommendationException.scope),
-        Column("status", "Status", RecommendationException.status),
-        Column("created", "Created", RecommendationException.created_at, default_desc=True),
-        Column("by", "Created by", RecommendationException.created_by),
-        Column("expires", "Expires", RecommendationException.expires_at),
+        Column("rec", "Security recommendation", keys["rec"]),
+        Column("justification", "Justification", keys["justification"]),
+        Column("scope", "Scope", keys["scope"]),
+        Column("status", "Status", keys["status"]),
+        Column("created", "Created", keys["created"], default_desc=True),
+        Column("by", "Created by", keys["by"]),
+        Column("expires", "Expires", keys["expires"]),
     ]
-
-
-def _exception_scope(ctx: Ctx) -> list[Any]:
-    """Exceptions a page shows: global ones, and group ones touching the page's groups."""
-    scope = ctx.scope
-    if scope is None:
-        return []
-    return [or_(RecommendationException.scope == "Global",
-                exists().where(RecommendationExceptionGroup.exception_id == RecommendationException.id,
-                               RecommendationExceptionGroup.group_id.in_(scope)))]
 
 
 def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
@@ -77,32 +62,12 @@ def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
 
     now = dt.datetime.now(dt.UTC)
     cols = activity_columns()
-    conds = summary.visible_activities(ctx)
-    status = choice(ctx, "status", ("Active", "Completed"))
-    if status:
-        conds.append(RemediationActivity.status == status)
-    prio = choice(ctx, "priority", PRIORITY_RANK)
-    if prio:
-        conds.append(RemediationActivity.priority == prio)
-    rtype = choice(ctx, "type", summary.REMEDIATION_TYPES)
-    if rtype:
-        conds.append(RemediationActivity.type == rtype)
-    rec = ctx.param("rec")
-    if rec:
-        conds.append(RemediationActivity.recommendation_id == rec)
-    q = ctx.param("q").lower()
-    if q:
-        conds.append(func.lower(RemediationActivity.title).like(f"%{q.replace('%', '')}%"))
-    if ctx.principal.group_ids is not None:
-        # remediation.visible (group overlap) is not expressible portably on a JSON list: check in Python
-        rows = [a for a in s.scalars(select(RemediationActivity).where(*conds)) if remediation.visible(ctx.principal, a)]
-        allowed = [a.id for a in rows]
-        conds.append(RemediationActivity.id.in_(allowed))
-    total = s.scalar(select(func.count()).select_from(RemediationActivity).where(*conds)) or 0
-    p = pager(ctx, total)
+    conds = summary.activity_conditions(
+        s, ctx, status=choice(ctx, "status", ("Active", "Completed")), priority=choice(ctx, "priority", PRIORITY_RANK),
+        type=choice(ctx, "type", summary.REMEDIATION_TYPES), recommendation=ctx.param("rec"), q=ctx.param("q"))
     sort = sort_of(ctx, cols, "created", default_desc=True)
-    items = list(s.scalars(select(RemediationActivity).where(*conds)
-                           .order_by(*order_by(cols, sort, [RemediationActivity.id])).limit(p.size).offset(p.offset)))
+    items, p = summary.activities_page(s, conds, order_by(cols, sort, [RemediationActivity.id]),
+                                       lambda total: pager(ctx, total))
     panel = None
     open_id = ctx.param("open")
     if open_id:
@@ -110,8 +75,8 @@ def activities_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
             act = remediation.get(s, ctx.principal, open_id)
             targets = remediation.targets_with_devices(s, act, ctx.principal)
             panel = {"act": act, "targets": targets[:50], "target_total": len(targets),
-                     "overdue": remediation.overdue(act, now), "rec": s.get(Recommendation, (act.tenant_id,
-                                                                                             act.recommendation_id))}
+                     "overdue": remediation.overdue(act, now),
+                     "rec": summary.recommendation(s, act.tenant_id, act.recommendation_id)}
         except NotFound:
             panel = {"missing": open_id}
     return {"cols": cols, "sort": sort, "p": p, "items": items, "panel": panel, "now": now,
@@ -123,44 +88,23 @@ def exceptions_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
 
     now = dt.datetime.now(dt.UTC)
     cols = exception_columns()
-    conds = _exception_scope(ctx)
-    just = choice(ctx, "justification", summary.JUSTIFICATION_LABELS)
-    if just:
-        conds.append(RecommendationException.justification == just)
-    status = choice(ctx, "status", EXC_STATUSES)
-    if status == "Expired":
-        conds.append(or_(RecommendationException.status == "Expired",
-                         (RecommendationException.status == "Active") & (RecommendationException.expires_at <= now)))
-    elif status == "Active":
-        conds += [RecommendationException.status == "Active", RecommendationException.expires_at > now]
-    elif status:
-        conds.append(RecommendationException.status == status)
-    scope = choice(ctx, "scope", ("Global", "DeviceGroups"))
-    if scope:
-        conds.append(RecommendationException.scope == scope)
-    base = select(RecommendationException, Recommendation.name).outerjoin(
-        Recommendation, Recommendation.id == RecommendationException.recommendation_id).where(*conds)
-    total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-    p = pager(ctx, total)
+    conds = summary.exception_conditions(ctx, now, justification=choice(ctx, "justification",
+                                                                      summary.JUSTIFICATION_LABELS),
+                                         status=choice(ctx, "status", EXC_STATUSES),
+                                         scope=choice(ctx, "scope", ("Global", "DeviceGroups")))
     sort = sort_of(ctx, cols, "created", default_desc=True)
-    rows = s.execute(base.order_by(*order_by(cols, sort, [RecommendationException.id.desc()]))
-                     .limit(p.size).offset(p.offset)).all()
+    rows, p = summary.exceptions_page(s, conds, order_by(cols, sort, [RecommendationException.id.desc()]),
+                                      lambda total: pager(ctx, total))
     eff = risk_acceptance.effective(s, now)
-    ids = [e.id for e, _n in rows]
-    groups: dict[int, list[RecommendationExceptionGroup]] = {}
-    if ids:
-        for g in s.scalars(select(RecommendationExceptionGroup).where(RecommendationExceptionGroup.exception_id.in_(ids))
-                           .order_by(RecommendationExceptionGroup.group_id)):
-            groups.setdefault(g.exception_id, []).append(g)
     items = [{"e": e, "rec_name": name, "status": risk_acceptance.status_of(e, eff.get(e.recommendation_id), now),
-              "groups": groups.get(e.id, []), "risk_reduced": risk_acceptance.reduces_risk(e.justification)}
-             for e, name in rows]
+              "groups": groups, "risk_reduced": risk_acceptance.reduces_risk(e.justification)}
+             for e, name, groups in rows]
     panel = None
     open_id = ctx.param("open")
     if open_id:
         try:
             e = risk_acceptance.get(s, ctx.principal, open_id)
-            rec = s.get(Recommendation, (e.tenant_id, e.recommendation_id))
+            rec = summary.recommendation(s, e.tenant_id, e.recommendation_id)
             panel = {"e": e, "rec": rec, "groups": risk_acceptance.groups_of(s, e),
                      "status": risk_acceptance.status_of(e, eff.get(e.recommendation_id), now),
                      "risk_reduced": risk_acceptance.reduces_risk(e.justification),

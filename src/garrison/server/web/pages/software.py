@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
@@ -16,16 +15,7 @@ from garrison.server.auth import require
 from garrison.server.web import charts
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Column, Ctx, choice, pager, render, sort_of
-from garrison.store.models.core import Device
-from garrison.store.models.kb import Vulnerability
-from garrison.store.models.prioritisation import Recommendation, TimelineEvent
-from garrison.store.models.tvm import (
-    DevicePackage,
-    PackageVersion,
-    PackageVersionVuln,
-    SoftwareHistory,
-    SoftwareProduct,
-)
+from garrison.tvm.queries import software as software_queries
 from garrison.tvm.queries import summary
 
 LIST_COLUMNS = [
@@ -82,48 +72,21 @@ SW_TABS = [("recommendations", "Security recommendations"), ("vulnerabilities", 
            ("devices", "Installed devices"), ("versions", "Version distribution"), ("timeline", "Event timeline")]
 
 
-def installations(s: Session, ctx: Ctx, pv_ids: list[int]) -> list[tuple[str, int]]:
-    """(device id, package version id) of these package versions on the page's devices."""
-    if not pv_ids:
-        return []
-    stmt = select(DevicePackage.device_id, DevicePackage.package_version_id) \
-        .where(DevicePackage.package_version_id.in_(pv_ids))
-    if ctx.scope is not None:
-        stmt = stmt.join(Device, Device.id == DevicePackage.device_id).where(ctx.device_cond())
-    return [(r[0], r[1]) for r in s.execute(stmt)]
-
-
-def software_recommendations(s: Session, software_id: str) -> list[Recommendation]:
-    """The recommendations whose remediation unit includes this software's package versions."""
-    from garrison.tvm.prioritisation import recommendations as recs
-
-    units = {recs.software_rec_id(recs.unit_of(eco, mgr, name)[0]) for eco, mgr, name in s.execute(
-        select(PackageVersion.ecosystem, PackageVersion.manager, PackageVersion.match_name)
-        .where(PackageVersion.software_id == software_id).distinct())}
-    if not units:
-        return []
-    return list(s.scalars(select(Recommendation).where(Recommendation.id.in_(sorted(units)))
-                          .order_by(Recommendation.priority_score.desc())))
-
-
 @router.get("/software/{software_id}")
 def software_page(software_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
     with page(request, principal, "software") as (s, ctx):
-        product = s.get(SoftwareProduct, software_id[:300])
+        product = software_queries.product(s, software_id)
         if product is None:
             raise NotFound(f"no software {software_id!r}")
         # the product's package versions first (a short list), then what the fleet has of them
-        versions = dict(s.execute(select(PackageVersion.id, PackageVersion.version)
-                                  .where(PackageVersion.software_id == product.id)).all())
-        rows = installations(s, ctx, list(versions))
-        if not rows and not installations(s, ctx.unscoped(), list(versions)):
+        versions = software_queries.versions(s, product.id)
+        rows = software_queries.installations(s, ctx, list(versions))
+        if not rows and not software_queries.installations(s, ctx.unscoped(), list(versions)):
             raise NotFound(f"no software {software_id!r} in this organisation")
         present = sorted({pv for _d, pv in rows})
         vulns_of: dict[int, set[str]] = {}
         fixed: dict[str, str | None] = {}
-        for pv, vid, fix in s.execute(select(PackageVersionVuln.package_version_id, PackageVersionVuln.vulnerability_id,
-                                             PackageVersionVuln.fixed_version)
-                                      .where(PackageVersionVuln.package_version_id.in_(present))) if present else ():
+        for pv, vid, fix in software_queries.findings(s, present):
             vulns_of.setdefault(pv, set()).add(vid)
             if fixed.get(vid) is None:
                 fixed[vid] = fix
@@ -135,14 +98,11 @@ def software_page(software_id: str, request: Request, principal: Principal = req
             per_version.setdefault(versions[pv], set()).add(d)
             for vid in vulns_of.get(pv, ()):
                 per_vuln.setdefault(vid, set()).add(d)
-        vuln_objs = list(s.scalars(select(Vulnerability).where(Vulnerability.id.in_(sorted(per_vuln)))
-                                   .order_by(Vulnerability.kev.desc(), summary.severity_rank().desc(),
-                                             func.coalesce(Vulnerability.cvss_v3_score, 0).desc(), Vulnerability.id))) \
-            if per_vuln else []
+        vuln_objs = software_queries.vulnerabilities(s, list(per_vuln))
         by_sev: dict[str, int] = {}
         for v in vuln_objs:
             by_sev[v.severity or "Unknown"] = by_sev.get(v.severity or "Unknown", 0) + 1
-        recs = software_recommendations(s, product.id)
+        recs = software_queries.recommendations(s, product.id)
         impact = max((r.exposure_impact for r in recs), default=0.0)
         installed, exposed = len(devices), len(exposed_devices)
         totals = {"installed": installed, "exposed": exposed, "weaknesses": len(vuln_objs),
@@ -171,7 +131,7 @@ def software_page(software_id: str, request: Request, principal: Principal = req
             data["versions"] = sorted(({"version": ver, "devices": len(ds), "vulns": counts[ver]}
                                        for ver, ds in per_version.items()), key=lambda r: (-r["devices"], r["version"]))
         elif tab == "timeline":
-            data.update(_timeline(s, ctx, product.id))
+            data.update(software_queries.history(s, ctx, product.id))
         return render(ctx, "software.html", title=f"{product.name} · Software", sw=product, software_id=product.id,
                       summary=totals, recs=recs, tab=tab, tabs=SW_TABS, data=data, sev_chart=sev_chart,
                       exp_chart=exp_chart, types=summary.REMEDIATION_LABELS)
@@ -184,25 +144,6 @@ def _installed_devices(s: Session, ctx: Ctx, versions: dict[int, str], vulns_of:
         pv_ids = [pv for pv, v in versions.items() if v == version]
     if ctx.param("exposed") == "1":
         pv_ids = [pv for pv in pv_ids if pv in vulns_of]
-    base = (select(Device, DevicePackage.package_version_id, DevicePackage.path, DevicePackage.last_used)
-            .join(Device, Device.id == DevicePackage.device_id)
-            .where(DevicePackage.package_version_id.in_(pv_ids), ctx.device_cond()))
-    total = s.scalar(select(func.count()).select_from(DevicePackage).join(Device, Device.id == DevicePackage.device_id)
-                     .where(DevicePackage.package_version_id.in_(pv_ids), ctx.device_cond())) or 0 if pv_ids else 0
-    p = pager(ctx, total)
-    rows = s.execute(base.order_by(Device.exposure_score.desc(), Device.computer_dns_name)
-                     .limit(p.size).offset(p.offset)).all() if pv_ids else []
+    rows, p = software_queries.installed_devices(s, ctx, pv_ids, lambda total: pager(ctx, total))
     return {"devices": [(d, versions[pv], path, last_used, len(vulns_of.get(pv, ()))) for d, pv, path, last_used in rows],
             "p": p}
-
-
-def _timeline(s: Session, ctx: Ctx, software_id: str) -> dict[str, Any]:
-    hist = (select(SoftwareHistory, Device.computer_dns_name)
-            .join(Device, Device.id == SoftwareHistory.device_id)
-            .where(SoftwareHistory.software_id == software_id, ctx.device_cond())
-            .order_by(SoftwareHistory.at.desc(), SoftwareHistory.id.desc()).limit(100))
-    events = list(s.scalars(select(TimelineEvent).where(or_(TimelineEvent.product_id == software_id,
-                                                            and_(TimelineEvent.recommendation_id.is_not(None),
-                                                                 TimelineEvent.related_component == software_id)))
-                            .order_by(TimelineEvent.at.desc()).limit(100)))
-    return {"history": s.execute(hist).all(), "events": events}

@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import func, or_, select
 
 from garrison.core.access import Principal
 from garrison.protocol.bounds import parse_id
@@ -17,8 +16,6 @@ from garrison.server.web import charts
 from garrison.server.web.common import page, router
 from garrison.server.web.pages.dashboard import event_dots
 from garrison.server.web.render import Ctx, choice, pager, render
-from garrison.store.models.kb import Vulnerability
-from garrison.store.models.prioritisation import Recommendation, TimelineEvent
 from garrison.tvm.queries import summary
 
 TYPE_LABELS = {"NewVulnerability": "New vulnerability", "NewPublicExploit": "New public exploit",
@@ -26,7 +23,6 @@ TYPE_LABELS = {"NewVulnerability": "New vulnerability", "NewPublicExploit": "New
                "NewConfigurationAssessment": "New configuration assessment", "SoftwareInstalled": "Software installed",
                "SoftwareUninstalled": "Software uninstalled", "SoftwareUpdated": "Software updated"}
 RANGES = {"7": "Last 7 days", "30": "Last 30 days", "90": "Last 3 months", "180": "Last 6 months"}
-SCOPED_LIMIT = 5000
 
 
 def date_range(ctx: Ctx) -> tuple[dt.datetime, dt.datetime, str, str]:
@@ -56,36 +52,13 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
     now = dt.datetime.now(dt.UTC)
     with page(request, principal, "timeline") as (s, ctx):
         lo, hi, start, end = date_range(ctx)
-        conds: list[Any] = [TimelineEvent.at >= lo, TimelineEvent.at < hi]
         kinds = [k for k in ctx.params("type") if k in TYPE_LABELS]
-        if kinds:
-            conds.append(TimelineEvent.kind.in_(kinds))
-        q = ctx.param("q").lower()
-        if q:
-            like = f"%{q.replace('%', '')}%"
-            conds.append(or_(func.lower(TimelineEvent.title).like(like),
-                             func.lower(TimelineEvent.related_component).like(like),
-                             func.lower(func.coalesce(TimelineEvent.vulnerability_id, "")).like(like)))
         try:
             min_pct = float(ctx.param("minpct") or 0)
         except ValueError:
             min_pct = 0.0
-        if min_pct > 0:
-            conds.append(TimelineEvent.originally_impacted * 100.0 >= min_pct * func.nullif(TimelineEvent.total_devices, 0))
-        order: list[Any] = [TimelineEvent.at.desc(), TimelineEvent.id.desc()]
-        if ctx.scope is None:
-            total = s.scalar(select(func.count()).select_from(TimelineEvent).where(*conds)) or 0
-            p = pager(ctx, total, default_size=50)
-            events = list(s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(p.size).offset(p.offset)))
-            in_range: list[Any] = list(s.execute(select(TimelineEvent.kind, TimelineEvent.vulnerability_id, TimelineEvent.details)
-                                      .where(*conds)))
-        else:
-            # impacted devices per group live in a JSON map: filter the range's events in Python
-            scoped = [e for e in s.scalars(select(TimelineEvent).where(*conds).order_by(*order).limit(SCOPED_LIMIT))
-                      if timeline.visible_count(e, ctx.scope) > 0]
-            p = pager(ctx, len(scoped), default_size=50)
-            events = scoped[p.offset:p.offset + p.size]
-            in_range = [(e.kind, e.vulnerability_id, e.details) for e in scoped]
+        conds = summary.timeline_conditions(lo, hi, kinds, ctx.param("q"), min_pct)
+        events, p, in_range = summary.timeline_page(s, ctx, conds, lambda total: pager(ctx, total, default_size=50))
         current = timeline.currently_impacted(s, events, ctx.scope, now)
         rows = [timeline.to_api(e, ctx.scope, current.get(e.id)) for e in events]
         new_vulns = len({v for k, v, _d in in_range if k == "NewVulnerability" and v})
@@ -93,23 +66,19 @@ def timeline_page(request: Request, principal: Principal = require("analyst")) -
                                                                       "ExploitAddedToKit") or (d or {}).get("kev"))})
         hist = summary.exposure_history(s, ctx, days=max(1, min(366, (hi - lo).days)), until=(hi - dt.timedelta(
             microseconds=1)).date())
-        chart_events = [e for e in s.scalars(select(TimelineEvent).where(TimelineEvent.at >= lo, TimelineEvent.at < hi)
-                                             .limit(SCOPED_LIMIT))
-                        if ctx.scope is None or timeline.visible_count(e, ctx.scope) > 0]
+        chart_events = summary.timeline_events_between(s, ctx, lo, hi)
         chart = charts.line_chart(hist, title="Exposure score in this period", y_max=100, color="#c4314b",
                                   value_label="exposure score", events=event_dots(ctx, chart_events), width=1000,
                                   height=170)
         panel: dict[str, Any] | None = None
         open_id = ctx.param("open")
         if open_id and parse_id(open_id) is not None:
-            e = s.get(TimelineEvent, parse_id(open_id))
-            if e is None or e.tenant_id != principal.tenant_id or \
-                    (ctx.scope is not None and timeline.visible_count(e, ctx.scope) == 0):
+            found = summary.timeline_event(s, ctx, parse_id(open_id) or 0)
+            if found is None:
                 panel = {"missing": open_id}
             else:
+                e, vuln, rec = found
                 cur = timeline.currently_impacted(s, [e], ctx.scope, now).get(e.id)
-                vuln = s.get(Vulnerability, e.vulnerability_id) if e.vulnerability_id else None
-                rec = s.get(Recommendation, (e.tenant_id, e.recommendation_id)) if e.recommendation_id else None
                 panel = {"e": e, "api": timeline.to_api(e, ctx.scope, cur), "v": vuln, "rec": rec}
         return render(ctx, "timeline.html", title="Event timeline", rows=rows, p=p, panel=panel, start=start, end=end,
                       kinds=kinds, type_labels=TYPE_LABELS, ranges=RANGES, chart=chart, new_vulns=new_vulns,
