@@ -620,6 +620,47 @@ class ConnectionCheck(Open):
     """The outcome of a test delivery or ticket through a connection."""
 
 
+# --- detection and hunting ----------------------------------------------------------------------
+
+class Alert(ApiModel):
+    """Defender's Alert; ``evidence`` with ``$expand=evidence`` (and on one alert)."""
+    id: str
+    incident_id: int | None
+    title: str
+    description: str
+    severity: str
+    status: str
+    classification: str | None
+    determination: str | None
+    category: str
+    detection_source: str
+    detector_id: str
+    mitre_techniques: list[str]
+    assigned_to: str | None
+    alert_creation_time: dt.datetime
+    first_event_time: dt.datetime
+    last_event_time: dt.datetime
+    last_update_time: dt.datetime
+    resolved_time: dt.datetime | None
+    machine_id: str
+    computer_dns_name: str | None
+    rbac_group_name: str | None
+    event_count: int
+    comments: list[Any]
+    detection_rule: dict[str, Any]
+    detector_author: str | None
+    evidence: list[Any] | None = None
+
+
+class HuntingResult(BaseModel):
+    """Defender's advanced-hunting answer: the columns, the rows, whether the row cap cut them."""
+    model_config = ConfigDict(extra="forbid")
+    Schema: list[dict[str, Any]]
+    Results: list[dict[str, Any]]
+    Truncated: bool
+    Stats: dict[str, Any]
+
+
 # --- settings and behaviour telemetry -------------------------------------------------------------
 
 class SensorExclusions(Open):

@@ -20,16 +20,12 @@ import secrets
 from dataclasses import dataclass
 
 from fastapi import Request
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from garrison.core import access
+from garrison.core import access, console_sessions
 from garrison.core.access import Principal
 from garrison.core.errors import Forbidden, Unauthorized
-from garrison.core.security import hash_secret
-from garrison.store.base import utcnow
 from garrison.store.models.core import User
-from garrison.store.models.web import ConsoleSession
 
 PREFIX = "/console"
 COOKIE = "garrison_session"
@@ -64,19 +60,12 @@ def is_secure(request: Request) -> bool:
 
 def create(s: Session, user: User, source_ip: str, user_agent: str) -> str:
     """A new session for ``user`` (system session); returns the cookie value."""
-    now = utcnow()
-    s.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
-    token = secrets.token_urlsafe(32)
-    s.add(ConsoleSession(tenant_id=user.tenant_id, token_hash=hash_secret(token), user_id=user.id,
-                         created_at=now, last_seen_at=now, expires_at=now + LIFETIME,
-                         source_ip=source_ip[:64], user_agent=user_agent[:256]))
-    s.flush()
-    return token
+    return console_sessions.create(s, user, source_ip, user_agent, LIFETIME)
 
 
 def revoke(store: object, token: str) -> None:
     with store.system() as s:  # type: ignore[attr-defined]
-        s.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(token)))
+        console_sessions.revoke(s, token)
 
 
 def resolve(request: Request) -> Principal | None:
@@ -87,19 +76,11 @@ def resolve(request: Request) -> Principal | None:
     token = request.cookies.get(COOKIE, "")
     if not token or len(token) > 128:
         return None
-    now = utcnow()
     with request.app.state.store.system() as s:
-        row = s.execute(select(ConsoleSession, User).join(User, User.id == ConsoleSession.user_id)
-                        .where(ConsoleSession.token_hash == hash_secret(token))).first()
-        if row is None:
+        found = console_sessions.resolve(s, token, IDLE, TOUCH_EVERY)
+        if found is None:
             return None
-        sess, user = row
-        if sess.expires_at <= now or sess.last_seen_at + IDLE <= now or user.disabled \
-                or user.tenant_id != sess.tenant_id:
-            s.delete(sess)
-            return None
-        if now - sess.last_seen_at > TOUCH_EVERY:
-            sess.last_seen_at = now
+        sess, user = found
         principal = access.user_principal(user)
         request.state.console = SessionInfo(sess.id, user.id, user.username, user.email, csrf_for(token))
     return principal
