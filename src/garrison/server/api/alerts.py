@@ -20,7 +20,8 @@ from garrison.core.scope import AccessScope
 from garrison.edr.detection import alerts, rules
 from garrison.edr.detection.stream import DetectionService
 from garrison.server import odata
-from garrison.server.api.common import ODATA, odata_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, odata_list, returns
 from garrison.server.auth import require
 from garrison.store.models.core import Device, DeviceGroup
 from garrison.store.models.detection import Alert
@@ -68,7 +69,7 @@ def _stmt(scope: AccessScope) -> Any:
 _EXPAND = {"name": "$expand", "in": "query", "required": False, "schema": {"type": "string", "enum": ["evidence"]}}
 
 
-@router.get("/alerts", openapi_extra={"parameters": [*ODATA["parameters"], _EXPAND]})
+@router.get("/alerts", openapi_extra={"parameters": [*ODATA["parameters"], _EXPAND]}, responses=returns(schema.ODataList[schema.Alert]))
 def list_alerts(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     """Alerts of the caller's tenant and device groups (OData ``$filter``, ``$orderby``, ``$top``, ``$skip``,
     ``$select``, ``$count``); ``$expand=evidence`` adds the evidence entities, as Defender's list does."""
@@ -98,7 +99,7 @@ def _load(s: Any, scope: AccessScope, alert_id: str) -> Any:
     return row
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", responses=returns(schema.Alert))
 def get_alert(alert_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         a, name, group = _load(s, AccessScope.of(principal), alert_id)
@@ -116,7 +117,7 @@ class AlertUpdate(BaseModel):
     comment: str | None = Field(default=None, max_length=alerts.MAX_COMMENT)
 
 
-@router.patch("/alerts/{alert_id}")
+@router.patch("/alerts/{alert_id}", responses=returns(schema.Alert))
 def update_alert(alert_id: str, body: AlertUpdate, request: Request,
                  principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:

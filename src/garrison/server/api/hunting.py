@@ -15,6 +15,8 @@ from garrison.core.errors import Invalid
 from garrison.core.scope import AccessScope
 from garrison.edr.hunting.service import DEFAULT_TIMEOUT_S, MAX_ROWS, HuntingError, run
 from garrison.edr.hunting.syntax import MAX_QUERY_CHARS, KqlError
+from garrison.server.api import models as schema
+from garrison.server.api.common import returns
 from garrison.server.auth import RateLimited, require
 from garrison.server.ratelimit import RateLimiter
 
@@ -39,7 +41,7 @@ def setup(app: Any) -> None:
                                 RateLimiter(CALLS_PER_HOUR / 60, burst=max(1, int(CALLS_PER_HOUR))))
 
 
-@router.post("/advancedqueries/run")
+@router.post("/advancedqueries/run", responses=returns(schema.HuntingResult))
 async def run_query(body: HuntRequest, request: Request, principal: Principal = require(HUNT)) -> dict[str, Any]:
     """Run an advanced-hunting query (KQL) on the tenant's telemetry of the last 30 days, limited to the
     caller's device groups: at most 100,000 rows (``Truncated`` says there were more)."""

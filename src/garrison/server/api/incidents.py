@@ -15,7 +15,8 @@ from garrison.core.errors import NotFound
 from garrison.core.scope import AccessScope
 from garrison.edr.detection import alerts
 from garrison.server import odata
-from garrison.server.api.common import ODATA, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, returns, run_list
 from garrison.server.auth import require
 from garrison.store.models.core import Device
 from garrison.store.models.detection import Alert, Incident
@@ -46,7 +47,7 @@ def _stmt(scope: AccessScope) -> Any:
         scope.devices())
 
 
-@router.get("/incidents", openapi_extra=ODATA)
+@router.get("/incidents", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Incident]))
 def list_incidents(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, _stmt(AccessScope.of(principal)), incident_fields(),
@@ -63,7 +64,7 @@ def _load(s: Any, principal: Principal, incident_id: str) -> tuple[Incident, str
     return row[0], row[1], members
 
 
-@router.get("/incidents/{incident_id}")
+@router.get("/incidents/{incident_id}", responses=returns(schema.Incident))
 def get_incident(incident_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     """The incident with its alerts (each with its linking reason)."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -81,7 +82,7 @@ class IncidentUpdate(BaseModel):
     comment: str | None = Field(default=None, max_length=alerts.MAX_COMMENT)
 
 
-@router.patch("/incidents/{incident_id}")
+@router.patch("/incidents/{incident_id}", responses=returns(schema.Incident))
 def update_incident(incident_id: str, body: IncidentUpdate, request: Request,
                     principal: Principal = require("security_operator")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:

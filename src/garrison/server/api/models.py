@@ -652,6 +652,31 @@ class Alert(ApiModel):
     evidence: list[Any] | None = None
 
 
+class IncidentAlert(Alert):
+    """An alert of an incident, and why it was linked to it."""
+    link_reason: str
+
+
+class Incident(ApiModel):
+    """Defender's Incident: alerts correlated on one device; ``alerts`` on one incident."""
+    incident_id: int
+    incident_name: str
+    status: str
+    severity: str
+    assigned_to: str | None
+    classification: str | None
+    determination: str | None
+    tags: list[str]
+    comments: list[Any]
+    created_time: dt.datetime
+    last_update_time: dt.datetime
+    first_activity: dt.datetime
+    last_activity: dt.datetime
+    machine_id: str | None
+    computer_dns_name: str | None
+    alerts: list[IncidentAlert] | None = None
+
+
 class HuntingResult(BaseModel):
     """Defender's advanced-hunting answer: the columns, the rows, whether the row cap cut them."""
     model_config = ConfigDict(extra="forbid")

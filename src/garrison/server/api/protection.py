@@ -11,6 +11,8 @@ from pydantic import Field
 from garrison.core import actions
 from garrison.core.access import Principal
 from garrison.protocol.protection import RUN_ANTIVIRUS_SCAN, ScanParams
+from garrison.server.api import models as schema
+from garrison.server.api.common import returns
 from garrison.server.api.machines import load_device
 from garrison.server.auth import require
 
@@ -21,7 +23,7 @@ class RunAntiVirusScanBody(ScanParams):
     Comment: str = Field(default="", max_length=4000)
 
 
-@router.post("/machines/{machine_id}/runAntiVirusScan", status_code=201)
+@router.post("/machines/{machine_id}/runAntiVirusScan", status_code=201, responses=returns(schema.MachineAction, 201))
 def run_antivirus_scan(machine_id: str, body: RunAntiVirusScanBody, request: Request,
                        principal: Principal = require("security_operator")) -> dict[str, Any]:
     params = ScanParams.model_validate(body.model_dump(exclude={"Comment"})).model_dump(mode="json")
