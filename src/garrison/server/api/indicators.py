@@ -15,7 +15,8 @@ from garrison.core.errors import Invalid, NotFound
 from garrison.edr.detection import alerts, indicators
 from garrison.protocol.bounds import to_utc
 from garrison.server import odata
-from garrison.server.api.common import ODATA, run_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import ODATA, returns, run_list
 from garrison.server.auth import require
 from garrison.store.base import utcnow
 from garrison.store.models.core import DeviceGroup
@@ -55,7 +56,7 @@ def to_api(ind: Indicator) -> dict[str, Any]:
             "sourceType": "User"}
 
 
-@router.get("/indicators", openapi_extra=ODATA)
+@router.get("/indicators", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Indicator]))
 def list_indicators(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(Indicator), indicator_fields(), lambda r: to_api(r[0]), "Indicators",
@@ -76,7 +77,7 @@ class IndicatorBody(BaseModel):
     rbacGroupIds: list[int] = Field(default_factory=list, max_length=500)
 
 
-@router.post("/indicators")
+@router.post("/indicators", responses=returns(schema.Indicator))
 def submit_indicator(body: IndicatorBody, request: Request,
                      principal: Principal = require("security_operator", all_groups=True)) -> dict[str, Any]:
     """Submit or update (same type and value) an indicator, as Defender's ``POST /api/indicators``."""

@@ -677,6 +677,25 @@ class Incident(ApiModel):
     alerts: list[IncidentAlert] | None = None
 
 
+class Indicator(ApiModel):
+    """Defender's Indicator (TiIndicator)."""
+    id: str
+    indicator_value: str
+    indicator_type: str
+    action: str
+    title: str
+    description: str
+    severity: str
+    recommended_actions: str
+    expiration_time: dt.datetime | None
+    generate_alert: bool
+    rbac_group_ids: list[int]
+    created_by: str
+    creation_time_date_time_utc: dt.datetime = Field(alias="creationTimeDateTimeUtc")
+    last_update_time: dt.datetime
+    source_type: str
+
+
 class HuntingResult(BaseModel):
     """Defender's advanced-hunting answer: the columns, the rows, whether the row cap cut them."""
     model_config = ConfigDict(extra="forbid")
