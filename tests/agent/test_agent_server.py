@@ -200,7 +200,8 @@ class Broken(Collector):
 
 
 def test_health_tells_disabled_from_failing(shared_server: Server, tmp_path: Path) -> None:
-    COLLECTORS.update({RootOnly.name: RootOnly, Broken.name: Broken})
+    COLLECTORS.add(RootOnly.name, RootOnly)
+    COLLECTORS.add(Broken.name, Broken)
     try:
         cfg = AgentConfig(server=shared_server.url, enroll_secret=shared_server.secret, state_dir=tmp_path / "a",
                           collectors_enabled=["device", RootOnly.name, Broken.name]).validate()
@@ -208,8 +209,8 @@ def test_health_tells_disabled_from_failing(shared_server: Server, tmp_path: Pat
         agent.ctx.is_root = False  # as an ordinary user
         report = agent.run_once()
     finally:
-        COLLECTORS.pop(RootOnly.name)
-        COLLECTORS.pop(Broken.name)
+        COLLECTORS.remove(RootOnly.name)
+        COLLECTORS.remove(Broken.name)
     assert report.ok, report.error
     health = report.health
     assert health["test_root_only"]["disabled"] is True and health["test_root_only"]["ok"] is True

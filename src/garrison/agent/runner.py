@@ -13,11 +13,9 @@ sets ``stop``; the request in flight finishes, then the spool is closed.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import logging
 import os
-import pkgutil
 import random
 import threading
 import time
@@ -61,6 +59,7 @@ from garrison.protocol import (
     EnrollRequest,
 )
 from garrison.protocol.limits import HOSTNAME_LEN
+from garrison.registry import Registry
 
 log = logging.getLogger("garrison.agent")
 
@@ -136,23 +135,13 @@ class RunReport:
     exit_code: int = EXIT_OK
 
 
-def load_collectors() -> tuple[dict[str, type[Collector]], dict[str, str]]:
-    """Import every collector module; one broken module does not take the others down."""
-    from garrison.agent import collectors
-
-    failed: dict[str, str] = {}
-
-    def on_error(name: str) -> None:
-        failed[name.rsplit(".", 1)[-1]] = "import failed"
-
-    for mod in pkgutil.walk_packages(collectors.__path__, collectors.__name__ + ".", onerror=on_error):
-        try:
-            importlib.import_module(mod.name)
-        except Exception as exc:  # noqa: BLE001 - another collector's bug must not stop the agent
-            short = mod.name[len(collectors.__name__) + 1:].split(".")[0]
-            failed[short] = f"import failed: {type(exc).__name__}: {exc}"
-            log.error("collector module %s failed to import: %s", mod.name, exc)
-    return dict(collector_base.COLLECTORS), failed
+def load_collectors() -> tuple[Registry[type[Collector]], dict[str, str]]:
+    """Every collector, and the modules that failed to import (one broken module does not take the
+    others down: the registry's discovery isolates failures)."""
+    collectors = collector_base.load_all()
+    for name, why in collectors.failures.items():
+        log.error("collector module %s: %s", name, why)
+    return collectors, dict(collectors.failures)
 
 
 class Agent:

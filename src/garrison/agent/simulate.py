@@ -34,6 +34,7 @@ import httpx
 
 from garrison import __version__
 from garrison.agent.transport import GZIP_ABOVE, pinned_context
+from garrison.inventory import parse_inventory, parse_os_release
 from garrison.protocol import DeviceReport, InventoryReport, OsIdentity, SoftwarePackage
 
 API = "/agent/v1"
@@ -115,20 +116,15 @@ def load_packages(path: Path | None) -> tuple[list[SoftwarePackage], OsIdentity]
             if path:
                 raise
             continue
-        try:
-            from garrison.inventory import parse_inventory, parse_os_release
-
-            os_text = ""
-            for release in ("/etc/os-release", "/usr/lib/os-release"):
-                try:
-                    os_text = Path(release).read_text()
-                    break
-                except OSError:
-                    continue
-            os_id = parse_os_release(os_text) if os_text else None
-            packages, found_os = parse_inventory(data, os=os_id, path=str(candidate))
-        except ImportError:
-            break
+        os_text = ""
+        for release in ("/etc/os-release", "/usr/lib/os-release"):
+            try:
+                os_text = Path(release).read_text()
+                break
+            except OSError:
+                continue
+        os_id = parse_os_release(os_text) if os_text else None
+        packages, found_os = parse_inventory(data, os=os_id, path=str(candidate))
         if packages:
             return packages, found_os or os_id or OsIdentity()
     return _generated_packages()

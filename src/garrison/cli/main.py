@@ -11,13 +11,13 @@ traceback.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from garrison import __version__
 from garrison.cli.output import UserError, fail
+from garrison.registry import import_module_of
 
 # command name → module of garrison.cli.commands that defines it
 COMMAND_MODULES: dict[str, str] = {
@@ -47,7 +47,7 @@ class LazyGroup(click.Group):
         if module_name is None:
             return None
         try:
-            module = importlib.import_module(f"garrison.cli.commands.{module_name}")
+            module = import_module_of("garrison.cli.commands", module_name)
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.split(".")[0] != "garrison":  # a [server] dependency is not installed
                 raise UserError(f"{SERVER_EXTRA_HINT} (missing: {exc.name})") from None

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from garrison.core.errors import Conflict, Invalid, NotFound
-from garrison.core.jobs import register_job
+from garrison.protocol.actions import ACTION_TYPES, InvalidActionParams
 from garrison.store.base import utcnow
 from garrison.store.db import Store
 from garrison.store.models.core import ACTION_STATES, Device, MachineAction
@@ -26,8 +26,17 @@ FINAL = ("Succeeded", "Failed", "TimeOut", "Cancelled")
 
 def create(s: Session, device: Device, type_: str, requestor: str, comment: str = "",
            params: dict[str, Any] | None = None) -> MachineAction:
+    """A new Pending action; its type must be one of ``garrison.protocol.actions`` and its parameters
+    must parse by that type's model (what the agent will parse them with)."""
     if len(comment) > 4000:
         raise Invalid("comment too long (max 4000 characters)")
+    spec = ACTION_TYPES.get(type_)
+    if spec is None:
+        raise Invalid(f"unknown machine action type {type_[:80]!r}; known: {', '.join(ACTION_TYPES)}")
+    try:
+        params = spec.parse(params).model_dump(mode="json")
+    except InvalidActionParams as exc:
+        raise Invalid(str(exc)) from None
     open_same = s.scalar(select(MachineAction.id).where(
         MachineAction.device_id == device.id, MachineAction.type == type_,
         MachineAction.status.in_(("Pending", "InProgress"))))
@@ -89,7 +98,6 @@ def to_api(a: MachineAction, device_name: str = "") -> dict[str, Any]:
     }
 
 
-@register_job("machine_action_timeouts", 300)
 def expire_actions(store: Store) -> None:
     """Actions of devices that never came back for them time out."""
     now = utcnow()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from garrison import __version__ as SERVER_VERSION  # noqa: F401  (kept for later protocol checks)
 from garrison.core import access, actions
 from garrison.core.errors import Invalid, NotFound
-from garrison.core.ingest import IngestContext, register_upload
+from garrison.core.ingest import IngestContext
 from garrison.core.security import new_credential
 from garrison.protocol import DeviceReport
 from garrison.protocol.limits import HOSTNAME_LEN
@@ -79,7 +79,6 @@ def health_expr(now: dt.datetime | None = None) -> ColumnElement[str]:
     )
 
 
-@register_upload("device", DeviceReport)
 def apply_device_report(s: Session, device: Device, report: DeviceReport, ctx: IngestContext) -> None:
     device.computer_dns_name = (report.fqdn or report.hostname).lower()[:HOSTNAME_LEN]
     device.os_platform = report.os_platform or "Linux"

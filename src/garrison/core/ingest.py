@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from garrison.core.errors import Invalid
 from garrison.protocol import MAX_BATCH_BYTES, Batch
+from garrison.registry import Registry
 from garrison.store.db import Store, is_contention
 from garrison.store.models.core import AgentUpload, Device
 
@@ -43,14 +44,14 @@ class UploadKind:
     handler: Handler
 
 
-UPLOAD_KINDS: dict[str, UploadKind] = {}
+UPLOAD_KINDS: Registry[UploadKind] = Registry("upload kind", name_of=lambda k: k.kind,
+                                              unknown=lambda msg: Invalid(msg))
+"""Registered by the service modules (``garrison.core.services.load_services`` discovers them)."""
 
 
 def register_upload(kind: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
-        if kind in UPLOAD_KINDS:
-            raise ValueError(f"upload kind {kind!r} registered twice")
-        UPLOAD_KINDS[kind] = UploadKind(kind, model, fn)
+        UPLOAD_KINDS.register(UploadKind(kind, model, fn))
         return fn
 
     return deco
@@ -58,9 +59,7 @@ def register_upload(kind: str, model: type[BaseModel]) -> Callable[[Handler], Ha
 
 def validate(kind: str, payload: dict[str, Any]) -> BaseModel:
     """The payload parsed by its kind's model; ``Invalid`` names the kind and the first bad field."""
-    entry = UPLOAD_KINDS.get(kind)
-    if entry is None:
-        raise Invalid(f"unknown upload kind {kind!r}")
+    entry = UPLOAD_KINDS[kind]
     try:
         return entry.model.model_validate(payload)
     except ValidationError as exc:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from garrison.core.jobs import register_job
 from garrison.store.db import Store
 
 
-@register_job("sqlite_analyze", 6 * 3600)
 def analyze(store: Store) -> None:
     if store.dialect != "sqlite":
         return

@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from garrison.core.jobs import register_job
+from garrison.core.jobs import system_job, tenant_job
 from garrison.integrations import httpclient, secretbox
 from garrison.integrations.httpclient import IntegrationError
 from garrison.integrations.notify.email import SmtpConfig, render_text, send_email
@@ -36,7 +36,7 @@ from garrison.integrations.notify.webhook import send_webhook
 from garrison.integrations.tickets import TicketRequest, get_connector
 from garrison.store.base import utcnow
 from garrison.store.db import Store
-from garrison.store.models.core import Device, Tenant
+from garrison.store.models.core import Device
 from garrison.store.models.prioritisation import (
     IntegrationConnection,
     NotificationDelivery,
@@ -292,18 +292,9 @@ def check_connection(store: Store, tenant_id: int, connection_id: int, to: str |
 
 # --- jobs ------------------------------------------------------------------------------------------
 
-def _tenants(store: Store) -> list[int]:
-    with store.system() as s:
-        return list(s.scalars(select(Tenant.id).order_by(Tenant.id)))
-
-
-@register_job("integrations.notifications", interval=30)
-def notifications_job(store: Store) -> None:
-    for tid in _tenants(store):
-        try:
-            deliver_pending(store, tid)
-        except Exception:
-            log.exception("notification delivery for tenant %s failed", tid)
+@tenant_job("integrations.notifications", interval=30)
+def notifications_job(store: Store, tenant_id: int) -> None:
+    deliver_pending(store, tenant_id)
 
 
 def encrypt_stored_secrets(store: Store) -> int:
@@ -332,15 +323,11 @@ def encrypt_stored_secrets(store: Store) -> int:
     return changed
 
 
-@register_job("integrations.secrets", interval=3600)
+@system_job("integrations.secrets", interval=3600)
 def secrets_job(store: Store) -> None:
     encrypt_stored_secrets(store)
 
 
-@register_job("integrations.tickets", interval=300)
-def tickets_job(store: Store) -> None:
-    for tid in _tenants(store):
-        try:
-            sync_tickets(store, tid)
-        except Exception:
-            log.exception("ticket sync for tenant %s failed", tid)
+@tenant_job("integrations.tickets", interval=300)
+def tickets_job(store: Store, tenant_id: int) -> None:
+    sync_tickets(store, tenant_id)

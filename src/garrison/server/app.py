@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,15 @@ from garrison.core import access
 from garrison.core.errors import GarrisonError
 from garrison.edr.events.health import last_telemetry
 from garrison.edr.events.service import EventService
+from garrison.registry import import_modules
 from garrison.server import api, apidocs
 from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_device_auth, route_role
 from garrison.server.middleware import AuditLog, BodyLimit, NulGuard
 from garrison.server.ratelimit import RateLimiter
+from garrison.server.routing import all_routes
 from garrison.server.settings import ServerSettings
 from garrison.server.tls import fingerprint
+from garrison.server.web import routes as web
 from garrison.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     app.state.fingerprint = fingerprint(cert_path) if cert_path else None
 
     _install_error_handlers(app)
-    for mod in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{api.__name__}.{mod.name}")
+    for module in import_modules(api.__name__):  # one module per API area, discovered
         if hasattr(module, "router"):
             app.include_router(module.router)
         if hasattr(module, "setup"):
@@ -79,7 +79,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     app.state.heartbeats.last_telemetry = last_telemetry(app.state.events)
     app.include_router(agent_api.router)
     apidocs.setup(app)
-    _load_web(app)
+    web.setup(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
@@ -100,28 +100,6 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     app.add_middleware(BodyLimit, api_limit=settings.max_body_bytes, agent_limit=settings.agent_max_body_bytes,
                        import_limit=settings.import_max_body_bytes)
     return app
-
-
-def _load_web(app: FastAPI) -> None:
-    try:
-        web = importlib.import_module("garrison.server.web.routes")
-    except ModuleNotFoundError:
-        return
-    web.setup(app)
-
-
-def all_routes(app: FastAPI) -> list[BaseRoute]:
-    """Every route of the app, with included routers flattened (newer FastAPI keeps them nested)."""
-    out: list[BaseRoute] = []
-    stack = list(reversed(app.routes))
-    while stack:
-        route = stack.pop()
-        nested = getattr(route, "original_router", None)
-        if nested is not None:
-            stack.extend(reversed(nested.routes))
-        else:
-            out.append(route)
-    return out
 
 
 def check_routes(routes: list[BaseRoute]) -> None:

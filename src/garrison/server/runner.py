@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import logging
 import os
 import threading
@@ -18,6 +17,7 @@ import uvicorn
 from garrison.core import ingest
 from garrison.core.jobs import JobRunner
 from garrison.integrations import settings as integration_settings
+from garrison.registry import modules_named
 from garrison.server.app import create_app
 from garrison.server.settings import ServerSettings
 from garrison.server.tls import ensure_certificate
@@ -26,15 +26,14 @@ from garrison.store.db import Store, private_dir
 
 log = logging.getLogger("garrison")
 
-# Services that register upload kinds and jobs; imported for their side effects.
-SERVICE_MODULES = ("garrison.core.devices", "garrison.core.actions", "garrison.core.maintenance", "garrison.tvm.service",
-                   "garrison.tvm.assessment", "garrison.tvm.prioritisation", "garrison.integrations.service")
+# The packages of the core and service layers (pyproject.toml's layers contract).
+SERVICE_LAYERS = ("core", "tvm", "edr", "response", "intel", "integrations")
 
 
-def load_services() -> None:
-    """Import every service module (they register upload kinds and jobs); a missing one is an error."""
-    for name in SERVICE_MODULES:
-        importlib.import_module(name)
+def load_services() -> list[str]:
+    """Import every module named ``service`` in the core and service layers (they register upload kinds
+    and jobs): a pillar joins the server by having one. Returns their names."""
+    return [m.__name__ for m in modules_named("garrison", "service", under=SERVICE_LAYERS)]
 
 
 class _Uvicorn(uvicorn.Server):

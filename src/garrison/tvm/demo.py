@@ -51,10 +51,8 @@ def data_dir() -> Path:
 
 def load_knowledge_base(store: Store) -> dict[str, Any]:
     """The kb module's starter set (when this build has it), then matching for what it changed."""
-    try:
-        from garrison.tvm.kb import load_starter
-    except ImportError:
-        return {"records": 0, "note": "no starter knowledge base in this build"}
+    from garrison.tvm.kb import load_starter
+
     result = load_starter(store)
     stats = matching.rematch_changed(store, result.changed_packages)
     return {"records": result.records, "unchanged": result.unchanged, "vulnerabilities": result.vulnerabilities,
@@ -113,12 +111,10 @@ HISTORY_PACKAGE, HISTORY_CVE = "gzip", "CVE-2022-1271"
 
 def build_history(store: Store, tenant_id: int) -> dict[str, Any]:
     """Score the fleet, apply the real gzip security update to the Ubuntu host, score again: the timeline
-    gets the update's events (software updated, its exposure change). Empty when this build has no
-    prioritisation or the knowledge base names no fix."""
-    try:
-        from garrison.tvm import prioritisation
-    except ModuleNotFoundError:
-        return {}
+    gets the update's events (software updated, its exposure change). Empty when the knowledge base
+    names no fix."""
+    from garrison.tvm import prioritisation
+
     fixed = _fixed_version(store, tenant_id)
     if fixed is None:
         return {}
@@ -158,10 +154,8 @@ def _with_version(status: bytes, package: str, version: str) -> bytes:
 
 def feed_errors(store: Store) -> list[str]:
     """One line per feed whose last import failed: "name: first line of the error"."""
-    try:
-        from garrison.tvm.kb import feeds_status
-    except ImportError:
-        return []
+    from garrison.tvm.kb import feeds_status
+
     return [f"{f['name']}: {str(f['error']).splitlines()[0][:300]}" for f in feeds_status(store) if f.get("error")]
 
 

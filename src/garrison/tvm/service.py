@@ -1,6 +1,6 @@
 """Vulnerability management's hooks into the server: upload handlers and background jobs.
 
-The server imports this module at start (``garrison.server.runner.SERVICE_MODULES``).
+The server discovers this module at start (every ``service`` module: ``garrison.server.runner.load_services``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.core.ingest import IngestContext, register_upload
-from garrison.core.jobs import register_job
+from garrison.core.jobs import system_job, tenant_job
 from garrison.protocol import InventoryReport, RuntimeReport
 from garrison.store.db import Store
 from garrison.store.models.core import Device
@@ -33,7 +32,7 @@ def ingest_runtime(s: Session, device: Device, report: RuntimeReport, ctx: Inges
     return inventory.apply_runtime(s, device, report)
 
 
-@register_job("tvm.match_pending", interval=60)
+@system_job("tvm.match_pending", interval=60)
 def match_pending_job(store: Store) -> None:
     """Safety net: ingest matches new package versions in its own transaction, but rows written by
     other paths (bulk loads, a future importer) are matched here within a minute."""
@@ -43,27 +42,21 @@ def match_pending_job(store: Store) -> None:
         log.info("matched %d pending package versions: %d findings", stats.package_versions, stats.findings)
 
 
-_last_rebuild = 0.0
+_last_rebuild: dict[int, float] = {}  # tenant → when its counts were last rebuilt (this process)
 REBUILD_EVERY = 6 * 3600  # seconds; also ages the "in use in the last 30 days" counts
 
 
-@register_job("tvm.summaries", interval=600)
-def summaries_job(store: Store) -> None:
+# Matching books new findings into the per-group counts that a rebuild recounts from scratch.
+@tenant_job("tvm.summaries", interval=600, conflicts=("tvm.match_pending",))
+def summaries_job(store: Store, tenant_id: int) -> None:
     """Book devices that changed device group since they were counted; every few hours recount
-    every tenant from scratch (repairs any drift and ages the in-use counts)."""
-    global _last_rebuild
-    from garrison.store.models.core import Tenant
-
-    with store.system() as s:
-        tenants = list(s.execute(select(Tenant.id)).scalars())
-    rebuild = time.monotonic() - _last_rebuild > REBUILD_EVERY or _last_rebuild == 0.0
-    for tenant_id in tenants:
-        if rebuild:
-            findings.rebuild_summaries(store, tenant_id)
-        else:
-            findings.rebook_moved_devices(store, tenant_id)
-    if rebuild:
-        _last_rebuild = time.monotonic()
+    the tenant from scratch (repairs any drift and ages the in-use counts)."""
+    last = _last_rebuild.get(tenant_id)
+    if last is None or time.monotonic() - last > REBUILD_EVERY:
+        findings.rebuild_summaries(store, tenant_id)
+        _last_rebuild[tenant_id] = time.monotonic()
+    else:
+        findings.rebook_moved_devices(store, tenant_id)
 
 
 # --- feeds: the knowledge base's functions followed by re-matching ---------------------------

@@ -154,7 +154,7 @@ def test_a_crashing_probe_is_an_error_result(small: Tree) -> None:
     try:
         r = results(small, "  - {<<: *meta, id: c.boom, test: {probe: test_boom}}\n")["c.boom"]
     finally:
-        PROBES.pop("test_boom")
+        PROBES.remove("test_boom")
     assert r.status == "error"
     assert "KeyError" in r.evidence.message
 

@@ -44,7 +44,7 @@ def _spooled_markers(state: Path, marker: str) -> int:
 @pytest.mark.slow
 def test_a_stuck_collector_does_not_hold_telemetry_back(audit_lock: None, shared_server: Server,
                                                         tmp_path: Path) -> None:
-    COLLECTORS[Stuck.name] = Stuck
+    COLLECTORS.add(Stuck.name, Stuck)
     RELEASE.clear()
     STARTED.clear()
     state = tmp_path / "agent"
@@ -68,6 +68,6 @@ def test_a_stuck_collector_does_not_hold_telemetry_back(audit_lock: None, shared
         RELEASE.set()
         agent.stop()
         runner.join(60)
-        COLLECTORS.pop(Stuck.name)
+        COLLECTORS.remove(Stuck.name)
     assert not runner.is_alive()
     assert agent.sensors is None  # stopped with the agent (rules removed, threads joined)

@@ -1,20 +1,20 @@
 """Collector plugins: each produces uploads of one kind for the spool.
 
 A collector is a class registered by name; adding one is adding one file in this
-package (it is imported by :func:`load_all`). ``collect`` returns the uploads it has
+package (the package is discovered by the ``COLLECTORS`` registry). ``collect`` returns the uploads it has
 (``(kind, payload)`` pairs, payload being a protocol model dumped to JSON-able dict);
 it may return nothing when nothing changed since the last run.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from garrison.registry import Registry
 
 
 @dataclass
@@ -43,20 +43,17 @@ class Collector(ABC):
         """Return the uploads (kind, payload) this run produced."""
 
 
-COLLECTORS: dict[str, type[Collector]] = {}
+COLLECTORS: Registry[type[Collector]] = Registry("collector", package="garrison.agent.collectors",
+                                                name_of=lambda cls: cls.name, isolate_failures=True)
+"""Every module of this package is discovered; one that fails to import is in ``COLLECTORS.failures``
+(reported in the agent's health) and the others still run."""
 
 
 def register_collector(cls: type[Collector]) -> type[Collector]:
-    if cls.name in COLLECTORS:
-        raise ValueError(f"collector {cls.name!r} registered twice")
-    COLLECTORS[cls.name] = cls
-    return cls
+    return COLLECTORS.register(cls)
 
 
-def load_all() -> dict[str, type[Collector]]:
-    """Import every collector module of this package (they register themselves)."""
-    from garrison.agent import collectors
-
-    for mod in pkgutil.walk_packages(collectors.__path__, collectors.__name__ + "."):
-        importlib.import_module(mod.name)
+def load_all() -> Registry[type[Collector]]:
+    """Every collector (the package's modules are discovered on first use)."""
+    COLLECTORS.discover()
     return COLLECTORS

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from garrison.agent.sensors.procinfo import HashCache, ProcessTable, UserNames
 from garrison.agent.spool import EVENTS_KIND
 from garrison.protocol import CollectorHealth
+from garrison.registry import Registry
 
 log = logging.getLogger("garrison.agent.sensors")
 
@@ -217,11 +218,9 @@ class Sensor(ABC):
                                last_run=self.started_at)
 
 
-SENSORS: dict[str, type[Sensor]] = {}
+SENSORS: Registry[type[Sensor]] = Registry("sensor", package="garrison.agent.sensors", name_of=lambda cls: cls.name)
+"""Every module of ``garrison.agent.sensors`` is discovered (adding a sensor is adding one file)."""
 
 
 def register_sensor(cls: type[Sensor]) -> type[Sensor]:
-    if cls.name in SENSORS:
-        raise ValueError(f"sensor {cls.name!r} registered twice")
-    SENSORS[cls.name] = cls
-    return cls
+    return SENSORS.register(cls)

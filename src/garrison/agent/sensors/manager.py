@@ -8,10 +8,8 @@ sink's writer only takes the spool's lock for one batch at a time). A sensor tha
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,10 +23,6 @@ HEALTH_PREFIX = "sensor."
 
 
 def load_sensors() -> dict[str, type[Sensor]]:
-    from garrison.agent import sensors
-
-    for mod in pkgutil.iter_modules(sensors.__path__, sensors.__name__ + "."):
-        importlib.import_module(mod.name)
     return dict(base.SENSORS)
 
 

@@ -122,14 +122,10 @@ def _demo_identity(store: Store, data_dir: Path) -> dict[str, Any]:
 
 
 def _demo_content(store: Store, tenant: str, as_json: bool) -> dict[str, Any]:
-    """The bundled knowledge base and the demo fleet, when those parts are installed."""
-    loaded: dict[str, Any] = {}
-    try:
-        from garrison.tvm import demo as tvm_demo
-    except ModuleNotFoundError:
-        return loaded
-    loaded.update(tvm_demo.load(store, tenant, quiet=as_json))
-    return loaded
+    """The bundled knowledge base and the demo fleet."""
+    from garrison.tvm import demo as tvm_demo
+
+    return dict(tvm_demo.load(store, tenant, quiet=as_json))
 
 
 def _demo_telemetry(store: Store, events: Any, tenant: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Ticket connectors: one file per ticketing system, each registered by name on import."""
+"""Ticket connectors: one file per ticketing system, each registered by name (every
+module here is discovered by ``CONNECTORS``)."""
 
-from garrison.integrations.tickets import github, jira, servicenow, webhook  # noqa: F401
 from garrison.integrations.tickets.base import (
     CONNECTORS,
     IntegrationError,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import httpx
 
 from garrison.integrations.httpclient import IntegrationError
+from garrison.registry import Registry
 
 __all__ = [
     "CONNECTORS",
@@ -115,21 +116,17 @@ class TicketConnector(ABC):
     def fetch(self, external_id: str) -> TicketState: ...
 
 
-CONNECTORS: dict[str, type[TicketConnector]] = {}
+CONNECTORS: Registry[type[TicketConnector]] = Registry("ticket connector", package="garrison.integrations.tickets",
+                                                      name_of=lambda cls: cls.kind)
+"""Every module of ``garrison.integrations.tickets`` is discovered (one file per ticketing system)."""
 
 
 def register_connector(cls: type[TicketConnector]) -> type[TicketConnector]:
-    if cls.kind in CONNECTORS:
-        raise ValueError(f"ticket connector {cls.kind!r} registered twice")
-    CONNECTORS[cls.kind] = cls
-    return cls
+    return CONNECTORS.register(cls)
 
 
 def get_connector(kind: str) -> type[TicketConnector]:
-    try:
-        return CONNECTORS[kind]
-    except KeyError:
-        raise ValueError(f"unknown ticket connector {kind!r}; available: {', '.join(sorted(CONNECTORS))}") from None
+    return CONNECTORS[kind]
 
 
 Factory = Callable[[dict[str, Any], dict[str, Any], httpx.Client], TicketConnector]

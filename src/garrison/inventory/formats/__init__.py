@@ -1,18 +1,17 @@
 """Inventory formats: one plugin class per format, recognised from the content.
 
 A format is a class registered with :func:`register_format`; adding one is adding one
-module to this package (they are all imported below).
+module to this package (every module here is discovered by ``FORMATS``).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from garrison.inventory.errors import InventoryParseError
 from garrison.protocol import OsIdentity, SoftwarePackage
+from garrison.registry import Registry
 
 SNIFF_BYTES = 16 * 1024
 
@@ -34,19 +33,14 @@ class InventoryFormat(ABC):
         """Packages, and the OS identity the document names (or ``os``)."""
 
 
-FORMATS: dict[str, type[InventoryFormat]] = {}
+FORMATS: Registry[type[InventoryFormat]] = Registry(
+    "inventory format", package=__name__, name_of=lambda cls: cls.name, order=lambda cls: cls.priority,
+    unknown=InventoryParseError)
+"""Every module of this package is discovered; iteration is sniffing order."""
 
 
 def register_format(cls: type[InventoryFormat]) -> type[InventoryFormat]:
-    if cls.name in FORMATS:
-        raise ValueError(f"inventory format {cls.name!r} registered twice")
-    FORMATS[cls.name] = cls
-    return cls
-
-
-def _load() -> None:
-    for mod in pkgutil.iter_modules(__path__, __name__ + "."):
-        importlib.import_module(mod.name)
+    return FORMATS.register(cls)
 
 
 def detect_format(data: bytes) -> str:
@@ -54,7 +48,7 @@ def detect_format(data: bytes) -> str:
     head = data[:SNIFF_BYTES].decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if not head:
         raise InventoryParseError("empty input")
-    for cls in sorted(FORMATS.values(), key=lambda c: (c.priority, c.name)):
+    for cls in FORMATS.values():
         if cls.sniff(head):
             return cls.name
     raise InventoryParseError(
@@ -71,10 +65,4 @@ def parse_inventory(
     when ``os`` is None. Returns the packages and the OS identity in effect.
     """
     name = fmt or detect_format(data)
-    cls = FORMATS.get(name)
-    if cls is None:
-        raise InventoryParseError(f"unknown format {name!r}; known: " + ", ".join(sorted(FORMATS)))
-    return cls().parse(data, os=os, path=path)
-
-
-_load()
+    return FORMATS[name]().parse(data, os=os, path=path)

@@ -15,6 +15,7 @@ from garrison.core import actions, devices
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
 from garrison.core.scope import AccessScope
+from garrison.protocol.actions import ACTION_TYPES
 from garrison.protocol.bounds import to_utc
 from garrison.server import odata
 from garrison.server.api import models as schema
@@ -267,8 +268,6 @@ class ActionRequestBody(BaseModel):
     Comment: str = Field(default="", max_length=4000)
 
 
-# Action types the agent can run today; response actions (isolate, …) join in later issues.
-AGENT_ACTIONS = {"CollectInventory": "collectInventory", "RunConfigurationAssessment": "runConfigurationAssessment"}
 
 
 def _make_action_route(action_type: str, path_name: str) -> None:
@@ -284,8 +283,10 @@ def _make_action_route(action_type: str, path_name: str) -> None:
                          responses=returns(schema.MachineAction, 201))
 
 
-for _type, _path in AGENT_ACTIONS.items():
-    _make_action_route(_type, _path)
+# One request route per action type that declares one (garrison.protocol.actions).
+for _spec in ACTION_TYPES.values():
+    if _spec.api_path:
+        _make_action_route(_spec.name, _spec.api_path)
 
 
 __all__ = ["Depends", "load_device", "machine_fields", "machine_to_api", "router"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import mimetypes
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -25,15 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from garrison.core import access, audit
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Unauthorized
+from garrison.registry import Registry, import_modules
 from garrison.server.auth import RateLimited, client_ip, require
-from garrison.server.web import session
+from garrison.server.routing import all_routes
+from garrison.server.web import pages, session
 from garrison.server.web.common import PUBLIC_ENDPOINTS, public, router, safe_next
 from garrison.server.web.render import html_response, render_plain
 from garrison.server.web.session import COOKIE, LOGIN_CSRF_COOKIE, PREFIX
 
 STATIC = Path(__file__).with_name("static")
-PAGE_MODULES = ("dashboard", "devices", "device_timeline", "settings", "recommendations", "remediation", "software",
-                "weaknesses", "timeline", "hunting", "alerts")
+PAGES: Registry[ModuleType] = Registry("console page")
+"""The console's pages: every module of ``garrison.server.web.pages`` (adding a page is adding one file)."""
 
 
 def is_console_path(path: str) -> bool:
@@ -225,14 +227,14 @@ def _install_error_pages(app: FastAPI) -> None:
         handlers[RequestValidationError] = on_invalid
 
 
+for _page in import_modules(pages.__name__):  # every page module adds its routes to the shared router
+    PAGES.add(_page.__name__.rsplit(".", 1)[-1], _page)
+
+
 def setup(app: FastAPI) -> None:
-    for name in PAGE_MODULES:
-        importlib.import_module(f"garrison.server.web.pages.{name}")
     app.state.session_resolver = session.resolve
     app.include_router(router)
     app.add_api_route("/", public(root_redirect), methods=["GET"], include_in_schema=False)
-    from garrison.server.app import all_routes
-
     for route in all_routes(app):
         if getattr(route, "endpoint", None) in PUBLIC_ENDPOINTS:
             route.garrison_public = True  # type: ignore[attr-defined]

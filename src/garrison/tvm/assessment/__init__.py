@@ -71,4 +71,3 @@ __all__ = [
     "secure_score_history",
     "sync_check_kb",
 ]
-from garrison.tvm.assessment import service as _service  # noqa: F401  (registers the upload kind and job)

@@ -18,7 +18,7 @@ offboarded and were assessed within the last 30 days.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from garrison.checks import CATEGORIES
+from garrison.registry import Registry
 from garrison.store.base import utcnow
 from garrison.store.models.assessment import (
     AssessmentCheck,
@@ -42,29 +43,22 @@ ACTIVE_DAYS = 30
 Exceptions = Mapping[str, Iterable[int] | None]
 
 
+ExceptionSource = Callable[[Session, dt.datetime | None], dict[str, list[int] | None]]
+EXCEPTION_SOURCES: Registry[ExceptionSource] = Registry("risk-reducing exception source")
+"""Who suspends failed checks: the recommendations' risk acceptance (``garrison.tvm.prioritisation.
+risk_acceptance`` registers itself; this package sits below prioritisation and never imports it)."""
+
+
 def risk_reduced_exceptions(session: Session, now: dt.datetime | None = None) -> dict[str, list[int] | None]:
-    """The risk-reducing exceptions in force, from the exceptions engine of the recommendations
-    (``garrison.tvm.prioritisation``): check id -> device group ids, None for a global exception.
-    Empty when that engine is not part of this build."""
-    try:
-        from garrison.tvm.prioritisation import risk_acceptance as exc_engine
-        from garrison.tvm.prioritisation.recommendations import CONFIG_PREFIX
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("garrison.tvm.prioritisation"):
-            return {}
-        raise
+    """The risk-reducing exceptions in force: check id -> device group ids, None for a global exception
+    (a global one wins over group ones)."""
     out: dict[str, list[int] | None] = {}
-    for rec_id, eff in exc_engine.effective(session, now).items():
-        if not rec_id.startswith(CONFIG_PREFIX):
-            continue
-        check_id = rec_id[len(CONFIG_PREFIX) :]
-        if eff.global_justification is not None:
-            if exc_engine.reduces_risk(eff.global_justification):
+    for source in EXCEPTION_SOURCES.values():
+        for check_id, groups in source(session, now).items():
+            if groups is None or out.get(check_id, []) is None:
                 out[check_id] = None
-            continue  # a global exception suspends the group ones
-        groups = [g for g, j in eff.groups.items() if exc_engine.reduces_risk(j)]
-        if groups:
-            out[check_id] = groups
+            else:
+                out[check_id] = sorted({*(out.get(check_id) or []), *groups})
     return out
 
 

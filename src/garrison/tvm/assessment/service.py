@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.core.ingest import IngestContext, register_upload
-from garrison.core.jobs import register_job
+from garrison.core.jobs import tenant_job
 from garrison.protocol.assessment import KIND, AssessmentReport
 from garrison.store.db import Store
-from garrison.store.models.core import Device, Tenant
+from garrison.store.models.core import Device
 from garrison.tvm.assessment.ingest import ingest_assessment
 from garrison.tvm.assessment.score import record_daily_history
 
@@ -24,13 +24,10 @@ def apply_assessment(s: Session, device: Device, report: AssessmentReport, ctx: 
     return {"resync": [KIND]} if result.resync_needed else None
 
 
-@register_job("secure_score_daily_history", 3600)
-def daily_history(store: Store) -> None:
-    """Record today's Secure Score per tenant (idempotent: today's rows are replaced)."""
+@tenant_job("secure_score_daily_history", 3600)
+def daily_history(store: Store, tenant_id: int) -> None:
+    """Record today's Secure Score of the tenant (idempotent: today's rows are replaced)."""
     today = dt.datetime.now(dt.UTC).date()
-    with store.system() as s:
-        tenant_ids = list(s.scalars(select(Tenant.id)))
-    for tid in tenant_ids:
-        with store.tenant(tid) as s:
-            if s.scalar(select(Device.id).limit(1)) is not None:
-                record_daily_history(s, today)
+    with store.tenant(tenant_id) as s:
+        if s.scalar(select(Device.id).limit(1)) is not None:
+            record_daily_history(s, today)

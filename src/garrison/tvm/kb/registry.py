@@ -3,12 +3,11 @@ one module under :mod:`garrison.tvm.kb.importers` (every module there is importe
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from garrison.registry import Registry
 from garrison.tvm.kb.records import Record
 
 HEAD_BYTES = 64 * 1024  # detection reads at most this much of a file
@@ -36,49 +35,27 @@ class Importer:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, type[Importer]] = {}
-_loaded = False
+IMPORTERS: Registry[type[Importer]] = Registry("feed importer", package="garrison.tvm.kb.importers",
+                                               name_of=lambda cls: cls.name, order=lambda cls: cls.priority)
+"""Every module of ``garrison.tvm.kb.importers`` is discovered; iteration is detection order."""
 
 T = TypeVar("T", bound=type[Importer])
 
 
 def register_importer(cls: T) -> T:
-    name = getattr(cls, "name", None)
-    if not name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"importer {name!r} is already registered")
-    _REGISTRY[name] = cls
-    return cls
+    return IMPORTERS.register(cls)
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    package = importlib.import_module("garrison.tvm.kb.importers")
-    for mod in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{mod.name}")
-    _loaded = True
-
-
-_instances: list[Importer] = []
+_instances: dict[str, Importer] = {}
 
 
 def importers() -> list[Importer]:
-    """Every registered importer, in detection order."""
-    _load()
-    if len(_instances) != len(_REGISTRY):
-        _instances[:] = [cls() for cls in sorted(_REGISTRY.values(), key=lambda c: (c.priority, c.name))]
-    return list(_instances)
+    """Every registered importer (one shared instance each), in detection order."""
+    return [_instances.get(name) or _instances.setdefault(name, cls()) for name, cls in IMPORTERS.items()]
 
 
 def get_importer(name: str) -> Importer:
-    _load()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise KeyError(f"no importer named {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+    return IMPORTERS[name]()
 
 
 def read_head(path_or_bytes: bytes | str | Path) -> bytes:

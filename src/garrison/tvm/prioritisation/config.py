@@ -1,6 +1,7 @@
-"""Adapter to the configuration assessment (``garrison.tvm.assessment``), which is optional here.
+"""Adapter to the configuration assessment (``garrison.tvm.assessment``, a layer below prioritisation:
+``pyproject.toml``'s contract; assessment never imports prioritisation).
 
-Prioritisation needs four things from it; while it does not provide them, configuration
+Prioritisation needs these things from it; while it does not provide them, configuration
 recommendations, configuration hazards and the configuration score are simply absent:
 
 * ``failed_checks(session)`` → rows ``(device_id, check_id, score_impact)``: the failed, applicable
@@ -17,23 +18,19 @@ recommendations, configuration hazards and the configuration score are simply ab
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from garrison.tvm import assessment
+
 _REQUIRED = ("failed_checks", "check_catalog", "failing_devices_stmt")
 
 
 def _module() -> ModuleType | None:
-    try:
-        return importlib.import_module("garrison.tvm.assessment")
-    except ModuleNotFoundError as exc:
-        if exc.name and not "garrison.tvm.assessment".startswith(exc.name):
-            raise
-        return None
+    return assessment
 
 
 def available() -> bool:

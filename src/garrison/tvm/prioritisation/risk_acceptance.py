@@ -33,6 +33,8 @@ from garrison.store.models.prioritisation import (
     RecommendationException,
     RecommendationExceptionGroup,
 )
+from garrison.tvm.assessment.score import EXCEPTION_SOURCES
+from garrison.tvm.prioritisation.recommendations import CONFIG_PREFIX
 
 MAX_DURATION = dt.timedelta(days=366 * 3)
 DEFAULT_DURATION = dt.timedelta(days=30)
@@ -253,3 +255,25 @@ def to_api(exc: RecommendationException, groups: list[RecommendationExceptionGro
                           "cancelledBy": g.cancelled_by or None, "cancelledOn": g.cancelled_at}
                          for g in groups],
     }
+
+
+def risk_reduced_checks(s: Session, now: dt.datetime | None = None) -> dict[str, list[int] | None]:
+    """The configuration checks whose failures a risk-reducing exception suspends: check id -> device
+    group ids, None for a global exception (which suspends the group ones). Registered with the
+    configuration assessment's score (``EXCEPTION_SOURCES``)."""
+    out: dict[str, list[int] | None] = {}
+    for rec_id, eff in effective(s, now).items():
+        if not rec_id.startswith(CONFIG_PREFIX):
+            continue
+        check_id = rec_id[len(CONFIG_PREFIX):]
+        if eff.global_justification is not None:
+            if reduces_risk(eff.global_justification):
+                out[check_id] = None
+            continue  # a global exception suspends the group ones
+        groups = [g for g, j in eff.groups.items() if reduces_risk(j)]
+        if groups:
+            out[check_id] = groups
+    return out
+
+
+EXCEPTION_SOURCES.add("risk_acceptance", risk_reduced_checks)

@@ -22,7 +22,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
-from garrison.core.jobs import register_job
+from garrison.core.jobs import tenant_job
 from garrison.store.base import utcnow
 from garrison.store.db import Store
 from garrison.store.models.core import Device, Tenant
@@ -168,28 +168,21 @@ def derive_events(store: Store, tenant_id: int, now: dt.datetime | None = None) 
     return {"events": len(events), "notifications": queued}
 
 
-@register_job("tvm.prioritisation.refresh", interval=60)
-def refresh_job(store: Store) -> None:
-    for tid in tenant_ids(store):
-        try:
-            refresh_if_changed(store, tid)
-        except Exception:
-            log.exception("prioritisation refresh of tenant %s failed", tid)
+@tenant_job("tvm.prioritisation.refresh", interval=60)
+def refresh_job(store: Store, tenant_id: int) -> None:
+    refresh_if_changed(store, tenant_id)
 
 
-@register_job("tvm.prioritisation.timeline", interval=120)
-def timeline_job(store: Store) -> None:
-    for tid in tenant_ids(store):
-        try:
-            derive_events(store, tid)
-        except Exception:
-            log.exception("timeline derivation of tenant %s failed", tid)
+# derive_events refreshes the scores first: it would do the refresh job's work beside it.
+@tenant_job("tvm.prioritisation.timeline", interval=120, conflicts=("tvm.prioritisation.refresh",))
+def timeline_job(store: Store, tenant_id: int) -> None:
+    derive_events(store, tenant_id)
 
 
-@register_job("tvm.prioritisation.housekeeping", interval=3600)
-def housekeeping_job(store: Store) -> None:
-    for tid in tenant_ids(store):
-        with store.tenant(tid) as s:
-            n = remediation.purge_completed(s)
-        if n:
-            log.info("deleted %d remediation activities completed over 180 days ago (tenant %s)", n, tid)
+# Purging activities under a refresh that updates their progress would race it.
+@tenant_job("tvm.prioritisation.housekeeping", interval=3600, conflicts=("tvm.prioritisation.refresh",))
+def housekeeping_job(store: Store, tenant_id: int) -> None:
+    with store.tenant(tenant_id) as s:
+        n = remediation.purge_completed(s)
+    if n:
+        log.info("deleted %d remediation activities completed over 180 days ago (tenant %s)", n, tenant_id)

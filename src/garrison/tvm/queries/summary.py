@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
+from garrison.store.models.assessment import DeviceAssessmentResult
 from garrison.store.models.core import Device
 from garrison.store.models.kb import Vulnerability
 from garrison.store.models.prioritisation import (
@@ -50,7 +51,7 @@ from garrison.store.models.tvm import (
     PackageVersionVuln,
     SoftwareProduct,
 )
-from garrison.tvm import findings
+from garrison.tvm import assessment, findings
 
 
 class PageScope(Protocol):
@@ -199,18 +200,10 @@ def value_days_ago(points: Sequence[Point], days: int) -> float | None:
 # --- secure score -------------------------------------------------------------------------
 
 def secure_score_now(s: Session, ctx: PageScope) -> dict[str, Any] | None:
-    try:
-        from garrison.tvm import assessment
-    except ModuleNotFoundError:
-        return None
     return assessment.secure_score(s, list(ctx.scope) if ctx.scope is not None else None)
 
 
 def secure_score_history(s: Session, ctx: PageScope, days: int = TREND_DAYS) -> list[Point]:
-    try:
-        from garrison.tvm import assessment
-    except ModuleNotFoundError:
-        return []
     since = dt.date.today() - dt.timedelta(days=days - 1)
     if ctx.scope is not None and len(ctx.scope) != 1:
         per_day: dict[dt.date, list[tuple[float, int]]] = {}
@@ -491,10 +484,6 @@ def no_data_devices(s: Session, ctx: PageScope, with_data: int) -> int:
 
 
 def device_assessment_summary(s: Session, device: Device) -> dict[str, Any] | None:
-    try:
-        from garrison.tvm import assessment
-    except ModuleNotFoundError:
-        return None
     rows = assessment.device_assessment(s, device.id)
     if not rows:
         return None
@@ -511,10 +500,6 @@ def _status(row: dict[str, Any]) -> str:
 
 def device_configuration(s: Session, device: Device, status: str | None) -> dict[str, Any]:
     """The device's configuration checks (failed first), those of ``status`` when given, and the counts."""
-    try:
-        from garrison.tvm import assessment
-    except ModuleNotFoundError:
-        return {"missing": "configuration assessment (garrison.tvm.assessment) is not installed"}
     rows = assessment.device_assessment(s, device.id)
     order: dict[str, int] = {"fail": 0, "error": 1, "pass": 2, "not_applicable": 3}
     out: list[dict[str, Any]] = []
@@ -551,20 +536,13 @@ def device_recommendations(s: Session, device: Device) -> dict[str, Any]:
                  .distinct())}
     rows = list(s.scalars(select(Recommendation).where(Recommendation.id.in_(list(units)))
                           .order_by(Recommendation.priority_score.desc()))) if units else []
-    try:
-        from garrison.store.models.assessment import DeviceAssessmentResult
-
-        failed = [recs.config_rec_id(c) for c in s.scalars(
-            select(DeviceAssessmentResult.check_id).where(DeviceAssessmentResult.device_id == device.id,
-                                                          DeviceAssessmentResult.status == "fail"))]
-        if failed:
-            rows += list(s.scalars(select(Recommendation).where(Recommendation.id.in_(failed))
-                                   .order_by(Recommendation.priority_score.desc())))
-    except ModuleNotFoundError:
-        pass
+    failed = [recs.config_rec_id(c) for c in s.scalars(
+        select(DeviceAssessmentResult.check_id).where(DeviceAssessmentResult.device_id == device.id,
+                                                      DeviceAssessmentResult.status == "fail"))]
+    if failed:
+        rows += list(s.scalars(select(Recommendation).where(Recommendation.id.in_(failed))
+                               .order_by(Recommendation.priority_score.desc())))
     return {"rows": rows}
-
-
 
 
 # --- timeline events and remediation activities of the page's groups ----------------------

@@ -5,11 +5,12 @@
     scheme.compare("1.2.3-1~deb12u1", "1.2.3-1")  # -1
     sorted(versions, key=scheme.key)               # keys are memoised and cheap to compare
 
-Each scheme module registers itself on import; see docs/versions.md for how each was chosen.
+Each scheme module registers itself in ``SCHEMES`` (every module here is discovered); see docs/versions.md
+for how each was chosen.
 """
 
-from . import apk, cran, dpkg, generic, hackage, maven, nuget, packagist, pep440, pub, rpm, rubygems, semver  # noqa: F401
 from ._base import (
+    SCHEMES,
     InvalidVersion,
     SortKey,
     UnknownEcosystemError,
@@ -23,6 +24,7 @@ from .ecosystems import ECOSYSTEM_SCHEMES, scheme_for_ecosystem
 
 __all__ = [
     "ECOSYSTEM_SCHEMES",
+    "SCHEMES",
     "InvalidVersion",
     "SortKey",
     "UnknownEcosystemError",

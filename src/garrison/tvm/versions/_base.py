@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from garrison.registry import Registry
+
 __all__ = [
     "InvalidVersion",
     "SortKey",
@@ -113,7 +115,9 @@ class VersionScheme(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-_REGISTRY: dict[str, VersionScheme] = {}
+SCHEMES: Registry[VersionScheme] = Registry("version scheme", package="garrison.tvm.versions",
+                                            unknown=UnknownSchemeError)
+"""One shared instance per scheme; every module of ``garrison.tvm.versions`` is discovered."""
 
 S = TypeVar("S", bound=type[VersionScheme])
 
@@ -122,23 +126,16 @@ def register_scheme(name: str) -> Callable[[S], S]:
     """Class decorator: register one shared instance of the scheme under ``name``."""
 
     def decorate(cls: S) -> S:
-        if name in _REGISTRY:
-            raise ValueError(f"version scheme {name!r} is already registered")
         cls.name = name
-        _REGISTRY[name] = cls()
+        SCHEMES.add(name, cls())
         return cls
 
     return decorate
 
 
 def get_scheme(name: str) -> VersionScheme:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownSchemeError(
-            f"unknown version scheme {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    return SCHEMES[name]
 
 
 def available_schemes() -> list[str]:
-    return sorted(_REGISTRY)
+    return list(SCHEMES)

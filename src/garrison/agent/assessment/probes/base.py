@@ -8,15 +8,14 @@ commands the agent may run are a fixed list in :mod:`garrison.agent.assessment.s
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from garrison.agent.assessment.env import Env, Outcome
+from garrison.registry import Registry
 
 IfMissing = Literal["error", "fail", "pass", "not_applicable"]
 
@@ -47,22 +46,16 @@ class Probe(ABC, Generic[P]):
         """Evaluate once; raise ProbeError when something cannot be read."""
 
 
-PROBES: dict[str, type[Probe[Any]]] = {}
+PROBES: Registry[type[Probe[Any]]] = Registry("probe", package="garrison.agent.assessment.probes",
+                                              name_of=lambda cls: cls.name)
+"""Every module of this package is discovered (each registers its probe)."""
 
 
 def register_probe(cls: type[Probe[Any]]) -> type[Probe[Any]]:
-    if cls.name in PROBES:
-        raise ValueError(f"probe {cls.name!r} registered twice")
-    PROBES[cls.name] = cls
-    return cls
+    return PROBES.register(cls)
 
 
-def load_probes() -> dict[str, type[Probe[Any]]]:
-    """Import every module of this package (each registers its probe)."""
-    from garrison.agent.assessment import probes
-
-    for mod in pkgutil.iter_modules(probes.__path__):
-        importlib.import_module(f"{probes.__name__}.{mod.name}")
+def load_probes() -> Registry[type[Probe[Any]]]:
     return PROBES
 
 

@@ -8,9 +8,7 @@ A source has two steps so that an unchanged device costs only a few stats and ha
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import ClassVar
 
 from garrison.agent.collectors.base import AgentContext
 from garrison.protocol import OsIdentity, SoftwarePackage
+from garrison.registry import Registry
 
 # Package databases larger than this are not hashed, only stat()ed (mtime, size, inode).
 MAX_HASH_BYTES = 256 * 1024 * 1024
@@ -47,21 +46,15 @@ class PackageSource(ABC):
         """The installed packages (may raise; the collector keeps the previous result)."""
 
 
-PACKAGE_SOURCES: dict[str, type[PackageSource]] = {}
+PACKAGE_SOURCES: Registry[type[PackageSource]] = Registry(
+    "package source", package="garrison.agent.collectors.packages", name_of=lambda cls: cls.name)
 
 
 def register_package_source(cls: type[PackageSource]) -> type[PackageSource]:
-    if cls.name in PACKAGE_SOURCES:
-        raise ValueError(f"package source {cls.name!r} registered twice")
-    PACKAGE_SOURCES[cls.name] = cls
-    return cls
+    return PACKAGE_SOURCES.register(cls)
 
 
-def load_package_sources() -> dict[str, type[PackageSource]]:
-    from garrison.agent.collectors import packages
-
-    for mod in pkgutil.iter_modules(packages.__path__, packages.__name__ + "."):
-        importlib.import_module(mod.name)
+def load_package_sources() -> Registry[type[PackageSource]]:
     return PACKAGE_SOURCES
 
 
