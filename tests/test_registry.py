@@ -95,8 +95,10 @@ def test_every_plugin_kind_is_a_registry() -> None:
     from garrison.agent.collectors.base import COLLECTORS
     from garrison.agent.collectors.packages.base import PACKAGE_SOURCES
     from garrison.agent.sensors.base import SENSORS
+    from garrison.agent.spool import SPOOL_POLICIES
     from garrison.core.ingest import UPLOAD_KINDS
     from garrison.core.jobs import JOBS
+    from garrison.integrations.notify import NOTIFIERS
     from garrison.integrations.tickets import CONNECTORS
     from garrison.inventory import FORMATS
     from garrison.protocol.actions import ACTION_TYPES
@@ -106,7 +108,8 @@ def test_every_plugin_kind_is_a_registry() -> None:
     kinds = {"action handler": ACTION_HANDLERS, "probe": PROBES, "collector": COLLECTORS,
              "package source": PACKAGE_SOURCES, "sensor": SENSORS, "upload kind": UPLOAD_KINDS, "job": JOBS,
              "ticket connector": CONNECTORS, "inventory format": FORMATS, "machine action type": ACTION_TYPES,
-             "feed importer": IMPORTERS, "version scheme": SCHEMES}
+             "feed importer": IMPORTERS, "version scheme": SCHEMES, "notifier": NOTIFIERS,
+             "spool policy": SPOOL_POLICIES}
     for kind, reg in kinds.items():
         assert isinstance(reg, Registry) and reg.kind == kind
     # discovered packages: the plugins are there without anyone importing their modules
@@ -114,3 +117,6 @@ def test_every_plugin_kind_is_a_registry() -> None:
     assert {"CollectInventory", "RunConfigurationAssessment", "Offboard"} == set(ACTION_TYPES) <= set(ACTION_HANDLERS)
     assert {"webhook", "jira", "github", "servicenow"} == set(CONNECTORS)
     assert {"device", "inventory", "runtime", "assessment"} <= set(COLLECTORS)
+    assert {"email", "webhook"} == set(NOTIFIERS) and NOTIFIERS["email"].connection_kind == "smtp"
+    # a collector's drop rank is its kind's spool policy
+    assert SPOOL_POLICIES["device"].drop_rank < SPOOL_POLICIES["events"].drop_rank < SPOOL_POLICIES["inventory"].drop_rank

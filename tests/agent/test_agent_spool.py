@@ -201,3 +201,34 @@ def test_enrollment_floor_lifts_the_counter_but_never_lowers_it(tmp_path: Path) 
     # Today's floor fits a 32-bit column for decades.
     assert enrollment_floor() < 2**31 - 1 and enrollment_floor() > 60_000_000
     spool.close()
+
+
+def test_a_collectors_drop_rank_is_its_kinds_spool_policy(tmp_path: Path) -> None:
+    """A new collector of re-creatable state says so on its class; the spool drops its kind first."""
+    from typing import Any, ClassVar
+
+    from garrison.agent.collectors.base import COLLECTORS, AgentContext, Collector, register_collector
+    from garrison.agent.spool import RECREATE, SPOOL_POLICIES
+
+    class Snapshot(Collector):
+        name = "test_snapshot"
+        kinds: ClassVar[tuple[str, ...]] = ("test_snapshot_kind",)
+        drop_rank = RECREATE
+
+        def collect(self, ctx: AgentContext) -> list[tuple[str, dict[str, Any]]]:
+            return []
+
+    register_collector(Snapshot)
+    try:
+        spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)
+        inv = [spool.put("inventory", _big_payload(8000)) for _ in range(3)]
+        snaps = [spool.put("test_snapshot_kind", _big_payload(8000)) for _ in range(3)]
+        for _ in range(2):
+            spool.put("inventory", _big_payload(8000))
+        left = {b.seq for b in spool.pending()}
+        assert all(s in left for s in inv)  # the older inventory stays: the snapshot kind went first
+        assert spool.drops() == {"test_snapshot_kind": sum(1 for s in snaps if s not in left)} != {}
+        spool.close()
+    finally:
+        COLLECTORS.remove(Snapshot.name)
+        SPOOL_POLICIES.remove("test_snapshot_kind")

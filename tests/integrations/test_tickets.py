@@ -21,7 +21,7 @@ def sync(env: Env, task_id: str) -> dict:
 
 def test_registry_has_the_four_connectors() -> None:
     assert set(CONNECTORS) == {"webhook", "jira", "github", "servicenow"}
-    assert connections.KINDS == ("smtp", "github", "jira", "servicenow", "webhook")
+    assert connections.connection_kinds() == ["github", "jira", "servicenow", "smtp", "webhook"]
 
 
 def test_jira(env: Env) -> None:

@@ -17,7 +17,8 @@ as JSON), gzip-compressed: it is what the transport sends, byte for byte.
 The spool is bounded by ``max_bytes`` (sum of the compressed rows). When a new batch
 does not fit, the oldest batches are dropped, first those of *re-creatable* kinds —
 state the collectors report again in full on their next run (device facts, runtime
-use, assessment results, heartbeat-like data) — then the oldest of any kind. Every drop
+use, assessment results) — then the oldest of any kind. Each kind's rank is its
+:class:`SpoolPolicy` in ``SPOOL_POLICIES``, declared by the collector that sends it. Every drop
 is counted per kind (``drops``); the counters are cumulative and reported in each
 check-in. Inventory is dropped last because a lost delta forces a full resync.
 
@@ -41,11 +42,32 @@ from pathlib import Path
 from typing import Any
 
 from garrison.protocol import Batch
+from garrison.registry import Registry
 
-RECREATABLE_KINDS = frozenset({"device", "runtime", "assessment", "heartbeat"})
 EVENTS_KIND = "events"  # behaviour telemetry (garrison.agent.sensors), sent to /agent/v1/events
-TELEMETRY_KINDS = frozenset({EVENTS_KIND})
 DEFAULT_TELEMETRY_SHARE = 0.5  # of max_bytes, per telemetry kind
+
+# Drop ranks: when the spool is full, lower ranks go first (oldest first within a rank).
+RECREATE = 0  # state a collector sends again in full on its next run (device facts, runtime use, assessment)
+TELEMETRY = 1  # behaviour telemetry: has its own quota too
+KEEP = 2  # deltas whose loss forces a full resync (inventory): the default for a kind without a policy
+
+
+@dataclass(frozen=True)
+class SpoolPolicy:
+    """How the spool treats one upload kind: its drop rank and, optionally, the share of the spool its
+    pending batches may hold (a new batch over it evicts the oldest batches of that kind only)."""
+
+    kind: str
+    drop_rank: int = KEEP
+    quota_share: float | None = None
+
+
+SPOOL_POLICIES: Registry[SpoolPolicy] = Registry("spool policy", package="garrison.agent.collectors",
+                                                 name_of=lambda p: p.kind, isolate_failures=True)
+"""Kind → policy. Collectors declare theirs (``Collector.drop_rank``: registering a collector registers
+a policy for each kind it sends; the collectors package is discovered); telemetry's is below."""
+SPOOL_POLICIES.register(SpoolPolicy(EVENTS_KIND, TELEMETRY, DEFAULT_TELEMETRY_SHARE))
 REJECTED = "rejected"  # drop counter of batches the server refused for good (413/422)
 
 _SCHEMA = """
@@ -96,9 +118,9 @@ class Spool:
                  quotas: dict[str, int] | None = None) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
-        # kind → most bytes its pending batches may hold (telemetry by default)
+        # kind → most bytes its pending batches may hold (the policies' quota shares by default)
         self.quotas = quotas if quotas is not None else {
-            k: int(max_bytes * DEFAULT_TELEMETRY_SHARE) for k in TELEMETRY_KINDS}
+            p.kind: int(max_bytes * p.quota_share) for p in SPOOL_POLICIES.values() if p.quota_share is not None}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -283,14 +305,14 @@ class Spool:
         used = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0])
         if used + needed <= self.max_bytes:
             return
-        recreatable = tuple(sorted(RECREATABLE_KINDS))
-        telemetry = tuple(sorted(TELEMETRY_KINDS | set(self.quotas)))
-        marks, tmarks = ",".join("?" * len(recreatable)), ",".join("?" * len(telemetry))
-        # Candidates in drop order: re-creatable kinds oldest first, then telemetry, then the rest.
-        victims = db.execute(
-            f"SELECT seq, kind, size FROM batches ORDER BY (kind IN ({marks})) DESC, (kind IN ({tmarks})) DESC, seq",
-            recreatable + telemetry,
-        )
+        # Candidates in drop order: by the kinds' drop ranks (a kind with a quota counts as telemetry),
+        # oldest first within a rank.
+        ranks = {p.kind: p.drop_rank for p in SPOOL_POLICIES.values()}
+        ranks |= {k: min(ranks.get(k, TELEMETRY), TELEMETRY) for k in self.quotas}
+        whens = " ".join("WHEN ? THEN ?" for _ in ranks)
+        order = f"CASE kind {whens} ELSE {KEEP} END, seq" if ranks else "seq"
+        victims = db.execute(f"SELECT seq, kind, size FROM batches ORDER BY {order}",
+                             tuple(v for kv in ranks.items() for v in kv))
         dropped: list[tuple[int, str]] = []
         for seq, kind, size in victims:
             if used + needed <= self.max_bytes:

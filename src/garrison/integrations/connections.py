@@ -12,12 +12,10 @@ import json
 import re
 from typing import Any
 
-from garrison.integrations.httpclient import check_url
-from garrison.integrations.notify.email import SmtpConfig
+from garrison.integrations.notify import NOTIFIERS, notifier_for
 from garrison.integrations.tickets import CONNECTORS
 from garrison.store.models.prioritisation import IntegrationConnection
 
-KINDS = ("smtp", *sorted(CONNECTORS))
 MAX_JSON = 16 * 1024  # encoded size of config, and of secrets
 MAX_DEPTH = 8  # nesting of objects and lists in config (connectors use two or three levels)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}$")
@@ -27,19 +25,22 @@ def validate(kind: str, name: str, config: dict[str, Any], secrets: dict[str, An
     """Normalised config; raises ValueError with a message a user can act on."""
     if not _NAME.match(name or ""):
         raise ValueError("name: use 1-128 letters, digits, space, . _ @ -")
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    kinds = connection_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(kinds)}")
     check_shape(config, "config")
     check_shape(secrets, "secrets")
     for k, v in secrets.items():
         if not isinstance(v, str):
             raise ValueError(f"secrets.{k} must be a string")  # noqa: TRY004 - ValueError is the API's 400
-    if kind == "smtp":
-        return SmtpConfig.validate(config, secrets)
-    out = CONNECTORS[kind].validate(config, secrets)
-    if kind == "webhook":
-        out["url"] = check_url(str(out["url"]), "webhook: config.url")
-    return out
+    out = CONNECTORS[kind].validate(config, secrets) if kind in CONNECTORS else dict(config)
+    notifier = notifier_for(kind)
+    return notifier.validate(out, secrets) if notifier is not None else out
+
+
+def connection_kinds() -> list[str]:
+    """Ticket connectors' kinds and notifiers' connection kinds (a webhook is both)."""
+    return sorted(set(CONNECTORS) | {n.connection_kind for n in NOTIFIERS.values()})
 
 
 def check_shape(value: Any, what: str) -> None:
@@ -62,5 +63,5 @@ def is_ticketing(kind: str) -> bool:
 
 def to_api(c: IntegrationConnection) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "kind": c.kind, "config": c.config, "secretsSet": sorted(c.secrets or {}),
-            "enabled": c.enabled, "ticketing": is_ticketing(c.kind), "notifications": c.kind in ("smtp", "webhook"),
+            "enabled": c.enabled, "ticketing": is_ticketing(c.kind), "notifications": notifier_for(c.kind) is not None,
             "createdBy": c.created_by, "createdOn": c.created_at}

@@ -31,8 +31,7 @@ from sqlalchemy.orm import Session
 from garrison.core.jobs import system_job, tenant_job
 from garrison.integrations import httpclient, secretbox
 from garrison.integrations.httpclient import IntegrationError
-from garrison.integrations.notify.email import SmtpConfig, render_text, send_email
-from garrison.integrations.notify.webhook import send_webhook
+from garrison.integrations.notify.base import NOTIFIERS, StoredConnection, notifier_for, unknown_channel
 from garrison.integrations.tickets import TicketRequest, get_connector
 from garrison.store.base import utcnow
 from garrison.store.db import Store
@@ -227,23 +226,17 @@ def deliver_pending(store: Store, tenant_id: int, now: dt.datetime | None = None
             .order_by(NotificationDelivery.id).limit(limit))]
         if not due:
             return {"sent": 0, "retry": 0, "failed": 0}
-        conns = {c.id: (c.kind, dict(c.config), dict(c.secrets), c.enabled)
+        conns = {c.id: StoredConnection(c.id, c.kind, dict(c.config), dict(c.secrets), c.enabled)
                  for c in s.scalars(select(IntegrationConnection))}
-    smtp = next(((cfg, sec) for kind, cfg, sec, enabled in conns.values() if kind == "smtp" and enabled), None)
     outcomes: list[tuple[int, str, str]] = []  # id, status, error
     with client_factory() as c:
         for did, channel, target, subject, body, _attempts in due:
             try:
-                if channel == "email":
-                    if smtp is None:
-                        raise IntegrationError("no SMTP connection is configured")
-                    send_email(SmtpConfig.from_connection(smtp[0], _unseal(tenant_id, smtp[1])), target, subject,
-                               render_text(body))
-                else:
-                    conn = conns.get(int(target))
-                    if conn is None or conn[0] != "webhook" or not conn[3]:
-                        raise IntegrationError(f"webhook connection {target} is gone or disabled", retryable=False)
-                    send_webhook(c, conn[1]["url"], _unseal(tenant_id, conn[2]).get("secret", ""), body)
+                notifier = NOTIFIERS.get(channel)
+                if notifier is None:
+                    raise unknown_channel(channel)
+                conn = notifier.connection(conns, target)
+                notifier.send(c, conn.config, _unseal(tenant_id, conn.secrets), target, subject, body)
                 outcomes.append((did, "Sent", ""))
             except IntegrationError as exc:
                 outcomes.append((did, "Retry" if exc.retryable else "Failed", str(exc)))
@@ -275,16 +268,13 @@ def check_connection(store: Store, tenant_id: int, connection_id: int, to: str |
         kind, config, stored = conn.kind, dict(conn.config), dict(conn.secrets)
     try:
         secrets = _unseal(tenant_id, stored)
-        if kind == "smtp":
-            if not to:
-                return {"ok": False, "error": "give an address to send the test message to"}
-            send_email(SmtpConfig.from_connection(config, secrets), to, "[Garrison] test message",
-                       "This is a test message from Garrison.\n")
-        elif kind == "webhook":
-            with client_factory() as c:
-                send_webhook(c, config["url"], secrets.get("secret", ""), {"type": "garrison.ping"}, event="ping")
-        else:
+        notifier = notifier_for(kind)
+        if notifier is None:
             return {"ok": True, "detail": "configuration is valid; a ticket is opened with the first activity"}
+        with client_factory() as c:
+            problem = notifier.ping(c, config, secrets, to)
+        if problem:
+            return {"ok": False, "error": problem}
     except IntegrationError as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": True}

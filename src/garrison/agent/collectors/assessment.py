@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from garrison.agent.assessment import Evaluator, fingerprint
 from garrison.agent.collectors.base import AgentContext, Collector, register_collector
+from garrison.agent.spool import RECREATE
 from garrison.protocol.assessment import KIND, AssessmentReport, CheckResult
 
 STATE_FILE = "assessment.json"
@@ -56,6 +57,7 @@ def save_state(ctx: AgentContext, state: dict[str, Any]) -> None:
 @register_collector
 class AssessmentCollector(Collector):
     name = "assessment"
+    drop_rank = RECREATE  # sent again in full on the next run
     interval = 60  # how often the fingerprint is checked
     evaluation_interval: ClassVar[int] = 4 * 3600  # full re-evaluation even without a change
 

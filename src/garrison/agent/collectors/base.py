@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from garrison.agent.spool import KEEP, SPOOL_POLICIES, SpoolPolicy
 from garrison.registry import Registry
 
 
@@ -37,6 +38,9 @@ class Collector(ABC):
     interval: ClassVar[int] = 300  # seconds between runs in the agent loop
     # Upload kinds it sends, when not just ``name``: a server's resync of a kind reruns its collectors.
     kinds: ClassVar[tuple[str, ...]] = ()
+    # What the spool drops first when full (garrison.agent.spool): RECREATE for state sent again in full
+    # on the next run, KEEP for deltas whose loss forces a resync.
+    drop_rank: ClassVar[int] = KEEP
 
     @abstractmethod
     def collect(self, ctx: AgentContext) -> list[tuple[str, dict[str, Any]]]:
@@ -50,7 +54,11 @@ COLLECTORS: Registry[type[Collector]] = Registry("collector", package="garrison.
 
 
 def register_collector(cls: type[Collector]) -> type[Collector]:
-    return COLLECTORS.register(cls)
+    """Register the collector, and the spool policy of each kind it sends (its ``drop_rank``)."""
+    COLLECTORS.register(cls)
+    for kind in cls.kinds or (cls.name,):
+        SPOOL_POLICIES.register(SpoolPolicy(kind, cls.drop_rank))
+    return cls
 
 
 def load_all() -> Registry[type[Collector]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from garrison.agent.collectors.base import AgentContext, Collector, register_collector
+from garrison.agent.spool import RECREATE
 from garrison.protocol import DeviceReport, LoggedOnUser
 from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, OS_FIELD_LEN
 
@@ -297,6 +298,7 @@ def device_report(ctx: AgentContext) -> DeviceReport:
 @register_collector
 class DeviceCollector(Collector):
     name = "device"
+    drop_rank = RECREATE  # sent again in full on the next run
     needs_root = False
     interval = 300
 

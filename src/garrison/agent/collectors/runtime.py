@@ -28,6 +28,7 @@ from typing import Any
 from garrison.agent.collectors.base import AgentContext, Collector, register_collector
 from garrison.agent.collectors.packages.base import device_path, root_is_host
 from garrison.agent.collectors.packages.python import PythonSource, library_dirs
+from garrison.agent.spool import RECREATE
 from garrison.inventory.errors import InventoryParseError
 from garrison.inventory.formats.apk import iter_apk_files
 from garrison.inventory.pypi import normalize_pypi_name
@@ -259,6 +260,7 @@ def _save_reported(ctx: AgentContext, reported: dict[str, dt.datetime]) -> None:
 @register_collector
 class RuntimeCollector(Collector):
     name = "runtime"
+    drop_rank = RECREATE  # sent again in full on the next run
     kinds = ("runtime",)
     interval = 120
     refresh = 3600  # seconds before a package still running is reported again

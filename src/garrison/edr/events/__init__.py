@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from garrison.edr.events.store import (
     DEFAULT_HUNTING_DAYS,
     DEFAULT_RETENTION_DAYS,
+    ENGINES,
     BatchIn,
     EventScope,
     EventStore,
@@ -26,14 +27,7 @@ def open_event_store(url: str, retention_days: int = DEFAULT_RETENTION_DAYS,
                      hunting_days: int = DEFAULT_HUNTING_DAYS) -> EventStore:
     """``duckdb:///path/events.duckdb`` (default), ``duckdb:///:memory:``, ``clickhouse://user:pw@host:8123/db``
     (the HTTP interface) or ``chdb:///path`` (ClickHouse's engine embedded, for tests and one-box trials)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "duckdb":
-        from garrison.edr.events.duck import DuckDBEngine
-
-        path = url[len("duckdb:///"):] if url.startswith("duckdb:///") else parsed.path
-        return EventStore(DuckDBEngine(path or ":memory:"), retention_days, hunting_days)
-    if parsed.scheme in ("clickhouse", "chdb"):
-        from garrison.edr.events.clickhouse import ClickHouseEngine
-
-        return EventStore(ClickHouseEngine.from_url(url), retention_days, hunting_days)
-    raise EventStoreError(f"unsupported event store URL {url!r} (duckdb:///…, clickhouse://…, chdb:///…)")
+    opener = ENGINES.get(urlparse(url).scheme)
+    if opener is None:
+        raise EventStoreError(f"unsupported event store URL {url!r} (schemes: {', '.join(ENGINES)})")
+    return EventStore(opener(url), retention_days, hunting_days)

@@ -28,7 +28,7 @@ from pyarrow import ipc
 from sqlalchemy.dialects import postgresql
 
 from garrison.edr.events import schema
-from garrison.edr.events.store import EventStoreError
+from garrison.edr.events.store import ENGINES, EventStoreError
 from garrison.protocol.events import TABLES
 
 _DIALECT = postgresql.psycopg2.dialect(paramstyle="pyformat")
@@ -212,3 +212,7 @@ class ClickHouseEngine:
 
     def close(self) -> None:
         self.t.close()
+
+
+ENGINES.add("clickhouse", ClickHouseEngine.from_url)  # the HTTP interface
+ENGINES.add("chdb", ClickHouseEngine.from_url)  # ClickHouse's engine embedded (tests, one-box trials)

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlparse
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from garrison.edr.events import schema
-from garrison.edr.events.store import EventStoreError
+from garrison.edr.events.store import ENGINES, EventStoreError
 from garrison.protocol.events import TABLES
 
 # DuckDB speaks PostgreSQL's SQL for everything the store builds; $1-style parameters.
@@ -122,3 +123,12 @@ class DuckDBEngine:
         with self._lock:
             self._writer.close()
             self._db.close()
+
+
+def open_duckdb(url: str) -> DuckDBEngine:
+    """``duckdb:///path/events.duckdb`` or ``duckdb:///:memory:``."""
+    path = url[len("duckdb:///"):] if url.startswith("duckdb:///") else urlparse(url).path
+    return DuckDBEngine(path or ":memory:")
+
+
+ENGINES.add("duckdb", open_duckdb)

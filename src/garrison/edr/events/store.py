@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from garrison.edr.events import schema
 from garrison.edr.events.enrich import ProcessLinks, enrich, report_id
 from garrison.protocol.events import EVENT_TABLES, TABLES
+from garrison.registry import Registry
 
 UTC = dt.UTC
 log = logging.getLogger("garrison.events")
@@ -45,6 +46,11 @@ class Engine(Protocol):
     def insert(self, tables: dict[str, pa.Table], batches: pa.Table) -> None: ...
     def prune(self, before: dt.datetime) -> int: ...
     def close(self) -> None: ...
+
+
+ENGINES: Registry[Callable[[str], Engine]] = Registry("event store engine", package="garrison.edr.events")
+"""URL scheme → the engine it opens (``duckdb``, ``clickhouse``, ``chdb``): each engine's module registers
+its schemes; every module of ``garrison.edr.events`` is discovered on first use."""
 
 
 @dataclass

@@ -1,6 +1,11 @@
-"""Notification senders: e-mail over SMTP and signed webhooks."""
+"""Notifiers, one module per channel (e-mail over SMTP, signed webhooks), discovered by ``NOTIFIERS``."""
 
-from garrison.integrations.notify.email import SmtpConfig, render_text, send_email
-from garrison.integrations.notify.webhook import send_webhook
+from garrison.integrations.notify.base import (
+    NOTIFIERS,
+    Notifier,
+    StoredConnection,
+    notifier_for,
+    register_notifier,
+)
 
-__all__ = ["SmtpConfig", "render_text", "send_email", "send_webhook"]
+__all__ = ["NOTIFIERS", "Notifier", "StoredConnection", "notifier_for", "register_notifier"]

@@ -14,8 +14,11 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+import httpx
+
 from garrison.integrations import egress
 from garrison.integrations.httpclient import IntegrationError
+from garrison.integrations.notify.base import Notifier, StoredConnection, register_notifier
 
 TIMEOUT = 15.0  # per operation
 DEADLINE = 60.0  # the whole exchange: a server answering a byte at a time is cut off here
@@ -149,3 +152,33 @@ def send_email(cfg: SmtpConfig, to: str, subject: str, text: str, deadline: floa
     if refused:
         raise IntegrationError(f"SMTP refused {', '.join(refused)}", retryable=False)
     return str(msg["Message-ID"])
+
+
+@register_notifier
+class EmailNotifier(Notifier):
+    """E-mail through the tenant's (first enabled) SMTP connection."""
+
+    channel = "email"
+    connection_kind = "smtp"
+
+    @staticmethod
+    def validate(config: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+        return SmtpConfig.validate(config, secrets)
+
+    def connection(self, conns: dict[int, StoredConnection], target: str) -> StoredConnection:
+        smtp = next((c for c in conns.values() if c.kind == self.connection_kind and c.enabled), None)
+        if smtp is None:
+            raise IntegrationError("no SMTP connection is configured")
+        return smtp
+
+    def send(self, client: httpx.Client, config: dict[str, Any], secrets: dict[str, Any], target: str,
+             subject: str, body: dict[str, Any]) -> None:
+        send_email(SmtpConfig.from_connection(config, secrets), target, subject, render_text(body))
+
+    def ping(self, client: httpx.Client, config: dict[str, Any], secrets: dict[str, Any],
+             to: str | None) -> str | None:
+        if not to:
+            return "give an address to send the test message to"
+        send_email(SmtpConfig.from_connection(config, secrets), to, "[Garrison] test message",
+                   "This is a test message from Garrison.\n")
+        return None
