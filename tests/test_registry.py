@@ -114,9 +114,28 @@ def test_every_plugin_kind_is_a_registry() -> None:
         assert isinstance(reg, Registry) and reg.kind == kind
     # discovered packages: the plugins are there without anyone importing their modules
     assert {"dpkg", "rpm", "pep440", "semver"} <= set(SCHEMES)
-    assert {"CollectInventory", "RunConfigurationAssessment", "Offboard"} == set(ACTION_TYPES) <= set(ACTION_HANDLERS)
+    assert {"CollectInventory", "RunConfigurationAssessment", "Offboard", "RunAntiVirusScan"} == set(ACTION_TYPES)
+    assert set(ACTION_TYPES) <= set(ACTION_HANDLERS)
     assert {"webhook", "jira", "github", "servicenow"} == set(CONNECTORS)
     assert {"device", "inventory", "runtime", "assessment"} <= set(COLLECTORS)
     assert {"email", "webhook"} == set(NOTIFIERS) and NOTIFIERS["email"].connection_kind == "smtp"
     # a collector's drop rank is its kind's spool policy
     assert SPOOL_POLICIES["device"].drop_rank < SPOOL_POLICIES["events"].drop_rank < SPOOL_POLICIES["inventory"].drop_rank
+
+
+def test_a_plugin_added_before_the_first_read_meets_the_discovered_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "fakeplugins2"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from garrison.registry import Registry\nREG = Registry('widget', package=__name__)\n")
+    (pkg / "one.py").write_text("from fakeplugins2 import REG\nREG.add('one', 1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import fakeplugins2  # type: ignore[import-not-found]
+
+        with pytest.raises(DuplicatePlugin, match="widget 'one' is registered twice: 1 and 2"):
+            fakeplugins2.REG.add("one", 2)  # the clash is this call's error ...
+        assert dict(fakeplugins2.REG) == {"one": 1}  # ... and the registry stays whole
+    finally:
+        for name in [n for n in sys.modules if n.startswith("fakeplugins2")]:
+            sys.modules.pop(name)

@@ -113,10 +113,16 @@ class Registry(Mapping[str, T], Generic[T]):
         self._lock = threading.RLock()
 
     # --- adding -------------------------------------------------------------------------------
-    def add(self, name: str, plugin: T) -> T:
-        """Register ``plugin`` under ``name``; a name already taken is an error (even by the same plugin)."""
+    def add(self, name: str, plugin: T, *, discover: bool = True) -> T:
+        """Register ``plugin`` under ``name``; a name already taken is an error (even by the same plugin).
+
+        The package is discovered first, so a plugin added from elsewhere (a test, another package)
+        meets the discovered ones here and a clash is this call's error, not a later discovery's.
+        ``discover=False``: for a plugin the registry's own module adds while it is being imported."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} needs a name (got {name!r} for {plugin!r})")
+        if discover:
+            self.discover()
         with self._lock:
             old = self._plugins.get(name)
             if old is not None:

@@ -67,7 +67,7 @@ SPOOL_POLICIES: Registry[SpoolPolicy] = Registry("spool policy", package="garris
                                                  name_of=lambda p: p.kind, isolate_failures=True)
 """Kind → policy. Collectors declare theirs (``Collector.drop_rank``: registering a collector registers
 a policy for each kind it sends; the collectors package is discovered); telemetry's is below."""
-SPOOL_POLICIES.register(SpoolPolicy(EVENTS_KIND, TELEMETRY, DEFAULT_TELEMETRY_SHARE))
+SPOOL_POLICIES.add(EVENTS_KIND, SpoolPolicy(EVENTS_KIND, TELEMETRY, DEFAULT_TELEMETRY_SHARE), discover=False)
 REJECTED = "rejected"  # drop counter of batches the server refused for good (413/422)
 
 _SCHEMA = """
