@@ -39,18 +39,21 @@ import os
 import re
 import stat
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Delete, Engine, Insert, Update, create_engine, event, inspect, text
+from sqlalchemy import Connection, Delete, Engine, Insert, Update, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+from sqlalchemy.orm.util import LoaderCriteriaOption
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement, operators, visitors
+from sqlalchemy.sql import util as sql_util
 from sqlalchemy.sql.elements import TextClause
 
+from garrison.store import groups as group_scope
 from garrison.store.base import TENANT_VIEWS, Base, TenantScoped
 
 SYSTEM = "system"
@@ -159,12 +162,34 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     if state.execution_options.get(_SQL) is _CHECKED:
         _check_bound_tenant(state.parameters, scope)  # tenant_query's SQL: checked, :tenant is ours
         return
-    _check_statement(stmt, scope, _rows(state.parameters), orm=True, state=state)
+    groups = state.session.info.get("groups")
+    _check_statement(stmt, scope, _rows(state.parameters), orm=True, state=state, groups=groups)
     state.update_execution_options(**{_SQL: _CHECKED})
     if state.is_select or state.is_update or state.is_delete:
-        state.statement = stmt.options(
-            with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == scope, include_aliases=True)
-        )
+        options = [with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == scope, include_aliases=True)]
+        if groups is not None:
+            # The predicates depend on the caller's groups, which no statement cache key carries: the
+            # criteria read them when the statement is compiled, and a group-scoped statement is never
+            # taken from (or put in) the compiled cache.
+            options += [_GroupCriteria(entity, scope, groups) for entity in group_scope.rules()]
+            state.update_execution_options(compiled_cache=None)
+        state.statement = stmt.options(*options)
+
+
+class _GroupCriteria(LoaderCriteriaOption):
+    """``with_loader_criteria`` for one group-scoped entity, resolved for each occurrence of the entity
+    in the statement (the entity itself or an alias of it) from the registry's predicate. The
+    predicate's values are the caller's groups, which no statement cache key carries: a statement with
+    these criteria is never taken from (or put in) the compiled cache (see _scope_to_tenant)."""
+
+    def __init__(self, entity: Any, tenant: int, groups: group_scope.Groups) -> None:
+        self._group_args = (group_scope.rules()[entity], tenant, groups)
+        super().__init__(entity, self._group_args[0](entity, tenant, groups), include_aliases=True)
+
+    def _resolve_where_criteria(self, ext_info: Any) -> Any:
+        predicate, tenant, groups = self._group_args
+        return sql_util._deep_annotate(predicate(ext_info.entity, tenant, groups), {"for_loader_criteria": self},
+                                       detect_subquery_cols=True, ind_cols_on_fromclause=True)
 
 
 @event.listens_for(Session, "after_begin")
@@ -172,17 +197,18 @@ def _remember_connection(session: Session, _transaction: Any, connection: Connec
     _CONNECTIONS[connection] = weakref.ref(session)
 
 
-def _connection_scope(conn: Connection) -> tuple[Any, bool]:
-    """(scope, flushing) of a connection: a session's (through a weak reference) or a fixed one."""
+def _connection_scope(conn: Connection) -> tuple[Any, bool, group_scope.Groups | None]:
+    """(tenant scope, flushing, groups) of a connection: a session's (through a weak reference) or a
+    fixed one (Store.connection: a tenant, every group)."""
     held = _CONNECTIONS.get(conn)
     if held is None:
-        return SYSTEM, False  # store.engine used directly: outside the guarantee (see the module doc)
+        return SYSTEM, False, None  # store.engine used directly: outside the guarantee (see the module doc)
     if isinstance(held, weakref.ref):
         session = held()
         if session is None:
-            return SYSTEM, False
-        return session.info.get("tenant"), bool(session._flushing)
-    return held, False
+            return SYSTEM, False, None
+        return session.info.get("tenant"), bool(session._flushing), session.info.get("groups")
+    return held, False, None
 
 
 def _before_execute(conn: Connection, clause: Any, multiparams: Any, params: Any, options: Any) -> None:
@@ -190,14 +216,14 @@ def _before_execute(conn: Connection, clause: Any, multiparams: Any, params: Any
     Store.connection: those the session hook checked pass; the rest are checked here."""
     if options.get(_SQL) is _CHECKED:
         return
-    scope, flushing = _connection_scope(conn)
+    scope, flushing, groups = _connection_scope(conn)
     if scope == SYSTEM or flushing:  # a flush writes the session's objects, stamped by _stamp_tenant
         return
     if scope is None:
         if _tenant_tables_in(clause):
             raise TenantScopeError("query on tenant data outside a tenant or system scope")
         return
-    _check_statement(clause, scope, list(multiparams) or [params], orm=False)
+    _check_statement(clause, scope, list(multiparams) or [params], orm=False, groups=groups)
 
 
 def _rows(parameters: Any) -> list[dict[str, Any]]:
@@ -210,6 +236,10 @@ def _check_bound_tenant(parameters: Any, scope: int) -> None:
     for row in _rows(parameters):
         if "tenant" in row and row["tenant"] != scope:
             raise TenantScopeError("hand-written SQL bound to another tenant")
+
+
+def _group_tables() -> set[str]:
+    return {getattr(cls, "__tablename__", "") for cls in group_scope.rules()}
 
 
 def _tenant_tables() -> dict[str, Any]:
@@ -247,8 +277,10 @@ def _tenant_tables_in(clause: Any) -> bool:
 
 
 def _check_statement(stmt: Any, scope: int, rows: list[dict[str, Any]], *, orm: bool,
-                     state: ORMExecuteState | None = None) -> None:
-    """Refuse a statement that could reach another tenant's rows (rules in the module doc).
+                     state: ORMExecuteState | None = None, groups: group_scope.Groups | None = None) -> None:
+    """Refuse a statement that could reach another tenant's rows (rules in the module doc), or, in a
+    group-scoped session, any plain (Core) use of a group-scoped table: only ORM entities get the
+    group criteria.
 
     ``orm``: the ORM criteria will be added to this statement, so tables reached through ORM
     entities are covered; on a connection nothing is added, so every tenant table must be named."""
@@ -306,7 +338,7 @@ def _check_statement(stmt: Any, scope: int, rows: list[dict[str, Any]], *, orm: 
             and stmt.whereclause is None and rows != [{}]:
         # an ORM bulk UPDATE by primary key: the keys come in the parameters, where no criteria reach
         plain.add(getattr(stmt.table, "name", ""))
-    loose = (plain | (bare - through_orm)) - scoped
+    loose = plain | (bare - through_orm)
     if loose and state is not None and state.is_select:
         # Plain key columns of an entity the statement loads are fine (session.get builds those): the
         # criteria filter that entity's rows. An entity only in ORDER BY/WHERE filters nothing.
@@ -314,6 +346,15 @@ def _check_statement(stmt: Any, scope: int, rows: list[dict[str, Any]], *, orm: 
             entity = desc.get("entity")
             if entity is not None and desc.get("expr") is entity:
                 loose -= {t.name for t in inspect(entity).tables}
+    if groups is not None:
+        outside_orm = loose & _group_tables()
+        if isinstance(stmt, Insert | Update | Delete) and getattr(stmt.table, "name", "") in _group_tables() \
+                and not (orm and "parententity" in getattr(stmt.table, "_annotations", {})):
+            outside_orm.add(getattr(stmt.table, "name", ""))
+        if outside_orm:
+            raise TenantScopeError(f"group-scoped table(s) {', '.join(sorted(outside_orm))} used outside the ORM "
+                                   "in a group-scoped session: use the ORM entity")
+    loose -= scoped
     if loose:
         raise TenantScopeError(f"tenant table(s) {', '.join(sorted(loose))} used in a tenant session without "
                                "tenant_id = this tenant: use the ORM entity, or name the tenant")
@@ -392,11 +433,19 @@ def tenant_query(where: Session | Connection, sql: str | TextClause,
     """The checked SQL and its parameters with ``:tenant`` bound to the tenant of ``where`` (a tenant
     session or Store.connection). For raw DB-API connections (the prioritisation engine's parallel
     SQLite readers); everything else calls :func:`run_sql`."""
-    scope = where.info.get("tenant") if isinstance(where, Session) else _connection_scope(where)[0]
+    if isinstance(where, Session):
+        scope, groups = where.info.get("tenant"), where.info.get("groups")
+    else:
+        scope, _, groups = _connection_scope(where)
     if not isinstance(scope, int) or isinstance(scope, bool):
         raise TenantScopeError("hand-written tenant SQL needs a tenant session")
     text_ = sql.text if isinstance(sql, TextClause) else sql
     check_tenant_sql(text_)
+    if groups is not None:
+        try:
+            text_ = group_scope.scope_sql(text_, scope, groups)
+        except group_scope.GroupScopeError as exc:
+            raise TenantScopeError(str(exc)) from None
     if ":tenant" not in text_:
         return text_, params if params is not None else {}
     for row in _rows(params):
@@ -411,9 +460,11 @@ def run_sql(where: Session | Connection, sql: str | TextClause,
             params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Any:
     """Run hand-written SQL in a tenant session (or on Store.connection) — the only way a tenant
     session accepts ``text()``. ``sql`` may be a TextClause to carry bindparams (expanding lists)."""
-    _text, bound = tenant_query(where, sql, params)
-    clause = (sql if isinstance(sql, TextClause) else text(sql)).execution_options(**{_SQL: _CHECKED})
-    return where.execute(clause, bound)
+    checked, bound = tenant_query(where, sql, params)
+    clause = text(checked)
+    if isinstance(sql, TextClause):
+        clause = clause.bindparams(*sql._bindparams.values()) if sql._bindparams else clause
+    return where.execute(clause.execution_options(**{_SQL: _CHECKED}), bound)
 
 
 @event.listens_for(Session, "before_flush")
@@ -430,6 +481,43 @@ def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
             obj.tenant_id = scope
         elif obj.tenant_id != scope:
             raise TenantScopeError("write of another tenant's row")
+    groups = session.info.get("groups")
+    if groups is not None and isinstance(scope, int):
+        _check_group_writes(session, scope, groups)
+
+
+def _check_group_writes(session: Session, tenant: int, groups: group_scope.Groups) -> None:
+    """A group-scoped session writes (adds, changes, deletes) only devices of its groups and rows
+    bound to those devices; other group-scoped rows it may change only if it can read them."""
+    rules = group_scope.rules()
+    device_ids: set[Any] = set()
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        rule = rules.get(type(obj))
+        if rule is group_scope.by_group_id and getattr(obj, "__tablename__", "") == "devices":
+            history = inspect(obj).attrs.group_id.history
+            before = [g for g in (history.deleted or ()) if g is not None]
+            if getattr(obj, "group_id", None) not in groups or any(g not in groups for g in before):
+                raise TenantScopeError("write of a device outside the session's device groups")
+        elif rule is group_scope.by_device_id:
+            device_ids.add(getattr(obj, "device_id", None))
+    if device_ids:
+        t = group_scope._devices_table()
+        seen = set(session.connection().execute(
+            select(t.c.id).where(t.c.tenant_id == tenant, t.c.group_id.in_(groups), t.c.id.in_(sorted(device_ids,
+                                                                                                  key=str)))
+            .execution_options(**{_SQL: _CHECKED})).scalars())
+        if device_ids - seen:
+            raise TenantScopeError("write of a row of a device outside the session's device groups")
+
+
+class Caller(Protocol):
+    """Who a session is for: a tenant and the device groups it is limited to (None: every group)."""
+
+    @property
+    def tenant_id(self) -> int: ...
+
+    @property
+    def group_ids(self) -> Iterable[int] | None: ...
 
 
 class Store:
@@ -445,8 +533,14 @@ class Store:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def tenant(self, tenant_id: int) -> Iterator[Session]:
+    def tenant(self, tenant: int | Caller, groups: Iterable[int] | None = None) -> Iterator[Session]:
+        """A session of one tenant; with ``groups`` (or given a caller — a principal — whose
+        ``group_ids`` are not None) narrowed to those device groups (garrison.store.groups)."""
+        tenant_id = tenant if isinstance(tenant, int) else tenant.tenant_id
+        if not isinstance(tenant, int):
+            groups = tenant.group_ids
         with self._session(tenant_id) as s:
+            s.info["groups"] = group_scope.groups_of(groups)
             yield s
 
     @contextlib.contextmanager

@@ -24,10 +24,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    exists,
+    or_,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.store.base import Base, TenantScoped, utcnow
+from garrison.store.groups import Groups, by_group_id, group_scoped, json_keys_have, json_list_has
 
 ORG = 0  # group_id of the organisation in the history, and of group-less devices in components
 
@@ -39,6 +43,7 @@ PRIORITIES = ("High", "Medium", "Low")
 
 # --- exposure score ---------------------------------------------------------------------
 
+@group_scoped(by_group_id)
 class ExposureGroupScore(TenantScoped, Base):
     """Current exposure-score components of one device group (refreshed with every recompute).
 
@@ -60,6 +65,7 @@ class ExposureGroupScore(TenantScoped, Base):
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+@group_scoped(by_group_id)
 class ExposureScoreHistory(TenantScoped, Base):
     """One point per day per scope: ``group_id`` 0 is the organisation."""
 
@@ -143,6 +149,7 @@ class Recommendation(TenantScoped, Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+@group_scoped(by_group_id)
 class RecommendationGroup(TenantScoped, Base):
     """Per device group share of a recommendation: exposed devices and exposure-impact components
     (so that group-scoped callers and 'after exceptions' figures are sums over groups)."""
@@ -175,6 +182,13 @@ class RecommendationHistory(TenantScoped, Base):
 
 # --- exceptions -------------------------------------------------------------------------
 
+def _exception_in_groups(cls: Any, _tenant: int, groups: Groups) -> Any:
+    """A risk acceptance of the whole organisation, or of one of the groups."""
+    eg = RecommendationExceptionGroup.__table__
+    return or_(cls.scope == "Global", exists().where(eg.c.exception_id == cls.id, eg.c.group_id.in_(groups)))
+
+
+@group_scoped(_exception_in_groups)
 class RecommendationException(TenantScoped, Base):
     __tablename__ = "recommendation_exceptions"
     __table_args__ = (Index("ix_recommendation_exceptions_rec", "tenant_id", "recommendation_id"),)
@@ -205,6 +219,7 @@ class RecommendationExceptionGroup(TenantScoped, Base):
 
 # --- remediation ------------------------------------------------------------------------
 
+@group_scoped(lambda cls, _t, groups: and_(cls.group_ids.is_not(None), json_list_has(cls.group_ids, groups)))
 class RemediationActivity(TenantScoped, Base):
     __tablename__ = "remediation_activities"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -249,6 +264,7 @@ class RemediationTarget(TenantScoped, Base):
 
 # --- event timeline ---------------------------------------------------------------------
 
+@group_scoped(lambda cls, _t, groups: json_keys_have(cls.impacted_by_group, groups))
 class TimelineEvent(TenantScoped, Base):
     """An event that may change the organisation's risk, derived from feed and inventory changes."""
 

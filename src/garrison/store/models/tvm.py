@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.store.base import TENANT_VIEWS, Base, TenantScoped, utcnow
+from garrison.store.groups import by_group_id, group_scoped
 
 HISTORY_EVENTS = ("installed", "uninstalled", "updated")
 
@@ -173,6 +174,7 @@ class ResolvedFinding(TenantScoped, Base):
 # the rows of those groups: a device is in exactly one group, so distinct counts add up. They are
 # maintained incrementally by ingest and re-matching and rebuilt by a job (garrison.tvm.findings).
 
+@group_scoped(by_group_id)
 class GroupPackageCount(TenantScoped, Base):
     __tablename__ = "tvm_group_packages"
     # The second index serves the per-version sums of the Software list (GROUP BY package version
@@ -188,6 +190,7 @@ class GroupPackageCount(TenantScoped, Base):
     in_use: Mapped[int] = mapped_column(Integer, default=0)  # devices that ran it within IN_USE_WINDOW
 
 
+@group_scoped(by_group_id)
 class GroupSoftwareCount(TenantScoped, Base):
     __tablename__ = "tvm_group_software"
     __table_args__ = (PrimaryKeyConstraint("tenant_id", "group_id", "software_id"),)
@@ -199,6 +202,7 @@ class GroupSoftwareCount(TenantScoped, Base):
     in_use: Mapped[int] = mapped_column(Integer, default=0)
 
 
+@group_scoped(by_group_id)
 class GroupVulnerabilityCount(TenantScoped, Base):
     __tablename__ = "tvm_group_vulnerabilities"
     # The second index looks up a machine's thousands of vulnerabilities within the tenant (SQLite
