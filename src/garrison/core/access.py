@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from garrison.core import permissions
 from garrison.core.errors import Conflict, Invalid, NotFound, Unauthorized
 from garrison.core.security import (
     hash_password,
@@ -33,8 +34,6 @@ from garrison.store.models.core import (
 )
 
 DEFAULT_GROUP = "Ungrouped devices"
-# Higher number = more rights. A route names the least role it needs.
-ROLE_RANK = {"analyst": 1, "security_operator": 2, "admin": 3}
 # Failed sign-ins: each address may fail SOURCE_FAILURES times at once, then one more every
 # 60/SOURCE_FAILURES_PER_HOUR minutes (the console refuses it before checking any password); an account
 # is locked after LOCKOUT_AFTER failures in a row from any addresses. One address alone therefore needs
@@ -56,9 +55,16 @@ class Principal:
     role: str
     group_ids: tuple[int, ...] | None = None  # None = all device groups
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # What the role holds (garrison.core.permissions); None = the built-in role's (nothing for other names).
+    permissions: frozenset[str] | None = None
 
-    def allows(self, least_role: str) -> bool:
-        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[least_role]
+    def __post_init__(self) -> None:
+        if self.permissions is None:
+            object.__setattr__(self, "permissions", permissions.of_builtin(self.role) or frozenset())
+
+    def allows(self, permission: str) -> bool:
+        """Whether the caller holds ``permission`` (a name of the permission table; a typo raises)."""
+        return permissions.known(permission) in (self.permissions or ())
 
 
 def check_name(value: str, what: str) -> str:

@@ -34,7 +34,7 @@ from garrison.protocol import (
 from garrison.protocol.bounds import json_has_nul
 from garrison.protocol.events import EventAck, parse_batch_rows
 from garrison.protocol.models import SensorExclusion
-from garrison.server.auth import RateLimited, client_ip
+from garrison.server.auth import RateLimited, client_ip, public
 from garrison.store.base import utcnow
 from garrison.store.models.core import AgentBatch, AgentUpload, Device, MachineAction, Tenant
 
@@ -126,6 +126,7 @@ def forget_device(request_app: Any, device_id: str) -> None:
 
 
 @router.post("/enroll", response_model=EnrollResponse)
+@public  # no credentials yet: the enrollment secret in the body is checked by the handler
 async def enroll(request: Request, response: Response) -> EnrollResponse:
     response.headers["Cache-Control"] = "no-store"  # the answer carries the device credential
     ip = client_ip(request)

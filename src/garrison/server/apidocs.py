@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from garrison.server.auth import public
+
 SWAGGER_UI_VERSION = "5.35.0"
 DOCS = "/api/docs"
 ASSETS = DOCS + "/assets/{name}"
@@ -62,10 +64,12 @@ def setup(app: FastAPI) -> None:
     text = page(app.openapi_url or "/api/openapi.json", app.title)
 
     @app.get(DOCS, include_in_schema=False)
+    @public
     def docs() -> HTMLResponse:
         return HTMLResponse(text, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
 
     @app.get(ASSETS, include_in_schema=False)
+    @public
     def docs_asset(name: str, request: Request) -> Response:
         entry = _ASSETS.get(name)
         if entry is None:

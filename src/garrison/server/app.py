@@ -21,7 +21,14 @@ from garrison.edr.events.health import last_telemetry
 from garrison.edr.events.service import EventService
 from garrison.registry import import_modules
 from garrison.server import api, apidocs
-from garrison.server.auth import PUBLIC_PATHS, KeyCache, RateLimited, route_device_auth, route_role
+from garrison.server.auth import (
+    KeyCache,
+    RateLimited,
+    public,
+    route_device_auth,
+    route_permission,
+    route_public,
+)
 from garrison.server.middleware import AuditLog, BodyLimit, NulGuard
 from garrison.server.ratelimit import RateLimiter
 from garrison.server.routing import all_routes
@@ -82,6 +89,7 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
     web.setup(app)
 
     @app.get("/healthz", include_in_schema=False)
+    @public
     def healthz() -> JSONResponse:
         # The worker (set by the runner when this server runs one) applies uploads and runs the jobs:
         # without it the server still answers, but is not healthy.
@@ -94,6 +102,9 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
                 return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
+    for route in app.routes:  # FastAPI's own OpenAPI document: the API's description, no data
+        if getattr(route, "path", None) == app.openapi_url:
+            public(route.endpoint)  # type: ignore[attr-defined]
     check_routes(all_routes(app))
     app.add_middleware(NulGuard)
     app.add_middleware(AuditLog)
@@ -103,21 +114,20 @@ def create_app(settings: ServerSettings, store: Store | None = None, cert_path: 
 
 
 def check_routes(routes: list[BaseRoute]) -> None:
-    """Refuse to start with a route that checks no role (public ones are listed by name)."""
+    """Refuse to start with a route that declares no access rule. Each route declares exactly one:
+    a permission (``require``), device authentication (``agent_api.DEVICE``), or :func:`auth.public`."""
     for route in routes:
-        path = getattr(route, "path", "")
-        if path in PUBLIC_PATHS or getattr(route, "garrison_public", False):
+        path = getattr(route, "path", repr(route))
+        declared = [kind for kind, found in (("permission", route_permission(route) is not None),
+                                             ("device authentication", route_device_auth(route)),
+                                             ("public", route_public(route))) if found]
+        if len(declared) > 1:
+            raise UnprotectedRoute(f"route {path} declares both {' and '.join(declared)}")
+        if declared:
             continue
         if path.startswith("/agent/v1/"):
-            if route_device_auth(route):
-                continue
             raise UnprotectedRoute(f"agent route {path} does not declare device authentication (agent_api.DEVICE)")
-        if getattr(route, "dependant", None) is None:
-            if path.startswith(("/static",)):
-                continue  # static files of the console: no data
-            raise UnprotectedRoute(f"route {path} has no authentication")
-        if route_role(route) is None:
-            raise UnprotectedRoute(f"route {path} checks no role")
+        raise UnprotectedRoute(f"route {path} declares no permission (require(P.…)) nor public()")
 
 
 def error_body(code: str, message: str, target: str = "") -> dict[str, Any]:

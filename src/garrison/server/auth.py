@@ -1,9 +1,10 @@
-"""Authentication and role checks for every API route.
+"""Authentication and permission checks for every route.
 
-A route states the least role it needs with ``Depends(require("analyst"))`` (or
-``security_operator`` / ``admin``). The dependency carries a marker that
-``garrison.server.app.check_routes`` looks for at start-up: a route without it (other
-than the few public ones) stops the server from starting, so none can be forgotten.
+A route declares the permission it needs with ``principal: Principal = require(P.MACHINES_READ)``
+(``garrison.core.permissions``: the one policy table). The dependency carries a marker that
+``garrison.server.app.check_routes`` looks for at start-up; a route that declares neither a permission,
+device authentication (``agent_api.DEVICE``) nor :func:`public` stops the server from starting, so none
+can be forgotten.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from typing import Any
 from fastapi import Depends, Request
 from starlette.routing import BaseRoute
 
-from garrison.core import access
+from garrison.core import access, permissions
 from garrison.core.access import Principal
 from garrison.core.errors import Forbidden, GarrisonError, Unauthorized
-
-PUBLIC_PATHS = {
-    "/api/openapi.json", "/api/docs", "/api/docs/assets/{name}", "/healthz",
-    "/agent/v1/enroll",  # authenticated by the enrollment secret in the body
-}
 
 
 class RateLimited(GarrisonError):
@@ -95,46 +91,69 @@ def _limit(request: Request, key: str, probe: bool = False) -> None:
         raise RateLimited(wait)
 
 
-def require(least_role: str, *, all_groups: bool = False) -> Any:
-    """The caller, if it has at least ``least_role``; ``all_groups``: and access to every device group
-    (tenant administration: users, keys, enrollment, group rules — an admin limited to some groups
-    could otherwise give itself the rest)."""
-    if least_role not in access.ROLE_RANK:
-        raise ValueError(least_role)
+def require(permission: str, *, all_groups: bool = False) -> Any:
+    """The caller, if it holds ``permission`` (a name of ``garrison.core.permissions.PERMISSIONS``);
+    ``all_groups``: and access to every device group (tenant administration: users, keys, enrollment,
+    group rules — an admin limited to some groups could otherwise give itself the rest)."""
+    needed = permissions.PERMISSIONS[permissions.known(permission)]
 
     def dependency(request: Request) -> Principal:
         principal = resolve_principal(request)
         _limit(request, f"{principal.actor_type}:{principal.actor}")
-        if not principal.allows(least_role):
-            raise Forbidden(f"this operation needs the {least_role} role (you are {principal.role})")
+        if not principal.allows(permission):
+            raise Forbidden(f"this operation needs the permission '{needed.label}' ({permission}), "
+                            f"which the role {principal.role} does not have")
         if all_groups and principal.group_ids is not None:
             raise Forbidden("this operation needs access to every device group (you are limited to some)")
         return principal
 
-    dependency.garrison_role = least_role  # type: ignore[attr-defined]
+    dependency.garrison_permission = permission  # type: ignore[attr-defined]
     return Depends(dependency)
 
 
-def route_role(route: BaseRoute) -> str | None:
-    """The least role a route requires, found in its dependency tree (None = unprotected)."""
-    return _marker(route, "garrison_role")
+def public(endpoint: Any) -> Any:
+    """Declare a route public: it needs no credentials (sign-in page, health, API docs, static files,
+    enrollment — which checks the secret in its body). ``check_routes`` accepts it in place of a
+    permission."""
+    endpoint.garrison_public = True
+    return endpoint
+
+
+def route_permission(route: BaseRoute) -> str | None:
+    """The permission a route requires, found in its dependency tree (None = declares none)."""
+    return _marker(route, "garrison_permission")
+
+
+def route_public(route: BaseRoute) -> bool:
+    """Whether a route's endpoint is declared public (:func:`public`)."""
+    return bool(getattr(getattr(route, "endpoint", None), "garrison_public", False))
 
 
 def route_device_auth(route: BaseRoute) -> bool:
-    """Whether a route declares device authentication (``agent_api.DEVICE``) in its dependency tree."""
-    return bool(_marker(route, "garrison_device_auth"))
+    """Whether a route declares device authentication — exactly ``agent_api.DEVICE`` — in its
+    dependency tree."""
+    from garrison.server import agent_api
+
+    return agent_api.DEVICE.dependency in _calls(route)
+
+
+def _calls(route: BaseRoute) -> list[Any]:
+    """The callables of a route's dependency tree."""
+    dependant = getattr(route, "dependant", None)
+    stack = [dependant] if dependant is not None else []
+    out = []
+    while stack:
+        dep = stack.pop()
+        out.append(dep.call)
+        stack.extend(dep.dependencies)
+    return out
 
 
 def _marker(route: BaseRoute, attr: str) -> Any:
-    dependant = getattr(route, "dependant", None)
-    stack = [dependant] if dependant is not None else []
-    while stack:
-        dep = stack.pop()
-        found = getattr(dep.call, attr, None)
-        if found:
-            return found
-        stack.extend(dep.dependencies)
-    return None
+    found = [m for m in (getattr(call, attr, None) for call in _calls(route)) if m]
+    if len(found) > 1:
+        raise ValueError(f"route {getattr(route, 'path', route)} declares {attr} {len(found)} times")
+    return found[0] if found else None
 
 
 class KeyCache:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from garrison.core import access, administration, audit
 from garrison.core.access import Principal
+from garrison.core.permissions import P
 from garrison.protocol.bounds import Id
 from garrison.server import odata
 from garrison.server.api import models as schema
@@ -33,7 +34,7 @@ def _no_store(response: Response) -> None:
 # --- whoami / tenant --------------------------------------------------------------------
 
 @router.get("/me", responses=returns(schema.Me))
-def whoami(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def whoami(request: Request, principal: Principal = require(P.SELF)) -> dict[str, Any]:
     with request.app.state.store.system() as s:
         tenant = s.get(Tenant, principal.tenant_id)
     return {"actor": principal.actor, "actorType": principal.actor_type, "role": principal.role,
@@ -57,13 +58,13 @@ def user_to_api(u: User) -> dict[str, Any]:
 
 
 @router.get("/users", responses=returns(schema.ODataList[schema.User]))
-def list_users(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def list_users(request: Request, principal: Principal = require(P.USERS_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "Users", [user_to_api(u) for u in administration.users(s)])
 
 
 @router.post("/users", status_code=201, responses=returns(schema.User, 201))
-def create_user(body: UserCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+def create_user(body: UserCreate, request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         user = access.create_user(s, principal.tenant_id, body.username, body.password, body.role, body.email,
                                   administration.check_group_ids(s, body.deviceGroupIds))
@@ -72,7 +73,7 @@ def create_user(body: UserCreate, request: Request, principal: Principal = requi
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def delete_user(user_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def delete_user(user_id: Id, request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         administration.delete_user(s, principal, user_id)
 
@@ -92,14 +93,14 @@ def key_to_api(k: ApiKey) -> dict[str, Any]:
 
 
 @router.get("/apiKeys", responses=returns(schema.ODataList[schema.ApiKey]))
-def list_api_keys(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def list_api_keys(request: Request, principal: Principal = require(P.APIKEYS_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "ApiKeys", [key_to_api(k) for k in administration.api_keys(s)])
 
 
 @router.post("/apiKeys", status_code=201, responses=returns(schema.NewApiKey, 201))
 def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
-                   principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+                   principal: Principal = require(P.APIKEYS_MANAGE, all_groups=True)) -> dict[str, Any]:
     _no_store(response)
     with request.app.state.store.tenant(principal.tenant_id) as s:
         key, secret = access.create_api_key(s, principal.tenant_id, body.role, body.name, principal.actor,
@@ -108,7 +109,7 @@ def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
 
 
 @router.delete("/apiKeys/{key_id}", status_code=204)
-def revoke_api_key(key_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def revoke_api_key(key_id: Id, request: Request, principal: Principal = require(P.APIKEYS_MANAGE, all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         administration.revoke_api_key(s, key_id)
     request.app.state.key_cache.clear()
@@ -127,7 +128,7 @@ def enrollment_to_api(e: EnrollmentSecret) -> dict[str, Any]:
 
 
 @router.get("/enrollmentSecrets", responses=returns(schema.ODataList[schema.EnrollmentSecret]))
-def list_enrollment(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def list_enrollment(request: Request, principal: Principal = require(P.ENROLLMENT_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "EnrollmentSecrets",
                           [enrollment_to_api(e) for e in administration.enrollment_secrets(s)])
@@ -135,7 +136,7 @@ def list_enrollment(request: Request, principal: Principal = require("admin")) -
 
 @router.post("/enrollmentSecrets", status_code=201, responses=returns(schema.NewEnrollmentSecret, 201))
 def create_enrollment(body: EnrollmentCreate, request: Request, response: Response,
-                      principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+                      principal: Principal = require(P.ENROLLMENT_MANAGE, all_groups=True)) -> dict[str, Any]:
     _no_store(response)
     expires = access.parse_duration(body.expires) if body.expires else None
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -147,7 +148,7 @@ def create_enrollment(body: EnrollmentCreate, request: Request, response: Respon
 
 
 @router.delete("/enrollmentSecrets/{secret_id}", status_code=204)
-def revoke_enrollment(secret_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def revoke_enrollment(secret_id: Id, request: Request, principal: Principal = require(P.ENROLLMENT_MANAGE, all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         administration.revoke_enrollment_secret(s, secret_id)
 
@@ -173,33 +174,33 @@ def group_to_api(g: DeviceGroup) -> dict[str, Any]:
 
 
 @router.get("/deviceGroups", responses=returns(schema.ODataList[schema.DeviceGroup]))
-def list_groups(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_groups(request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "DeviceGroups", [group_to_api(g) for g in administration.device_groups(s, principal)])
 
 
 @router.post("/deviceGroups", status_code=201, responses=returns(schema.DeviceGroup, 201))
-def create_group(body: GroupCreate, request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+def create_group(body: GroupCreate, request: Request, principal: Principal = require(P.GROUPS_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return group_to_api(access.create_group(s, body.name, body.rank, body.rules, body.description))
 
 
 @router.get("/deviceGroups/{group_id}", responses=returns(schema.DeviceGroup))
-def get_group(group_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_group(group_id: Id, request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return group_to_api(administration.device_group(s, principal, group_id))
 
 
 @router.patch("/deviceGroups/{group_id}", responses=returns(schema.DeviceGroup))
 def update_group(group_id: Id, body: GroupUpdate, request: Request,
-                 principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+                 principal: Principal = require(P.GROUPS_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return group_to_api(administration.update_group(s, group_id, rank=body.rank, rules=body.rules,
                                                         description=body.description))
 
 
 @router.delete("/deviceGroups/{group_id}", status_code=204)
-def delete_group(group_id: Id, request: Request, principal: Principal = require("admin", all_groups=True)) -> None:
+def delete_group(group_id: Id, request: Request, principal: Principal = require(P.GROUPS_MANAGE, all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         administration.delete_group(s, group_id)
 
@@ -213,7 +214,7 @@ def audit_fields() -> dict[str, odata.Field]:
 
 
 @router.get("/auditLogs", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.AuditEntry]))
-def audit_log(request: Request, principal: Principal = require("admin", all_groups=True)) -> dict[str, Any]:
+def audit_log(request: Request, principal: Principal = require(P.AUDIT_READ, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(AuditEntry), audit_fields(), lambda r: audit.to_api(r[0]), "AuditLogs",
                         default_order=[AuditEntry.at.desc(), AuditEntry.id.desc()])

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.server import odata
 from garrison.server.api import models as schema
 from garrison.server.api.common import device_scope, odata_list, returns
@@ -32,7 +33,7 @@ def _visible_device_ids(s: Any, principal: Principal) -> list[str] | None:
 
 @router.get("/machines/SecureConfigurationsAssessmentByMachine",
             openapi_extra=odata.openapi_extra(max_top=100000, options=("$filter", "$top", "$skip")), responses=returns(schema.ODataList[schema.AssessmentRow]))
-def assessment_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def assessment_by_machine(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     params = request.query_params
     wanted: list[str] | None = None
     if "$filter" in params:
@@ -55,20 +56,20 @@ def assessment_by_machine(request: Request, principal: Principal = require("anal
 
 
 @router.get("/machines/{machine_id}/configurationAssessment", responses=returns(schema.ODataList[schema.AssessmentRow]))
-def machine_assessment(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def machine_assessment(machine_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         return odata_list(request, "ConfigurationAssessment", assessment.device_assessment(s, device.id))
 
 
 @router.get("/configurationChecks", responses=returns(schema.ODataList[schema.AssessmentRow]))
-def configuration_checks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def configuration_checks(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return odata_list(request, "ConfigurationChecks", assessment.secure_configuration_kb_rows(s))
 
 
 @router.get("/configurationChecks/{check_id}/machineReferences", responses=returns(schema.ODataList[schema.AssessmentRow]))
-def check_machines(check_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def check_machines(check_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         known = {r.get("ConfigurationId") for r in assessment.secure_configuration_kb_rows(s)}
         if check_id not in known:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 from garrison.core import actions, devices
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.protocol.actions import ACTION_TYPES
 from garrison.protocol.bounds import to_utc
@@ -96,7 +97,7 @@ def load_device(s: Any, principal: Principal, machine_id: str) -> Device:
 
 
 @router.get("/machines", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Machine]))
-def list_machines(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_machines(request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     now = utcnow()
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, _machines_stmt(principal), machine_fields(),
@@ -106,7 +107,7 @@ def list_machines(request: Request, principal: Principal = require("analyst")) -
 
 @router.get("/machines/findbytag", responses=returns(schema.ODataList[schema.Machine]))
 def find_by_tag(request: Request, tag: str, useStartsWithFilter: bool = False,
-                principal: Principal = require("analyst")) -> dict[str, Any]:
+                principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     now = utcnow()
     with request.app.state.store.tenant(principal.tenant_id) as s:
         rows = s.execute(_machines_stmt(principal).where(devices.tag_filter(tag, useStartsWithFilter))
@@ -118,7 +119,7 @@ _FINDBYIP = re.compile(r"^ip='([0-9A-Fa-f:.%]{1,64})'(?:,timestamp=([0-9T:.+\-Z]
 
 
 @router.get("/machines/findbyip({args})", responses=returns(schema.ODataList[schema.Machine]))
-def find_by_ip(args: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def find_by_ip(args: str, request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     m = _FINDBYIP.match(args)
     if not m:
         raise Invalid("use findbyip(ip='10.1.2.3',timestamp=2024-01-01T00:00:00Z)")
@@ -135,7 +136,7 @@ def find_by_ip(args: str, request: Request, principal: Principal = require("anal
 
 
 @router.get("/machines/{machine_id}", responses=returns(schema.Machine))
-def get_machine(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_machine(machine_id: str, request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         group = s.get(DeviceGroup, device.group_id) if device.group_id else None
@@ -143,7 +144,7 @@ def get_machine(machine_id: str, request: Request, principal: Principal = requir
 
 
 @router.get("/machines/{machine_id}/logonusers", responses=returns(schema.ODataList[schema.LogonUser]))
-def logon_users(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def logon_users(machine_id: str, request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         users = [{"id": u.get("user"), "accountName": u.get("user"), "logonTypes": "Interactive" if
@@ -165,7 +166,7 @@ class BatchTagBody(TagBody):
 
 @router.post("/machines/{machine_id}/tags", responses=returns(schema.Machine))
 def machine_tags(machine_id: str, body: TagBody, request: Request,
-                 principal: Principal = require("security_operator")) -> dict[str, Any]:
+                 principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         devices.set_tag(s, device, body.Value, body.Action == "Add")
@@ -176,7 +177,7 @@ def machine_tags(machine_id: str, body: TagBody, request: Request,
 
 @router.post("/machines/AddOrRemoveTagForMultipleMachines", responses=returns(schema.ODataList[schema.Machine]))
 def batch_tags(body: BatchTagBody, request: Request,
-               principal: Principal = require("security_operator")) -> dict[str, Any]:
+               principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         touched = [load_device(s, principal, mid) for mid in dict.fromkeys(body.MachineIds)]
         for device in touched:
@@ -192,7 +193,7 @@ class DeviceValueBody(BaseModel):
 
 @router.post("/machines/{machine_id}/setDeviceValue", responses=returns(schema.Machine))
 def set_device_value(machine_id: str, body: DeviceValueBody, request: Request,
-                     principal: Principal = require("security_operator")) -> dict[str, Any]:
+                     principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         devices.set_device_value(device, body.DeviceValue)
@@ -206,7 +207,7 @@ class CommentBody(BaseModel):
 
 @router.post("/machines/{machine_id}/offboard", status_code=201, responses=returns(schema.MachineAction, 201))
 def offboard_machine(machine_id: str, body: CommentBody, request: Request,
-                     principal: Principal = require("admin")) -> dict[str, Any]:
+                     principal: Principal = require(P.MACHINES_OFFBOARD)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
         action = devices.offboard(s, device, principal.actor, body.Comment)
@@ -228,7 +229,7 @@ def action_fields() -> dict[str, odata.Field]:
 
 
 @router.get("/machineactions", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineAction]))
-def list_actions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_actions(request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     stmt = select(MachineAction, Device.computer_dns_name).join(Device, Device.id == MachineAction.device_id) \
         .where(device_scope(principal))
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -248,7 +249,7 @@ def _load_action(s: Any, principal: Principal, action_id: str) -> tuple[MachineA
 
 
 @router.get("/machineactions/{action_id}", responses=returns(schema.MachineAction))
-def get_action(action_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_action(action_id: str, request: Request, principal: Principal = require(P.MACHINES_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         action, device = _load_action(s, principal, action_id)
         return actions.to_api(action, device.computer_dns_name)
@@ -256,7 +257,7 @@ def get_action(action_id: str, request: Request, principal: Principal = require(
 
 @router.post("/machineactions/{action_id}/cancel", responses=returns(schema.MachineAction))
 def cancel_action(action_id: str, body: CommentBody, request: Request,
-                  principal: Principal = require("security_operator")) -> dict[str, Any]:
+                  principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         action, device = _load_action(s, principal, action_id)
         actions.cancel(s, action, principal.actor, body.Comment)
@@ -272,7 +273,7 @@ class ActionRequestBody(BaseModel):
 
 def _make_action_route(action_type: str, path_name: str) -> None:
     def request_action(machine_id: str, body: ActionRequestBody, request: Request,
-                       principal: Principal = require("security_operator")) -> dict[str, Any]:
+                       principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
         with request.app.state.store.tenant(principal.tenant_id) as s:
             device = load_device(s, principal, machine_id)
             action = actions.create(s, device, action_type, principal.actor, body.Comment)

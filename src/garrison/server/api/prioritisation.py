@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from garrison.core.access import Principal
 from garrison.core.devices import reference_to_api
 from garrison.core.errors import Conflict, Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.integrations import connections as conn_mod
 from garrison.integrations import secretbox
@@ -125,7 +126,7 @@ def _score_body(request: Request, comps: exposure.Components, at: dt.datetime | 
 
 
 @router.get("/exposureScore", responses=returns(schema.ExposureScore))
-def exposure_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def exposure_score(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         comps = exposure.components_for(s, principal.group_ids)
         at = exposure.last_computed(s)
@@ -134,7 +135,7 @@ def exposure_score(request: Request, principal: Principal = require("analyst")) 
 
 
 @router.get("/exposureScore/ByMachineGroups", responses=returns(schema.ODataList[schema.ExposureScore]))
-def exposure_score_by_groups(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def exposure_score_by_groups(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         groups = list(s.scalars(select(DeviceGroup).order_by(DeviceGroup.rank, DeviceGroup.id)))
         at = exposure.last_computed(s)
@@ -149,7 +150,7 @@ def exposure_score_by_groups(request: Request, principal: Principal = require("a
 @router.get("/exposureScore/history", responses=returns(schema.ODataList[schema.ExposureScorePoint]))
 def exposure_score_history(request: Request, days: int = Query(default=30, ge=1, le=3660),
                            rbacGroupId: Id | None = None,
-                           principal: Principal = require("analyst")) -> dict[str, Any]:
+                           principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     since = (utcnow() - dt.timedelta(days=days - 1)).date()
     with _store(request).tenant(principal.tenant_id) as s:
         if rbacGroupId is not None:
@@ -174,21 +175,21 @@ def exposure_score_history(request: Request, days: int = Query(default=30, ge=1,
 
 if config.has_secure_score():
     @router.get("/configurationScore", responses=returns(schema.ConfigurationScore))
-    def configuration_score(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+    def configuration_score(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
         with _store(request).tenant(principal.tenant_id) as s:
             res = config.configuration_score(s, list(principal.group_ids) if principal.group_ids is not None else None)
         return {"@odata.context": f"{_base(request)}/api/$metadata#ConfigurationScore/$entity", **(res or {})}
 
 
 @router.post("/exposureScore/recompute", responses=returns(schema.RefreshStats))
-def recompute(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
+def recompute(request: Request, principal: Principal = require(P.REMEDIATION_MANAGE)) -> dict[str, Any]:
     """Recompute the tenant's scores and recommendations now (the job does it within a minute)."""
     stats = service.refresh(_store(request), principal.tenant_id)
     return stats.as_dict()
 
 
 @router.get("/machines/{machine_id}/exposure", responses=returns(schema.DeviceExposure))
-def machine_exposure(machine_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def machine_exposure(machine_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         device = _load_device(s, principal, machine_id)
         return device_exposure.device_exposure(s, device)
@@ -203,7 +204,7 @@ class AlertBody(Body):
 
 @router.post("/machines/{machine_id}/vulnerabilityAlerts", responses=returns(schema.VulnerabilityAlert))
 def set_vulnerability_alert(machine_id: str, body: AlertBody, request: Request,
-                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+                            principal: Principal = require(P.ALERTS_MANAGE)) -> dict[str, Any]:
     """The 'active alert on this device' hook: EDR calls it through the service layer; here for the API."""
     with _store(request).tenant(principal.tenant_id) as s:
         device = _load_device(s, principal, machine_id)
@@ -225,7 +226,7 @@ def set_vulnerability_alert(machine_id: str, body: AlertBody, request: Request,
 
 @router.get("/machines/{machine_id}/vulnerabilityAlerts", responses=returns(schema.ODataList[schema.VulnerabilityAlert]))
 def list_vulnerability_alerts(machine_id: str, request: Request,
-                              principal: Principal = require("analyst")) -> dict[str, Any]:
+                              principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         device = _load_device(s, principal, machine_id)
         rows = s.scalars(select(DeviceVulnerabilityAlert).where(DeviceVulnerabilityAlert.device_id == device.id)
@@ -368,7 +369,7 @@ def _rec_select(principal: Principal, s: Session, light: bool = False) -> tuple[
 
 
 @router.get("/recommendations", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Recommendation]))
-def list_recommendations(request: Request, principal: Principal = require("analyst")) -> Response:
+def list_recommendations(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         stmt, agg, comps = _rec_select(principal, s, light=True)
         fields = rec_fields(agg, comps)
@@ -418,7 +419,7 @@ def _load_rec(s: Session, principal: Principal, rec_id: str) -> tuple[Recommenda
 
 @router.get("/recommendations/{recommendation_id}", responses=returns(schema.RecommendationDetail))
 def get_recommendation(recommendation_id: str, request: Request,
-                       principal: Principal = require("analyst")) -> dict[str, Any]:
+                       principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rec, scoped = _load_rec(s, principal, recommendation_id)
         out = rec_to_api(rec, scoped, full=True)
@@ -449,7 +450,7 @@ def _rec_exceptions(s: Session, principal: Principal, rec: Recommendation) -> li
 
 @router.get("/recommendations/{recommendation_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineReference]))
 def recommendation_machines(recommendation_id: str, request: Request,
-                            principal: Principal = require("analyst")) -> dict[str, Any]:
+                            principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rec, _ = _load_rec(s, principal, recommendation_id)
         sub = recommendations.exposed_devices_stmt(rec)
@@ -470,7 +471,7 @@ def recommendation_machines(recommendation_id: str, request: Request,
 
 @router.get("/recommendations/{recommendation_id}/software", responses=returns(schema.ODataList[schema.RecommendationSoftware]))
 def recommendation_software(recommendation_id: str, request: Request,
-                            principal: Principal = require("analyst")) -> dict[str, Any]:
+                            principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rec, _ = _load_rec(s, principal, recommendation_id)
         stmt = recommendations.unit_findings_stmt(rec)
@@ -498,7 +499,7 @@ def recommendation_software(recommendation_id: str, request: Request,
 
 @router.get("/recommendations/{recommendation_id}/vulnerabilities", responses=returns(schema.ODataList[schema.Vulnerability]))
 def recommendation_vulnerabilities(recommendation_id: str, request: Request,
-                                   principal: Principal = require("analyst")) -> dict[str, Any]:
+                                   principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rec, _ = _load_rec(s, principal, recommendation_id)
         stmt = recommendations.unit_findings_stmt(rec)
@@ -518,7 +519,7 @@ def recommendation_vulnerabilities(recommendation_id: str, request: Request,
 
 @router.get("/machines/{machine_id}/recommendations", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Recommendation]))
 def machine_recommendations(machine_id: str, request: Request,
-                            principal: Principal = require("analyst")) -> dict[str, Any]:
+                            principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         device = _load_device(s, principal, machine_id)
         ids = device_exposure.device_recommendation_ids(s, device)
@@ -562,7 +563,7 @@ def _exception_scope(principal: Principal) -> Any:
 
 
 @router.get("/recommendationExceptions", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.RecommendationException]))
-def list_exceptions(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_exceptions(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
         risk_acceptance.expire_due(s, now)
@@ -577,7 +578,7 @@ def list_exceptions(request: Request, principal: Principal = require("analyst"))
 
 @router.post("/recommendationExceptions", status_code=201, responses=returns(schema.RecommendationException, 201))
 def create_exception(body: ExceptionBody, request: Request,
-                     principal: Principal = require("security_operator")) -> dict[str, Any]:
+                     principal: Principal = require(P.EXCEPTIONS_MANAGE)) -> dict[str, Any]:
     store = _store(request)
     exc_id = service.create_exception(store, principal, body.recommendationId, body.justification,
                                       context=body.justificationContext, scope=body.scope,
@@ -596,7 +597,7 @@ def _exception_out(store: Any, principal: Principal, exc_id: int) -> dict[str, A
 
 
 @router.get("/recommendationExceptions/{exception_id}", responses=returns(schema.RecommendationException))
-def get_exception(exception_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_exception(exception_id: Id, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         exc = risk_acceptance.get(s, principal, exception_id)
         exc_id = exc.id
@@ -605,7 +606,7 @@ def get_exception(exception_id: Id, request: Request, principal: Principal = req
 
 @router.post("/recommendationExceptions/{exception_id}/cancel", responses=returns(schema.RecommendationException))
 def cancel_exception(exception_id: Id, body: CancelBody, request: Request,
-                     principal: Principal = require("security_operator")) -> dict[str, Any]:
+                     principal: Principal = require(P.EXCEPTIONS_MANAGE)) -> dict[str, Any]:
     store = _store(request)
     exc_id, _status = service.cancel_exception(store, principal, exception_id, body.rbacGroupIds)
     return _exception_out(store, principal, exc_id)
@@ -659,7 +660,7 @@ def _tickets(s: Session, act_ids: list[str]) -> dict[str, list[RemediationTicket
 
 
 @router.get("/remediationTasks", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.RemediationTask]))
-def list_remediation_tasks(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_remediation_tasks(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
         q = parse_odata(request, _activity_fields(), [RemediationActivity.created_on.desc(), RemediationActivity.id])
@@ -676,7 +677,7 @@ def list_remediation_tasks(request: Request, principal: Principal = require("ana
 
 @router.post("/remediationTasks", status_code=201, responses=returns(schema.RemediationTask, 201))
 def create_remediation_task(body: RemediationBody, request: Request,
-                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+                            principal: Principal = require(P.REMEDIATION_MANAGE)) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
         if body.ticketConnectionId is not None:
@@ -702,13 +703,13 @@ def _activity_out(store: Any, principal: Principal, act_id: str) -> dict[str, An
 
 
 @router.get("/remediationTasks/{task_id}", responses=returns(schema.RemediationTask))
-def get_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_remediation_task(task_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     return _activity_out(_store(request), principal, task_id)
 
 
 @router.get("/remediationTasks/{task_id}/machineReferences", responses=returns(schema.ODataList[schema.RemediationTarget]))
 def remediation_task_machines(task_id: str, request: Request,
-                              principal: Principal = require("analyst")) -> dict[str, Any]:
+                              principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
         rows = []
@@ -721,7 +722,7 @@ def remediation_task_machines(task_id: str, request: Request,
 
 
 @router.get("/remediationTasks/{task_id}/export", responses=csv_file("the activity's devices as CSV"))
-def export_remediation_task(task_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def export_remediation_task(task_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
         text = remediation.export_csv(s, act, principal)
@@ -731,7 +732,7 @@ def export_remediation_task(task_id: str, request: Request, principal: Principal
 
 @router.post("/remediationTasks/{task_id}/complete", responses=returns(schema.RemediationTask))
 def complete_remediation_task(task_id: str, request: Request,
-                              principal: Principal = require("security_operator")) -> dict[str, Any]:
+                              principal: Principal = require(P.REMEDIATION_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
         remediation.complete(s, principal, act)
@@ -744,7 +745,7 @@ class TicketBody(Body):
 
 @router.post("/remediationTasks/{task_id}/tickets", status_code=201, responses=returns(schema.Ticket, 201))
 def open_remediation_ticket(task_id: str, body: TicketBody, request: Request,
-                            principal: Principal = require("security_operator")) -> dict[str, Any]:
+                            principal: Principal = require(P.REMEDIATION_MANAGE)) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
@@ -760,7 +761,7 @@ def open_remediation_ticket(task_id: str, body: TicketBody, request: Request,
 
 @router.post("/remediationTasks/{task_id}/tickets/sync", responses=returns(schema.ODataList[schema.Ticket]))
 def sync_remediation_tickets(task_id: str, request: Request,
-                             principal: Principal = require("security_operator")) -> dict[str, Any]:
+                             principal: Principal = require(P.REMEDIATION_MANAGE)) -> dict[str, Any]:
     store = _store(request)
     with store.tenant(principal.tenant_id) as s:
         act = remediation.get(s, principal, task_id)
@@ -789,7 +790,7 @@ def _event_scope(principal: Principal) -> Any:
 @router.get("/eventTimeline", openapi_extra=ODATA, responses=returns(schema.TimelineEventList))
 def list_events(request: Request, eventType: str | None = None, fromDate: str | None = None,
                 toDate: str | None = None, minImpactedPercentage: float | None = None,
-                principal: Principal = require("analyst")) -> dict[str, Any]:
+                principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
         stmt = select(TimelineEvent).where(_event_scope(principal))
@@ -830,7 +831,7 @@ def list_events(request: Request, eventType: str | None = None, fromDate: str | 
 
 
 @router.get("/eventTimeline/{event_id}", responses=returns(schema.TimelineEventDetail))
-def get_event(event_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_event(event_id: Id, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     now = utcnow()
     with _store(request).tenant(principal.tenant_id) as s:
         e = s.get(TimelineEvent, event_id)
@@ -876,7 +877,7 @@ class RulePatch(Body):
 
 
 @router.get("/notificationRules", responses=returns(schema.ODataList[schema.NotificationRule]))
-def list_rules(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_rules(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         names = _group_names(s)
         rules = [r for r in s.scalars(select(NotificationRule).order_by(NotificationRule.id))
@@ -885,7 +886,7 @@ def list_rules(request: Request, principal: Principal = require("analyst")) -> d
 
 
 @router.post("/notificationRules", status_code=201, responses=returns(schema.NotificationRule, 201))
-def create_rule(body: RuleBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def create_rule(body: RuleBody, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         v = notifications.validate(s, principal, name=body.name, events=body.events,
                                    min_severity=body.minimumSeverity, group_ids=body.rbacGroupIds,
@@ -899,13 +900,13 @@ def create_rule(body: RuleBody, request: Request, principal: Principal = require
 
 
 @router.get("/notificationRules/{rule_id}", responses=returns(schema.NotificationRule))
-def get_rule(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_rule(rule_id: Id, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return notifications.to_api(notifications.get(s, principal, rule_id), _group_names(s))
 
 
 @router.patch("/notificationRules/{rule_id}", responses=returns(schema.NotificationRule))
-def update_rule(rule_id: Id, body: RulePatch, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def update_rule(rule_id: Id, body: RulePatch, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
         given = body.model_fields_set
@@ -930,14 +931,14 @@ def update_rule(rule_id: Id, body: RulePatch, request: Request, principal: Princ
 
 
 @router.delete("/notificationRules/{rule_id}", status_code=204)
-def delete_rule(rule_id: Id, request: Request, principal: Principal = require("admin")) -> Response:
+def delete_rule(rule_id: Id, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         s.delete(notifications.get(s, principal, rule_id))
     return Response(status_code=204)
 
 
 @router.get("/notificationRules/{rule_id}/deliveries", responses=returns(schema.ODataList[schema.NotificationDelivery]))
-def rule_deliveries(rule_id: Id, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def rule_deliveries(rule_id: Id, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rule = notifications.get(s, principal, rule_id)
         rows = s.scalars(select(NotificationDelivery).where(NotificationDelivery.rule_id == rule.id)
@@ -974,14 +975,14 @@ def _connection(s: Session, principal: Principal, connection_id: int) -> Integra
 
 
 @router.get("/integrationConnections", responses=returns(schema.ODataList[schema.IntegrationConnection]))
-def list_connections(request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def list_connections(request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         rows = s.scalars(select(IntegrationConnection).order_by(IntegrationConnection.id))
         return odata_list(request, "IntegrationConnections", [conn_mod.to_api(c) for c in rows])
 
 
 @router.post("/integrationConnections", status_code=201, responses=returns(schema.IntegrationConnection, 201))
-def create_connection(body: ConnectionBody, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def create_connection(body: ConnectionBody, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     try:
         cfg = conn_mod.validate(body.kind, body.name, body.config, body.secrets)
     except ValueError as exc:
@@ -998,14 +999,14 @@ def create_connection(body: ConnectionBody, request: Request, principal: Princip
 
 
 @router.get("/integrationConnections/{connection_id}", responses=returns(schema.IntegrationConnection))
-def get_connection(connection_id: Id, request: Request, principal: Principal = require("admin")) -> dict[str, Any]:
+def get_connection(connection_id: Id, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         return conn_mod.to_api(_connection(s, principal, connection_id))
 
 
 @router.patch("/integrationConnections/{connection_id}", responses=returns(schema.IntegrationConnection))
 def update_connection(connection_id: Id, body: ConnectionPatch, request: Request,
-                      principal: Principal = require("admin")) -> dict[str, Any]:
+                      principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         conn = _connection(s, principal, connection_id)
         name = body.name or conn.name
@@ -1027,7 +1028,7 @@ def update_connection(connection_id: Id, body: ConnectionPatch, request: Request
 
 
 @router.delete("/integrationConnections/{connection_id}", status_code=204)
-def delete_connection(connection_id: Id, request: Request, principal: Principal = require("admin")) -> Response:
+def delete_connection(connection_id: Id, request: Request, principal: Principal = require(P.SETTINGS_MANAGE)) -> Response:
     with _store(request).tenant(principal.tenant_id) as s:
         s.delete(_connection(s, principal, connection_id))
     return Response(status_code=204)
@@ -1035,7 +1036,7 @@ def delete_connection(connection_id: Id, request: Request, principal: Principal 
 
 @router.post("/integrationConnections/{connection_id}/test", responses=returns(schema.ConnectionCheck))
 def try_connection(connection_id: Id, body: ConnectionTestBody, request: Request,
-                    principal: Principal = require("admin")) -> dict[str, Any]:
+                    principal: Principal = require(P.SETTINGS_MANAGE)) -> dict[str, Any]:
     with _store(request).tenant(principal.tenant_id) as s:
         conn_id = _connection(s, principal, connection_id).id
     try:
@@ -1116,36 +1117,36 @@ def _changes(principal: Principal, since: dt.datetime) -> Any:
 
 
 @export_router.get("/machines/SoftwareInventoryByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
-def software_inventory_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def software_inventory_by_machine(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     return _page(request, principal, "SoftwareInventoryByMachine", _inventory(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilitiesByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
-def software_vulnerabilities_by_machine(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def software_vulnerabilities_by_machine(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     return _page(request, principal, "SoftwareVulnerabilitiesByMachine", _vulnerabilities(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilityChangesByMachine", openapi_extra=PAGED, responses=returns(schema.ExportPage))
 def software_vulnerability_changes_by_machine(request: Request, sinceTime: str,
-                                              principal: Principal = require("analyst")) -> dict[str, Any]:
+                                              principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     since = _since(sinceTime, True)
     assert since is not None
     return _page(request, principal, "SoftwareVulnerabilityChangesByMachine", _changes(principal, since))
 
 
 @export_router.get("/machines/SoftwareInventoryExport", responses=json_lines(schema.AssessmentRow, "the software inventory"))
-def software_inventory_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+def software_inventory_export(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> StreamingResponse:
     return _stream(request, principal, _inventory(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilitiesExport", responses=json_lines(schema.AssessmentRow, "the software vulnerabilities"))
-def software_vulnerabilities_export(request: Request, principal: Principal = require("analyst")) -> StreamingResponse:
+def software_vulnerabilities_export(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> StreamingResponse:
     return _stream(request, principal, _vulnerabilities(principal))
 
 
 @export_router.get("/machines/SoftwareVulnerabilityChangesExport", responses=json_lines(schema.AssessmentRow, "the changes of software vulnerabilities"))
 def software_vulnerability_changes_export(request: Request, sinceTime: str,
-                                          principal: Principal = require("analyst")) -> StreamingResponse:
+                                          principal: Principal = require(P.VULNERABILITIES_READ)) -> StreamingResponse:
     since = _since(sinceTime, True)
     assert since is not None
     return _stream(request, principal, _changes(principal, since))
@@ -1153,7 +1154,7 @@ def software_vulnerability_changes_export(request: Request, sinceTime: str,
 
 @export_router.get("/machines/SecureConfigurationsAssessmentExport", responses=json_lines(schema.AssessmentRow, "the secure configuration assessment"))
 def secure_configurations_export(request: Request, sinceTime: str | None = None,
-                                 principal: Principal = require("analyst")) -> StreamingResponse:
+                                 principal: Principal = require(P.VULNERABILITIES_READ)) -> StreamingResponse:
     since = _since(sinceTime, False)
     if not config.available():
         raise NotFound("the configuration assessment is not part of this build")

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.edr.events import BatchIn, EventScope, Stored
 from garrison.edr.events.health import telemetry_health
 from garrison.edr.events.imports import import_windows, parse_files, resolve_device
@@ -111,7 +112,7 @@ class _Query:
 
 
 @router.get("/machines/{machine_id}/timeline", responses=returns(schema.ODataList[schema.TimelineRow]))
-def timeline(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def timeline(machine_id: str, request: Request, principal: Principal = require(P.EVENTS_READ)) -> Response:
     """A device's events in time order (newest first), with Defender's column names. ``fromDate``/``toDate``
     (default: the last 30 days), ``search`` (file, command line, IP, URL, account, registry key…),
     ``tables`` (comma-separated), ``$filter`` over the columns, ``$top`` (100; at most 10,000), ``$skip``,
@@ -126,7 +127,7 @@ def timeline(machine_id: str, request: Request, principal: Principal = require("
 
 
 @router.get("/machines/{machine_id}/sensorHealth", responses=returns(schema.SensorHealth))
-def sensor_health(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def sensor_health(machine_id: str, request: Request, principal: Principal = require(P.EVENTS_READ)) -> Response:
     """Telemetry health: sensor state, events/s and drops over 5 minutes, last event time, and
     ``healthStatus`` — ``NoSensorData`` for a device that checks in but sends no telemetry."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -138,7 +139,7 @@ def sensor_health(machine_id: str, request: Request, principal: Principal = requ
 
 @router.get("/machines/{machine_id}/timeline/{table}/{report_id}", responses=returns(schema.EventDetail))
 def timeline_event(machine_id: str, table: str, report_id: int, request: Request,
-                   principal: Principal = require("analyst")) -> Response:
+                   principal: Principal = require(P.EVENTS_READ)) -> Response:
     """One event whole, and the process tree around it (parent → … → process → children)."""
     sc, device_id, _name = scope_for(request, principal, machine_id)
     if table not in EVENT_TABLES:
@@ -169,7 +170,7 @@ _CSV_COLUMNS = ("Timestamp", "Table", "ActionType", "FileName", "FolderPath", "P
 
 
 @router.get("/machines/{machine_id}/timeline/export", responses=csv_file("the timeline as CSV"))
-def timeline_export(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def timeline_export(machine_id: str, request: Request, principal: Principal = require(P.EVENTS_READ)) -> Response:
     """The timeline as CSV: at most 7 days, with the same search/tables/$filter as the list."""
     sc, device_id, name = scope_for(request, principal, machine_id)
     start, end = _range(request, MAX_EXPORT)
@@ -201,7 +202,7 @@ def _csv_value(v: Any) -> Any:
 
 @router.post("/machines/{machine_id}/events/import", responses=returns(schema.ImportResult))
 async def import_events(machine_id: str, request: Request,
-                        principal: Principal = require("security_operator")) -> dict[str, Any]:
+                        principal: Principal = require(P.MACHINES_IMPORT)) -> dict[str, Any]:
     """Agentless telemetry: a Windows event log file (EVTX, JSON lines, zip of them) as the request body
     (``fileName`` names it in errors) stored as this machine's events. A malformed file stores nothing."""
     def device() -> tuple[str, str, bool]:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, aliased
 from garrison.core.access import Principal
 from garrison.core.devices import reference_to_api
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.inventory import FORMATS
 from garrison.server import odata
 from garrison.server.api import models as schema
@@ -160,7 +161,7 @@ def _scope_all(request: Request) -> bool:
 
 
 @router.get("/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Vulnerability]))
-def list_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
+def list_vulnerabilities(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     all_kb = _scope_all(request)
     with counts_session(request, principal) as s:
         stmt, count = _vuln_stmt(principal, all_kb)
@@ -188,7 +189,7 @@ def _machine_vuln_to_api(r: Any) -> dict[str, Any]:
 
 
 @router.get("/vulnerabilities/machinesVulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineSoftwareVulnerability]))
-def machines_vulnerabilities(request: Request, principal: Principal = require("analyst")) -> Response:
+def machines_vulnerabilities(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     """One row per (machine, CVE, software version): Defender's "list vulnerabilities by machine and
     software"; ``fixingKbId`` is the fixed version (None: no fix yet)."""
     stmt = (tvm_findings.findings_select(DP.device_id, PVV.vulnerability_id, SP.name, SP.vendor, PV.version,
@@ -212,7 +213,7 @@ def _load_vulnerability(s: Session, principal: Principal, cve_id: str, all_kb: b
 
 
 @router.get("/vulnerabilities/{cve_id}", responses=returns(schema.Vulnerability))
-def get_vulnerability(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_vulnerability(cve_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         return vulnerabilities.to_api(_load_vulnerability(s, principal, cve_id, _scope_all(request)))
 
@@ -256,7 +257,7 @@ def _package_details(s: Session, device_ids: list[str], *where: Any) -> dict[str
 
 
 @router.get("/vulnerabilities/{cve_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineWithSoftware]))
-def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def vulnerability_machines(cve_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         v = _load_vulnerability(s, principal, cve_id, _scope_all(request))
         pvs = select(PVV.package_version_id).where(PVV.vulnerability_id == v.id)
@@ -332,7 +333,7 @@ def software_to_api(r: Any) -> dict[str, Any]:
 
 
 @router.get("/Software", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Software]))
-def list_software(request: Request, principal: Principal = require("analyst")) -> Response:
+def list_software(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with counts_session(request, principal) as s:
         stmt, cols = _software_stmt(principal)
         return json_response(run_list(s, request, stmt, software_fields(cols), software_to_api, "Software",
@@ -348,13 +349,13 @@ def _load_software(s: Session, principal: Principal, software_id: str) -> Any:
 
 
 @router.get("/Software/{software_id}", responses=returns(schema.Software))
-def get_software(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_software(software_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         return software_to_api(_load_software(s, principal, software_id))
 
 
 @router.get("/Software/{software_id}/machineReferences", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineWithSoftware]))
-def software_machines(software_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def software_machines(software_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         pvs = select(PV.id).where(PV.software_id == sid)
@@ -365,7 +366,7 @@ def software_machines(software_id: str, request: Request, principal: Principal =
 
 @router.get("/Software/{software_id}/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Vulnerability]))
 def software_vulnerabilities(software_id: str, request: Request,
-                             principal: Principal = require("analyst")) -> Response:
+                             principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
         stmt, count = _vuln_stmt(principal, False, PV.software_id == sid)
@@ -375,7 +376,7 @@ def software_vulnerabilities(software_id: str, request: Request,
 
 @router.get("/Software/{software_id}/distributions", responses=returns(schema.ODataList[schema.VersionDistribution]))
 def software_distributions(software_id: str, request: Request,
-                           principal: Principal = require("analyst")) -> dict[str, Any]:
+                           principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     """Version distribution: per installed version, devices, vulnerabilities and devices using it."""
     with counts_session(request, principal) as s:
         sid = _load_software(s, principal, software_id)[0]
@@ -402,7 +403,7 @@ def machine_software_fields() -> dict[str, odata.Field]:
 
 
 @router.get("/machines/{machine_id}/software", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineSoftware]))
-def machine_software(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def machine_software(machine_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     """Software installed on the machine, one entry per installed version, with its weaknesses on this
     machine, the evidence (where it was found, by which package manager) and its runtime context."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -432,7 +433,7 @@ def machine_software(machine_id: str, request: Request, principal: Principal = r
 
 
 @router.get("/machines/{machine_id}/vulnerabilities", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.MachineVulnerability]))
-def machine_vulnerabilities(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def machine_vulnerabilities(machine_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     """Vulnerabilities of the machine (each once), with exposedMachines across the caller's devices and,
     per CVE, the affected software on this machine with fixed versions and runtime context."""
     with gc_paused(), request.app.state.store.tenant(principal.tenant_id) as s:
@@ -499,7 +500,7 @@ async def _read_import(request: Request) -> tuple[bytes, dict[str, str], bytes |
 
 
 @router.post("/machines/import", responses=returns(schema.ImportResult))
-async def import_machine(request: Request, principal: Principal = require("security_operator")) -> dict[str, Any]:
+async def import_machine(request: Request, principal: Principal = require(P.MACHINES_IMPORT)) -> dict[str, Any]:
     """Agentless import: create or update the device ``deviceName`` from an inventory file (dpkg status,
     apk db, rpm -qa, CycloneDX, SPDX; gzip allowed), as multipart (``file``, ``osRelease``, ``deviceName``,
     ``os``, ``format``) or a raw body with those as query parameters. A malformed file stores nothing."""
@@ -526,7 +527,7 @@ async def import_machine(request: Request, principal: Principal = require("secur
 
 
 @router.get("/feeds/status", responses=returns(schema.ODataList[schema.FeedStatus]))
-def feeds_status(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def feeds_status(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> dict[str, Any]:
     rows = service.feeds_status(request.app.state.store)
     return odata_list(request, "Feeds", rows)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Request
@@ -22,18 +21,6 @@ def _t0(request: Request) -> None:
 
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(_t0)])
-
-# Endpoints that need no session (sign-in page, static files); marked garrison_public at setup.
-PUBLIC_ENDPOINTS: set[Any] = set()
-
-# The least role of every console route, by route name (checked by tests/web/test_console_security.py).
-ROUTE_ROLES: dict[str, str] = {}
-
-
-def public(fn: Any) -> Any:
-    PUBLIC_ENDPOINTS.add(fn)
-    return fn
-
 
 @contextlib.contextmanager
 def page(request: Request, principal: Principal, section: str) -> Iterator[tuple[Session, Ctx]]:

@@ -252,8 +252,9 @@ class Ctx:
     def params(self, name: str) -> list[str]:
         return [v.strip()[:200] for v in self.request.query_params.getlist(name) if v.strip()]
 
-    def allows(self, role: str) -> bool:
-        return self.principal.allows(role)
+    def allows(self, permission: str) -> bool:
+        """Whether the signed-in user holds ``permission`` (templates show only what it may do)."""
+        return self.principal.allows(permission)
 
     @property
     def group_label(self) -> str:

@@ -1,9 +1,9 @@
 """The web console: ``setup(app)`` adds its pages under ``/console`` (``/`` redirects there).
 
-Every page handler carries ``require(role)`` like the API; the console's session cookie is
+Every page handler declares its permission (``require(P.…)``) like the API; the console's session cookie is
 resolved by :func:`garrison.server.web.session.resolve` (the app's ``session_resolver`` hook).
 Errors on console paths become HTML: a browser without a session is sent to the sign-in page
-(303), a missing role or object gets an error page. Page handlers call the service layer
+(303), a missing permission or object gets an error page. Page handlers call the service layer
 directly in a tenant session; they never call the JSON API.
 """
 
@@ -25,11 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from garrison.core import access, audit
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Unauthorized
+from garrison.core.permissions import P
 from garrison.registry import Registry, import_modules
-from garrison.server.auth import RateLimited, client_ip, require
-from garrison.server.routing import all_routes
+from garrison.server.auth import RateLimited, client_ip, public, require
 from garrison.server.web import pages, session
-from garrison.server.web.common import PUBLIC_ENDPOINTS, public, router, safe_next
+from garrison.server.web.common import router, safe_next
 from garrison.server.web.render import html_response, render_plain
 from garrison.server.web.session import COOKIE, LOGIN_CSRF_COOKIE, PREFIX
 
@@ -125,7 +125,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, principal: Principal = require("analyst")) -> Response:
+async def logout(request: Request, principal: Principal = require(P.SELF)) -> Response:
     await session.checked_form(request)
     token = request.cookies.get(COOKIE, "")
     await run_in_threadpool(session.revoke, request.app.state.store, token)
@@ -235,9 +235,6 @@ def setup(app: FastAPI) -> None:
     app.state.session_resolver = session.resolve
     app.include_router(router)
     app.add_api_route("/", public(root_redirect), methods=["GET"], include_in_schema=False)
-    for route in all_routes(app):
-        if getattr(route, "endpoint", None) in PUBLIC_ENDPOINTS:
-            route.garrison_public = True  # type: ignore[attr-defined]
     _install_error_pages(app)
 
 

@@ -144,8 +144,9 @@ def create(s: Session, principal: Principal, recommendation_id: str, justificati
                                   expires_at=expires, status="Active", status_changed_at=now,
                                   status_changed_by=principal.actor)
     if scope == "Global":
-        if principal.role != "admin" or principal.group_ids is not None:
-            raise Forbidden("a global exception needs the admin role with access to every device group")
+        if not principal.allows("exceptions.global") or principal.group_ids is not None:
+            raise Forbidden("a global exception needs the permission exceptions.global and access to every device "
+                            "group")
         if group_ids:
             raise Invalid("a global exception takes no device groups")
         if eff.global_id is not None:
@@ -206,8 +207,9 @@ def cancel(s: Session, principal: Principal, exc: RecommendationException, group
     if exc.scope == "Global":
         if group_ids:
             raise Invalid("a global exception is cancelled as a whole")
-        if principal.role != "admin" or principal.group_ids is not None:
-            raise Forbidden("cancelling a global exception needs the admin role with access to every device group")
+        if not principal.allows("exceptions.global") or principal.group_ids is not None:
+            raise Forbidden("cancelling a global exception needs the permission exceptions.global and access to "
+                            "every device group")
         exc.status, exc.status_changed_at, exc.status_changed_by = "Cancelled", now, principal.actor
         return exc
     rows = [g for g in groups_of(s, exc) if g.status == "Active"]

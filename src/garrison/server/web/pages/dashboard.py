@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from garrison.core.access import Principal
+from garrison.core.permissions import P
 from garrison.server.auth import require
 from garrison.server.web import charts
 from garrison.server.web.common import page, router
@@ -33,7 +34,7 @@ def event_dots(ctx: Ctx, events: list[TimelineEvent], kinds: tuple[str, ...] | N
 
 
 @router.get("/")
-def dashboard(request: Request, principal: Principal = require("analyst")) -> Response:
+def dashboard(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     now = dt.datetime.now(dt.UTC)
     with page(request, principal, "dashboard") as (s, ctx):
         from garrison.tvm.prioritisation import exposure, timeline

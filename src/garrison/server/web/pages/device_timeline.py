@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid
+from garrison.core.permissions import P
 from garrison.edr.events import EventScope
 from garrison.edr.events.health import telemetry_health
 from garrison.protocol.events import EVENT_TABLES
@@ -95,7 +96,7 @@ def summary(row: dict[str, Any]) -> str:
 
 
 @router.get("/devices/{machine_id}/timeline")
-def device_timeline(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def device_timeline(machine_id: str, request: Request, principal: Principal = require(P.EVENTS_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (s, ctx):
         device = load_device(s, ctx, machine_id)
@@ -132,7 +133,7 @@ def device_timeline(machine_id: str, request: Request, principal: Principal = re
 
 
 @router.get("/devices/{machine_id}/timeline.csv")
-def device_timeline_csv(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def device_timeline_csv(machine_id: str, request: Request, principal: Principal = require(P.EVENTS_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (s, ctx):
         device = load_device(s, ctx, machine_id)

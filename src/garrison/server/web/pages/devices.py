@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from garrison.core import devices
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.server.auth import require
 from garrison.server.web import session
@@ -131,7 +132,7 @@ def exposure_shown(device: Device, now: dt.datetime, has_data: bool = True, cove
 
 
 @router.get("/devices")
-def device_list(request: Request, principal: Principal = require("analyst")) -> Response:
+def device_list(request: Request, principal: Principal = require(P.MACHINES_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (s, ctx):
         cols = columns(now)
@@ -158,7 +159,7 @@ CSV_FIELDS = ["Device name", "Device id", "Domain", "OS platform", "OS version",
 
 
 @router.get("/devices.csv")
-def device_csv(request: Request, principal: Principal = require("analyst")) -> Response:
+def device_csv(request: Request, principal: Principal = require(P.MACHINES_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (_s, ctx):
         conds = device_filters(ctx, now, _s)
@@ -209,7 +210,7 @@ DEVICE_TABS = [("overview", "Overview"), ("software", "Software inventory"),
 
 
 @router.get("/devices/{machine_id}")
-def device_page(machine_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def device_page(machine_id: str, request: Request, principal: Principal = require(P.MACHINES_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "devices") as (s, ctx):
         device = load_device(s, ctx, machine_id)
@@ -266,7 +267,7 @@ def _device_action(request: Request, principal: Principal, machine_id: str, form
 
 @router.post("/devices/{machine_id}")
 async def device_update(machine_id: str, request: Request,
-                        principal: Principal = require("security_operator")) -> Response:
+                        principal: Principal = require(P.MACHINES_ACT)) -> Response:
     form = await session.checked_form(request)
     from starlette.concurrency import run_in_threadpool
 

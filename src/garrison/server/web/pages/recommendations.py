@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.server.auth import require
 from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
@@ -87,7 +88,7 @@ def exception_form(ctx: Ctx, excepted: set[int], global_exception: bool) -> dict
     """Values of the exception form: what was typed when it comes back refused; else a scope that works —
     the device groups selected in the console, else Global for whoever may use it, else all the user's
     groups (never "Selected device groups" with nothing ticked)."""
-    can_global = ctx.allows("admin") and ctx.principal.group_ids is None and not global_exception
+    can_global = ctx.allows(P.EXCEPTIONS_GLOBAL) and ctx.principal.group_ids is None and not global_exception
     if _sent(ctx, "exception"):
         scope = "Global" if ctx.param("scope") == "Global" and can_global else "DeviceGroups"
         groups = _sent_groups(ctx)
@@ -118,7 +119,7 @@ def _refused(request: Request, rec_id: str, form: str, multi: list[tuple[str, st
 
 
 @router.get("/recommendations")
-def recommendation_list(request: Request, principal: Principal = require("analyst")) -> Response:
+def recommendation_list(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "recommendations") as (s, ctx):
         base, exposed, impact = summary.scoped_recommendations(ctx)
         cols = columns(exposed, impact)
@@ -166,7 +167,7 @@ def _groups(multi: list[tuple[str, str]], name: str = "groups") -> list[int] | N
 
 @router.post("/recommendations/{rec_id}/remediation")
 async def request_remediation(rec_id: str, request: Request,
-                              principal: Principal = require("security_operator")) -> Response:
+                              principal: Principal = require(P.REMEDIATION_MANAGE)) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
 
@@ -194,7 +195,7 @@ async def request_remediation(rec_id: str, request: Request,
 
 @router.post("/recommendations/{rec_id}/exception")
 async def create_exception(rec_id: str, request: Request,
-                           principal: Principal = require("security_operator")) -> Response:
+                           principal: Principal = require(P.EXCEPTIONS_MANAGE)) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
 

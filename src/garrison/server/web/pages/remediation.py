@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, NotFound
+from garrison.core.permissions import P
 from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
 from garrison.server.web import session
@@ -108,14 +109,14 @@ def exceptions_tab(s: Session, ctx: Ctx) -> dict[str, Any]:
             panel = {"e": e, "rec": rec, "groups": risk_acceptance.groups_of(s, e),
                      "status": risk_acceptance.status_of(e, eff.get(e.recommendation_id), now),
                      "risk_reduced": risk_acceptance.reduces_risk(e.justification),
-                     "can_cancel_global": ctx.principal.role == "admin" and ctx.principal.group_ids is None}
+                     "can_cancel_global": ctx.allows(P.EXCEPTIONS_GLOBAL) and ctx.principal.group_ids is None}
         except NotFound:
             panel = {"missing": open_id}
     return {"cols": cols, "sort": sort, "p": p, "items": items, "panel": panel, "now": now}
 
 
 @router.get("/remediation")
-def remediation_page(request: Request, principal: Principal = require("analyst")) -> Response:
+def remediation_page(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "remediation") as (s, ctx):
         tab = choice(ctx, "tab", ("activities", "exceptions")) or "activities"
         data = activities_tab(s, ctx) if tab == "activities" else exceptions_tab(s, ctx)
@@ -125,7 +126,7 @@ def remediation_page(request: Request, principal: Principal = require("analyst")
 
 
 @router.get("/remediation/{activity_id}/export.csv")
-def export_activity(activity_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def export_activity(activity_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     from garrison.tvm.prioritisation import remediation
 
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -139,7 +140,7 @@ def export_activity(activity_id: str, request: Request, principal: Principal = r
 
 @router.post("/remediation/{activity_id}")
 async def update_activity(activity_id: str, request: Request,
-                          principal: Principal = require("security_operator")) -> Response:
+                          principal: Principal = require(P.REMEDIATION_MANAGE)) -> Response:
     form = await session.checked_form(request)
     default = "/console/remediation?" + urlencode({"open": activity_id})
 
@@ -162,7 +163,7 @@ async def update_activity(activity_id: str, request: Request,
 
 @router.post("/remediation/exceptions/{exception_id}")
 async def cancel_exception(exception_id: str, request: Request,
-                           principal: Principal = require("security_operator")) -> Response:
+                           principal: Principal = require(P.EXCEPTIONS_MANAGE)) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
     default = "/console/remediation?" + urlencode({"tab": "exceptions", "open": exception_id})

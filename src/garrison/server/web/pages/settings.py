@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from garrison.core import access, administration
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.protocol.limits import INT_MAX
 from garrison.server.auth import require
 from garrison.server.web import session
@@ -22,16 +23,21 @@ from garrison.server.web.common import page, redirect, router
 from garrison.server.web.render import Ctx, render
 from garrison.store.models.core import DeviceGroup
 
-TABS = [("groups", "Device groups", "analyst"), ("feeds", "Feed status", "analyst"),
-        ("users", "Users", "admin"), ("apikeys", "API keys", "admin"), ("enrollment", "Enrollment", "admin")]
+TABS = [("groups", "Device groups", P.MACHINES_READ), ("feeds", "Feed status", P.VULNERABILITIES_READ),
+        ("users", "Users", P.USERS_MANAGE), ("apikeys", "API keys", P.APIKEYS_MANAGE),
+        ("enrollment", "Enrollment", P.ENROLLMENT_MANAGE)]
+
+
+# The role choices of the user and API-key forms, least first (the first is the form's default).
+ASSIGNABLE_ORDER = ("analyst", "security_operator", "admin")
 
 
 def _tabs(ctx: Ctx) -> list[tuple[str, str, str]]:
-    return [(key, label, ctx.url(f"/settings/{key}")) for key, label, role in TABS if ctx.allows(role)]
+    return [(key, label, ctx.url(f"/settings/{key}")) for key, label, permission in TABS if ctx.allows(permission)]
 
 
 @router.get("/settings")
-def settings_home(request: Request, principal: Principal = require("analyst")) -> Response:
+def settings_home(request: Request, principal: Principal = require(P.SELF)) -> Response:
     return RedirectResponse(request.url_for("settings_groups").path + (f"?{request.url.query}" if request.url.query
                                                                        else ""), status_code=303)
 
@@ -39,7 +45,7 @@ def settings_home(request: Request, principal: Principal = require("analyst")) -
 # --- device groups ----------------------------------------------------------------------
 
 @router.get("/settings/groups")
-def settings_groups(request: Request, principal: Principal = require("analyst")) -> Response:
+def settings_groups(request: Request, principal: Principal = require(P.MACHINES_READ)) -> Response:
     with page(request, principal, "settings") as (s, ctx):
         counts = administration.group_device_counts(s)
         rows = [{"g": g, "devices": counts.get(g.id, 0), "rules": _rules_text(g.rules)}
@@ -101,7 +107,7 @@ async def _admin_form(request: Request, principal: Principal, work: Any, back: s
 
 
 @router.post("/settings/groups")
-async def create_group(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def create_group(request: Request, principal: Principal = require(P.GROUPS_MANAGE, all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         rules = _rules_from(form)
         if not rules:
@@ -114,7 +120,7 @@ async def create_group(request: Request, principal: Principal = require("admin",
 
 
 @router.post("/settings/groups/{group_id}")
-async def update_group(group_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def update_group(group_id: int, request: Request, principal: Principal = require(P.GROUPS_MANAGE, all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         if form.get("action") == "delete":
             return f"Device group '{administration.delete_group(s, group_id).name}' deleted."
@@ -150,7 +156,7 @@ def feed_rows(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/settings/feeds")
-def settings_feeds(request: Request, principal: Principal = require("analyst")) -> Response:
+def settings_feeds(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "settings") as (_s, ctx):
         return render(ctx, "settings.html", title="Settings · Feed status", tab="feeds", tabs=_tabs(ctx),
                       feeds=feed_rows(request))
@@ -159,11 +165,11 @@ def settings_feeds(request: Request, principal: Principal = require("analyst")) 
 # --- users ------------------------------------------------------------------------------
 
 @router.get("/settings/users")
-def settings_users(request: Request, principal: Principal = require("admin")) -> Response:
+def settings_users(request: Request, principal: Principal = require(P.USERS_MANAGE)) -> Response:
     with page(request, principal, "settings") as (s, ctx):
         users = administration.users(s)
         return render(ctx, "settings.html", title="Settings · Users", tab="users", tabs=_tabs(ctx), users=users,
-                      roles=access.ROLE_RANK, now=dt.datetime.now(dt.UTC))
+                      roles=ASSIGNABLE_ORDER, now=dt.datetime.now(dt.UTC))
 
 
 def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
@@ -174,7 +180,7 @@ def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
 
 
 @router.post("/settings/users")
-async def create_user(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def create_user(request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> Response:
     multi = await session.checked_multi_form(request)
     groups = [v for k, v in multi if k == "groups"]
 
@@ -187,7 +193,7 @@ async def create_user(request: Request, principal: Principal = require("admin", 
 
 
 @router.post("/settings/users/{user_id}")
-async def update_user(user_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def update_user(user_id: int, request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         action = form.get("action")
         if action == "delete":
@@ -205,7 +211,7 @@ async def update_user(user_id: int, request: Request, principal: Principal = req
 # --- API keys ---------------------------------------------------------------------------
 
 @router.get("/settings/apikeys")
-def settings_apikeys(request: Request, principal: Principal = require("admin")) -> Response:
+def settings_apikeys(request: Request, principal: Principal = require(P.APIKEYS_MANAGE)) -> Response:
     with page(request, principal, "settings") as (s, ctx):
         return _apikeys_page(s, ctx)
 
@@ -213,11 +219,11 @@ def settings_apikeys(request: Request, principal: Principal = require("admin")) 
 def _apikeys_page(s: Session, ctx: Ctx, new_key: str | None = None, new_name: str = "") -> Response:
     keys = administration.api_keys(s)
     return render(ctx, "settings.html", title="Settings · API keys", tab="apikeys", tabs=_tabs(ctx), keys=keys,
-                  roles=access.ROLE_RANK, new_key=new_key, new_name=new_name)
+                  roles=ASSIGNABLE_ORDER, new_key=new_key, new_name=new_name)
 
 
 @router.post("/settings/apikeys")
-async def create_apikey(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def create_apikey(request: Request, principal: Principal = require(P.APIKEYS_MANAGE, all_groups=True)) -> Response:
     multi = await session.checked_multi_form(request)
     form = dict(multi)
     groups = [v for k, v in multi if k == "groups"]
@@ -236,7 +242,7 @@ async def create_apikey(request: Request, principal: Principal = require("admin"
 
 
 @router.post("/settings/apikeys/{key_id}")
-async def revoke_apikey(key_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def revoke_apikey(key_id: int, request: Request, principal: Principal = require(P.APIKEYS_MANAGE, all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         return f"API key {administration.revoke_api_key(s, key_id).prefix} revoked."
 
@@ -264,7 +270,7 @@ def install_command(request: Request, secret: str) -> str:
 
 
 @router.get("/settings/enrollment")
-def settings_enrollment(request: Request, principal: Principal = require("admin")) -> Response:
+def settings_enrollment(request: Request, principal: Principal = require(P.ENROLLMENT_MANAGE)) -> Response:
     with page(request, principal, "settings") as (s, ctx):
         return _enrollment_page(s, ctx)
 
@@ -277,7 +283,7 @@ def _enrollment_page(s: Session, ctx: Ctx, new_secret: str | None = None, comman
 
 
 @router.post("/settings/enrollment")
-async def create_enrollment(request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def create_enrollment(request: Request, principal: Principal = require(P.ENROLLMENT_MANAGE, all_groups=True)) -> Response:
     form = await session.checked_form(request)
 
     def run() -> Response:
@@ -295,7 +301,7 @@ async def create_enrollment(request: Request, principal: Principal = require("ad
 
 
 @router.post("/settings/enrollment/{secret_id}")
-async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require("admin", all_groups=True)) -> Response:
+async def revoke_enrollment(secret_id: int, request: Request, principal: Principal = require(P.ENROLLMENT_MANAGE, all_groups=True)) -> Response:
     def work(s: Session, form: dict[str, str]) -> str:
         return f"Enrollment secret {administration.revoke_enrollment_secret(s, secret_id).prefix} revoked."
 

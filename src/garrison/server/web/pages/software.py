@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from garrison.core.access import Principal
 from garrison.core.errors import NotFound
+from garrison.core.permissions import P
 from garrison.server.auth import require
 from garrison.server.web import charts
 from garrison.server.web.common import page, router
@@ -34,7 +35,7 @@ SEVERITY_COLORS = {"Critical": "#8e1b2e", "High": "#c4314b", "Medium": "#d9730d"
 
 
 @router.get("/software")
-def software_list(request: Request, principal: Principal = require("analyst")) -> Response:
+def software_list(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "software") as (s, ctx):
         rows = summary.software_summary(s, ctx)
         q = ctx.param("q").lower().replace(" ", "_")
@@ -73,7 +74,7 @@ SW_TABS = [("recommendations", "Security recommendations"), ("vulnerabilities", 
 
 
 @router.get("/software/{software_id}")
-def software_page(software_id: str, request: Request, principal: Principal = require("analyst")) -> Response:
+def software_page(software_id: str, request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "software") as (s, ctx):
         product = software_queries.product(s, software_id)
         if product is None:

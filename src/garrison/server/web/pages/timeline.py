@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from garrison.core.access import Principal
+from garrison.core.permissions import P
 from garrison.protocol.bounds import parse_id
 from garrison.server.auth import require
 from garrison.server.web import charts
@@ -46,7 +47,7 @@ def date_range(ctx: Ctx) -> tuple[dt.datetime, dt.datetime, str, str]:
 
 
 @router.get("/timeline")
-def timeline_page(request: Request, principal: Principal = require("analyst")) -> Response:
+def timeline_page(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     from garrison.tvm.prioritisation import timeline
 
     now = dt.datetime.now(dt.UTC)

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from garrison.core.access import Principal
+from garrison.core.permissions import P
 from garrison.server.auth import require
 from garrison.server.web.common import page, router
 from garrison.server.web.render import Column, choice, pager, render, sort_of
@@ -45,7 +46,7 @@ def _sort_value(key: str) -> Any:
 
 
 @router.get("/weaknesses")
-def weakness_list(request: Request, principal: Principal = require("analyst")) -> Response:
+def weakness_list(request: Request, principal: Principal = require(P.VULNERABILITIES_READ)) -> Response:
     with page(request, principal, "weaknesses") as (s, ctx):
         rows = summary.weakness_summary(s, ctx)
         q = ctx.param("q").lower()
