@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from garrison.core import permissions
+from garrison.core import permissions, roles
 from garrison.core.errors import Conflict, Invalid, NotFound, Unauthorized
 from garrison.core.security import (
     hash_password,
@@ -24,7 +24,6 @@ from garrison.core.security import (
 from garrison.store.base import utcnow
 from garrison.store.db import SYSTEM
 from garrison.store.models.core import (
-    ROLES,
     ApiKey,
     Device,
     DeviceGroup,
@@ -73,10 +72,9 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise Invalid(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    return role
+def check_role(s: Session, tenant_id: int, role: str) -> str:
+    """A built-in role or one of the tenant's custom roles (``garrison.core.roles``)."""
+    return roles.check_role(s, tenant_id, role)
 
 
 # --- tenants ----------------------------------------------------------------------------
@@ -106,7 +104,7 @@ def tenant_by_name(s: Session, name: str) -> Tenant:
 def create_user(s: Session, tenant_id: int, username: str, password: str, role: str,
                 email: str | None = None, group_ids: list[int] | None = None) -> User:
     check_name(username, "user name")
-    check_role(role)
+    check_role(s, tenant_id, role)
     if len(password) < 12:
         raise Invalid("password too short: at least 12 characters")
     if _username_taken(s, username):
@@ -175,9 +173,10 @@ def _count_failure(s: Session, user_id: int, now: dt.datetime) -> None:
                   .execution_options(synchronize_session=False))
 
 
-def user_principal(user: User) -> Principal:
+def user_principal(s: Session, user: User) -> Principal:
     groups = tuple(user.device_group_ids) if user.device_group_ids is not None else None
-    return Principal(user.tenant_id, user.username, "user", user.role, groups)
+    return Principal(user.tenant_id, user.username, "user", user.role, groups,
+                     permissions=roles.permissions_of(s, user.tenant_id, user.role))
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -185,7 +184,7 @@ def user_principal(user: User) -> Principal:
 def create_api_key(s: Session, tenant_id: int, role: str, name: str = "", created_by: str = "",
                    group_ids: list[int] | None = None) -> tuple[ApiKey, str]:
     """Return the row and the key itself — shown once, only its hash is stored."""
-    check_role(role)
+    check_role(s, tenant_id, role)
     full, prefix, digest = new_prefixed_secret("gk")
     key = ApiKey(tenant_id=tenant_id, name=name[:128], prefix=prefix, key_hash=digest, role=role,
                  created_by=created_by, device_group_ids=group_ids)
@@ -201,7 +200,7 @@ def authenticate_api_key(s: Session, presented: str) -> Principal:
         raise Unauthorized("invalid API key")
     groups = tuple(key.device_group_ids) if key.device_group_ids is not None else None
     return Principal(key.tenant_id, f"apikey:{key.prefix}", "apikey", key.role, groups,
-                     extra={"key_id": key.id})
+                     extra={"key_id": key.id}, permissions=roles.permissions_of(s, key.tenant_id, key.role))
 
 
 # --- enrollment secrets -----------------------------------------------------------------

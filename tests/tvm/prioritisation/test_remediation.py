@@ -108,7 +108,7 @@ def test_manual_completion_keeps_the_user_and_overdue_and_csv(env: Env) -> None:
     with env.store.system() as s:
         user = access.create_user(s, env.a.id, "carol", "correct horse battery staple", "security_operator",
                                   email="carol@example.org")
-        principal = access.user_principal(user)
+        principal = access.user_principal(s, user)
     with env.store.tenant(env.a.id) as s:
         act = remediation.get(s, principal, late["id"])
         remediation.complete(s, principal, act)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from garrison.core import access, administration, audit
+from garrison.core import access, administration, audit, roles
 from garrison.core.access import Principal
 from garrison.core.permissions import P
 from garrison.protocol.bounds import Id
@@ -66,6 +66,7 @@ def list_users(request: Request, principal: Principal = require(P.USERS_MANAGE))
 @router.post("/users", status_code=201, responses=returns(schema.User, 201))
 def create_user(body: UserCreate, request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
+        roles.check_grant(s, principal, body.role)
         user = access.create_user(s, principal.tenant_id, body.username, body.password, body.role, body.email,
                                   administration.check_group_ids(s, body.deviceGroupIds))
         request.state.audit_target = f"user={user.username}"
@@ -103,6 +104,7 @@ def create_api_key(body: ApiKeyCreate, request: Request, response: Response,
                    principal: Principal = require(P.APIKEYS_MANAGE, all_groups=True)) -> dict[str, Any]:
     _no_store(response)
     with request.app.state.store.tenant(principal.tenant_id) as s:
+        roles.check_grant(s, principal, body.role)
         key, secret = access.create_api_key(s, principal.tenant_id, body.role, body.name, principal.actor,
                                             administration.check_group_ids(s, body.deviceGroupIds))
         return {**key_to_api(key), "key": secret}

@@ -81,7 +81,7 @@ def resolve(request: Request) -> Principal | None:
         if found is None:
             return None
         sess, user = found
-        principal = access.user_principal(user)
+        principal = access.user_principal(s, user)
         request.state.console = SessionInfo(sess.id, user.id, user.username, user.email, csrf_for(token))
     return principal
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from garrison.protocol.limits import AGENT_VERSION_LEN, HOSTNAME_LEN, MACHINE_KEY_LEN, OS_FIELD_LEN
 from garrison.store.base import Base, TenantScoped, new_hex_id, utcnow
 
-ROLES = ("admin", "security_operator", "analyst")
+ROLES = ("admin", "security_operator", "analyst")  # the built-in roles; tenants add custom_roles
 
 
 class Tenant(Base):
@@ -48,6 +48,19 @@ class ApiKey(TenantScoped, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CustomRole(TenantScoped, Base):
+    """A role a tenant admin defines: a name and a set of permissions (garrison.core.permissions)."""
+
+    __tablename__ = "custom_roles"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))  # the users.role / api_keys.role value
+    description: Mapped[str] = mapped_column(Text, default="")
+    permissions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class DeviceGroup(TenantScoped, Base):

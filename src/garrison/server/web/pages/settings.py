@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from garrison.core import access, administration
+from garrison.core import access, administration, permissions, roles
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, Invalid, NotFound
 from garrison.core.permissions import P
@@ -24,12 +24,17 @@ from garrison.server.web.render import Ctx, render
 from garrison.store.models.core import DeviceGroup
 
 TABS = [("groups", "Device groups", P.MACHINES_READ), ("feeds", "Feed status", P.VULNERABILITIES_READ),
-        ("users", "Users", P.USERS_MANAGE), ("apikeys", "API keys", P.APIKEYS_MANAGE),
+        ("users", "Users", P.USERS_MANAGE), ("roles", "Roles", P.ROLES_MANAGE), ("apikeys", "API keys", P.APIKEYS_MANAGE),
         ("enrollment", "Enrollment", P.ENROLLMENT_MANAGE)]
 
 
-# The role choices of the user and API-key forms, least first (the first is the form's default).
-ASSIGNABLE_ORDER = ("analyst", "security_operator", "admin")
+# The built-in roles in the user and API-key forms, least first (the first is the form's default).
+BUILTIN_ORDER = (permissions.ANALYST, permissions.OPERATOR, permissions.ADMIN)
+
+
+def _role_choices(s: Session, tenant_id: int) -> list[tuple[str, str]]:
+    """(value, label) of every role a form may assign: built-in ones, then the tenant's own."""
+    return [(r, permissions.ROLE_LABELS[r]) for r in BUILTIN_ORDER] + [(r, r) for r in roles.role_names(s, tenant_id)]
 
 
 def _tabs(ctx: Ctx) -> list[tuple[str, str, str]]:
@@ -169,7 +174,8 @@ def settings_users(request: Request, principal: Principal = require(P.USERS_MANA
     with page(request, principal, "settings") as (s, ctx):
         users = administration.users(s)
         return render(ctx, "settings.html", title="Settings · Users", tab="users", tabs=_tabs(ctx), users=users,
-                      roles=ASSIGNABLE_ORDER, now=dt.datetime.now(dt.UTC))
+                      roles=_role_choices(s, ctx.principal.tenant_id),
+                      role_labels=permissions.ROLE_LABELS, now=dt.datetime.now(dt.UTC))
 
 
 def _group_ids(s: Session, form_groups: list[str]) -> list[int] | None:
@@ -185,6 +191,7 @@ async def create_user(request: Request, principal: Principal = require(P.USERS_M
     groups = [v for k, v in multi if k == "groups"]
 
     def work(s: Session, form: dict[str, str]) -> str:
+        roles.check_grant(s, principal, form.get("role", ""))
         user = access.create_user(s, principal.tenant_id, form.get("username", "").strip(), form.get("password", ""),
                                   form.get("role", ""), form.get("email") or None, _group_ids(s, groups))
         return f"User '{user.username}' created."
@@ -208,6 +215,80 @@ async def update_user(user_id: int, request: Request, principal: Principal = req
     return await _admin_form(request, principal, work, "/console/settings/users")
 
 
+# --- roles ------------------------------------------------------------------------------
+
+def _areas() -> list[tuple[str, list[permissions.Permission]]]:
+    """The permission table grouped by area, for the role form (``self`` is every role's: not offered)."""
+    areas: dict[str, list[permissions.Permission]] = {}
+    for p in permissions.PERMISSIONS.values():
+        if p.name not in permissions.ALWAYS:
+            areas.setdefault(p.area, []).append(p)
+    return list(areas.items())
+
+
+@router.get("/settings/roles")
+def settings_roles(request: Request, principal: Principal = require(P.ROLES_MANAGE)) -> Response:
+    with page(request, principal, "settings") as (s, ctx):
+        rows: list[dict[str, Any]] = [{"name": r, "label": permissions.ROLE_LABELS[r], "builtin": True, "role": None,
+                 "permissions": permissions.BUILTIN[r], "usage": roles.role_usage(s, principal.tenant_id, r)}
+                for r in reversed(BUILTIN_ORDER)]
+        rows += [{"name": r.name, "label": r.name, "builtin": False, "role": r, "permissions": set(r.permissions),
+                  "usage": roles.role_usage(s, principal.tenant_id, r.name)}
+                 for r in roles.custom_roles(s, principal.tenant_id)]
+        return render(ctx, "settings.html", title="Settings · Roles", tab="roles", tabs=_tabs(ctx), role_rows=rows,
+                      areas=_areas(), labels={p.name: p.label for p in permissions.PERMISSIONS.values()})
+
+
+@router.post("/settings/roles")
+async def create_role(request: Request, principal: Principal = require(P.ROLES_MANAGE, all_groups=True)) -> Response:
+    multi = await session.checked_multi_form(request)
+    form = dict(multi)
+    chosen = [v for k, v in multi if k == "permissions"]
+
+    def work(s: Session) -> str:
+        role = roles.create_role(s, principal, form.get("name", "").strip(), form.get("description", ""), chosen)
+        request.state.audit_target = f"role={role.name}"
+        return f"Role '{role.name}' created."
+
+    return await _roles_form(request, principal, work)
+
+
+@router.post("/settings/roles/{role_id}")
+async def update_role(role_id: int, request: Request,
+                      principal: Principal = require(P.ROLES_MANAGE, all_groups=True)) -> Response:
+    multi = await session.checked_multi_form(request)
+    form = dict(multi)
+    chosen = [v for k, v in multi if k == "permissions"]
+
+    def work(s: Session) -> str:
+        role = roles.get_role(s, principal.tenant_id, role_id)
+        if form.get("action") == "delete":
+            roles.delete_role(s, principal, role)
+            return f"Role '{role.name}' deleted."
+        if form.get("action") == "update":
+            roles.update_role(s, principal, role, form.get("name", "").strip(), form.get("description", ""), chosen)
+            return f"Role '{role.name}' changed."
+        raise Invalid("unknown action")
+
+    response = await _roles_form(request, principal, work)
+    request.app.state.key_cache.clear()  # keys holding the role get its new permissions at once
+    return response
+
+
+async def _roles_form(request: Request, principal: Principal, work: Any) -> Response:
+    def run() -> Response:
+        try:
+            with request.app.state.store.tenant(principal.tenant_id) as s:
+                message = work(s)
+        except GarrisonError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            return redirect(request, "/console/settings/roles", str(exc), "error")
+        return redirect(request, "/console/settings/roles", message)
+
+    return await run_in_threadpool(run)
+
+
 # --- API keys ---------------------------------------------------------------------------
 
 @router.get("/settings/apikeys")
@@ -219,7 +300,8 @@ def settings_apikeys(request: Request, principal: Principal = require(P.APIKEYS_
 def _apikeys_page(s: Session, ctx: Ctx, new_key: str | None = None, new_name: str = "") -> Response:
     keys = administration.api_keys(s)
     return render(ctx, "settings.html", title="Settings · API keys", tab="apikeys", tabs=_tabs(ctx), keys=keys,
-                  roles=ASSIGNABLE_ORDER, new_key=new_key, new_name=new_name)
+                  roles=_role_choices(s, ctx.principal.tenant_id),
+                  role_labels=permissions.ROLE_LABELS, new_key=new_key, new_name=new_name)
 
 
 @router.post("/settings/apikeys")
@@ -231,6 +313,7 @@ async def create_apikey(request: Request, principal: Principal = require(P.APIKE
     def run() -> Response:
         try:
             with page(request, principal, "settings") as (s, ctx):
+                roles.check_grant(s, principal, form.get("role", ""))
                 _key, secret = access.create_api_key(s, principal.tenant_id, form.get("role", ""),
                                                      form.get("name", ""), principal.actor, _group_ids(s, groups))
                 request.state.audit_target = f"apikey={_key.prefix}"
