@@ -44,7 +44,8 @@ PERMISSIONS: dict[str, Permission] = {p.name: p for p in (
     Permission("machines.read", _DEVICES, "View devices",
                "List and read devices, their actions, logged-on users and device groups", _ALL),
     Permission("machines.act", _DEVICES, "Act on devices",
-               "Tag devices, set their value, request inventory or configuration assessment, cancel actions", _ACT),
+               "Tag devices, set their value, request inventory, configuration assessment or an antivirus scan, "
+               "cancel actions", _ACT),
     Permission("machines.import", _DEVICES, "Import devices and events",
                "Create agentless devices from an inventory; import event logs into a device's timeline", _ACT),
     Permission("machines.offboard", _DEVICES, "Offboard devices", "Offboard a device (its credential stops working)",

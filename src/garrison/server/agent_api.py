@@ -56,11 +56,11 @@ class DeviceAuth:
 
 async def _device(request: Request) -> DeviceAuth:
     """The device a request comes from: the declared dependency of every device route (``DEVICE``).
-    ``check_routes`` refuses to start with an /agent/v1 route that does not declare it."""
+    ``check_routes`` refuses to start with an /agent/v1 route that does not declare it — this very
+    dependency (``auth.route_device_auth`` compares identity, not a marker another function could copy)."""
     return authenticate_device(request)
 
 
-_device.garrison_device_auth = True  # type: ignore[attr-defined]
 DEVICE: Any = Depends(_device)
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.edr.hunting.service import DEFAULT_TIMEOUT_S, MAX_ROWS, HuntingError, run
 from garrison.edr.hunting.syntax import MAX_QUERY_CHARS, KqlError
@@ -22,9 +23,6 @@ from garrison.server.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/api", tags=["advanced hunting"])
 
-# Hunting reads every event of the caller's scope: analysts may hunt. (When named permissions land,
-# this becomes require("hunt").)
-HUNT = "analyst"
 # Defender's limits per tenant: 45 calls a minute, 1,500 an hour (configurable from the environment).
 CALLS_PER_MINUTE = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_MINUTE", "45"))
 CALLS_PER_HOUR = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_HOUR", "1500"))
@@ -42,7 +40,7 @@ def setup(app: Any) -> None:
 
 
 @router.post("/advancedqueries/run", responses=returns(schema.HuntingResult))
-async def run_query(body: HuntRequest, request: Request, principal: Principal = require(HUNT)) -> dict[str, Any]:
+async def run_query(body: HuntRequest, request: Request, principal: Principal = require(P.HUNT)) -> dict[str, Any]:
     """Run an advanced-hunting query (KQL) on the tenant's telemetry of the last 30 days, limited to the
     caller's device groups: at most 100,000 rows (``Truncated`` says there were more)."""
     tenant = f"tenant:{principal.tenant_id}"

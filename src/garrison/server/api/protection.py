@@ -10,6 +10,7 @@ from pydantic import Field
 
 from garrison.core import actions
 from garrison.core.access import Principal
+from garrison.core.permissions import P
 from garrison.protocol.protection import RUN_ANTIVIRUS_SCAN, ScanParams
 from garrison.server.api import models as schema
 from garrison.server.api.common import returns
@@ -25,7 +26,7 @@ class RunAntiVirusScanBody(ScanParams):
 
 @router.post("/machines/{machine_id}/runAntiVirusScan", status_code=201, responses=returns(schema.MachineAction, 201))
 def run_antivirus_scan(machine_id: str, body: RunAntiVirusScanBody, request: Request,
-                       principal: Principal = require("security_operator")) -> dict[str, Any]:
+                       principal: Principal = require(P.MACHINES_ACT)) -> dict[str, Any]:
     params = ScanParams.model_validate(body.model_dump(exclude={"Comment"})).model_dump(mode="json")
     with request.app.state.store.tenant(principal.tenant_id) as s:
         device = load_device(s, principal, machine_id)
