@@ -137,3 +137,21 @@ def test_a_custom_roles_permissions_at_sign_in(env: Env) -> None:
         s.execute(update(CustomRole).values(permissions=["hunt", "teleport"]))
         assert roles.permissions_of(s, env.a.id, "Hunter") == {"hunt", "self"}
         assert roles.permissions_of(s, env.b.id, "Hunter") == frozenset()
+
+
+def test_a_user_is_given_another_role(env: Env) -> None:
+    h = env.a.headers()
+    assert _role(env, "Viewer", ["machines.read"]).status_code == 201
+    user = env.client.post("/api/users", json={"username": "vic", "password": "correct horse battery",
+                                               "role": "analyst"}, headers=h).json()
+    r = env.client.patch(f"/api/users/{user['id']}", json={"role": "Viewer"}, headers=h)
+    assert r.status_code == 200 and r.json()["role"] == "Viewer"
+    assert env.client.patch(f"/api/users/{user['id']}", json={"role": "Nobody"}, headers=h).status_code == 400
+    # a user manager without admin's permissions neither promotes past itself nor demotes an admin
+    assert _role(env, "User admin", ["users.manage", "machines.read"]).status_code == 201
+    ua = _key(env, "User admin")
+    assert env.client.patch(f"/api/users/{user['id']}", json={"role": "admin"}, headers=ua).status_code == 403
+    boss = env.client.post("/api/users", json={"username": "boss", "password": "correct horse battery",
+                                               "role": "admin"}, headers=h).json()
+    assert env.client.patch(f"/api/users/{boss['id']}", json={"role": "Viewer"}, headers=ua).status_code == 403
+    assert env.client.patch(f"/api/users/{user['id']}", json={"role": "User admin"}, headers=ua).status_code == 200

@@ -97,6 +97,8 @@ EXTRA_ID_PROVIDERS: list[Callable[[Env, dict[str, Any]], dict[str, str]]] = [
     .prioritisation_ids(env, dev),  # exceptions, remediation tasks, events, rules, connections
     lambda env, dev: __import__("tests.edr.ids", fromlist=["edr_ids"]).edr_ids(env, dev),  # timeline events
     lambda env, dev: __import__("tests.edr.detection.ids", fromlist=["detection_ids"]).detection_ids(env, dev),
+    lambda env, dev: {"role_id": str(env.client.post("/api/roles", json={"name": "A role", "permissions": [
+        "machines.read"]}, headers=env.a.headers()).json()["id"])},  # custom roles
 ]
 
 # Parameters that are not ids of a tenant's object: a query inside the path, or an id of the
@@ -120,6 +122,8 @@ SAMPLE_BODIES: dict[str, Any] = {
     "try_connection": {},
     "update_alert": {"status": "InProgress"},
     "update_incident": {"status": "Resolved"},
+    "update_role": {"description": "x"},
+    "update_user": {"role": "analyst"},
 }
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from sqlalchemy import select
 
+from garrison.store.models.core import User
 from tests.web.conftest import PASSWORD
 from tests.web.test_console_security import Env, csrf
 
@@ -65,6 +67,10 @@ def test_an_admin_defines_a_role_gives_it_to_a_user_and_the_user_gets_just_that(
     assert tess.get("/console/settings/users").status_code == 403
     groups = tess.get("/console/settings/groups").text
     assert ">Device groups<" in groups and ">Users<" not in groups and ">Roles<" not in groups
+    # the menu offers only what the role may open; Settings opens the first tab it may see
+    nav = re.search(r'<nav id="mainnav".*?</nav>', groups, re.DOTALL)
+    assert nav and ">Devices<" in nav.group(0) and ">Software inventory<" not in nav.group(0)
+    assert tess.get("/console/settings").headers["location"] == "/console/settings/groups"
 
     # in use: the delete is refused with the reason
     role_id = re.search(r'action="/console/settings/roles/(\d+)"', admin.get("/console/settings/roles").text)
@@ -77,6 +83,14 @@ def test_an_admin_defines_a_role_gives_it_to_a_user_and_the_user_gets_just_that(
                          "permissions": ["machines.read", "vulnerabilities.read"]})
     assert _flash(r).startswith("ok:"), _flash(r)
     assert tess.get("/console/software").status_code == 200
+    # and a user is given another role from the users table
+    with env.store.system() as s:
+        tess_id = s.scalar(select(User.id).where(User.username == "tess"))
+    assert f'action="/console/settings/users/{tess_id}" class="inline" data-testid="change-role"' in         admin.get("/console/settings/users").text
+    r = admin.post(f"/console/settings/users/{tess_id}", data={
+        "csrf_token": csrf(admin, "/console/settings/users"), "action": "role", "role": "analyst"})
+    assert _flash(r) == "ok:User 'tess' is now Analyst.", _flash(r)
+    assert tess.get("/console/").status_code == 200
 
 
 def test_only_role_managers_reach_the_roles_tab(env: Env) -> None:

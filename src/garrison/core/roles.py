@@ -135,6 +135,14 @@ def update_role(s: Session, granter: Principal, role: CustomRole, name: str | No
     return role
 
 
+def change_role(s: Session, granter: Principal, holder: User | ApiKey, role: str) -> None:
+    """Give a user or an API key another role: the granter must hold both the old and the new role's
+    permissions (no one demotes a holder of more than they have, nor promotes past themselves)."""
+    check_grant(s, granter, role)
+    _within(granter, permissions_of(s, granter.tenant_id, holder.role), f"the role {holder.role}")
+    holder.role = role
+
+
 def role_usage(s: Session, tenant_id: int, name: str) -> tuple[int, int]:
     """(users, API keys that are not revoked) holding the role."""
     users = s.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant_id, User.role == name))

@@ -73,6 +73,21 @@ def create_user(body: UserCreate, request: Request, principal: Principal = requi
         return user_to_api(user)
 
 
+class UserPatch(Body):
+    role: str = Field(min_length=1, max_length=32)
+
+
+@router.patch("/users/{user_id}", responses=returns(schema.User))
+def update_user(user_id: Id, body: UserPatch, request: Request,
+                principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> dict[str, Any]:
+    """Give a user another role (built-in or custom); it applies to the user's next request."""
+    with request.app.state.store.tenant(principal.tenant_id) as s:
+        user = administration.owned(s, User, user_id, "user")
+        roles.change_role(s, principal, user, body.role)
+        request.state.audit_target = f"user={user.username}"
+        return user_to_api(user)
+
+
 @router.delete("/users/{user_id}", status_code=204)
 def delete_user(user_id: Id, request: Request, principal: Principal = require(P.USERS_MANAGE, all_groups=True)) -> None:
     with request.app.state.store.tenant(principal.tenant_id) as s:

@@ -61,6 +61,28 @@ class User(ApiModel):
     locked_until: dt.datetime | None
 
 
+class Permission(ApiModel):
+    """A row of the permission table (``garrison.core.permissions``)."""
+
+    id: str
+    label: str
+    description: str
+    area: str
+    built_in_roles: list[str]
+
+
+class Role(ApiModel):
+    """A built-in role (``isBuiltIn``, no id) or one of the tenant's custom roles."""
+
+    id: int | None
+    name: str
+    description: str
+    permissions: list[str]
+    is_built_in: bool
+    created_by: str | None
+    created_at: dt.datetime | None
+
+
 class ApiKey(ApiModel):
     id: int
     name: str

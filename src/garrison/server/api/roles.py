@@ -17,7 +17,8 @@ from garrison.core import permissions, roles
 from garrison.core.access import Principal
 from garrison.core.permissions import P
 from garrison.protocol.bounds import Id
-from garrison.server.api.common import odata_list
+from garrison.server.api import models as schema
+from garrison.server.api.common import odata_list, returns
 from garrison.server.auth import require
 from garrison.store.models.core import CustomRole
 
@@ -57,19 +58,19 @@ def role_to_api(role: CustomRole) -> dict[str, Any]:
             "createdAt": role.created_at}
 
 
-@router.get("/permissions")
+@router.get("/permissions", responses=returns(schema.ODataList[schema.Permission]))
 def list_permissions(request: Request, principal: Principal = require(P.ROLES_MANAGE)) -> dict[str, Any]:
     return odata_list(request, "Permissions", [permission_to_api(p) for p in permissions.PERMISSIONS.values()])
 
 
-@router.get("/roles")
+@router.get("/roles", responses=returns(schema.ODataList[schema.Role]))
 def list_roles(request: Request, principal: Principal = require(P.ROLES_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         custom = [role_to_api(r) for r in s.scalars(select(CustomRole).order_by(CustomRole.name))]
     return odata_list(request, "Roles", [*(builtin_to_api(n) for n in permissions.BUILTIN_ROLES), *custom])
 
 
-@router.post("/roles", status_code=201)
+@router.post("/roles", status_code=201, responses=returns(schema.Role, 201))
 def create_role(body: RoleCreate, request: Request,
                 principal: Principal = require(P.ROLES_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
@@ -78,13 +79,13 @@ def create_role(body: RoleCreate, request: Request,
         return role_to_api(role)
 
 
-@router.get("/roles/{role_id}")
+@router.get("/roles/{role_id}", responses=returns(schema.Role))
 def get_role(role_id: Id, request: Request, principal: Principal = require(P.ROLES_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return role_to_api(roles.get_role(s, principal.tenant_id, role_id))
 
 
-@router.patch("/roles/{role_id}")
+@router.patch("/roles/{role_id}", responses=returns(schema.Role))
 def update_role(role_id: Id, body: RolePatch, request: Request,
                 principal: Principal = require(P.ROLES_MANAGE, all_groups=True)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:

@@ -34,17 +34,18 @@ from garrison.server.web.session import CSRF_FIELD, PREFIX, SessionInfo
 HERE = Path(__file__).parent
 ASSET_VERSION = __version__
 
+# (section, label, path, the permission its page declares): the menu shows what the user may open.
 NAV = [
-    ("dashboard", "Dashboard", "/"),
-    ("recommendations", "Security recommendations", "/recommendations"),
-    ("remediation", "Remediation", "/remediation"),
-    ("software", "Software inventory", "/software"),
-    ("weaknesses", "Weaknesses", "/weaknesses"),
-    ("timeline", "Event timeline", "/timeline"),
-    ("devices", "Devices", "/devices"),
-    ("alerts", "Alerts", "/alerts"),
-    ("hunting", "Advanced hunting", "/hunting"),
-    ("settings", "Settings", "/settings"),
+    ("dashboard", "Dashboard", "/", "vulnerabilities.read"),
+    ("recommendations", "Security recommendations", "/recommendations", "vulnerabilities.read"),
+    ("remediation", "Remediation", "/remediation", "vulnerabilities.read"),
+    ("software", "Software inventory", "/software", "vulnerabilities.read"),
+    ("weaknesses", "Weaknesses", "/weaknesses", "vulnerabilities.read"),
+    ("timeline", "Event timeline", "/timeline", "vulnerabilities.read"),
+    ("devices", "Devices", "/devices", "machines.read"),
+    ("alerts", "Alerts", "/alerts", "alerts.read"),
+    ("hunting", "Advanced hunting", "/hunting", "hunt"),
+    ("settings", "Settings", "/settings", "self"),
 ]
 
 SECURITY_HEADERS = {

@@ -21,7 +21,7 @@ from garrison.server.auth import require
 from garrison.server.web import session
 from garrison.server.web.common import page, redirect, router
 from garrison.server.web.render import Ctx, render
-from garrison.store.models.core import DeviceGroup
+from garrison.store.models.core import DeviceGroup, User
 
 TABS = [("groups", "Device groups", P.MACHINES_READ), ("feeds", "Feed status", P.VULNERABILITIES_READ),
         ("users", "Users", P.USERS_MANAGE), ("roles", "Roles", P.ROLES_MANAGE), ("apikeys", "API keys", P.APIKEYS_MANAGE),
@@ -43,8 +43,13 @@ def _tabs(ctx: Ctx) -> list[tuple[str, str, str]]:
 
 @router.get("/settings")
 def settings_home(request: Request, principal: Principal = require(P.SELF)) -> Response:
-    return RedirectResponse(request.url_for("settings_groups").path + (f"?{request.url.query}" if request.url.query
-                                                                       else ""), status_code=303)
+    """The first settings tab the user may open."""
+    for key, _label, permission in TABS:
+        if principal.allows(permission):
+            return RedirectResponse(request.url_for(f"settings_{key}").path
+                                    + (f"?{request.url.query}" if request.url.query else ""), status_code=303)
+    with page(request, principal, "settings") as (_s, ctx):
+        return render(ctx, "settings.html", title="Settings", tab=None, tabs=[])
 
 
 # --- device groups ----------------------------------------------------------------------
@@ -205,6 +210,10 @@ async def update_user(user_id: int, request: Request, principal: Principal = req
         action = form.get("action")
         if action == "delete":
             return f"User '{administration.delete_user(s, principal, user_id).username}' deleted."
+        if action == "role":
+            user = administration.owned(s, User, user_id, "user")
+            roles.change_role(s, principal, user, form.get("role", ""))
+            return f"User '{user.username}' is now {permissions.ROLE_LABELS.get(user.role, user.role)}."
         if action == "unlock":
             return f"User '{administration.unlock_user(s, user_id).username}' unlocked."
         if action in ("disable", "enable"):
