@@ -62,7 +62,6 @@ PERMISSIONS: dict[str, Permission] = {p.name: p for p in (
                "Create and cancel recommendation exceptions for the caller's device groups", _ACT),
     Permission("exceptions.global", _TVM, "Manage global exceptions",
                "Create and cancel Global exceptions (every current and future device group)", _ADMIN),
-    Permission("alerts.manage", _TVM, "Manage vulnerability alerts", "Raise vulnerability alerts on devices", _ACT),
     # Administration
     Permission("users.manage", _TENANT, "Manage users", "Create, change, disable and delete users", _ADMIN),
     Permission("apikeys.manage", _TENANT, "Manage API keys", "Create, list and revoke API keys", _ADMIN),
@@ -78,6 +77,8 @@ PERMISSIONS: dict[str, Permission] = {p.name: p for p in (
     # Detection and response: declared now, for the routes the EDR issues add.
     Permission("hunt", _EDR, "Advanced hunting", "Run advanced hunting queries", _ALL),
     Permission("alerts.read", _EDR, "View alerts and incidents", "Read detection alerts and incidents", _ALL),
+    Permission("alerts.manage", _EDR, "Manage alerts",
+               "Assign, classify and resolve alerts; raise vulnerability alerts on devices", _ACT),
     Permission("rules.manage", _EDR, "Manage detection rules", "Create, change and delete detection rules", _ACT),
     Permission("isolate", _EDR, "Isolate devices", "Isolate devices from the network and release them", _ACT),
     Permission("liveresponse.basic", _EDR, "Live response (basic)", "Live response: read-only commands", _ACT),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.edr.detection import alerts, rules
 from garrison.edr.detection.stream import DetectionService
@@ -70,7 +71,7 @@ _EXPAND = {"name": "$expand", "in": "query", "required": False, "schema": {"type
 
 
 @router.get("/alerts", openapi_extra={"parameters": [*ODATA["parameters"], _EXPAND]}, responses=returns(schema.ODataList[schema.Alert]))
-def list_alerts(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_alerts(request: Request, principal: Principal = require(P.ALERTS_READ)) -> dict[str, Any]:
     """Alerts of the caller's tenant and device groups (OData ``$filter``, ``$orderby``, ``$top``, ``$skip``,
     ``$select``, ``$count``); ``$expand=evidence`` adds the evidence entities, as Defender's list does."""
     params = {k: v for k, v in request.query_params.items() if k.lower() != "$expand"}
@@ -100,7 +101,7 @@ def _load(s: Any, scope: AccessScope, alert_id: str) -> Any:
 
 
 @router.get("/alerts/{alert_id}", responses=returns(schema.Alert))
-def get_alert(alert_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_alert(alert_id: str, request: Request, principal: Principal = require(P.ALERTS_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         a, name, group = _load(s, AccessScope.of(principal), alert_id)
         return alerts.to_api(a, name, group)
@@ -119,7 +120,7 @@ class AlertUpdate(BaseModel):
 
 @router.patch("/alerts/{alert_id}", responses=returns(schema.Alert))
 def update_alert(alert_id: str, body: AlertUpdate, request: Request,
-                 principal: Principal = require("security_operator")) -> dict[str, Any]:
+                 principal: Principal = require(P.ALERTS_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         a, name, group = _load(s, AccessScope.of(principal), alert_id)
         alerts.apply_update(a, body.model_dump(exclude_unset=True), principal.actor)

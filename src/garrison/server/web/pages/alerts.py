@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from garrison.core.access import Principal
 from garrison.core.errors import GarrisonError, NotFound
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.edr.detection import alerts
 from garrison.server.auth import require
@@ -39,7 +40,7 @@ def columns() -> list[Column]:
 
 
 @router.get("/alerts")
-def alert_queue(request: Request, principal: Principal = require("analyst")) -> Response:
+def alert_queue(request: Request, principal: Principal = require(P.ALERTS_READ)) -> Response:
     now = utcnow()
     with page(request, principal, "alerts") as (s, ctx):
         conds = [ctx.device_cond()]
@@ -89,7 +90,7 @@ def _alert_action(request: Request, principal: Principal, alert_id: str, form: d
 
 
 @router.post("/alerts/{alert_id}")
-async def alert_update(alert_id: str, request: Request, principal: Principal = require("security_operator")) -> Response:
+async def alert_update(alert_id: str, request: Request, principal: Principal = require(P.ALERTS_MANAGE)) -> Response:
     form = await session.checked_form(request)
     from starlette.concurrency import run_in_threadpool
 

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.edr.hunting.service import MAX_ROWS, HuntingError, HuntResult, hunting_tables, run
 from garrison.edr.hunting.syntax import KqlError
@@ -64,7 +65,7 @@ def _cell(value: Any) -> str:
 
 
 @router.get("/hunting")
-def hunting_page(request: Request, principal: Principal = require("analyst")) -> Response:
+def hunting_page(request: Request, principal: Principal = require(P.HUNT)) -> Response:
     with page(request, principal, "hunting") as (s, ctx):
         query = ctx.param("query").strip() or ""
         result: HuntResult | None = None
@@ -80,7 +81,7 @@ def hunting_page(request: Request, principal: Principal = require("analyst")) ->
 
 
 @router.get("/hunting.csv")
-def hunting_csv(request: Request, principal: Principal = require("analyst")) -> Response:
+def hunting_csv(request: Request, principal: Principal = require(P.HUNT)) -> Response:
     with page(request, principal, "hunting") as (s, ctx):
         query = ctx.param("query").strip()
         if not query:

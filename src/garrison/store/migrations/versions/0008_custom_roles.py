@@ -1,15 +1,15 @@
 """Custom roles: a tenant's own named sets of permissions (garrison.core.permissions).
 
-Revision ID: 0007_custom_roles
-Revises: 0006_sensor_exclusions
+Revision ID: 0008_custom_roles
+Revises: 0007_alerts
 """
 import sqlalchemy as sa
 from alembic import op
 
 from garrison.store.base import UTCDateTime
 
-revision = "0007_custom_roles"
-down_revision = "0006_sensor_exclusions"
+revision = "0008_custom_roles"
+down_revision = "0007_alerts"
 branch_labels = None
 depends_on = None
 
