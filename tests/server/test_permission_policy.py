@@ -156,7 +156,7 @@ OLD_LEAST_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/console/software/{software_id}"): "analyst",
     ("GET", "/console/weaknesses"): "analyst",
     ("GET", "/console/timeline"): "analyst",
-    # routes main gained with a ranked role before the conversion landed (their least role at 0d026a4)
+    # routes main gained with a ranked role before the conversion landed (their least role at 0d026a4 and 88994fb)
     ("GET", "/api/alerts"): "analyst",
     ("GET", "/api/alerts/{alert_id}"): "analyst",
     ("PATCH", "/api/alerts/{alert_id}"): "security_operator",
@@ -166,6 +166,12 @@ OLD_LEAST_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/console/hunting.csv"): "analyst",
     ("GET", "/console/alerts"): "analyst",
     ("POST", "/console/alerts/{alert_id}"): "security_operator",
+    ("GET", "/api/incidents"): "analyst",
+    ("GET", "/api/incidents/{incident_id}"): "analyst",
+    ("PATCH", "/api/incidents/{incident_id}"): "security_operator",
+    ("GET", "/api/indicators"): "analyst",
+    ("POST", "/api/indicators"): "security_operator",
+    ("DELETE", "/api/indicators/{indicator_id}"): "security_operator",
 }
 RANK = {"analyst": 1, "security_operator": 2, "admin": 3}
 

@@ -78,7 +78,10 @@ PERMISSIONS: dict[str, Permission] = {p.name: p for p in (
     Permission("hunt", _EDR, "Advanced hunting", "Run advanced hunting queries", _ALL),
     Permission("alerts.read", _EDR, "View alerts and incidents", "Read detection alerts and incidents", _ALL),
     Permission("alerts.manage", _EDR, "Manage alerts",
-               "Assign, classify and resolve alerts; raise vulnerability alerts on devices", _ACT),
+               "Assign, classify and resolve alerts and incidents; raise vulnerability alerts on devices", _ACT),
+    Permission("indicators.read", _EDR, "View indicators", "List custom indicators (hashes, IPs, domains, URLs)",
+               _ALL),
+    Permission("indicators.manage", _EDR, "Manage indicators", "Submit, update and delete custom indicators", _ACT),
     Permission("rules.manage", _EDR, "Manage detection rules", "Create, change and delete detection rules", _ACT),
     Permission("isolate", _EDR, "Isolate devices", "Isolate devices from the network and release them", _ACT),
     Permission("liveresponse.basic", _EDR, "Live response (basic)", "Live response: read-only commands", _ACT),
@@ -120,6 +123,8 @@ class P:
     SETTINGS_MANAGE = "settings.manage"
     HUNT = "hunt"
     ALERTS_READ = "alerts.read"
+    INDICATORS_READ = "indicators.read"
+    INDICATORS_MANAGE = "indicators.manage"
     RULES_MANAGE = "rules.manage"
     ISOLATE = "isolate"
     LIVERESPONSE_BASIC = "liveresponse.basic"

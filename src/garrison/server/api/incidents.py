@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from garrison.core.access import Principal
 from garrison.core.errors import NotFound
+from garrison.core.permissions import P
 from garrison.core.scope import AccessScope
 from garrison.edr.detection import alerts
 from garrison.server import odata
@@ -48,7 +49,7 @@ def _stmt(scope: AccessScope) -> Any:
 
 
 @router.get("/incidents", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Incident]))
-def list_incidents(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_incidents(request: Request, principal: Principal = require(P.ALERTS_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, _stmt(AccessScope.of(principal)), incident_fields(),
                         lambda r: alerts.incident_to_api(r[0], r[1]), "Incidents",
@@ -65,7 +66,7 @@ def _load(s: Any, principal: Principal, incident_id: str) -> tuple[Incident, str
 
 
 @router.get("/incidents/{incident_id}", responses=returns(schema.Incident))
-def get_incident(incident_id: str, request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def get_incident(incident_id: str, request: Request, principal: Principal = require(P.ALERTS_READ)) -> dict[str, Any]:
     """The incident with its alerts (each with its linking reason)."""
     with request.app.state.store.tenant(principal.tenant_id) as s:
         incident, name, members = _load(s, principal, incident_id)
@@ -84,7 +85,7 @@ class IncidentUpdate(BaseModel):
 
 @router.patch("/incidents/{incident_id}", responses=returns(schema.Incident))
 def update_incident(incident_id: str, body: IncidentUpdate, request: Request,
-                    principal: Principal = require("security_operator")) -> dict[str, Any]:
+                    principal: Principal = require(P.ALERTS_MANAGE)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         incident, name, members = _load(s, principal, incident_id)
         alerts.apply_incident_update(incident, members, body.model_dump(exclude_unset=True), principal.actor)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from garrison.core.access import Principal
 from garrison.core.errors import Invalid, NotFound
+from garrison.core.permissions import P
 from garrison.edr.detection import alerts, indicators
 from garrison.protocol.bounds import to_utc
 from garrison.server import odata
@@ -57,7 +58,7 @@ def to_api(ind: Indicator) -> dict[str, Any]:
 
 
 @router.get("/indicators", openapi_extra=ODATA, responses=returns(schema.ODataList[schema.Indicator]))
-def list_indicators(request: Request, principal: Principal = require("analyst")) -> dict[str, Any]:
+def list_indicators(request: Request, principal: Principal = require(P.INDICATORS_READ)) -> dict[str, Any]:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         return run_list(s, request, select(Indicator), indicator_fields(), lambda r: to_api(r[0]), "Indicators",
                         default_order=[Indicator.id])
@@ -79,7 +80,7 @@ class IndicatorBody(BaseModel):
 
 @router.post("/indicators", responses=returns(schema.Indicator))
 def submit_indicator(body: IndicatorBody, request: Request,
-                     principal: Principal = require("security_operator", all_groups=True)) -> dict[str, Any]:
+                     principal: Principal = require(P.INDICATORS_MANAGE, all_groups=True)) -> dict[str, Any]:
     """Submit or update (same type and value) an indicator, as Defender's ``POST /api/indicators``."""
     value = indicators.normalise(body.indicatorType, body.indicatorValue)
     if body.action not in indicators.ACTIONS:
@@ -110,7 +111,7 @@ def submit_indicator(body: IndicatorBody, request: Request,
 
 @router.delete("/indicators/{indicator_id}", status_code=204)
 def delete_indicator(indicator_id: str, request: Request,
-                     principal: Principal = require("security_operator", all_groups=True)) -> Response:
+                     principal: Principal = require(P.INDICATORS_MANAGE, all_groups=True)) -> Response:
     with request.app.state.store.tenant(principal.tenant_id) as s:
         ind = s.get(Indicator, int(indicator_id)) if indicator_id.isdigit() and len(indicator_id) <= 18 else None
         if ind is None or ind.tenant_id != principal.tenant_id:

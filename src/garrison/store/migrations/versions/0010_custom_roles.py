@@ -1,15 +1,15 @@
 """Custom roles: a tenant's own named sets of permissions (garrison.core.permissions).
 
-Revision ID: 0008_custom_roles
-Revises: 0007_alerts
+Revision ID: 0010_custom_roles
+Revises: 0009_indicators
 """
 import sqlalchemy as sa
 from alembic import op
 
 from garrison.store.base import UTCDateTime
 
-revision = "0008_custom_roles"
-down_revision = "0007_alerts"
+revision = "0010_custom_roles"
+down_revision = "0009_indicators"
 branch_labels = None
 depends_on = None
 
