@@ -269,3 +269,50 @@ def test_software_and_weaknesses_recount_at_once_after_a_group_change(page: Any,
         move(old_group)
     pg.goto(console.console(f"/software?group={gid}&q=pyyaml"))
     expect(pg.get_by_test_id("software-table")).to_contain_text("No software matches")
+
+
+@pytest.fixture(scope="module")
+def demo_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """A server whose tenant holds what a fresh `garrison demo` loads (its replayed history included)."""
+    from garrison.tvm import demo
+    from tests.web.conftest import start_console
+
+    env, srv = start_console(tmp_path_factory.mktemp("demo-console"), seed=False)
+    demo.load(env.store, "acme", quiet=True)
+    yield env
+    srv.stop()
+    env.store.dispose()
+
+
+def test_a_fresh_demo_shows_a_working_product_first(page: Any, demo_console: Console) -> None:
+    """Issue 12's "Done means" on a fresh demo, as a user sees it first: the dashboard's exposure trend has
+    the demo's three scored days (2025-07-16, 2026-04-27, today — outside the usual 30 days, so the default
+    period widens to take them in), the Event timeline opens on the feed update's new vulnerabilities and
+    the gzip update, every feed is green, every CVE has a severity, and uncovered devices are not "Low"."""
+    import datetime as dt
+
+    today = dt.date.today().isoformat()
+    pg, env = page, demo_console
+    sign_in(pg, env, "admin")
+    pg.goto(env.console("/"))
+    chart = pg.get_by_test_id("card-exposure").locator("svg.chart.line")
+    expect(chart.locator("desc")).to_contain_text(f"from 2025-07-16 to {today}")
+    expect(chart.locator("circle.pt")).to_have_count(3)
+
+    pg.goto(env.console("/timeline"))
+    table = pg.get_by_test_id("timeline-table")
+    expect(table).to_contain_text("New vulnerability CVE-2020-13529")
+    expect(table).to_contain_text("gzip updated on 1 device")
+    expect(pg.locator("svg.chart.line circle.pt")).to_have_count(3)
+
+    pg.goto(env.console("/weaknesses?severity=Unknown"))
+    expect(pg.get_by_test_id("weakness-table")).not_to_contain_text("CVE-")
+    pg.goto(env.console("/devices?q=demo-alpine"))
+    expect(rows(pg, "device-table").first).to_contain_text("No data / release not covered")
+    expect(rows(pg, "device-table").first).not_to_contain_text("Low")
+
+    pg.goto(env.console("/settings"))
+    tab(pg, "Feed status")
+    states = pg.get_by_test_id("feeds-table").locator(".status")
+    expect(states.first).to_be_visible()
+    assert set(states.all_inner_texts()) == {"ok"}

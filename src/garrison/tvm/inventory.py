@@ -127,10 +127,12 @@ def _identities(pkgs: list[SoftwarePackage], distro_eco: str) -> tuple[dict[str,
 
 # --- applying an inventory -----------------------------------------------------------------
 
-def apply_inventory(s: Session, device: Device, report: InventoryReport, *, source: str = "agent") -> dict[str, Any]:
+def apply_inventory(s: Session, device: Device, report: InventoryReport, *, source: str = "agent",
+                    now: dt.datetime | None = None) -> dict[str, Any]:
     """Store an inventory report for ``device`` (tenant session). A delta whose base generation is
-    not the stored one changes nothing and asks the agent for a snapshot (``{"resync": [...]}``)."""
-    now = utcnow()
+    not the stored one changes nothing and asks the agent for a snapshot (``{"resync": [...]}``).
+    ``now``: when the report was taken (a replayed history), else the clock."""
+    now = now or utcnow()
     state = s.get(DeviceInventoryState, device.id)
     os_ident = report.os if (report.os.id or report.os.name) else None
     distro_eco = ecosystem_for(os_ident) if os_ident else (state.ecosystem if state else "")
@@ -385,12 +387,13 @@ def parse_agentless(data: bytes, os_ident: OsIdentity | None, fmt: str | None = 
 def import_agentless(store: Store, tenant_id: int, device_name: str, data: bytes, *,
                      os_ident: OsIdentity | None = None, fmt: str | None = None, path: str = "",
                      actor: str = "cli", actor_type: str = "cli",
-                     group_ids: tuple[int, ...] | None = None) -> dict[str, Any]:
+                     group_ids: tuple[int, ...] | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Create or update the agentless device ``device_name`` and store its inventory as a snapshot.
 
     The file is parsed completely before anything is written; the device and its inventory are
     written in one transaction, so a malformed file stores nothing. ``group_ids`` (a caller limited
-    to some device groups) may not overwrite a device of another group.
+    to some device groups) may not overwrite a device of another group. ``now``: when the inventory
+    was taken (the demo replays a dated history), else the clock.
     """
     name = device_name.strip().lower()
     if not _DEVICE_NAME.match(name):
@@ -414,9 +417,9 @@ def import_agentless(store: Store, tenant_id: int, device_name: str, data: bytes
         created = device is None
         if device is None:
             device = Device(tenant_id=tenant_id, machine_key=None, computer_dns_name=name, agentless=True,
-                            onboarding_status="CanBeOnboarded")
+                            onboarding_status="CanBeOnboarded", first_seen=now or utcnow())
             s.add(device)
-        now = utcnow()
+        now = now or utcnow()
         device.last_seen = now
         if found_os is not None:
             device.os_platform = "Linux"
@@ -434,7 +437,7 @@ def import_agentless(store: Store, tenant_id: int, device_name: str, data: bytes
         generation = (state.generation if state else 0) + 1
         report = InventoryReport(mode="snapshot", generation=generation, os=found_os or OsIdentity(),
                                  packages=pkgs)
-        reply = apply_inventory(s, device, report, source="import")
+        reply = apply_inventory(s, device, report, source="import", now=now)
         audit.record(s, tenant_id, actor, actor_type, "import_inventory", target=device.id,
                      details={"device": name, "packages": len(pkgs), "created": created})
         out = {"machineId": device.id, "computerDnsName": name, "created": created,

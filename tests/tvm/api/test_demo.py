@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from garrison.core import access
 from garrison.store.db import Store
 from garrison.tvm import demo
@@ -65,32 +67,55 @@ def test_demo_reports_feed_errors_when_it_starts(store: Store) -> None:
     assert loaded["feedErrors"] == ["osv:broken: osv:broken: HTTP 503 from the mirror"]
 
 
-def test_a_fresh_demo_has_history_from_a_real_security_update(store: Store) -> None:
-    """The demo's Ubuntu host is scored as imported, then takes the real gzip update of USN-5378-1 (the
-    fixed version the advisory names) and is scored again: the timeline has that update, with the
-    exposure it removed, and the exposure score has its history. A second load adds nothing."""
+def test_a_fresh_demo_replays_a_history_from_the_bundled_data_s_own_dates(env: Any) -> None:
+    """A fresh demo has a history a user can follow (the issue: one event, one trend point), built from the
+    dates the bundled data carries: the fleet scored with the records known on 2025-07-16 (the older snapshot
+    of the Ubuntu notices), the notices modified 2026-04-27 applied as a feed update after that run (their
+    CVEs on the Event timeline as new vulnerabilities), scored again, then today's sync and the Ubuntu host's
+    real gzip update (USN-5378-1). API: three exposure-score points and the events; a second load adds nothing."""
+    import datetime as dt
+
     from sqlalchemy import select
 
-    from garrison.store.models.core import Device
-    from garrison.store.models.prioritisation import ExposureScoreHistory, TimelineEvent
+    from garrison.store.models.prioritisation import TimelineEvent
     from garrison.store.models.tvm import SoftwareHistory
+    from tests.tvm.api.conftest import get
 
-    with store.system() as s:
-        tenant_id = access.create_tenant(s, "default").id
-    first = demo.load(store, "default", quiet=True)
-    assert first["history"] == {"events": 1, "update": "gzip 1.10-0ubuntu4.1"}
-    with store.tenant(tenant_id) as s:
-        events = list(s.scalars(select(TimelineEvent)))
-        assert [(e.kind, e.related_component) for e in events] == [("SoftwareUpdated", "gzip")]
-        assert events[0].score_impact < 0  # the update removed CVE-2022-1271's share of the score
-        assert s.execute(select(SoftwareHistory.software_id, SoftwareHistory.event, SoftwareHistory.old_version,
+    first = demo.load(env.store, "alpha", quiet=True)
+    today = dt.date.today().isoformat()
+    history = first["history"]
+    assert history["trend"] == ["2025-07-16", "2026-04-27", today]
+    assert history["update"] == "gzip 1.10-0ubuntu4.1"
+    update = history["feedUpdates"][0]
+    assert update["at"].startswith("2026-04-27") and update["records"] > 0
+    # the whole starter set is in at the end, as a plain load has it, and no feed is left failing or stale
+    assert first["knowledgeBase"]["records"] > 39_000 and first["feedErrors"] == []
+
+    points = get(env, "/api/exposureScore/history", days=731).json()["value"]
+    assert [p["date"] for p in points] == history["trend"]
+    assert all(p["devices"] == 6 for p in points)
+    assert len({p["score"] for p in points}) == 3  # each run scored what was known then
+
+    events = get(env, "/api/eventTimeline", fromDate="2025-01-01T00:00:00Z").json()["value"]
+    new = [e for e in events if e["eventType"] == "NewVulnerability"]
+    assert new and all(e["date"].startswith("2026-04-27") for e in new)  # the feed update, after the first run
+    # the notices of that update name these CVEs (not in the older snapshot), on the Ubuntu host and one more
+    assert {e["vulnerabilityId"] for e in new} >= {"CVE-2020-13529", "CVE-2021-33560"}
+    assert all(e["originallyImpactedDevices"] >= 1 and e["scoreImpact"] > 0 for e in new)
+    # the first load of every feed is a baseline: no event dated on the first day (KEV's sudo entry included)
+    assert not [e for e in events if e["date"].startswith("2025-07-16")]
+    updated = [e for e in events if e["eventType"] == "SoftwareUpdated"]
+    assert [(e["relatedComponent"], e["date"][:10]) for e in updated] == [("gzip", today)]
+    assert updated[0]["scoreImpact"] < 0  # the update removed CVE-2022-1271's share of the score
+    with env.store.tenant(env.a.id) as s:
+        assert s.execute(select(SoftwareHistory.software_id, SoftwareHistory.old_version,
                                 SoftwareHistory.new_version)).all() == [
-            ("ubuntu-_-gzip", "updated", "1.10-0ubuntu4", "1.10-0ubuntu4.1")]
-        assert s.scalar(select(ExposureScoreHistory.score).where(ExposureScoreHistory.group_id == 0)) > 0
-        focal = s.scalar(select(Device.id).where(Device.computer_dns_name == "demo-ubuntu-focal"))
-        assert not [f for f in open_findings(s) if f.vulnerability_id == "CVE-2022-1271" and f.device_id == focal
-                    and f.software_id == "ubuntu-_-gzip"]
-    second = demo.load(store, "default", quiet=True)
-    assert second["history"] == {}
-    with store.tenant(tenant_id) as s:
-        assert len(list(s.scalars(select(TimelineEvent)))) == 1
+            ("ubuntu-_-gzip", "1.10-0ubuntu4", "1.10-0ubuntu4.1")]
+        n_events = len(list(s.scalars(select(TimelineEvent))))
+    assert n_events == len(events) >= 3
+
+    second = demo.load(env.store, "alpha", quiet=True)
+    assert second["history"] == {} and second["demoDevicesCreated"] == 0
+    assert len(get(env, "/api/exposureScore/history", days=731).json()["value"]) == 3
+    with env.store.tenant(env.a.id) as s:
+        assert len(list(s.scalars(select(TimelineEvent)))) == n_events

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,25 @@ def test_two_copies_of_one_package_on_a_device_count_one_device(env: Env) -> Non
     vulns = api(env, "GET", f"/api/Software/{sw['id']}/vulnerabilities")["value"]
     assert vulns and all(v["exposedMachines"] == 1 for v in vulns)
     assert all(v["exposedMachines"] == 1 for v in api(env, "GET", "/api/vulnerabilities")["value"])
+
+
+def test_a_device_with_a_vulnerable_and_a_fixed_copy_counts_once_installed(env: Env) -> None:
+    """"Installed on" is one definition for the recommendation and its software: devices with any version.
+    A host with a vulnerable and a fixed requests is exposed and installed once (it was counted twice: once
+    exposed, once more for its fixed copy); a host with only the fixed one is installed, not exposed."""
+    from garrison.protocol import SoftwarePackage
+    from tests.tvm.prioritisation.conftest import ROOT, load_kb
+
+    load_kb(env, ROOT / "tvm" / "pypa" / "requests")
+
+    def requests(*copies: tuple[str, str]) -> list[dict[str, Any]]:
+        return [SoftwarePackage(manager="python", name="requests", version=v, ecosystem="PyPI", path=p).model_dump()
+                for v, p in copies]
+
+    Agent(env, "mixed").inventory(requests(("2.19.1", "/usr/lib/python3/dist-packages"), ("2.31.0", "/opt/venv/lib")))
+    Agent(env, "fixed-only").inventory(requests(("2.31.0", "/opt/venv/lib")))
+    recompute(env)
+    recs = [r for r in api(env, "GET", "/api/recommendations")["value"] if r["productName"] == "requests"]
+    assert [(r["exposedMachinesCount"], r["totalMachineCount"]) for r in recs] == [(1, 2)]
+    sw = api(env, "GET", f"/api/Software/{recs[0]['id'].removeprefix('va-_-')}")
+    assert (sw["exposedMachines"], sw["installedMachines"]) == (1, 2)

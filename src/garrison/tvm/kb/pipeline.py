@@ -37,6 +37,7 @@ from garrison.tvm.kb.records import (
     AdvisoryRecord,
     Enrichment,
     FullState,
+    Record,
     RecordError,
     ScoreTable,
     VulnInfo,
@@ -75,6 +76,7 @@ _VULN_COLUMNS = [c.name for c in V.columns]
 _TRACKED = ("severity", "cvss_v3_score", "cvss_v4_score")
 
 Progress = Callable[[str, int], None]
+Accept = Callable[[str, Record], bool]
 
 
 @dataclass
@@ -118,16 +120,20 @@ def import_paths(
     importer: str | None = None,
     feed: str | None = None,
     feed_url: str | None = None,
+    accept: Accept | None = None,
+    now: dt.datetime | None = None,
 ) -> ImportResult:
     """Import files, directories of records and archives into the knowledge base.
 
     The format of each file is detected from its content (``importer`` forces one). ``progress`` is
     called after each file with its origin and the number of records read so far. ``feed`` names the
-    ``feed_sources`` row to update (default: one row per importer used).
+    ``feed_sources`` row to update (default: one row per importer used). ``accept`` (origin, record)
+    keeps only some records (the demo replays a feed's history by date); ``now`` dates what the import
+    writes (changes, feed status) instead of the clock.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    writer = _Writer(store)
+    writer = _Writer(store, accept, now)
     forced = get_importer(importer) if importer else None
     for item in iter_inputs(list(paths)):
         writer.result.files += 1
@@ -286,8 +292,11 @@ def _affected_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class _Writer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, accept: Accept | None = None, now: dt.datetime | None = None) -> None:
         self.store = store
+        self.accept = accept
+        self.fixed_now = now
+        self.origin = ""
         self.result = ImportResult()
         self.advisories: list[AdvisoryRecord] = []
         self.enrichments: list[Enrichment] = []
@@ -307,6 +316,7 @@ class _Writer:
     def consume(self, imp: Importer, origin: str, data: bytes) -> None:
         stats = self._stats(imp.name)
         stats["files"] += 1
+        self.origin = origin
         records = iter(imp.parse(data, origin))
         while True:
             try:
@@ -326,7 +336,13 @@ class _Writer:
         if len(stats["first_errors"]) < 5:
             stats["first_errors"].append(message)
 
+    def now(self) -> dt.datetime:
+        return self.fixed_now or utcnow()
+
     def _take(self, name: str, rec: Any, stats: dict[str, Any]) -> None:
+        if self.accept is not None and isinstance(rec, (AdvisoryRecord, Enrichment, ScoreTable)) \
+                and not self.accept(self.origin, rec):
+            return
         if isinstance(rec, RecordError):
             self._error(stats, rec.message)
             return
@@ -416,7 +432,7 @@ class _Writer:
             self._write_advisories(s, batch)
 
     def _write_advisories(self, s: Session, batch: list[AdvisoryRecord]) -> None:
-        now = utcnow()
+        now = self.now()
         hashes = {
             r.id: hashlib.sha256((r.source + "\n" + canonical_json(r.raw)).encode()).hexdigest() for r in batch
         }
@@ -607,7 +623,7 @@ class _Writer:
             self._write_enrichments(s, batch)
 
     def _write_enrichments(self, s: Session, batch: list[Enrichment]) -> None:
-        now = utcnow()
+        now = self.now()
         merged: dict[str, Enrichment] = {}
         for e in batch:
             cur = merged.get(e.vulnerability_id)
@@ -693,7 +709,7 @@ class _Writer:
 
     def _write_scores(self, s: Session, source: str, table: ScoreTable) -> None:
         """Set plain columns of many vulnerabilities; rows that do not exist yet are created."""
-        now = utcnow()
+        now = self.now()
         cols = table.columns
         col_objs = [V.c.id, *(V.c[c] for c in cols)]
         ids = [r[0] for r in table.rows]
@@ -728,7 +744,7 @@ class _Writer:
             s.execute(insert(CH), changes)
 
     def _apply_full_state(self, name: str, state: FullState) -> None:
-        now = utcnow()
+        now = self.now()
         with self.store.system() as s:
             flagged = set(s.execute(select(V.c.id).where(V.c[state.flag].is_(True))).scalars())
             gone = sorted(flagged - state.ids)
@@ -744,7 +760,7 @@ class _Writer:
     # -- feed bookkeeping
 
     def _update_feeds(self, feed: str | None, feed_url: str | None) -> None:
-        now = utcnow()
+        now = self.now()
         rows: dict[str, dict[str, Any]]
         if feed is not None:
             totals: dict[str, Any] = {"files": self.result.files, "records": self.result.records, "unchanged": self.result.unchanged,

@@ -123,6 +123,23 @@ class RecordError:
 Record = AdvisoryRecord | Enrichment | ScoreTable | FullState | RecordError
 
 
+def record_date(rec: Record) -> dt.date | None:
+    """The day a record says it was last changed (an advisory's ``modified``, else ``published``; a KEV
+    entry's date added; an enrichment's ``modified``), or None when it carries no date."""
+    if isinstance(rec, AdvisoryRecord):
+        when = rec.modified or rec.published
+        return when.date() if when else None
+    if isinstance(rec, Enrichment):
+        added = rec.values.get("kev_date_added")
+        if isinstance(added, dt.datetime):
+            return added.date()
+        if isinstance(added, dt.date):
+            return added
+        if rec.info is not None and rec.info.modified is not None:
+            return rec.info.modified.date()
+    return None
+
+
 # --- reading untrusted values ------------------------------------------------------------
 
 

@@ -753,9 +753,9 @@ def _apply_checks(items: list[tuple[Dev, int, float]], units: Units, accs: dict[
 
 
 def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, RecAcc], gkeys: list[int]) -> None:
-    """totalMachineCount: the exposed devices plus the devices with a fixed version of the unit (binaries
-    of one source version count once; a device with both a fixed and a vulnerable version of a unit —
-    rare — counts in both)."""
+    """totalMachineCount: the exposed devices plus the devices with only fixed versions of the unit
+    (binaries of one source version count once; a device with both a fixed and a vulnerable version of a
+    unit is exposed, and counted once)."""
     DP = DevicePackage.__table__
     present = select(DP.c.package_version_id).where(DP.c.package_version_id == PackageVersion.id,
                                                     DP.c.tenant_id == tenant_id).exists()
@@ -787,7 +787,9 @@ def _installed_counts(s: Session, tenant_id: int, units: Units, accs: dict[str, 
                "WHERE s.pv_id = ps.pv_id AND d2.tenant_id = :tenant AND d2.device_id = dp.device_id "
                "AND d2.package_version_id = s.sib))")
         joins = ("FROM prio_safe ps CROSS JOIN device_packages dp CROSS JOIN prio_dev d "
-                 f"WHERE dp.package_version_id = ps.pv_id AND dp.tenant_id = :tenant AND d.device_id = dp.device_id AND {rep}")
+                 f"WHERE dp.package_version_id = ps.pv_id AND dp.tenant_id = :tenant AND d.device_id = dp.device_id AND {rep} "
+                 "AND NOT EXISTS (SELECT 1 FROM prio_pv p2 CROSS JOIN device_packages d3 WHERE p2.unit = ps.unit "
+                 "AND d3.tenant_id = :tenant AND d3.device_id = dp.device_id AND d3.package_version_id = p2.pv_id)")
         if 0 < len(gkeys) <= MAX_GROUP_COLUMNS and s.get_bind().dialect.name == "sqlite":
             cols = ", ".join(f"COUNT(*) FILTER (WHERE d.gkey = {int(g)})" for g in gkeys)
             result = [(pv, list(zip(gkeys, ns))) for pv, *ns in run_sql(

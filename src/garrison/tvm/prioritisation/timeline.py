@@ -124,6 +124,15 @@ def derive(s: Session, tenant_id: int, now: dt.datetime | None = None) -> list[T
     return created
 
 
+def start_baseline(s: Session, tenant_id: int, now: dt.datetime) -> None:
+    """Everything the knowledge base recorded so far is the tenant's baseline, not news: later
+    derivations start after it (a history replay's first day, where the fleet and the feeds arrive
+    together)."""
+    last = s.scalar(select(func.max(KbChange.id)))
+    if last is not None:
+        set_cursor(s, tenant_id, "timeline.kb", str(last), now)
+
+
 def _existing_keys(s: Session, keys: Iterable[str]) -> set[str]:
     out: set[str] = set()
     key_list = list(keys)

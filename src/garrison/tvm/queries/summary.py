@@ -86,6 +86,8 @@ def exposure_level(score: float | None) -> str:
 
 SEVERITY_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
 TREND_DAYS = 30
+TREND_MIN_POINTS = 3  # a default trend period takes in at least this many scored days…
+TREND_MAX_DAYS = 731  # … within two years
 CATEGORIES = ("Application", "OS", "Network", "Accounts", "SecurityControls")
 CATEGORY_LABELS = {"Application": "Application", "OS": "Operating system", "Network": "Network",
                    "Accounts": "Accounts", "SecurityControls": "Security controls"}
@@ -166,6 +168,20 @@ def exposure_history(s: Session, ctx: PageScope, days: int = TREND_DAYS, until: 
     for day, score, devices in rows:
         by_day.setdefault(day, []).append((score, devices or 0))
     return _daily_points(since, days, {d: _weighted(v) for d, v in by_day.items()}, whole_period=True)
+
+
+def trend_days(s: Session, ctx: PageScope) -> int:
+    """Days a trend shows when the user chose none: the last TREND_DAYS, widened back (at most
+    TREND_MAX_DAYS) to take in the last TREND_MIN_POINTS scored days, so that a sparse history (a new
+    server, the demo's replayed one) still shows a trend rather than one point."""
+    today = dt.date.today()
+    keys = [ORG] if ctx.scope is None else list(ctx.scope)
+    days = list(s.scalars(select(ExposureScoreHistory.day).distinct()
+                          .where(ExposureScoreHistory.group_id.in_(keys),
+                                 ExposureScoreHistory.day >= today - dt.timedelta(days=TREND_MAX_DAYS - 1),
+                                 ExposureScoreHistory.day <= today)
+                          .order_by(ExposureScoreHistory.day.desc()).limit(TREND_MIN_POINTS)))
+    return max(TREND_DAYS, (today - days[-1]).days + 1) if days else TREND_DAYS
 
 
 def _weighted(values: list[tuple[float, int]]) -> float:

@@ -40,8 +40,9 @@ def dashboard(request: Request, principal: Principal = require(P.VULNERABILITIES
         from garrison.tvm.prioritisation import exposure, timeline
 
         exp = summary.exposure_now(s, ctx)
-        exp_hist = summary.exposure_history(s, ctx)
-        month_events = summary.timeline_events(s, ctx, now - dt.timedelta(days=summary.TREND_DAYS))
+        period = summary.trend_days(s, ctx)
+        exp_hist = summary.exposure_history(s, ctx, days=period)
+        month_events = summary.timeline_events(s, ctx, now - dt.timedelta(days=period))
         vuln_kinds = tuple(timeline.VULNERABILITY_EVENTS) + tuple(timeline.SOFTWARE_KINDS.values())
         exposure_chart = charts.line_chart(exp_hist, title="Exposure score over time", y_max=100,
                                            color="#c4314b", value_label="exposure score",

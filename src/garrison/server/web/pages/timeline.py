@@ -26,8 +26,9 @@ TYPE_LABELS = {"NewVulnerability": "New vulnerability", "NewPublicExploit": "New
 RANGES = {"7": "Last 7 days", "30": "Last 30 days", "90": "Last 3 months", "180": "Last 6 months"}
 
 
-def date_range(ctx: Ctx) -> tuple[dt.datetime, dt.datetime, str, str]:
-    """(from, to) of the page: ``start``/``end`` dates when given, else the preset ``range``."""
+def date_range(ctx: Ctx, default_days: int = 30) -> tuple[dt.datetime, dt.datetime, str, str]:
+    """(from, to) of the page: ``start``/``end`` dates when given, else the preset ``range``, else the
+    last ``default_days``."""
     today = dt.date.today()
     start_s, end_s = ctx.param("start"), ctx.param("end")
     try:
@@ -36,7 +37,7 @@ def date_range(ctx: Ctx) -> tuple[dt.datetime, dt.datetime, str, str]:
     except ValueError:
         start = end = None
     if start is None:
-        days = int(choice(ctx, "range", RANGES) or "30")
+        days = int(choice(ctx, "range", RANGES) or default_days)
         start = today - dt.timedelta(days=days - 1)
     end = end or today
     if end < start:
@@ -52,7 +53,7 @@ def timeline_page(request: Request, principal: Principal = require(P.VULNERABILI
 
     now = dt.datetime.now(dt.UTC)
     with page(request, principal, "timeline") as (s, ctx):
-        lo, hi, start, end = date_range(ctx)
+        lo, hi, start, end = date_range(ctx, summary.trend_days(s, ctx))
         kinds = [k for k in ctx.params("type") if k in TYPE_LABELS]
         try:
             min_pct = float(ctx.param("minpct") or 0)
@@ -65,7 +66,7 @@ def timeline_page(request: Request, principal: Principal = require(P.VULNERABILI
         new_vulns = len({v for k, v, _d in in_range if k == "NewVulnerability" and v})
         exploitable = len({v for k, v, d in in_range if v and (k in ("NewPublicExploit", "ExploitVerified",
                                                                       "ExploitAddedToKit") or (d or {}).get("kev"))})
-        hist = summary.exposure_history(s, ctx, days=max(1, min(366, (hi - lo).days)), until=(hi - dt.timedelta(
+        hist = summary.exposure_history(s, ctx, days=max(1, min(summary.TREND_MAX_DAYS, (hi - lo).days)), until=(hi - dt.timedelta(
             microseconds=1)).date())
         chart_events = summary.timeline_events_between(s, ctx, lo, hi)
         chart = charts.line_chart(hist, title="Exposure score in this period", y_max=100, color="#c4314b",
