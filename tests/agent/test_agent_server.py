@@ -351,3 +351,33 @@ def test_first_start_before_the_server_is_up_keeps_trying(make_server: Callable[
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def test_sensor_exclusions_reach_the_agent_once_per_change(shared_server: Server, tmp_path: Path) -> None:
+    """Sensor exclusions are part of the agent's versioned configuration: the first check-in brings them,
+    an unchanged configuration is not sent again, and a change reaches the agent at its next check-in (the
+    agent keeps what it got for sensors started later)."""
+    url = "/api/settings/sensorExclusions"
+    rule = {"table": "DeviceProcessEvents", "column": "ProcessCommandLine", "op": "contains", "value": "nightly-backup"}
+    shared_server.api("PUT", url, json={"exclusions": [rule]})
+    agent = Agent(AgentConfig(state_dir=tmp_path / "agent", server=shared_server.url,
+                              enroll_secret=shared_server.secret, collectors_enabled=["device"]))
+    agent.open()
+    try:
+        first = agent.checkin()
+        assert [e.value for e in first.sensor_exclusions or []] == ["nightly-backup"]
+        assert agent.config_version == first.config_version > 0
+        assert [e["value"] for e in agent.server_exclusions] == ["nightly-backup"]
+        again = agent.checkin()
+        assert again.sensor_exclusions is None and again.config_version == first.config_version  # not resent
+        assert [e["value"] for e in agent.server_exclusions] == ["nightly-backup"]  # and kept
+
+        shared_server.api("PUT", url, json={"exclusions": [rule, {**rule, "value": "apt-get"}]})
+        changed = agent.checkin()
+        assert [e.value for e in changed.sensor_exclusions or []] == ["nightly-backup", "apt-get"]
+        assert changed.config_version not in (0, first.config_version) and agent.config_version == changed.config_version
+        assert agent.checkin().sensor_exclusions is None
+        assert [e["value"] for e in agent.server_exclusions] == ["nightly-backup", "apt-get"]
+    finally:
+        shared_server.api("PUT", url, json={"exclusions": []})
+        agent.close()

@@ -47,3 +47,41 @@ def test_silent_or_failed_sensors_show_no_sensor_data_in_the_machine_list(env: E
     broken = devs["broken"]["device_id"]
     assert env.client.get(f"/api/machines/{broken}", headers=h).json()["healthStatus"] == \
         "NoSensorDataImpairedCommunication"
+
+
+def test_the_writer_keeps_the_last_receipt_per_device_and_reseeds_it_after_a_restart(tmp_path: Any) -> None:
+    """The heartbeat flush asks every 2 s when each device last sent telemetry: the event writer answers from
+    memory (updated as batches are stored), reading the store's ledger once per tenant — also after a restart."""
+    from garrison.edr.events import open_event_store
+    from garrison.edr.events.ingest import EventWriter
+    from garrison.edr.events.store import BatchIn, EventStore
+    from tests.edr.test_store_conformance import proc as stored_proc
+
+    reads: list[int] = []
+
+    class Counted(EventStore):
+        def scope(self, tenant_id: int, device_ids: Any = None) -> Any:
+            reads.append(tenant_id)
+            return super().scope(tenant_id, device_ids)
+
+    url = f"duckdb:///{tmp_path / 'events.duckdb'}"
+    t1 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    store = open_event_store(url)
+    writer = EventWriter(store)  # not started: a batch is stored in submit()
+    assert writer.submit(BatchIn(1, "dev-a", "a", 1, [stored_proc(t1, 10, "bash")], received_at=t1)).result().status == "accepted"
+    assert writer.last_received(1, ["dev-a", "dev-b"]) == {"dev-a": t1}
+    store.close()
+
+    store = open_event_store(url)  # a restarted server: a new writer, seeded from the ledger once
+    store.__class__ = Counted
+    writer = EventWriter(store)
+    assert writer.last_received(1, ["dev-a"]) == {"dev-a": t1}
+    assert writer.last_received(2, ["dev-a"]) == {}  # another tenant's device is not answered
+    assert reads == [1, 2]
+    t2 = t1 + dt.timedelta(minutes=5)
+    writer.submit(BatchIn(1, "dev-a", "a", 2, [stored_proc(t2, 11, "sh")], received_at=t2)).result()
+    writer.submit(BatchIn(1, "dev-a", "a", 2, [stored_proc(t2, 11, "sh")], received_at=t2 + dt.timedelta(1))).result()
+    for _ in range(3):
+        assert writer.last_received(1, ["dev-a"]) == {"dev-a": t2}  # the re-sent batch 2 is no new receipt
+    assert reads == [1, 2]  # no store read after the seed
+    store.close()

@@ -44,6 +44,42 @@ def test_tenant_and_group_exclusions_are_delivered_at_check_in(env: Env) -> None
     assert len(entries) == 2 and any(f"groupId={group['id']}" in e.target for e in entries)
 
 
+def test_exclusions_are_sent_only_when_the_device_s_configuration_version_changes(env: Env) -> None:
+    """The check-in answer carries the exclusions only when the agent's config_version is not the device's
+    current one: an unchanged configuration is not sent again; a tenant-wide or a group change is."""
+    admin = env.a.headers("admin")
+    web = enroll(env.client, env.a.enroll_secret, "w" * 16, "web-1")
+    db = enroll(env.client, env.a.enroll_secret, "d" * 16, "db-1")
+
+    def checkin(dev: dict, version: int) -> dict:
+        r = env.client.post("/agent/v1/checkin", headers=device_headers(dev),
+                            json={"agent_version": "0.1.0", "config_version": version})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert env.client.put(URL, headers=admin, json={"exclusions": [PATH]}).status_code == 200
+    first = checkin(web, 0)
+    v1 = first["config_version"]
+    assert [e["value"] for e in first["sensor_exclusions"]] == ["/var/cache/apt"] and v1 > 0
+    unchanged = checkin(web, v1)
+    assert unchanged["sensor_exclusions"] is None and unchanged["config_version"] == v1
+    assert checkin(db, v1)["sensor_exclusions"] is None  # the same configuration is the same version
+    group = env.client.post("/api/deviceGroups", headers=admin,
+                            json={"name": "web", "rank": 1, "rules": {"name": "web-*"}}).json()
+    assert env.client.put(URL, headers=admin, params={"groupId": group["id"]},
+                          json={"exclusions": [REMOTE]}).status_code == 200
+    changed = checkin(web, v1)
+    assert [e["value"] for e in changed["sensor_exclusions"]] == ["/var/cache/apt", "10.9.9.9"]
+    assert changed["config_version"] not in (0, v1)
+    assert checkin(db, v1)["sensor_exclusions"] is None  # db-1 is not in the group: its configuration is as it was
+    assert env.client.put(URL, headers=admin, json={"exclusions": []}).status_code == 200
+    cleared = checkin(db, v1)
+    assert cleared["sensor_exclusions"] == [] and cleared["config_version"] not in (0, v1)
+    bad = env.client.post("/agent/v1/checkin", headers=device_headers(db),
+                          json={"agent_version": "0.1.0", "config_version": -1})
+    assert bad.status_code == 422
+
+
 def test_bad_exclusions_are_refused_and_bounded(env: Env) -> None:
     admin = env.a.headers("admin")
     bad = [

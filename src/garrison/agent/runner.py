@@ -171,6 +171,10 @@ class Agent:
         self.spool: Spool | None = None
         self.collectors: dict[str, CollectorState] = {}
         self.sensors: SensorManager | None = None
+        # The server's configuration as last received: its version (sent back at each check-in, so the
+        # server answers with the configuration only when it changed) and the sensor exclusions in it.
+        self.config_version = 0
+        self.server_exclusions: list[dict[str, Any]] = []
         self._offboard = False
         self._stop_requested = False
         self.report = RunReport()
@@ -224,6 +228,7 @@ class Agent:
         if self.spool is None or not self.config.sensors_enabled or self.sensors is not None:
             return
         self.sensors = SensorManager(self.spool.put, settings=self.config.sensors, state_dir=str(self.state_dir))
+        self.sensors.apply_server_settings(self.server_exclusions)
         self.sensors.start()
 
     def close(self) -> None:
@@ -342,6 +347,7 @@ class Agent:
             drops=drops,
             spool_pending=self.spool.pending_count(),
             transport_errors=self.transport_errors,
+            config_version=self.config_version,
         )
         response = self.transport.checkin(request)
         self.transport_errors = 0
@@ -349,8 +355,11 @@ class Agent:
             self.checkin_interval = response.checkin_interval
         for kind in response.resync:
             self.request_resync(kind)
-        if self.sensors is not None and response.sensor_exclusions is not None:
-            self.sensors.apply_server_settings([e.model_dump() for e in response.sensor_exclusions])
+        if response.sensor_exclusions is not None:  # the configuration changed (or was never received)
+            self.server_exclusions = [e.model_dump() for e in response.sensor_exclusions]
+            if self.sensors is not None:
+                self.sensors.apply_server_settings(self.server_exclusions)
+        self.config_version = response.config_version
         if response.offboard:
             self.request_stop(offboard=True)
         self._write_status(ok=True)

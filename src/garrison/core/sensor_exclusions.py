@@ -1,10 +1,13 @@
-"""Sensor exclusions configured on the server: per tenant and optionally per device group, sent to
-every agent at check-in (``CheckinResponse.sensor_exclusions``), where the sensors' sink drops matching
-rows before they are recorded (``garrison.agent.sensors.base.Exclusion``: column op value, in one table
-or in all)."""
+"""Sensor exclusions configured on the server: per tenant and optionally per device group, part of the
+agent's versioned configuration: a check-in answer carries them (``CheckinResponse.sensor_exclusions``)
+only when the agent's ``config_version`` is not the device's current one (:func:`config_version`, a
+digest of what the device gets). The sensors' sink drops matching rows before they are recorded
+(``garrison.agent.sensors.base.Exclusion``: column op value, in one table or in all)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select
@@ -86,3 +89,10 @@ def for_device(conn: Connection, tenant_id: int, device_id: str) -> list[dict[st
     for (items,) in conn.execute(_FOR_DEVICE, {"t": tenant_id, "d": device_id}):
         out.extend(items or [])
     return out
+
+
+def config_version(exclusions: list[dict[str, Any]]) -> int:
+    """The version of a device's agent configuration: a digest of its exclusions (the same on every
+    server process and after restarts; 1..2^31-1, so never the 0 of an agent that has none yet)."""
+    digest = hashlib.sha256(json.dumps(exclusions, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 1) + 1

@@ -68,6 +68,9 @@ class CheckinRequest(Wire):
     drops: dict[ShortStr, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=256)
     spool_pending: Annotated[int, Field(ge=0)] = 0
     transport_errors: Annotated[int, Field(ge=0)] = 0  # failed sends since the last check-in
+    # The configuration version the agent applied last (0: none yet); the answer carries the
+    # configuration (sensor exclusions) only when the server's is another.
+    config_version: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
 class ActionOut(Wire):

@@ -178,10 +178,10 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
     with store.connection(who.tenant_id) as conn:  # tenant-bound: _OPEN_ACTION must name the tenant
         has_open = conn.execute(_OPEN_ACTION, {"t": who.tenant_id, "d": who.device_id}).first() is not None
         if cached is None or cached[0] < time.monotonic():
-            cached = (time.monotonic() + EXCLUSIONS_TTL,
-                      sensor_exclusions.for_device(conn, who.tenant_id, who.device_id))
+            items = sensor_exclusions.for_device(conn, who.tenant_id, who.device_id)
+            cached = (time.monotonic() + EXCLUSIONS_TTL, items, sensor_exclusions.config_version(items))
             request.app.state.exclusions_cache[who.device_id] = cached
-    exclusions = cached[1]
+    _expires, exclusions, version = cached
     if has_open:
         with store.tenant(who.tenant_id) as s:
             pending = actions.pending_for_device(s, who.device_id, now)
@@ -189,10 +189,12 @@ async def checkin(request: Request, who: DeviceAuth = DEVICE) -> CheckinResponse
     request.app.state.heartbeats.note(who.device_id, body, client_ip(request), now, who.tenant_id)
     offboard = who.offboarded
     resync = request.app.state.resync.pop(who.device_id, [])
-    return CheckinResponse(actions=out, config_version=request.app.state.config_version,
+    # The configuration is sent only when the agent's version is not the current one.
+    return CheckinResponse(actions=out, config_version=version,
                            checkin_interval=request.app.state.settings.checkin_interval,
                            resync=resync, offboard=offboard,
-                           sensor_exclusions=[SensorExclusion(**e) for e in exclusions])
+                           sensor_exclusions=None if body.config_version == version else
+                           [SensorExclusion(**e) for e in exclusions])
 
 
 @router.post("/batches", response_model=BatchAck)
@@ -340,7 +342,7 @@ def setup_state(app: Any) -> None:
 
     app.state.heartbeats = HeartbeatBuffer(app.state.store, app.state.settings.heartbeat_interval)
     app.state.device_cache = {}
-    app.state.exclusions_cache = {}  # device id → (expires, sensor exclusions); cleared on every change
+    app.state.exclusions_cache = {}  # device id → (expires, sensor exclusions, config version); cleared on change
     app.state.event_device_names = {}
     app.state.resync = {}
     # Writes (enrollments, uploads) wait here rather than in the connection pool: waiting for the

@@ -10,14 +10,13 @@ DNS over TCP, DoT and DoH are not seen.
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import struct
-import threading
 import time
 from typing import Any
 
-from garrison.agent.sensors.base import Sensor, SensorContext, register_sensor
+from garrison.agent.sensors.base import SensorContext, register_sensor
+from garrison.agent.sensors.loop import LoopSensor
 from garrison.agent.sensors.procinfo import iso
 
 ETH_P_ALL = 0x0003
@@ -133,21 +132,17 @@ def _udp(packet: bytes) -> tuple[str, int, str, int, bytes] | None:
 
 
 @register_sensor
-class DnsSensor(Sensor):
+class DnsSensor(LoopSensor):
     name = "dns"
     needs_root = True  # CAP_NET_RAW
     tables = ("DeviceEvents",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.ctx: SensorContext | None = None
         self.sock: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.seen = 0
 
-    def start(self, ctx: SensorContext) -> None:
-        self.ctx = ctx
+    def open(self, ctx: SensorContext) -> None:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         try:
             attach_filter(sock, UDP_PORT_53)
@@ -156,30 +151,21 @@ class DnsSensor(Sensor):
             sock.close()
             raise
         self.sock = sock
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="garrison-dns", daemon=True)
-        self._thread.start()
-        self.running = True
-        self.started_at = dt.datetime.now(dt.UTC)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        self.running = False
 
-    def _loop(self) -> None:
+    def run(self) -> None:
         assert self.sock is not None
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 packet, addr = self.sock.recvfrom(65535)
             except TimeoutError:
                 continue
             except OSError:
-                if self._stop.is_set():
+                if self.stopping:
                     return
                 continue
             if addr[2] == PACKET_OUTGOING:  # every packet we care about also arrives somewhere

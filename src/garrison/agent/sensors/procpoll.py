@@ -8,17 +8,16 @@ network, file, logon and device event.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import threading
 import time
 
-from garrison.agent.sensors.base import Sensor, SensorContext, register_sensor
+from garrison.agent.sensors.base import SensorContext, register_sensor
+from garrison.agent.sensors.loop import LoopSensor
 from garrison.agent.sensors.procinfo import account_sid, image_columns, initiating_columns, iso, read_proc
 
 
 @register_sensor
-class ProcPollSensor(Sensor):
+class ProcPollSensor(LoopSensor):
     name = "procpoll"
     needs_root = False
     fallback_for = "audit"  # started only when that sensor cannot run
@@ -27,35 +26,20 @@ class ProcPollSensor(Sensor):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ctx: SensorContext | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.known: set[int] = set()
 
-    def start(self, ctx: SensorContext) -> None:
-        self.ctx = ctx
+    def open(self, ctx: SensorContext) -> None:
         self.known = set(self._pids())  # what runs already is not "created" now
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="garrison-procpoll", daemon=True)
-        self._thread.start()
-        self.running = True
-        self.started_at = dt.datetime.now(dt.UTC)
         self.error = (f"running as uid {os.geteuid()} without audit: processes are sampled from /proc every "
                       f"{self.interval:g} s (shorter-lived ones are missed); network, file, logon and device "
                       "events are not collected")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.running = False
 
     @staticmethod
     def _pids() -> list[int]:
         return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+    def run(self) -> None:
+        while not self.wait(self.interval):
             self.poll()
 
     def poll(self) -> int:

@@ -8,11 +8,9 @@ No root needed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 from garrison import __version__
 from garrison.agent.collectors.base import AgentContext
 from garrison.agent.collectors.device import device_report
-from garrison.agent.sensors.base import Row, Sensor, SensorContext, register_sensor
+from garrison.agent.sensors.base import Row, SensorContext, register_sensor
+from garrison.agent.sensors.loop import LoopSensor
 from garrison.agent.sensors.procinfo import iso
 
 CHECK_EVERY = 60.0
@@ -81,41 +80,26 @@ def device_row(ctx: SensorContext, now: float) -> Row:
 
 
 @register_sensor
-class SnapshotSensor(Sensor):
+class SnapshotSensor(LoopSensor):
     name = "snapshot"
     needs_root = False
     tables = ("DeviceInfo", "DeviceNetworkInfo")
 
+    join_timeout = 15.0
+
     def __init__(self) -> None:
         super().__init__()
-        self.ctx: SensorContext | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last: str = ""
         self._last_full = 0.0
 
-    def start(self, ctx: SensorContext) -> None:
-        self.ctx = ctx
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="garrison-snapshot", daemon=True)
-        self._thread.start()
-        self.running = True
-        self.started_at = dt.datetime.now(dt.UTC)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self.running = False
-
-    def _loop(self) -> None:
+    def run(self) -> None:
         every = float(self.ctx.settings.get("snapshot_check", CHECK_EVERY)) if self.ctx else CHECK_EVERY
         while True:
             try:
                 self.snapshot()
             except Exception as exc:  # noqa: BLE001 - reported in health; retried next time
                 self.error = f"snapshot failed: {type(exc).__name__}: {exc}"
-            if self._stop.wait(every):
+            if self.wait(every):
                 return
 
     def snapshot(self, force: bool = False) -> bool:

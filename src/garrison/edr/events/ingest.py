@@ -38,6 +38,11 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._last_prune = time.monotonic()
         self.stored_events = 0
+        # When each device's last agent batch was stored (the heartbeat flush's NoSensorData rule asks
+        # every 2 s): kept here as batches are written, seeded once per tenant from the store's ledger.
+        self._received: dict[tuple[int, str], dt.datetime] = {}  # (tenant, device) -> time
+        self._seeded: set[int] = set()
+        self._received_lock = threading.Lock()
 
     def start(self) -> None:
         if self._thread is None:
@@ -64,6 +69,31 @@ class EventWriter:
         if self._thread is None:  # not started (a one-shot import, a test): store it here
             self._drain_once()
         return fut
+
+    def last_received(self, tenant_id: int, device_ids: list[str]) -> dict[str, dt.datetime]:
+        """When each of ``device_ids`` (of ``tenant_id``) last had an agent batch stored; a device that
+        never had one is absent. Read from the store once per tenant (after a restart), then from memory."""
+        with self._received_lock:
+            seeded = tenant_id in self._seeded
+        if not seeded:
+            stats = self.store.scope(tenant_id, None).sensor_stats(dt.datetime.now(dt.UTC))
+            stored = {d: _utc(st["lastReceived"]) for d, st in stats.items() if st.get("lastReceived") is not None}
+            with self._received_lock:
+                for d, at in stored.items():  # a batch written meanwhile is newer than the ledger read
+                    self._newer((tenant_id, d), at)
+                self._seeded.add(tenant_id)
+        with self._received_lock:
+            return {d: self._received[(tenant_id, d)] for d in device_ids if (tenant_id, d) in self._received}
+
+    def _newer(self, key: tuple[int, str], at: dt.datetime) -> None:
+        if key not in self._received or self._received[key] < at:
+            self._received[key] = at
+
+    def _note_received(self, batches: list[BatchIn], results: list[Stored]) -> None:
+        with self._received_lock:
+            for b, res in zip(batches, results, strict=True):
+                if b.seq > 0 and res.status == "accepted":
+                    self._newer((b.tenant_id, b.device_id), _utc(b.received_at))
 
     def _take(self) -> list[tuple[BatchIn, Future[Stored]]]:
         with self._cond:
@@ -111,9 +141,16 @@ class EventWriter:
                     log.exception("storing an event batch failed")
                     fut.set_exception(one)
                 else:
+                    self._note_received([batch], [res])
                     self.stored_events += res.stored
                     fut.set_result(res)
             return
+        self._note_received([b for b, _ in taken], results)
         for (_, fut), res in zip(taken, results, strict=True):
             self.stored_events += res.stored
             fut.set_result(res)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Engines store UTC without a zone."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
