@@ -34,7 +34,13 @@ def telemetry_health(scope: EventScope, device: Device, now: dt.datetime) -> dic
 
 def last_telemetry(service: EventService) -> LastTelemetry:
     """For the heartbeat flush: when each device's last event batch reached the event store, as the
-    server's event writer keeps it in memory (seeded once per tenant from the store)."""
+    server's event writer keeps it in memory (seeded once per tenant from the store). Before the writer
+    runs (no batch since the start) the store is read; the flush never starts the writer itself (its
+    last flush runs at shutdown)."""
     def read(tenant_id: int, device_ids: list[str]) -> dict[str, dt.datetime]:
-        return service.writer.last_received(tenant_id, device_ids)
+        writer = service.running_writer
+        if writer is not None:
+            return writer.last_received(tenant_id, device_ids)
+        stats = service.store.scope(tenant_id, device_ids).sensor_stats(dt.datetime.now(dt.UTC))
+        return {d: s["lastReceived"] for d, s in stats.items() if s.get("lastReceived") is not None}
     return read

@@ -44,6 +44,11 @@ class EventService:
         return self._writer
 
     @property
+    def running_writer(self) -> EventWriter | None:
+        """The writer when one runs (never starts one)."""
+        return self._writer
+
+    @property
     def opened(self) -> bool:
         return self._store is not None
 
