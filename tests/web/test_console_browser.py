@@ -406,7 +406,7 @@ def test_settings_pages(page: Any, console: Console) -> None:
     expect(pg.get_by_test_id("users-table")).to_contain_text("sam")
     pg.get_by_label("User name").fill("nina")
     pg.get_by_label("Password (12+ characters)").fill("a long enough password")
-    pg.get_by_label("Role").select_option("analyst")
+    pg.get_by_label("Role", exact=True).select_option("analyst")
     pg.get_by_role("button", name="Create user").click()
     expect(pg.get_by_test_id("flash")).to_contain_text("User 'nina' created")
     expect(pg.get_by_test_id("users-table")).to_contain_text("nina")
