@@ -52,6 +52,8 @@ class ServerSettings:
     events_url: str | None = None
     events_retention_days: int = 180  # the timeline's reach
     hunting_days: int = 30  # advanced hunting's window
+    hunting_calls_per_minute: int = 45  # per tenant (Defender's limits)
+    hunting_calls_per_hour: int = 1500
     # Sigma rules evaluated at ingest: "shipped" (the SigmaHQ release in the package), "none", or
     # comma-separated rule directories / zip archives
     detection_rules: str = "shipped"

@@ -3,7 +3,6 @@ in Defender's shape ``{"Schema": [{"Name", "Type"}], "Results": [{…}]}`` (garr
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,11 +22,6 @@ from garrison.server.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/api", tags=["advanced hunting"])
 
-# Defender's limits per tenant: 45 calls a minute, 1,500 an hour (configurable from the environment).
-CALLS_PER_MINUTE = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_MINUTE", "45"))
-CALLS_PER_HOUR = float(os.environ.get("GARRISON_HUNTING_CALLS_PER_HOUR", "1500"))
-
-
 class HuntRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,8 +29,10 @@ class HuntRequest(BaseModel):
 
 
 def setup(app: Any) -> None:
-    app.state.hunting_limits = (RateLimiter(CALLS_PER_MINUTE, burst=max(1, int(CALLS_PER_MINUTE))),
-                                RateLimiter(CALLS_PER_HOUR / 60, burst=max(1, int(CALLS_PER_HOUR))))
+    # Defender's limits per tenant: 45 calls a minute, 1,500 an hour (server settings).
+    per_minute, per_hour = app.state.settings.hunting_calls_per_minute, app.state.settings.hunting_calls_per_hour
+    app.state.hunting_limits = (RateLimiter(per_minute, burst=max(1, per_minute)),
+                                RateLimiter(per_hour / 60, burst=max(1, per_hour)))
 
 
 @router.post("/advancedqueries/run", responses=returns(schema.HuntingResult))
